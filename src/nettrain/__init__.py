@@ -1,0 +1,14 @@
+"""nettrain: load data, build a network, train, evaluate, save and predict, in one command or a few lines.
+
+    import nettrain
+    run = nettrain.fit(dataset="digits", epochs=5)
+    model = nettrain.load(run.dir)
+    print(model.predict(images).labels)
+"""
+__version__ = "0.1.0"
+
+from .api import Predictions, Predictor, Run, fit, load  # noqa: E402
+from .config import Config  # noqa: E402
+from .errors import NettrainError  # noqa: E402
+
+__all__ = ["fit", "load", "Run", "Predictor", "Predictions", "Config", "NettrainError", "__version__"]

@@ -1,0 +1,199 @@
+"""The `nettrain` command: parse arguments, call the API, print results and errors. No logic of its own.
+
+    nettrain fit [--config FILE] [--dataset mnist --model cnn --epochs 3 ...] [--optim.momentum 0.9 ...]
+    nettrain fit --resume RUN_DIR
+    nettrain evaluate RUN_DIR_OR_CHECKPOINT [--data-dir DIR]
+    nettrain predict RUN_DIR_OR_CHECKPOINT FILE_OR_FOLDER... [--topk 3] [--json]
+    nettrain list
+
+A user error (`NettrainError`) prints one line and exits with code 2; anything else is a bug and keeps its
+traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import SHORTCUTS, parse_value
+from .errors import NettrainError
+
+# flag -> (config key, type, help)
+FIT_FLAGS = {
+    "--config": (None, str, "YAML config file (a recipe, or a run's config.yaml to repeat it)"),
+    "--resume": (None, str, "continue the run in this directory from its last checkpoint"),
+    "--dataset": ("dataset", str, "dataset name (nettrain list)"),
+    "--data-dir": ("data_dir", str, "data directory (default: $NETTRAIN_DATA, else ./data)"),
+    "--model": ("model", str, "model name, package.module:Class or path/file.py:Class"),
+    "--optimizer": ("optimizer", str, "sgd, adam, adamw, rmsprop, adagrad, adadelta"),
+    "--lr": ("lr", float, "learning rate"),
+    "--momentum": ("momentum", float, "momentum (sgd, rmsprop)"),
+    "--weight-decay": ("weight_decay", float, "weight decay"),
+    "--scheduler": ("scheduler", str, "none, step, cosine, onecycle"),
+    "--epochs": ("epochs", int, "number of epochs"),
+    "--batch-size": ("batch_size", int, "batch size"),
+    "--seed": ("seed", int, "random seed"),
+    "--loss": ("loss", str, "cross-entropy, nll, mse, l1 or package.module:function"),
+    "--device": ("device", str, "auto, cpu, cuda, cuda:N, mps"),
+    "--precision": ("precision", str, "auto, 32, bf16-mixed, 16-mixed"),
+    "--image-size": ("image_size", int, "resize image folders to this size"),
+    "--run-dir": ("run_dir", str, "run directory (default runs/<time>-<dataset>-<model>)"),
+}
+SWITCHES = {"--download": ("download", "let torchvision download the dataset if missing"),
+            "--overwrite": ("overwrite", "replace an existing run directory"),
+            "--compile": ("compile", "torch.compile the model")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nettrain", description="Train, evaluate and run PyTorch models in one command.")
+    sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,list}")
+    fit = sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
+                         "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'); see `nettrain list`.")
+    for flag, (_, typ, help_) in FIT_FLAGS.items():
+        fit.add_argument(flag, type=typ, help=help_)
+    for flag, (_, help_) in SWITCHES.items():
+        fit.add_argument(flag, action="store_true", default=None, help=help_)
+    ev = sub.add_parser("evaluate", help="evaluate a trained model on its test split")
+    ev.add_argument("checkpoint", help="run directory or checkpoint file")
+    ev.add_argument("--data-dir", help="evaluate on the test split found in this directory instead")
+    ev.add_argument("--device", default="auto")
+    pr = sub.add_parser("predict", help="predict the classes of image files")
+    pr.add_argument("checkpoint", help="run directory or checkpoint file")
+    pr.add_argument("inputs", nargs="+", help="image files or folders of images")
+    pr.add_argument("--topk", type=int, default=3, help="classes to show per input (default 3)")
+    pr.add_argument("--json", action="store_true", help="print JSON for machines")
+    pr.add_argument("--device", default="cpu")
+    sub.add_parser("list", help="list datasets, models, optimizers, losses and schedulers")
+    return p
+
+
+def parse_extra(extra: list) -> dict:
+    """['--optim.momentum', '0.9', '--train.tta=true', 'model.args.hidden=[10]'] -> {key: value}."""
+    out, i = {}, 0
+    while i < len(extra):
+        arg = extra[i]
+        key = arg[2:] if arg.startswith("--") else arg
+        if "=" in key:
+            key, value = key.split("=", 1)
+        elif arg.startswith("--") and i + 1 < len(extra):
+            i += 1
+            value = extra[i]
+        else:
+            raise NettrainError(f"unrecognized argument {arg!r}; options are --flag VALUE or --section.key VALUE "
+                                f"(see nettrain fit --help)")
+        key = key.replace("-", "_") if "." not in key else key
+        out[key] = parse_value(value)
+        i += 1
+    return out
+
+
+def cmd_fit(args, extra) -> int:
+    from . import api
+    options = {}
+    for flag, (key, _, _) in FIT_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if key and value is not None:
+            options[key] = value
+    for flag, (key, _) in SWITCHES.items():
+        if getattr(args, flag[2:]):
+            options[key] = True
+    options.update(parse_extra(extra))
+    api.fit(args.config, resume=args.resume, **options)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from . import api
+    model = api.load(args.checkpoint, device=args.device)
+    result = model.evaluate(data_dir=args.data_dir)
+    print(api.format_report(result, model.classes, "test"))
+    run_dir = api.checkpoint_run_dir(args.checkpoint)
+    if run_dir is not None and "confusion" in result and args.data_dir is None:
+        from .runs import RunDir
+        RunDir(run_dir).write_confusion(result["confusion"], model.classes)
+    return 0
+
+
+def _expand(inputs) -> list:
+    from .data.images import is_image_file
+    files = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
+            if not found:
+                print(f"nettrain: warning: no image files in folder {p}", file=sys.stderr)
+            files += found
+        else:
+            files.append(p)
+    return files
+
+
+def cmd_predict(args) -> int:
+    from . import api
+    from .data.images import read_image
+    model = api.load(args.checkpoint, device=args.device)
+    if model.info.kind != "image":
+        raise NettrainError("predict from files needs a model trained on images; use the Python API for vectors")
+    c, h, _ = model.info.shape
+    images, names, errors = [], [], []
+    for f in _expand(args.inputs):
+        try:
+            images.append(read_image(f, c, h))
+            names.append(str(f))
+        except NettrainError as e:
+            errors.append({"file": str(f), "error": str(e)})
+            print(f"nettrain: error: {e}", file=sys.stderr)
+    results = []
+    if images:
+        import numpy as np
+        preds = model.predict(np.stack(images))
+        results = [{"file": n, "predictions": [{"class": c_, "probability": round(p, 6)} for c_, p in top]}
+                   for n, top in zip(names, preds.topk(args.topk))]
+    if args.json:
+        print(json.dumps({"predictions": results, "errors": errors}, indent=2))
+    else:
+        for r in results:
+            print(f"{r['file']}: " + ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]))
+    return 1 if errors else 0
+
+
+def cmd_list() -> int:
+    from .data import DATASETS
+    from .engine.optim import LOSSES, OPTIMIZERS, SCHEDULERS
+    from .models import MODELS
+    for title, reg in (("datasets", DATASETS), ("models", MODELS), ("optimizers", OPTIMIZERS),
+                       ("losses", LOSSES), ("schedulers", SCHEDULERS)):
+        print(f"{title}:")
+        width = max(len(n) for n in reg.names())
+        for name, help_ in reg.describe():
+            print(f"  {name:<{width}}  {help_}")
+    print("models also: package.module:Class or path/to/file.py:Class (your own nn.Module, with --model.args.*)")
+    print("losses also: package.module:function or path/to/file.py:function")
+    print(f"config shortcuts: {', '.join(sorted(SHORTCUTS))}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        if args.command == "fit":
+            return cmd_fit(args, extra)
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "evaluate":
+            return cmd_evaluate(args)
+        if args.command == "predict":
+            return cmd_predict(args)
+        if args.command == "list":
+            return cmd_list()
+        parser.print_help()
+        return 2
+    except NettrainError as e:
+        print(f"nettrain: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nettrain: interrupted", file=sys.stderr)
+        return 130

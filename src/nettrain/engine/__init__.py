@@ -1,0 +1,1 @@
+"""The engine: device and precision, optimizers/schedules/losses, the loop, checkpoints, progress output."""

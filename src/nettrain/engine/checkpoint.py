@@ -1,0 +1,112 @@
+"""Checkpoints: one explicit dict of tensors and plain Python types, written atomically.
+
+A checkpoint loads with `torch.load(path, weights_only=True)` anywhere, nettrain installed or not:
+
+    {"format_version": 1, "model": state_dict (no "module." / "_orig_mod." prefixes), "optimizer": ...,
+     "scheduler": ..., "scaler": ..., "ema": state_dict or None, "epoch": completed epochs,
+     "rng": {"torch": ByteTensor, "cuda": [...]}, "config": {...}, "data": {classes, shape, mean, std, ...},
+     "history": [metrics rows], "best": {"metric", "value", "epoch"}, "nettrain_version": "..."}
+
+The best weights are also written as `.safetensors` (weights only, with the classes in its metadata).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+
+FORMAT_VERSION = 1
+REQUIRED = ("format_version", "model", "config", "data", "epoch")
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The user's module inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def clean_state_dict(model: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
+
+
+def _atomic(path: Path, write):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)   # a reader, or a kill -9, sees the old file or the new one, never half of one
+
+
+def save(path, checkpoint: dict):
+    checkpoint = {"format_version": FORMAT_VERSION, **checkpoint}
+    _atomic(path, lambda p: torch.save(checkpoint, p))
+
+
+def save_safetensors(path, state_dict: dict, metadata: dict):
+    from safetensors.torch import save_file
+    tensors = {k: v.contiguous() for k, v in state_dict.items()}
+    meta = {k: json.dumps(v) for k, v in metadata.items()}
+    _atomic(path, lambda p: save_file(tensors, str(p), metadata=meta))
+
+
+def load(path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).exists():
+                path = path / name
+                break
+        else:
+            raise CheckpointError(f"{path} holds no best.pt or last.pt; give a run directory made by nettrain fit "
+                                  f"or a checkpoint file")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; give a run directory or a .pt file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a readable nettrain checkpoint ({first[:200]}); "
+                              f"give a .pt file written by nettrain fit") from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
+        missing = [k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
+        raise CheckpointError(f"{path} is not a nettrain checkpoint (missing {', '.join(missing)}); "
+                              f"give a .pt file written by nettrain fit")
+    if ckpt["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {ckpt['format_version']}, newer than this nettrain "
+                              f"reads ({FORMAT_VERSION}); upgrade nettrain")
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+def load_weights(model: torch.nn.Module, state_dict: dict, where: str, model_name: str):
+    """load_state_dict, with a one-line error when the checkpoint is of another model."""
+    try:
+        unwrap(model).load_state_dict(state_dict)
+    except RuntimeError as e:
+        msg = str(e)
+        detail = "missing/unexpected keys" if "key" in msg else "shape mismatch"
+        raise CheckpointError(f"{where} holds weights of another model than {model_name!r} ({detail}); "
+                              f"use the model and data it was trained with") from None
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict):
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,91 @@
+"""Where and in what precision the model runs: `--device` and `--precision` resolved once, up front.
+
+auto device: CUDA, then MPS, then CPU. auto precision: bf16 autocast where the hardware computes bf16
+natively (Ampere+ GPUs; CPUs with AVX-512 BF16 / AMX, ~4x fp32 matmul here), fp16 with a gradient scaler
+on older GPUs, fp32 elsewhere and for the tiny vector models, where casts cost more than they save.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; choose auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} "
+                              f"GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' asked for, but MPS is not available here; use --device cpu or auto")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unsupported device {name!r}; choose auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()) or \
+            bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    return False
+
+
+@dataclass
+class Precision:
+    name: str                 # "32", "bf16-mixed" or "16-mixed"
+    device: torch.device
+
+    @property
+    def dtype(self):
+        return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(self.name)
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def scaler(self):
+        """A gradient scaler for fp16 (its small range underflows gradients), else a disabled one."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.name == "16-mixed")
+
+
+def resolve_precision(name: str, device: torch.device, kind: str) -> Precision:
+    if name == "auto":
+        if kind != "image":
+            name = "32"
+        elif bf16_supported(device):
+            name = "bf16-mixed"
+        elif device.type == "cuda":
+            name = "16-mixed"
+        else:
+            name = "32"
+    if name == "16-mixed" and device.type == "cpu":
+        raise ConfigError("precision 16-mixed needs a GPU; on the CPU use bf16-mixed or 32")
+    if name == "bf16-mixed" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("this GPU has no bf16; use --precision 16-mixed or 32")
+    return Precision(name, device)
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device.type

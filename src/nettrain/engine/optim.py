@@ -1,0 +1,117 @@
+"""Optimizers, learning-rate schedules and losses by name: each builder returns a plain torch object.
+
+Every schedule is stepped once per optimizer step (not per epoch), so warmup and decay are smooth and a
+resumed run restores the schedule exactly from its state_dict.
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, closest
+from ..registry import Registry
+
+OPTIMIZERS = Registry("optimizer")
+SCHEDULERS = Registry("scheduler")
+LOSSES = Registry("loss")
+
+for _name, _cls, _help in [
+    ("sgd", torch.optim.SGD, "stochastic gradient descent; momentum, nesterov, weight_decay"),
+    ("adam", torch.optim.Adam, "Adam; betas, eps, weight_decay (L2)"),
+    ("adamw", torch.optim.AdamW, "AdamW; betas, eps, decoupled weight_decay"),
+    ("rmsprop", torch.optim.RMSprop, "RMSprop; alpha, eps, momentum, weight_decay"),
+    ("adagrad", torch.optim.Adagrad, "Adagrad; lr_decay, eps, weight_decay"),
+    ("adadelta", torch.optim.Adadelta, "Adadelta; rho, eps, weight_decay"),
+]:
+    OPTIMIZERS.register(_name, _help)(_cls)
+
+
+def build_optimizer(params, cfg) -> torch.optim.Optimizer:
+    cls = OPTIMIZERS.get(cfg.name)
+    kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    for key in ("momentum", "nesterov", "eps"):
+        if getattr(cfg, key) is not None:
+            kwargs[key] = getattr(cfg, key)
+    if cfg.betas is not None:
+        kwargs["betas"] = tuple(cfg.betas)
+    kwargs.update(cfg.args)
+    accepted = [p for p in inspect.signature(cls).parameters if p not in ("params", "self")]
+    bad = [k for k in kwargs if k not in accepted]
+    if bad:
+        raise ConfigError(f"optimizer {cfg.name!r} takes no {', '.join(bad)}{closest(bad[0], accepted)}; "
+                          f"it takes: {', '.join(accepted)}")
+    try:
+        return cls(params, **kwargs)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise ConfigError(f"optimizer {cfg.name!r}: {e}; fix the optim.* values") from None
+
+
+@SCHEDULERS.register("none", "constant learning rate (after the warmup, if any)")
+def _none(opt, cfg, total_steps, steps_per_epoch):
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+
+@SCHEDULERS.register("step", "multiply the lr by gamma every step_epochs epochs")
+def _step(opt, cfg, total_steps, steps_per_epoch):
+    return torch.optim.lr_scheduler.StepLR(opt, max(1, round(cfg.step_epochs * steps_per_epoch)), cfg.gamma)
+
+
+@SCHEDULERS.register("cosine", "cosine decay from optim.lr to min_lr over the run")
+def _cosine(opt, cfg, total_steps, steps_per_epoch):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, total_steps), eta_min=cfg.min_lr)
+
+
+@SCHEDULERS.register("onecycle", "rise to optim.lr over pct_start of the run, then anneal (Smith's 1cycle)")
+def _onecycle(opt, cfg, total_steps, steps_per_epoch):
+    lr = opt.param_groups[0]["lr"]
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(2, total_steps),
+                                               pct_start=cfg.pct_start)
+
+
+def build_scheduler(opt, cfg, epochs: int, steps_per_epoch: int):
+    builder = SCHEDULERS.get(cfg.name)
+    warmup = round(cfg.warmup_epochs * steps_per_epoch) if cfg.name != "onecycle" else 0
+    total = epochs * steps_per_epoch
+    main = builder(opt, cfg, total - warmup, steps_per_epoch)
+    if not warmup:
+        return main
+    ramp = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, end_factor=1.0, total_iters=warmup)
+    return torch.optim.lr_scheduler.SequentialLR(opt, [ramp, main], milestones=[warmup])
+
+
+@LOSSES.register("cross-entropy", "cross-entropy on logits (classification); train.label_smoothing")
+def _cross_entropy(cfg):
+    return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+
+@LOSSES.register("nll", "negative log-likelihood on log-probabilities (models ending in log_softmax)")
+def _nll(cfg):
+    return nn.NLLLoss()
+
+
+@LOSSES.register("mse", "mean squared error (regression)")
+def _mse(cfg):
+    return nn.MSELoss()
+
+
+@LOSSES.register("l1", "mean absolute error (regression)")
+def _l1(cfg):
+    return nn.L1Loss()
+
+
+def build_loss(cfg):
+    """A registered loss, or the user's function `package.module:function` / `file.py:function`."""
+    if cfg.loss in LOSSES or ":" not in cfg.loss:
+        return LOSSES.get(cfg.loss)(cfg)
+    from ..models import load_object
+    fn = load_object(cfg.loss, "loss")
+    if not callable(fn):
+        raise ConfigError(f"loss {cfg.loss!r} is not callable; give a function f(outputs, targets) -> loss")
+    return fn
+
+
+def default_loss_for(task: str, loss: str) -> str:
+    """Regression with the classification default means the user did not choose: use MSE."""
+    return "mse" if task == "regression" and loss == "cross-entropy" else loss

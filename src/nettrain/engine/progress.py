@@ -1,0 +1,50 @@
+"""What the user sees while training: a tqdm bar on a terminal, one plain line per epoch otherwise."""
+from __future__ import annotations
+
+import sys
+
+
+def fmt_row(row: dict, epochs: int) -> str:
+    parts = [f"epoch {int(row['epoch'])}/{epochs}", f"train loss {row['train_loss']:.4f}"]
+    if row.get("train_acc") is not None:
+        parts.append(f"acc {row['train_acc']:.2%}")
+    if row.get("val_loss") is not None:
+        parts.append(f"| val loss {row['val_loss']:.4f}")
+    if row.get("val_acc") is not None:
+        parts.append(f"acc {row['val_acc']:.2%}")
+    if row.get("val_mae") is not None:
+        parts.append(f"mae {row['val_mae']:.4f}")
+    parts += [f"| lr {row['lr']:.2e}", f"{row['seconds']:.1f}s", f"{row['images_per_s']:,.0f} img/s",
+              f"data wait {row['data_wait']:.1%}"]
+    return "  ".join(parts)
+
+
+class Progress:
+    """mode: auto (bar on a terminal), bar, lines, none."""
+
+    def __init__(self, mode: str, epochs: int):
+        self.epochs = epochs
+        self.bar_enabled = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
+        self.quiet = mode == "none"
+        self.bar = None
+
+    def say(self, text: str):
+        if not self.quiet:
+            print(text, flush=True)
+
+    def start_epoch(self, epoch: int, steps: int):
+        if self.bar_enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{self.epochs}", unit="step", leave=False,
+                            file=sys.stderr, dynamic_ncols=True)
+
+    def step(self, n: int, loss: float, images_per_s: float):
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_s:,.0f}", refresh=False)
+
+    def end_epoch(self, row: dict):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self.say(fmt_row(row, self.epochs))

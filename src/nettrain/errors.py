@@ -1,0 +1,38 @@
+"""The user-error family.
+
+Anything raised as a `NettrainError` is the user's to fix: the CLI prints its message as one line (exit
+code 2) with no traceback. Any other exception is a bug in nettrain and keeps its traceback.
+"""
+import difflib
+
+
+class NettrainError(Exception):
+    """A problem with the user's input: the message names the problem and the fix."""
+
+
+class ConfigError(NettrainError):
+    """An unknown key, a wrong type or an invalid value in the configuration."""
+
+
+class DataError(NettrainError):
+    """Data that is missing, unreadable or malformed."""
+
+
+class ModelError(NettrainError):
+    """A model that cannot be built, or that does not fit the data or the checkpoint."""
+
+
+class CheckpointError(NettrainError):
+    """A checkpoint or run directory that cannot be read or does not match."""
+
+
+def closest(name: str, choices) -> str:
+    """' (did you mean X?)' when a choice is close to `name`, else ''."""
+    match = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def unknown(kind: str, name: str, choices) -> NettrainError:
+    """The standard error for a name that is not among `choices`."""
+    choices = sorted(choices)
+    return NettrainError(f"unknown {kind} {name!r}{closest(name, choices)}; choose one of: {', '.join(choices)}")

@@ -1,0 +1,114 @@
+"""The built-in networks. Each builder takes the input shape ([C, H, W] or [D]) and the output count, plus
+its own keyword arguments, and returns a plain `nn.Module` (mostly `nn.Sequential`, so a checkpoint's keys
+are the same as those of the tutorial code that builds the same layers by hand).
+"""
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+from ..errors import ModelError
+from ..registry import Registry
+
+MODELS = Registry("model")
+
+
+def _image_shape(name, shape) -> tuple:
+    if len(shape) != 3:
+        raise ModelError(f"model {name!r} needs images, but this dataset's inputs are vectors of shape {shape}; "
+                         f"use --model mlp")
+    return tuple(shape)
+
+
+def _flat_size(layers: nn.Module, shape) -> int:
+    """Features after `layers` for one input of `shape` (so the classifier adapts to any image size)."""
+    with torch.no_grad():
+        try:
+            return layers(torch.zeros(1, *shape)).flatten(1).shape[1]
+        except RuntimeError:
+            return 0
+
+
+def _too_small(name, shape, minimum) -> ModelError:
+    return ModelError(f"model {name!r} needs images of at least {minimum}x{minimum}, this dataset's are "
+                      f"{shape[1]}x{shape[2]}; set --data.image_size {minimum} (image folders) or use --model cnn")
+
+
+@MODELS.register("tudui", "the CIFAR-10 tutorial's CNN: 3x (conv 5x5 + max-pool), 2 linear layers (64 hidden)")
+def tudui(shape, outputs):
+    c, h, w = _image_shape("tudui", shape)
+    features = nn.Sequential(nn.Conv2d(c, 32, 5, 1, 2), nn.MaxPool2d(2), nn.Conv2d(32, 32, 5, 1, 2), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 64, 5, 1, 2), nn.MaxPool2d(2))
+    n = _flat_size(features, shape)
+    if not n:
+        raise _too_small("tudui", shape, 8)
+    return nn.Sequential(*features, nn.Flatten(), nn.Linear(n, 64), nn.Linear(64, outputs))
+
+
+class LeNet(nn.Module):
+    """The official PyTorch CIFAR-10 tutorial's `Net` (same attribute names, so its state_dict matches)."""
+
+    def __init__(self, shape, outputs):
+        super().__init__()
+        c = shape[0]
+        self.conv1 = nn.Conv2d(c, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        n = _flat_size(nn.Sequential(self.conv1, nn.ReLU(), self.pool, self.conv2, nn.ReLU(), self.pool), shape)
+        if not n:
+            raise _too_small("lenet", shape, 16)
+        self.fc1 = nn.Linear(n, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, outputs)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = torch.relu(self.fc1(x))
+        x = torch.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+@MODELS.register("lenet", "the official PyTorch CIFAR-10 tutorial's LeNet (conv 6, conv 16, fc 120-84)")
+def lenet(shape, outputs):
+    return LeNet(_image_shape("lenet", shape), outputs)
+
+
+@MODELS.register("mlp", "multi-layer perceptron on flattened inputs; args: hidden (default [512, 128]), dropout")
+def mlp(shape, outputs, hidden=(512, 128), dropout=0.0, activation="relu"):
+    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+    if activation not in acts:
+        raise ModelError(f"mlp activation must be one of {', '.join(acts)}, got {activation!r}")
+    if isinstance(hidden, int):
+        hidden = [hidden]
+    sizes = [int(torch.tensor(shape).prod())] + list(hidden)
+    layers = [nn.Flatten()]
+    for a, b in zip(sizes, sizes[1:]):
+        layers += [nn.Linear(a, b), acts[activation]()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(sizes[-1], outputs))
+    return nn.Sequential(*layers)
+
+
+def conv_bn(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+@MODELS.register("cnn", "small BatchNorm CNN (32-64-128 channels, global max-pool); the fast default")
+def cnn(shape, outputs, width=32):
+    c, h, w = _image_shape("cnn", shape)
+    return nn.Sequential(conv_bn(c, width), nn.MaxPool2d(2), conv_bn(width, 2 * width), nn.MaxPool2d(2),
+                         conv_bn(2 * width, 4 * width), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                         nn.Linear(4 * width, outputs))
+
+
+@MODELS.register("resnet18", "ResNet-18 with the CIFAR stem (3x3 conv, no max-pool): 11M parameters, ~95% on CIFAR-10")
+def resnet18(shape, outputs):
+    c, h, w = _image_shape("resnet18", shape)
+    net = torchvision.models.resnet18(num_classes=outputs)
+    net.conv1 = nn.Conv2d(c, 64, 3, 1, 1, bias=False)   # small images: keep the resolution
+    net.maxpool = nn.Identity()
+    return net

@@ -1,0 +1,38 @@
+"""Name -> builder registries for datasets, models, optimizers, losses and schedulers.
+
+A registry is a dict filled by a decorator; the builder's registered name is its key. An unknown name gets
+an error that lists what exists and the closest match. `nettrain list` prints every registry.
+"""
+from .errors import NettrainError, unknown
+
+
+class Registry:
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict = {}
+
+    def register(self, name: str, help: str = ""):
+        def add(fn):
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")  # our bug, not the user's
+            self._items[name] = (fn, help or (fn.__doc__ or "").strip().splitlines()[0])
+            return fn
+        return add
+
+    def get(self, name: str):
+        if name not in self._items:
+            raise unknown(self.kind, name, self._items)
+        return self._items[name][0]
+
+    def __contains__(self, name) -> bool:
+        return name in self._items
+
+    def names(self) -> list:
+        return sorted(self._items)
+
+    def describe(self) -> list:
+        """(name, one-line help) pairs, sorted by name."""
+        return [(n, self._items[n][1]) for n in self.names()]
+
+
+__all__ = ["Registry", "NettrainError"]

@@ -1,0 +1,138 @@
+"""The run directory: the record of one training run, enough on its own to repeat, resume, report or ship it.
+
+    runs/<timestamp>-<dataset>-<model>/
+        config.yaml            the resolved config (`nettrain fit --config` repeats the run)
+        environment.json       versions, device, precision, command line
+        metrics.csv            one row per epoch
+        confusion_matrix.csv   test-split confusion matrix (classification)
+        last.pt, best.pt       checkpoints (torch.load(..., weights_only=True))
+        best.safetensors       best weights only
+        tensorboard/           TensorBoard event files
+
+An existing directory is never overwritten unless asked (`--overwrite`).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .errors import NettrainError
+
+METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_mae", "lr", "seconds",
+                  "images_per_s", "data_wait"]
+
+
+class RunDir:
+    def __init__(self, path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path, dataset: str, model: str, overwrite: bool) -> "RunDir":
+        if path is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            safe_model = model.replace("/", "_").replace(":", "_").replace(".py", "")
+            path = Path("runs") / f"{stamp}-{dataset}-{Path(safe_model).name}"
+            n = 1
+            while path.exists():
+                n += 1
+                path = Path("runs") / f"{stamp}-{dataset}-{Path(safe_model).name}-{n}"
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            if not overwrite:
+                raise NettrainError(f"run directory {path} already exists; choose another --run-dir, "
+                                    f"add --overwrite to replace it, or --resume {path} to continue it")
+            if not (path / "config.yaml").exists() and path.is_dir():
+                raise NettrainError(f"{path} exists and is not a nettrain run directory; refusing to overwrite it")
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    # ---- paths ----
+    config = property(lambda self: self.path / "config.yaml")
+    metrics = property(lambda self: self.path / "metrics.csv")
+    last = property(lambda self: self.path / "last.pt")
+    best = property(lambda self: self.path / "best.pt")
+    best_safetensors = property(lambda self: self.path / "best.safetensors")
+    tensorboard = property(lambda self: self.path / "tensorboard")
+    confusion = property(lambda self: self.path / "confusion_matrix.csv")
+
+    def write_config(self, text: str):
+        self.config.write_text(text, encoding="utf-8")
+
+    def write_environment(self, **extra):
+        env = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+               "argv": sys.argv, "cuda": torch.version.cuda, **extra}
+        try:
+            import torchvision
+            env["torchvision"] = torchvision.__version__
+        except ImportError:
+            pass
+        (self.path / "environment.json").write_text(json.dumps(env, indent=2, default=str), encoding="utf-8")
+
+    def write_metrics(self, rows: list):
+        """Rewrite metrics.csv from all rows so far (a resumed run drops rows of an interrupted epoch)."""
+        tmp = self.metrics.with_suffix(".tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for row in rows:
+                w.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRIC_COLUMNS})
+        tmp.replace(self.metrics)
+
+    def write_confusion(self, matrix, classes):
+        with open(self.confusion, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["true \\ predicted"] + list(classes))
+            for name, row in zip(classes, matrix.tolist()):
+                w.writerow([name] + row)
+
+
+def read_metrics(path) -> list:
+    """metrics.csv as a list of dicts of floats (empty cells -> None)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+class TensorBoardLog:
+    """Scalars, a grid of sample images and the model graph, via TensorBoard's own SummaryWriter."""
+
+    def __init__(self, run: RunDir, enabled: bool, purge_step=None):
+        self.writer = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(run.tensorboard), purge_step=purge_step)
+
+    def scalars(self, row: dict, epoch: int):
+        if self.writer is None:
+            return
+        for key, tag in (("train_loss", "loss/train"), ("val_loss", "loss/val"), ("train_acc", "accuracy/train"),
+                         ("val_acc", "accuracy/val"), ("val_mae", "mae/val"), ("lr", "lr"),
+                         ("images_per_s", "speed/images_per_s")):
+            if row.get(key) is not None:
+                self.writer.add_scalar(tag, row[key], epoch)
+        self.writer.flush()
+
+    def images(self, x_uint8: torch.Tensor):
+        if self.writer is not None:
+            from torchvision.utils import make_grid
+            self.writer.add_image("samples", make_grid(x_uint8[:64].cpu(), nrow=8), 0)
+
+    def graph(self, model, example):
+        if self.writer is None:
+            return
+        try:
+            self.writer.add_graph(model, example)
+        except Exception as e:   # some user models do not trace; the graph is a nicety
+            print(f"warning: TensorBoard graph skipped ({type(e).__name__}: {str(e).splitlines()[0][:100]})",
+                  file=sys.stderr)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()

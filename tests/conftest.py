@@ -1,0 +1,40 @@
+"""Shared fixtures: the staged real data (skipped cleanly when absent) and a quiet, fast default config."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+DATA_DIR = Path(os.environ.get("NETTRAIN_TEST_DATA", SHARED))
+
+
+def staged(*parts) -> Path:
+    path = DATA_DIR.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"staged data {path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    staged("MNIST", "raw", "train-images-idx3-ubyte.gz")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def cifar_dir(tmp_path_factory):
+    """A data dir holding cifar10/{train,test}.npz, built from the staged JPEG pack into a temp dir."""
+    if (DATA_DIR / "cifar10" / "train.npz").exists():
+        return DATA_DIR
+    build = staged("cifar10", "build.py")
+    out = tmp_path_factory.mktemp("cifar")
+    subprocess.run([sys.executable, str(build), str(out / "cifar10")], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture
+def quiet():
+    """Options for fast, silent test runs."""
+    return {"run.progress": "none", "run.tensorboard": False}
