@@ -128,7 +128,10 @@ class TensorBoardLog:
         if self.writer is None:
             return
         try:
-            self.writer.add_graph(model, example)
+            import warnings
+            with warnings.catch_warnings():   # add_graph traces with torch.jit, which warns it is deprecated
+                warnings.simplefilter("ignore")
+                self.writer.add_graph(model, example)
         except Exception as e:   # some user models do not trace; the graph is a nicety
             print(f"warning: TensorBoard graph skipped ({type(e).__name__}: {str(e).splitlines()[0][:100]})",
                   file=sys.stderr)
