@@ -5,7 +5,6 @@ are the same as those of the tutorial code that builds the same layers by hand).
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from ..errors import ModelError
@@ -107,6 +106,7 @@ def cnn(shape, outputs, width=32):
 
 @MODELS.register("resnet18", "ResNet-18 with the CIFAR stem (3x3 conv, no max-pool): 11M parameters, ~95% on CIFAR-10")
 def resnet18(shape, outputs):
+    import torchvision   # imported here: it costs ~1.5 s of start-up that the other models do not need
     c, h, w = _image_shape("resnet18", shape)
     net = torchvision.models.resnet18(num_classes=outputs)
     net.conv1 = nn.Conv2d(c, 64, 3, 1, 1, bias=False)   # small images: keep the resolution
