@@ -25,7 +25,7 @@ from torch import nn
 
 from . import __version__
 from .config import SECTIONS, Config
-from .data import Data, DataInfo, from_user_data, load_data, make_batches
+from .data import ArrayData, Data, DataInfo, from_user_data, load_data, make_batches
 from .data.images import is_image_file, read_image
 from .engine import checkpoint as ckpt_io
 from .engine.device import describe, resolve_device, resolve_precision
@@ -150,10 +150,9 @@ class Predictor:
     def predict(self, inputs, batch_size: int = 256) -> Predictions:
         """inputs: file paths, PIL images, uint8 numpy arrays (HW/HWC/NHWC), tensors (CHW/NCHW), or vectors."""
         x = self._batch(inputs)
-        cfg = self.config
-        prep_cfg = cfg.data
-        batches = make_batches(_Arrays(x), self.info, prep_cfg, self.device, batch_size, train=False,
-                               channels_last=cfg.train.channels_last)
+        inputs_only = ArrayData(x, torch.zeros(len(x), dtype=torch.long))   # targets unused
+        batches = make_batches(inputs_only, self.info, self.config.data, self.device, batch_size, train=False,
+                               channels_last=self.config.train.channels_last)
         outs = []
         for xb, _ in batches:
             with self.precision.autocast():
@@ -184,13 +183,6 @@ class Predictor:
                                train=False, channels_last=cfg.train.channels_last)
         return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
                              self.info.outputs, cfg.train.tta)
-
-
-class _Arrays:
-    """Just enough of ArrayData for make_batches (inputs with dummy targets)."""
-    def __new__(cls, x):
-        from .data import ArrayData
-        return ArrayData(x, torch.zeros(len(x), dtype=torch.long))
 
 
 @dataclass
