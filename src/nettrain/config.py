@@ -182,6 +182,10 @@ class Config:
             else:
                 target[path[-1]] = value
         if errors:
+            try:   # report the other options' problems in the same error
+                Config.from_dict(d)
+            except ConfigError as e:
+                errors.append(str(e).removeprefix("invalid config: "))
             raise ConfigError("invalid options: " + "; ".join(errors))
         return Config.from_dict(d)
 
