@@ -1,0 +1,117 @@
+"""Data: datasets by name, the user's arrays, image folders, and the batches the loop consumes.
+
+    data = load_data(cfg.data)               # Data(train, val, test, info)
+    batches = make_batches(data.train, data.info, cfg.data, device, batch_size, train=True, ...)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..errors import DataError
+from .arrays import ArrayData, DataInfo, channel_stats, images_from_numpy, split
+from .batches import BatchPrep, InMemoryBatches, LoaderBatches
+from .sources import DATASETS, Source, data_root, load_source
+
+__all__ = ["DATASETS", "ArrayData", "Data", "DataInfo", "load_data", "from_user_data", "make_batches",
+           "data_root", "images_from_numpy"]
+
+
+@dataclass
+class Data:
+    train: object
+    val: Optional[object]     # validated on after each epoch (the test split unless val_fraction > 0)
+    test: Optional[object]
+    info: DataInfo
+
+
+def _stats(train) -> tuple:
+    if isinstance(train, ArrayData):
+        return channel_stats(train.x)
+    sample = torch.stack([train[i][0] for i in range(0, len(train), max(1, len(train) // 1000))])
+    return channel_stats(sample)
+
+
+def from_source(src: Source, cfg) -> Data:
+    train, test = src.train, src.test
+    if isinstance(train, ArrayData) and len(train) == 0:
+        raise DataError("the training split is empty; give a dataset with at least one example")
+    if test is None and isinstance(train, ArrayData):
+        train, test = split(train, 0.2, cfg.split_seed)
+    val = test
+    if cfg.val_fraction:
+        if not isinstance(train, ArrayData):
+            raise DataError("data.val_fraction needs an in-memory dataset; use a val/ folder instead")
+        train, val = split(train, cfg.val_fraction, cfg.split_seed + 1)
+    if src.kind == "image":
+        x0 = train.x if isinstance(train, ArrayData) else train[0][0].unsqueeze(0)
+        shape = list(x0.shape[1:])
+        mean, std = _stats(train)
+    else:
+        shape, mean, std = list(train.x.shape[1:]), [], []
+    if src.task == "classification":
+        classes = src.classes
+        if classes is None:
+            classes = [str(c) for c in range(int(train.y.max()) + 1)]
+        outputs = len(classes)
+    else:
+        classes, outputs = None, int(train.y.shape[1]) if train.y.ndim > 1 else 1
+    info = DataInfo(kind=src.kind, shape=shape, task=src.task, classes=classes, outputs=outputs,
+                    mean=mean, std=std, image_size=src.image_size)
+    return Data(train, val, test, info)
+
+
+def load_data(cfg) -> Data:
+    return from_source(load_source(cfg), cfg)
+
+
+def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
+    """The user's own data for nettrain.fit: (x, y) arrays/tensors or a torch Dataset of (x, y)."""
+    def to_arrays(d, what):
+        if isinstance(d, torch.utils.data.Dataset) and not isinstance(d, tuple):
+            xs, ys = zip(*(d[i] for i in range(len(d))))
+            d = (torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys))
+        if not (isinstance(d, (tuple, list)) and len(d) == 2):
+            raise DataError(f"{what} must be (inputs, targets) arrays or tensors, or a torch Dataset")
+        x, y = (torch.as_tensor(v) for v in d)
+        if len(x) != len(y):
+            raise DataError(f"{what}: {len(x)} inputs but {len(y)} targets; give one target per input")
+        return x, y
+    x, y = to_arrays(train, "data")
+    task = "classification" if not y.is_floating_point() else "regression"
+    if x.dtype == torch.uint8 and x.ndim in (3, 4):
+        kind = "image"
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        elif x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+            x = x.permute(0, 3, 1, 2).contiguous()   # NHWC -> NCHW
+    else:
+        kind, x = "vector", x.float()
+    if task == "regression" and y.ndim == 1:
+        y = y.unsqueeze(1)
+    fix = (lambda t: t.long()) if task == "classification" else (lambda t: t.float())
+    train_data = ArrayData(x, fix(y))
+    test_data = None
+    if test is not None:
+        tx, ty = to_arrays(test, "val_data")
+        if kind == "image" and tx.ndim == 3:
+            tx = tx.unsqueeze(1)
+        elif kind == "image" and tx.shape[-1] in (1, 3) and tx.shape[1] not in (1, 3):
+            tx = tx.permute(0, 3, 1, 2).contiguous()
+        if task == "regression" and ty.ndim == 1:
+            ty = ty.unsqueeze(1)
+        test_data = ArrayData(tx if kind == "image" else tx.float(), fix(ty))
+    return from_source(Source(train_data, test_data, classes, task=task, kind=kind), cfg)
+
+
+def make_batches(data, info: DataInfo, cfg, device, batch_size: int, *, train: bool, shuffle=False,
+                 drop_last=False, seed=0, channels_last=True, rank=0, world_size=1):
+    prep = BatchPrep(info, device, normalize=cfg.normalize, crop_padding=cfg.crop_padding if train else 0,
+                     flip=cfg.flip and train, channels_last=channels_last)
+    if isinstance(data, ArrayData):
+        return InMemoryBatches(data, prep, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                               rank=rank, world_size=world_size)
+    return LoaderBatches(data, prep, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                         workers=cfg.workers)

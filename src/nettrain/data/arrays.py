@@ -1,0 +1,85 @@
+"""In-memory datasets: one tensor of inputs, one of targets, and what a model needs to know about them.
+
+Images are kept as uint8 NCHW tensors (a quarter of float32's memory; converted a whole batch at a time).
+Feature vectors (the toy tasks) are float32 (N, D). `DataInfo` is the plain description of a dataset that
+travels into model building, checkpoints and prediction: shapes, classes, normalization.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+
+
+@dataclass
+class DataInfo:
+    kind: str                       # "image" (uint8 N,C,H,W) or "vector" (float32 N,D)
+    shape: list                     # one input's shape: [C, H, W] or [D]
+    task: str = "classification"    # or "regression"
+    classes: Optional[list] = None  # class names (classification)
+    outputs: int = 1                # model outputs: the class count, or the regression target width
+    mean: list = field(default_factory=list)  # per channel, in [0, 1] units (images)
+    std: list = field(default_factory=list)
+    image_size: Optional[int] = None  # files given to predict are resized to this (image folders)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataInfo":
+        return cls(**d)
+
+
+@dataclass
+class ArrayData:
+    """Inputs `x` and targets `y` held in memory as tensors."""
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, index) -> "ArrayData":
+        return ArrayData(self.x[index], self.y[index])
+
+
+def images_from_numpy(images: np.ndarray, labels: np.ndarray, source: str) -> ArrayData:
+    """uint8 NHWC / NHW images and integer labels -> ArrayData (NCHW uint8, int64), validated."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if not images.flags.writeable:   # torch.from_numpy warns on read-only buffers (np.frombuffer)
+        images = images.copy()
+    if images.dtype != np.uint8:
+        raise DataError(f"{source}: images must be uint8 (0-255), got {images.dtype}; "
+                        "convert with (x * 255).round().astype(np.uint8) if they are floats in [0, 1]")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise DataError(f"{source}: images must be NHWC with 1, 3 or 4 channels, or NHW, got shape {images.shape}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(f"{source}: labels must be one integer per image, got shape {labels.shape} "
+                        f"for {len(images)} images")
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{source}: labels must be integers (class indices), got {labels.dtype}")
+    if len(labels) and labels.min() < 0:
+        raise DataError(f"{source}: labels must be class indices >= 0, found {labels.min()}")
+    x = torch.from_numpy(np.ascontiguousarray(images[..., :3])).permute(0, 3, 1, 2).contiguous()
+    return ArrayData(x, torch.from_numpy(labels.astype(np.int64)))
+
+
+def channel_stats(x: torch.Tensor) -> tuple:
+    """Per-channel mean and std of uint8 NCHW images, in [0, 1] units (computed on at most 10,000)."""
+    sample = x[:10000].float().div_(255)
+    return sample.mean(dim=(0, 2, 3)).tolist(), sample.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+
+
+def split(data: ArrayData, fraction: float, seed: int) -> tuple:
+    """(rest, held_out): a seeded random `fraction` of `data` held out."""
+    if not 0 < fraction < 1:
+        raise DataError(f"a split fraction must be between 0 and 1, got {fraction}")
+    n_out = max(1, int(round(len(data) * fraction)))
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    return data.subset(perm[n_out:]), data.subset(perm[:n_out])

@@ -1,0 +1,113 @@
+"""Batches for the training loop, from memory (the fast path) or from a torch DataLoader (data too big).
+
+Both yield (x, y) ready for the model: on the device, augmented (training only), float and normalized,
+channels_last for images. The in-memory path slices a seeded permutation of uint8 tensors that already sit
+on the device; the order and augmentation of epoch `e` depend only on (seed, e), so a resumed run sees the
+same batches as an uninterrupted one. `rank`/`world_size` shard each epoch's permutation for DDP.
+"""
+from __future__ import annotations
+
+import torch
+
+from .arrays import ArrayData, DataInfo
+from .augment import augment
+
+
+class BatchPrep:
+    """uint8 batch -> augmented, normalized float batch on the device (vectors pass through)."""
+
+    def __init__(self, info: DataInfo, device, *, normalize=True, crop_padding=0, flip=False, channels_last=True):
+        self.image = info.kind == "image"
+        self.device = torch.device(device)
+        self.crop_padding, self.flip = crop_padding, flip
+        self.channels_last = channels_last and self.image
+        if self.image:
+            mean = torch.tensor(info.mean if normalize else [0.0] * info.shape[0])
+            std = torch.tensor(info.std if normalize else [1.0] * info.shape[0])
+            # (x/255 - mean)/std as one subtract and one multiply on the uint8 values
+            self.shift = (mean * 255).view(1, -1, 1, 1).to(self.device)
+            self.scale = (1 / (std * 255)).view(1, -1, 1, 1).to(self.device)
+
+    def __call__(self, x, y, train: bool, generator=None):
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        if not self.image:
+            return x, y
+        if train and (self.crop_padding or self.flip):
+            x = augment(x, self.crop_padding, self.flip, generator)
+        x = (x.float() - self.shift) * self.scale
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+
+class InMemoryBatches:
+    def __init__(self, data: ArrayData, prep: BatchPrep, batch_size: int, *, train: bool, shuffle=False,
+                 drop_last=False, seed=0, rank=0, world_size=1):
+        device = prep.device
+        self.x, self.y = data.x.to(device), data.y.to(device)   # resident on the GPU when there is one
+        self.prep, self.batch_size, self.train = prep, batch_size, train
+        self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.y) // self.world_size
+
+    def __len__(self) -> int:
+        n = self.num_samples
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _generator(self):
+        g = torch.Generator(device=self.prep.device)
+        g.manual_seed(self.seed * 1_000_003 + self.epoch)
+        return g
+
+    def __iter__(self):
+        g = self._generator()
+        n = len(self.y)
+        order = torch.randperm(n, generator=g, device=g.device) if self.shuffle else None
+        if self.world_size > 1:   # every rank gets the same number of samples
+            base = order if order is not None else torch.arange(n, device=self.prep.device)
+            order = base[: self.num_samples * self.world_size][self.rank::self.world_size]
+        for i in range(len(self)):
+            lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, self.num_samples)
+            if order is None:
+                x, y = self.x[lo:hi], self.y[lo:hi]
+            else:
+                idx = order[lo:hi]
+                x, y = self.x[idx], self.y[idx]
+            yield self.prep(x, y, self.train, g)
+
+
+class LoaderBatches:
+    """A torch DataLoader of uint8 batches (workers decode files), prepared like the in-memory path."""
+
+    def __init__(self, dataset, prep: BatchPrep, batch_size: int, *, train: bool, shuffle=False, drop_last=False,
+                 seed=0, workers=0):
+        self.dataset, self.prep, self.train, self.seed = dataset, prep, train, seed
+        self.epoch = 0
+        self._generator = torch.Generator()
+        self.loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=workers,
+            pin_memory=prep.device.type == "cuda", persistent_workers=workers > 0, generator=self._generator)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+        self._generator.manual_seed(self.seed * 1_000_003 + epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        g = torch.Generator(device=self.prep.device).manual_seed(self.seed * 1_000_003 + self.epoch + 7)
+        for x, y in self.loader:
+            yield self.prep(x, y, self.train, g)

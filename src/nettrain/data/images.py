@@ -1,0 +1,70 @@
+"""Reading image files: one file -> uint8 CHW tensor in the model's channels and size.
+
+Used by image folders (decoded once, in parallel, then cached) and by `predict`. Grayscale, palette, RGBA
+and CMYK files are all converted with Pillow's own `convert`, so every mode ends in 1 or 3 channels.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+
+def is_image_file(path) -> bool:
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def read_image(path, channels: int = 3, size=None) -> np.ndarray:
+    """The file's pixels as uint8 HWC with `channels` channels, resized to `size` x `size` if given.
+    Raises DataError naming the file when it cannot be read."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            if size and im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        reason = "not an image Pillow can read" if isinstance(e, UnidentifiedImageError) else str(e)
+        raise DataError(f"cannot read image {path}: {reason}") from None
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def image_size_of(path):
+    """(width, height) from the header only, or None if unreadable."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def read_many(paths, channels: int, size: int, progress=None):
+    """Decode `paths` in parallel threads (Pillow releases the GIL while decoding).
+    Returns (uint8 NCHW tensor of the readable ones, their indices, errors as messages)."""
+    def one(p):
+        try:
+            return read_image(p, channels, size)
+        except DataError as e:
+            return e
+    workers = min(8, (os.cpu_count() or 1) * 2)
+    images, keep, errors = [], [], []
+    with ThreadPoolExecutor(workers) as pool:
+        for i, result in enumerate(pool.map(one, paths, chunksize=64)):
+            if isinstance(result, DataError):
+                errors.append(str(result))
+            else:
+                images.append(result)
+                keep.append(i)
+            if progress is not None:
+                progress.update(1)
+    if not images:
+        return torch.empty(0, channels, size, size, dtype=torch.uint8), keep, errors
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    return x, keep, errors

@@ -1,0 +1,216 @@
+"""The datasets nettrain knows by name. Each builder returns a `Source`: train and test data plus labels.
+
+Files are read from torchvision's own layouts under the data directory (`MNIST/raw/*.gz`,
+`cifar-10-batches-py/`, ...); `--download` asks torchvision's own downloader, and nothing is downloaded
+unless asked. Everything here fits in memory and is returned as uint8 tensors.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..registry import Registry
+from .arrays import ArrayData, images_from_numpy, split
+
+DATASETS = Registry("dataset")
+
+
+@dataclass
+class Source:
+    train: object                   # ArrayData, or a torch Dataset of (uint8 CHW, label) for big folders
+    test: Optional[object]          # None: nettrain holds out part of train
+    classes: Optional[list] = None
+    task: str = "classification"
+    kind: str = "image"
+    image_size: Optional[int] = None
+
+
+def _missing(name: str, root: Path, expected: str, download_hint=True) -> DataError:
+    hint = " or add --download to fetch it" if download_hint else ""
+    return DataError(f"{name} not found in {root} (looked for {expected}); "
+                     f"point --data-dir at the folder that holds it{hint}")
+
+
+# ---- bundled and toy data --------------------------------------------------------------------------
+
+@DATASETS.register("digits", "scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes; no download)")
+def digits(cfg, root):
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    images = np.round(d.images * (255 / 16)).astype(np.uint8)   # 0-16 gray levels -> 0-255
+    data = images_from_numpy(images, d.target, "digits")
+    train, test = split(data, 0.2, cfg.split_seed)
+    return Source(train, test, [str(c) for c in range(10)])
+
+
+@DATASETS.register("quadratic", "the tutorial's regression: y = x^2 + 0.2*U(0,1), 100 points in [-1, 1] (MSE)")
+def quadratic(cfg, root):
+    def draw(seed):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.linspace(-1, 1, 100).unsqueeze(1)
+        return ArrayData(x, x.pow(2) + 0.2 * torch.rand(x.shape, generator=g))
+    return Source(draw(cfg.split_seed), draw(cfg.split_seed + 1), None, task="regression", kind="vector")
+
+
+@DATASETS.register("two-gaussians", "the tutorial's two classes of 100 points around (2, 2) and (-2, -2)")
+def two_gaussians(cfg, root):
+    def draw(seed):
+        g = torch.Generator().manual_seed(seed)
+        centre = torch.ones(100, 2)
+        x = torch.cat([torch.normal(2 * centre, 1, generator=g), torch.normal(-2 * centre, 1, generator=g)])
+        y = torch.cat([torch.zeros(100, dtype=torch.long), torch.ones(100, dtype=torch.long)])
+        return ArrayData(x, y)
+    return Source(draw(cfg.split_seed), draw(cfg.split_seed + 1), ["0", "1"], kind="vector")
+
+
+# ---- torchvision's datasets ------------------------------------------------------------------------
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST's format), gzipped or not, as a numpy array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        b = f.read()
+    if len(b) < 4 or b[0] != 0 or b[1] != 0 or b[2] != 8:
+        raise DataError(f"{path} is not an IDX file of bytes; replace it with the original download")
+    nd = b[3]
+    dims = tuple(int(v) for v in np.frombuffer(b, ">u4", nd, 4))
+    data = np.frombuffer(b, np.uint8, offset=4 + 4 * nd)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path} is truncated ({data.size} of {int(np.prod(dims))} values); download it again")
+    return data.reshape(dims)
+
+
+def _mnist_like(cfg, root: Path, folder: str, tv_class: str, classes: list) -> Source:
+    raw = root / folder / "raw"
+    def find(stem):
+        for name in (stem + ".gz", stem):
+            if (raw / name).exists():
+                return raw / name
+        return None
+    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    if any(find(s) is None for s in stems) and cfg.download:
+        import torchvision
+        getattr(torchvision.datasets, tv_class)(str(root), train=True, download=True)
+    paths = [find(s) for s in stems]
+    if any(p is None for p in paths):
+        raise _missing(tv_class, root, f"{folder}/raw/{stems[0]}.gz and the other IDX files")
+    xtr, ytr, xte, yte = (_read_idx(p) for p in paths)
+    return Source(images_from_numpy(xtr, ytr, folder), images_from_numpy(xte, yte, folder), classes)
+
+
+@DATASETS.register("mnist", "MNIST handwritten digits, 28x28 gray, 60,000 + 10,000 (DATA/MNIST/raw/*.gz)")
+def mnist(cfg, root):
+    return _mnist_like(cfg, root, "MNIST", "MNIST", [str(c) for c in range(10)])
+
+
+@DATASETS.register("fashion-mnist", "Fashion-MNIST clothing, 28x28 gray, 60,000 + 10,000 (DATA/FashionMNIST/raw)")
+def fashion_mnist(cfg, root):
+    classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+               "Ankle boot"]
+    return _mnist_like(cfg, root, "FashionMNIST", "FashionMNIST", classes)
+
+
+def _cifar(cfg, root: Path, tv_class: str, folder: str) -> Source:
+    import torchvision
+    cls = getattr(torchvision.datasets, tv_class)
+    if not (root / folder).exists() and not cfg.download:
+        raise _missing(tv_class, root, f"{folder}/ or cifar10/train.npz" if folder.startswith("cifar-10-")
+                       else f"{folder}/")
+    try:
+        tr = cls(str(root), train=True, download=cfg.download)
+        te = cls(str(root), train=False, download=cfg.download)
+    except RuntimeError as e:   # torchvision: "Dataset not found or corrupted"
+        raise DataError(f"{tv_class} in {root / folder} is unusable ({e}); download it again with --download") from None
+    return Source(images_from_numpy(tr.data, np.array(tr.targets), folder),
+                  images_from_numpy(te.data, np.array(te.targets), folder), list(tr.classes))
+
+
+@DATASETS.register("cifar10", "CIFAR-10, 32x32 color, 50,000 + 10,000 (DATA/cifar-10-batches-py or DATA/cifar10/*.npz)")
+def cifar10(cfg, root):
+    staged = root / "cifar10"
+    if (staged / "train.npz").exists() and not (root / "cifar-10-batches-py").exists():
+        return npz_folder(staged, "cifar10")
+    if staged.is_dir() and (staged / "build.py").exists() and not (root / "cifar-10-batches-py").exists():
+        raise DataError(f"CIFAR-10 in {staged} is a JPEG pack that has not been built yet; "
+                        f"run: python {staged / 'build.py'}")
+    return _cifar(cfg, root, "CIFAR10", "cifar-10-batches-py")
+
+
+@DATASETS.register("cifar100", "CIFAR-100, 32x32 color, 100 classes (DATA/cifar-100-python)")
+def cifar100(cfg, root):
+    return _cifar(cfg, root, "CIFAR100", "cifar-100-python")
+
+
+# ---- the user's own data ---------------------------------------------------------------------------
+
+def _load_npz(path: Path, name: str):
+    import zipfile
+    if not zipfile.is_zipfile(path):   # np.load would try to unpickle it and blame pickles
+        raise DataError(f"{path} is not a readable npz file (not a zip archive); "
+                        f"write it with np.savez(path, images=uint8_array, labels=int_array)")
+    try:
+        z = np.load(path, allow_pickle=False)
+        missing = [k for k in ("images", "labels") if k not in z.files]
+        if missing:
+            raise DataError(f"{path} has no {' or '.join(repr(m) for m in missing)} array (it has: "
+                            f"{', '.join(z.files) or 'nothing'}); save it with np.savez(path, images=..., labels=...)")
+        classes = [str(c) for c in z["classes"]] if "classes" in z.files else None
+        return images_from_numpy(z["images"], z["labels"], str(path)), classes
+    except DataError:
+        raise
+    except Exception as e:  # zipfile.BadZipFile, ValueError (pickled objects), OSError, ...
+        raise DataError(f"{path} is not a readable npz file ({type(e).__name__}: {e}); "
+                        f"write it with np.savez(path, images=uint8_array, labels=int_array)") from None
+
+
+def npz_folder(root: Path, name="npz") -> Source:
+    train_path, test_path = root / "train.npz", root / "test.npz"
+    if not train_path.exists():
+        raise DataError(f"no train.npz in {root}; an array dataset is a folder with train.npz (and optionally "
+                        f"test.npz) holding 'images' (uint8 NHWC or NHW), 'labels' and optionally 'classes'")
+    train, classes = _load_npz(train_path, name)
+    test = None
+    if test_path.exists():
+        test, test_classes = _load_npz(test_path, name)
+        classes = classes or test_classes
+        if test.x.shape[1:] != train.x.shape[1:]:
+            raise DataError(f"{test_path} images are {tuple(test.x.shape[1:])} but train's are "
+                            f"{tuple(train.x.shape[1:])}; both splits need one image shape")
+    top = int(max(train.y.max(), test.y.max() if test is not None else 0)) + 1
+    if classes is None:
+        classes = [str(c) for c in range(top)]
+    elif top > len(classes):
+        raise DataError(f"{root}: a label is {top - 1} but only {len(classes)} classes are named; "
+                        f"fix 'labels' or 'classes'")
+    return Source(train, test, classes)
+
+
+@DATASETS.register("npz", "your arrays: DATA/train.npz (+ test.npz) with images (uint8 NHWC/NHW), labels, classes")
+def npz(cfg, root):
+    return npz_folder(root)
+
+
+@DATASETS.register("imagefolder", "your photos: DATA/train/<class>/*.jpg|png|bmp|webp, and DATA/val or DATA/test")
+def imagefolder(cfg, root):
+    from .folder import load_image_folder
+    return load_image_folder(cfg, root)
+
+
+def data_root(cfg) -> Path:
+    """The data directory: --data-dir, else $NETTRAIN_DATA, else ./data."""
+    return Path(cfg.dir or os.environ.get("NETTRAIN_DATA") or "data").expanduser()
+
+
+def load_source(cfg) -> Source:
+    builder = DATASETS.get(cfg.name)
+    root = data_root(cfg)
+    if cfg.name in ("npz", "imagefolder") and not root.is_dir():
+        raise DataError(f"data directory {root} does not exist; give the folder of your data with --data-dir")
+    return builder(cfg, root)
