@@ -1,0 +1,223 @@
+"""The engine: optimizers, schedules and losses by name, device/precision choice, the step and the evaluation."""
+import pytest
+import torch
+from torch import nn
+
+from nettrain.config import Config
+from nettrain.data import ArrayData, DataInfo
+from nettrain.data.batches import BatchPrep, InMemoryBatches
+from nettrain.engine.device import resolve_device, resolve_precision
+from nettrain.engine.loop import Step, evaluate, train_epoch
+from nettrain.engine.optim import (LOSSES, OPTIMIZERS, SCHEDULERS, build_loss, build_optimizer, build_scheduler,
+                                   default_loss_for)
+from nettrain.errors import ConfigError, NettrainError
+
+
+def optim_cfg(**kw):
+    return Config().override({f"optim.{k}": v for k, v in kw.items()}).optim
+
+
+def sched_cfg(**kw):
+    return Config().override({f"sched.{k}": v for k, v in kw.items()}).sched
+
+
+def params():
+    return [nn.Parameter(torch.zeros(3))]
+
+
+# ---- optimizers ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_every_optimizer_builds_with_the_shared_settings(name):
+    opt = build_optimizer(params(), optim_cfg(name=name, lr=0.5, weight_decay=0.01))
+    assert opt.param_groups[0]["lr"] == 0.5 and opt.param_groups[0]["weight_decay"] == 0.01
+
+
+def test_optimizer_settings_reach_torch():
+    sgd = build_optimizer(params(), optim_cfg(name="sgd", lr=0.1, momentum=0.9, nesterov=True))
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.param_groups[0]["momentum"] == 0.9 and sgd.param_groups[0]["nesterov"] is True
+    adam = build_optimizer(params(), optim_cfg(name="adam", betas=[0.8, 0.99], eps=1e-6, args={"amsgrad": True}))
+    assert adam.param_groups[0]["betas"] == (0.8, 0.99) and adam.param_groups[0]["eps"] == 1e-6
+    assert adam.param_groups[0]["amsgrad"] is True
+
+
+def test_optimizer_given_a_setting_it_does_not_take():
+    with pytest.raises(ConfigError, match="optimizer 'adam' takes no momentum; it takes: lr, betas"):
+        build_optimizer(params(), optim_cfg(name="adam", momentum=0.9))
+    with pytest.raises(ConfigError, match=r"takes no lr_decy \(did you mean 'lr_decay'\?\)"):
+        build_optimizer(params(), optim_cfg(name="adagrad", args={"lr_decy": 0.1}))
+    with pytest.raises(ConfigError, match="optimizer 'sgd': .*fix the optim"):
+        build_optimizer(params(), optim_cfg(name="sgd", lr=-1.0))
+
+
+def test_unknown_optimizer():
+    with pytest.raises(NettrainError, match=r"unknown optimizer 'adamm' \(did you mean 'adam'\?\)"):
+        build_optimizer(params(), optim_cfg(name="adamm"))
+
+
+# ---- schedules (stepped once per optimizer step) ----------------------------------------------------------------
+
+def lrs(cfg, epochs=4, steps=5, lr=1.0):
+    opt = torch.optim.SGD(params(), lr=lr)
+    sched = build_scheduler(opt, cfg, epochs, steps)
+    out = []
+    for _ in range(epochs * steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_constant_step_cosine_onecycle_and_warmup():
+    assert lrs(sched_cfg(name="none")) == [1.0] * 20
+    step = lrs(sched_cfg(name="step", step_epochs=2, gamma=0.1))
+    assert step[:10] == [1.0] * 10 and step[10:] == pytest.approx([0.1] * 10)
+    cos = lrs(sched_cfg(name="cosine", min_lr=0.0))
+    assert cos[0] == 1.0 and all(a > b for a, b in zip(cos, cos[1:])) and cos[-1] < 0.01
+    one = lrs(sched_cfg(name="onecycle", pct_start=0.25))
+    peak = one.index(max(one))
+    assert 3 <= peak <= 6 and max(one) == pytest.approx(1.0) and one[0] < 0.1 and one[-1] < 0.01
+    warm = lrs(sched_cfg(name="none", warmup_epochs=1))
+    assert warm[0] == pytest.approx(0.1) and all(a < b for a, b in zip(warm[:5], warm[1:6])) and warm[5:] == [1.0] * 15
+
+
+def test_schedule_state_restores_exactly():
+    opt = torch.optim.SGD(params(), lr=1.0)
+    sched = build_scheduler(opt, sched_cfg(name="cosine", warmup_epochs=1), 4, 5)
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    opt2 = torch.optim.SGD(params(), lr=1.0)
+    sched2 = build_scheduler(opt2, sched_cfg(name="cosine", warmup_epochs=1), 4, 5)
+    opt2.load_state_dict(opt.state_dict())
+    sched2.load_state_dict(sched.state_dict())
+    for _ in range(5):
+        assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+        for o, s in ((opt, sched), (opt2, sched2)):
+            o.step()
+            s.step()
+
+
+def test_every_scheduler_builds():
+    for name in SCHEDULERS.names():
+        assert len(lrs(sched_cfg(name=name), epochs=2, steps=3)) == 6
+
+
+# ---- losses ----------------------------------------------------------------------------------------------------
+
+def test_losses_by_name_and_default_for_regression(tmp_path):
+    tc = Config().train
+    assert isinstance(build_loss(tc), nn.CrossEntropyLoss)
+    smooth = build_loss(Config().override({"train.label_smoothing": 0.1}).train)
+    assert smooth.label_smoothing == 0.1
+    assert set(LOSSES.names()) >= {"cross-entropy", "nll", "mse", "l1"}
+    assert default_loss_for("regression", "cross-entropy") == "mse"
+    assert default_loss_for("regression", "l1") == "l1" and default_loss_for("classification", "nll") == "nll"
+    path = tmp_path / "my_loss.py"
+    path.write_text("def half_mse(out, y):\n    return ((out - y) ** 2).mean() / 2\n")
+    fn = build_loss(Config().override({"train.loss": f"{path}:half_mse"}).train)
+    assert fn(torch.ones(2), torch.zeros(2)) == 0.5
+    with pytest.raises(NettrainError, match=r"unknown loss 'mce' \(did you mean 'mse'\?\)"):
+        build_loss(Config().override({"train.loss": "mce"}).train)
+
+
+# ---- device and precision ----------------------------------------------------------------------------------------
+
+def test_devices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ConfigError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_precisions_on_cpu():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu, "vector").name == "32"   # tiny vector models: no casts
+    assert resolve_precision("32", cpu, "image").dtype is None
+    assert resolve_precision("bf16-mixed", cpu, "image").dtype == torch.bfloat16
+    with pytest.raises(ConfigError, match="16-mixed needs a GPU"):
+        resolve_precision("16-mixed", cpu, "image")
+    assert not resolve_precision("32", cpu, "image").scaler().is_enabled()
+
+
+# ---- the step and the evaluation pass -----------------------------------------------------------------------------
+
+def vector_batches(x, y, batch_size, shuffle=False):
+    return InMemoryBatches(ArrayData(x, y), BatchPrep(DataInfo(kind="vector", shape=[x.shape[1]]), "cpu"),
+                           batch_size, train=True, shuffle=shuffle)
+
+
+def test_evaluate_sums_exactly_over_every_example():
+    model = nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(3, 2))   # logits = [x0, x1, 0]
+    x = torch.tensor([[5.0, 0], [0, 5], [5, 0], [-5, -5], [0, 5]])
+    y = torch.tensor([0, 1, 1, 2, 0])
+    prec = resolve_precision("32", torch.device("cpu"), "vector")
+    loss_fn = nn.CrossEntropyLoss()
+    res = evaluate(model, vector_batches(x, y, 2), loss_fn, prec, True, 3)   # batches of 2, 2, 1
+    assert res["examples"] == 5 and res["acc"] == pytest.approx(3 / 5)
+    assert res["confusion"].tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+    assert res["loss"] == pytest.approx(loss_fn(model(x), y).item(), rel=1e-6)
+    assert model.training   # the mode it had is restored
+
+
+def test_evaluate_regression_mse_mae():
+    model = nn.Linear(1, 1)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+        model.bias.fill_(0.0)
+    x = torch.tensor([[1.0], [2.0], [3.0]])
+    y = torch.tensor([[1.0], [0.0], [5.0]])
+    prec = resolve_precision("32", torch.device("cpu"), "vector")
+    res = evaluate(model, vector_batches(x, y, 2), nn.MSELoss(), prec, False)
+    assert res["mse"] == pytest.approx((0 + 4 + 4) / 3) and res["mae"] == pytest.approx((0 + 2 + 2) / 3)
+    assert res["loss"] == pytest.approx(8 / 3) and "acc" not in res
+
+
+def make_step(model, lr=0.1, accumulate=1, grad_clip=None):
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    prec = resolve_precision("32", torch.device("cpu"), "vector")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    return Step(model, nn.MSELoss(), opt, sched, prec, prec.scaler(), accumulate, grad_clip)
+
+
+def test_train_epoch_is_the_tutorial_step():
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    model, ref = nn.Linear(3, 1), nn.Linear(3, 1)
+    ref.load_state_dict(model.state_dict())
+    out = train_epoch(make_step(model), vector_batches(x, y, 4), classification=False)
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    losses = []
+    for i in (0, 4):   # the loop written out by hand
+        loss = nn.functional.mse_loss(ref(x[i:i + 4]), y[i:i + 4])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), ref.parameters()))
+    assert out["loss"] == pytest.approx(sum(losses) / 2) and out["images"] == 8 and out["acc"] is None
+
+
+def test_accumulation_equals_one_big_batch():
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    a, b = nn.Linear(3, 1), nn.Linear(3, 1)
+    b.load_state_dict(a.state_dict())
+    train_epoch(make_step(a, accumulate=2), vector_batches(x, y, 4), classification=False)
+    train_epoch(make_step(b), vector_batches(x, y, 8), classification=False)
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_grad_clip_limits_the_update():
+    x, y = torch.ones(4, 1), torch.full((4, 1), 100.0)
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+    train_epoch(make_step(model, lr=1.0, grad_clip=0.5), vector_batches(x, y, 4), classification=False)
+    assert model.weight.item() == pytest.approx(0.5)   # the gradient (-200) clipped to norm 0.5
