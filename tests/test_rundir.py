@@ -1,0 +1,131 @@
+"""The run directory: what a run leaves behind, and that nothing is overwritten unless asked."""
+import csv
+import json
+
+import pytest
+import torch
+import yaml
+
+import nettrain
+from nettrain.cli import main
+from nettrain.config import Config
+from nettrain.runs import read_metrics
+
+QUIET = {"run.progress": "none", "run.tensorboard": False}
+REQUIRED_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+
+
+@pytest.fixture(scope="module")
+def classification_run(tmp_path_factory):
+    return nettrain.fit(dataset="two-gaussians", model="mlp", epochs=3, lr=0.01, seed=1,
+                        run_dir=tmp_path_factory.mktemp("runs") / "cls", **{"model.args.hidden": [8]}, **QUIET)
+
+
+@pytest.fixture(scope="module")
+def regression_run(tmp_path_factory):
+    return nettrain.fit(dataset="quadratic", model="mlp", epochs=2, run_dir=tmp_path_factory.mktemp("runs") / "reg",
+                        **{"model.args.hidden": [8]}, **QUIET)
+
+
+def test_run_directory_files(classification_run):
+    d = classification_run.dir
+    for name in ("config.yaml", "environment.json", "metrics.csv", "confusion_matrix.csv", "last.pt", "best.pt",
+                 "best.safetensors"):
+        assert (d / name).is_file(), name
+    env = json.loads((d / "environment.json").read_text())
+    assert env["torch"] == torch.__version__ and env["nettrain"] == nettrain.__version__
+    assert not (d / "tensorboard").exists()   # run.tensorboard: False
+
+
+def test_config_yaml_is_the_resolved_config(classification_run):
+    cfg = Config.load(classification_run.dir / "config.yaml")
+    assert cfg.data.name == "two-gaussians" and cfg.model.args == {"hidden": [8]} and cfg.optim.lr == 0.01
+    assert cfg.train.epochs == 3 and cfg.train.seed == 1
+    assert cfg.run.dir is None and cfg.run.overwrite is False   # where it lives is not part of the record
+
+
+def test_metrics_csv_classification(classification_run):
+    path = classification_run.dir / "metrics.csv"
+    with open(path, newline="") as f:
+        header = next(csv.reader(f))
+    assert set(REQUIRED_COLUMNS) <= set(header) and header[0] == "epoch"
+    rows = read_metrics(path)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for row in rows:
+        for key in ("train_acc", "val_acc"):
+            assert 0 <= row[key] <= 1   # fractions, not percentages
+        assert row["train_loss"] > 0 and row["val_loss"] > 0 and row["lr"] == 0.01 and row["seconds"] >= 0
+    assert [r["val_acc"] for r in rows] == pytest.approx([m["val_acc"] for m in classification_run.metrics])
+
+
+def test_metrics_csv_regression_has_empty_accuracy(regression_run):
+    with open(regression_run.dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    for row in rows:
+        assert row["train_acc"] == "" and row["val_acc"] == ""
+        assert float(row["train_loss"]) > 0 and float(row["val_loss"]) > 0
+    assert not (regression_run.dir / "confusion_matrix.csv").exists()
+
+
+def test_confusion_matrix_csv(classification_run):
+    with open(classification_run.dir / "confusion_matrix.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["true \\ predicted", "0", "1"]
+    counts = [[int(v) for v in r[1:]] for r in rows[1:]]
+    assert counts == classification_run.test["confusion"].tolist() and sum(map(sum, counts)) == 200
+
+
+def test_best_and_last_checkpoints(classification_run):
+    d = classification_run.dir
+    last = torch.load(d / "last.pt", weights_only=True)
+    best = torch.load(d / "best.pt", weights_only=True)
+    accs = [r["val_acc"] for r in classification_run.metrics]
+    assert last["epoch"] == 3 and best["epoch"] == accs.index(max(accs)) + 1
+    assert best["best"] == {"metric": "val_acc", "value": max(accs), "epoch": best["epoch"]}
+    assert len(last["history"]) == 3
+    from safetensors import safe_open
+    with safe_open(str(d / "best.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["classes"]) == ["0", "1"]
+        assert set(f.keys()) == set(best["model"])
+        assert all(torch.equal(f.get_tensor(k), v) for k, v in best["model"].items())
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path):
+    run_dir = tmp_path / "mine"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("my notes")
+    with pytest.raises(nettrain.NettrainError, match="already exists.*--overwrite.*--resume"):
+        nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=run_dir, **QUIET)
+    assert (run_dir / "notes.txt").read_text() == "my notes" and sorted(p.name for p in run_dir.iterdir()) == \
+        ["notes.txt"]
+    # not a run directory: refused even with --overwrite
+    with pytest.raises(nettrain.NettrainError, match="not a nettrain run directory"):
+        nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=run_dir, overwrite=True, **QUIET)
+    assert (run_dir / "notes.txt").read_text() == "my notes"
+
+
+def test_cli_refuses_an_existing_run_dir_and_overwrite_replaces_a_run(tmp_path, capsys):
+    args = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--run-dir", str(tmp_path / "r"),
+            "--run.progress", "none", "--run.tensorboard", "false"]
+    assert main(args) == 0
+    first = (tmp_path / "r" / "metrics.csv").read_text()
+    capsys.readouterr()
+    assert main(args + ["--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nettrain: error: run directory") and err.count("\n") == 1
+    assert (tmp_path / "r" / "metrics.csv").read_text() == first
+    assert main(args + ["--epochs", "2", "--overwrite"]) == 0
+    assert len(read_metrics(tmp_path / "r" / "metrics.csv")) == 2
+
+
+def test_default_run_dir_and_empty_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, **QUIET)
+    b = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, **QUIET)
+    assert a.dir.parent.name == "runs" and a.dir.name.endswith("-two-gaussians-mlp")
+    assert a.dir != b.dir and (b.dir / "best.pt").exists()   # two runs in the same second do not collide
+    (tmp_path / "empty").mkdir()
+    c = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "empty", **QUIET)
+    assert (c.dir / "best.pt").exists()
+    assert yaml.safe_load((c.dir / "config.yaml").read_text())["run"]["dir"] is None
