@@ -5,6 +5,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# The models in these tests are tiny: one thread is as fast as two, and it cannot stall waiting for a core
+# that other processes are using (spinning OpenMP threads made runs 10-100x slower on a busy 2-core machine).
+# Subprocesses (the CLI tests) inherit OMP_NUM_THREADS.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 DATA_DIR = Path(os.environ.get("NETTRAIN_TEST_DATA", SHARED))

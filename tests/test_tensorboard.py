@@ -1,0 +1,45 @@
+"""TensorBoard: the run directory's event files hold the scalars, a sample image grid and the model graph."""
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import nettrain
+
+
+@pytest.fixture(scope="module")
+def tb_run(tmp_path_factory):
+    return nettrain.fit(dataset="digits", model="cnn", epochs=2, precision="32", batch_size=256,
+                        run_dir=tmp_path_factory.mktemp("tb") / "run", **{"run.progress": "none",
+                                                                             "model.args.width": 8})
+
+
+def accumulator(run_dir):
+    ea = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    ea.Reload()
+    return ea
+
+
+def test_scalars_per_epoch(tb_run):
+    ea = accumulator(tb_run.dir)
+    tags = ea.Tags()["scalars"]
+    for tag in ("loss/train", "loss/val", "accuracy/train", "accuracy/val", "lr"):
+        assert tag in tags
+        assert [e.step for e in ea.Scalars(tag)] == [1, 2]
+    assert [e.value for e in ea.Scalars("accuracy/val")] == \
+        pytest.approx([r["val_acc"] for r in tb_run.metrics], rel=1e-6)
+
+
+def test_sample_images_and_graph(tb_run):
+    ea = accumulator(tb_run.dir)
+    assert ea.Tags()["images"] == ["samples"]
+    image = ea.Images("samples")[0]
+    assert image.width > 8 and image.height > 8 and image.encoded_image_string[:4] == b"\x89PNG"
+    assert ea.Tags()["graph"] is True
+    graph = ea.Graph()
+    assert any("Conv2d" in node.name or "conv" in node.op.lower() for node in graph.node)
+
+
+def test_resumed_run_appends_scalars_without_duplicates(tb_run):
+    run = nettrain.fit(resume=tb_run.dir, epochs=3, **{"run.progress": "none"})
+    assert len(run.metrics) == 3
+    steps = [e.step for e in accumulator(tb_run.dir).Scalars("loss/train")]
+    assert sorted(set(steps)) == [1, 2, 3] and steps[-1] == 3
