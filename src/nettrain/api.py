@@ -167,7 +167,7 @@ class Predictor:
         it was trained on (optionally from another `data_dir`), or on `data` given as (x, y)."""
         cfg = self.config
         if data is not None:
-            split = from_user_data(data, None, self.classes, cfg.data).train
+            split = from_user_data(data, data, self.classes, cfg.data).test   # all of it: no held-out split
         else:
             if cfg.data.name == "arrays":
                 raise DataError("this model was trained on arrays given to nettrain.fit; pass them: "
@@ -232,6 +232,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     t0 = time.perf_counter()
     tc = cfg.train
     for key, value, low in (("train.epochs", tc.epochs, 1), ("train.batch_size", tc.batch_size, 1),
+                            ("train.val_every", tc.val_every, 0),
                             ("train.accumulate", tc.accumulate, 1), ("train.eval_batch_size", tc.eval_batch_size, 1)):
         if value < low:
             raise ConfigError(f"{key} must be at least {low}, got {value}")
@@ -311,12 +312,15 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
                  f"| {describe(device)}, precision {precision.name} | run {run.path}")
 
     eval_model = ema.module if ema is not None else model
+    final_va = None
     for epoch in range(start_epoch + 1, tc.epochs + 1):
         train_batches.set_epoch(epoch)
         progress.start_epoch(epoch, len(train_batches))
         tr = train_epoch(step, train_batches, classification, progress)
+        validate = val_batches is not None and (epoch == tc.epochs or (tc.val_every and epoch % tc.val_every == 0))
         va = evaluate_pass(eval_model, val_batches, loss_fn, precision, classification, info.outputs, tc.tta) \
-            if val_batches is not None else {}
+            if validate else {}
+        final_va = va if epoch == tc.epochs else None
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": va.get("loss"),
                "val_acc": va.get("acc"), "val_mae": va.get("mae"), "lr": optimizer.param_groups[0]["lr"],
                "seconds": round(tr["seconds"], 3), "images_per_s": round(tr["images"] / tr["seconds"], 1),
@@ -350,7 +354,10 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     if data.test is not None:
         test_batches = make_batches(data.test, info, cfg.data, device, tc.eval_batch_size, train=False,
                                     channels_last=channels_last)
-        test = evaluate_pass(eval_model, test_batches, loss_fn, precision, classification, info.outputs, tc.tta)
+        if final_va and data.test is data.val:   # the last validation was this very pass: do not repeat it
+            test = final_va
+        else:
+            test = evaluate_pass(eval_model, test_batches, loss_fn, precision, classification, info.outputs, tc.tta)
         if classification:
             run.write_confusion(test["confusion"], info.classes)
         progress.say(format_report(test, info.classes, "test"))
