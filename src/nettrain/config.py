@@ -73,6 +73,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     eval_batch_size: int = 1000
+    val_every: int = 1                # validate every N epochs and after the last (0: only after the last)
     shuffle: bool = True
     drop_last: bool = False
     seed: int = 0
