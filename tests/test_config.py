@@ -106,7 +106,7 @@ def test_all_problems_in_one_error():
 
 @pytest.mark.parametrize("section,key,value", [
     ("train", "epochs", 2.5), ("train", "epochs", "3"), ("train", "shuffle", "yes"), ("data", "name", 3.5j),
-    ("model", "args", [1]), ("optim", "betas", 0.9), ("train", "precision", "64"), ("data", "in_memory", True),
+    ("model", "args", [1]), ("optim", "betas", 0.9), ("train", "precision", "64"), ("data", "in_memory", "maybe"),
 ])
 def test_wrong_types_are_rejected(section, key, value):
     with pytest.raises(ConfigError, match=rf"{section}\.{key}"):
@@ -119,6 +119,16 @@ def test_lossless_conversions_are_accepted(tmp_path):
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
     assert cfg.optim.betas == [0.8, 0.9]
     assert cfg.data.dir == str(tmp_path)
+
+
+def test_yes_no_choices_survive_yaml_booleans():
+    """YAML 1.1 reads `no` as false: `data.in_memory: no` (from a file or --data.in_memory no) still means "no"."""
+    assert Config.from_yaml("data:\n  in_memory: no\n").data.in_memory == "no"
+    assert Config().override({"data.in_memory": parse_value("yes")}).data.in_memory == "yes"
+    cfg = Config().override({"data.in_memory": "no"})
+    assert Config.from_yaml(cfg.to_yaml()) == cfg
+    with pytest.raises(ConfigError, match="train.shuffle must be true/false"):
+        Config.from_dict({"train": {"shuffle": "no"}})
 
 
 def test_section_must_be_a_mapping():

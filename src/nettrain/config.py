@@ -203,8 +203,10 @@ def _build_section(name, section_cls, values: dict, errors: list):
         if key not in fields:
             errors.append(f"unknown key {name}.{key}{closest(key, fields)} (valid: {', '.join(fields)})")
             continue
-        ok, value = _check(value, hints[key])
         choices = fields[key].metadata.get("choices")
+        if isinstance(value, bool) and choices and "yes" in choices:   # YAML 1.1 reads yes/no as true/false
+            value = "yes" if value else "no"
+        ok, value = _check(value, hints[key])
         if not ok:
             errors.append(f"{name}.{key} must be {_type_name(hints[key])}, got {value!r}")
         elif choices and value not in choices:
