@@ -99,7 +99,11 @@ class Predictor:
     # inputs -> one uint8 NCHW (images) or float (vectors) batch
     def _image_array(self, a) -> torch.Tensor:
         c, h, w = self.info.shape
-        t = torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a
+        if not isinstance(a, torch.Tensor):
+            a = np.asarray(a)
+            if not a.flags.writeable:   # PIL's and read_image's arrays: torch warns on read-only buffers
+                a = a.copy()
+        t = torch.as_tensor(a) if not isinstance(a, torch.Tensor) else a
         if t.is_floating_point():   # ToTensor convention: floats in [0, 1]
             t = (t.clamp(0, 1) * 255).round().to(torch.uint8)
         if t.dtype != torch.uint8:

@@ -70,13 +70,24 @@ class FolderDataset(torch.utils.data.Dataset):
 
     def __init__(self, items, channels, size):
         self.items, self.channels, self.size = items, channels, size
+        self.unreadable = set()
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i):
-        path, label = self.items[i]
-        return torch.from_numpy(read_image(path, self.channels, self.size)).permute(2, 0, 1), label
+        # An unreadable file is skipped with a warning (once per worker), and the next readable file stands in
+        # for it, so one bad file does not stop a long run part-way through an epoch.
+        for j in range(len(self.items)):
+            path, label = self.items[(i + j) % len(self.items)]
+            if path in self.unreadable:
+                continue
+            try:
+                return torch.from_numpy(read_image(path, self.channels, self.size)).permute(2, 0, 1), label
+            except DataError as e:
+                self.unreadable.add(path)
+                print(f"warning: skipped {e}", file=sys.stderr)
+        raise DataError(f"none of the {len(self.items)} image files could be read; check the folder's files")
 
 
 def _cache_dir(root: Path) -> Path:

@@ -29,7 +29,7 @@ def read_image(path, channels: int = 3, size=None) -> np.ndarray:
             im = im.convert("L" if channels == 1 else "RGB")
             if size and im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
+            arr = np.array(im, dtype=np.uint8)   # a writable copy (torch warns on read-only buffers)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         reason = "not an image Pillow can read" if isinstance(e, UnidentifiedImageError) else str(e)
         raise DataError(f"cannot read image {path}: {reason}") from None
