@@ -1,0 +1,82 @@
+"""Resume after kill -9, and repeating a run from its config.yaml: both give exactly the same numbers (CPU)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from nettrain.cli import main
+from nettrain.runs import read_metrics
+
+# Big enough that an epoch takes about a second on one CPU thread (so the kill lands inside epoch 3), with
+# the state that must survive a restart: momentum, a cosine schedule, and seeded augmentation.
+ARGS = ["fit", "--dataset", "digits", "--model", "cnn", "--model.args.width", "16", "--batch-size", "4",
+        "--epochs", "4", "--precision", "32", "--optimizer", "sgd", "--lr", "0.02", "--momentum", "0.9",
+        "--scheduler", "cosine", "--data.flip", "true", "--data.crop_padding", "1", "--seed", "3",
+        "--run.progress", "none", "--run.tensorboard", "false"]
+COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+
+
+def numbers(run_dir):
+    return [{k: row[k] for k in COLUMNS} for row in read_metrics(run_dir / "metrics.csv")]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted 4-epoch run."""
+    run_dir = tmp_path_factory.mktemp("resume") / "reference"
+    assert main(ARGS + ["--run-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+def data_rows(path) -> int:
+    try:
+        return max(0, len(path.read_text().strip().splitlines()) - 1)
+    except FileNotFoundError:
+        return 0
+
+
+def test_resume_after_kill_9_in_epoch_3_matches_the_uninterrupted_run(reference, tmp_path):
+    run_dir = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}   # the reference's thread count
+    proc = subprocess.Popen([sys.executable, "-m", "nettrain", *ARGS, "--run-dir", str(run_dir)], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while data_rows(run_dir / "metrics.csv") < 2:
+            assert proc.poll() is None, f"the run ended early: {proc.stderr.read().decode()}"
+            assert time.monotonic() < deadline, "epoch 2 never finished"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)   # during epoch 3
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert data_rows(run_dir / "metrics.csv") == 2, "epoch 3 had already finished when the kill came"
+    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] in (1, 2)   # never a half-written file
+
+    assert main(["fit", "--resume", str(run_dir)]) == 0
+    assert numbers(run_dir) == numbers(reference)   # every loss, accuracy and lr, exactly
+    resumed = torch.load(run_dir / "last.pt", weights_only=True)
+    expected = torch.load(reference / "last.pt", weights_only=True)
+    assert resumed["epoch"] == 4
+    assert all(torch.equal(resumed["model"][k], v) for k, v in expected["model"].items())
+    assert (run_dir / "config.yaml").read_text() == (reference / "config.yaml").read_text()
+
+
+def test_config_yaml_repeats_a_run_exactly(reference, tmp_path):
+    other = tmp_path / "again"
+    assert main(["fit", "--config", str(reference / "config.yaml"), "--run-dir", str(other)]) == 0
+    assert numbers(other) == numbers(reference)
+    a = torch.load(other / "last.pt", weights_only=True)["model"]
+    b = torch.load(reference / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_resume_a_finished_run_changes_nothing(reference):
+    before = (reference / "metrics.csv").read_text()
+    assert main(["fit", "--resume", str(reference)]) == 0
+    assert (reference / "metrics.csv").read_text() == before
