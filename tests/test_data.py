@@ -236,6 +236,16 @@ def test_user_data_errors():
         from_user_data(torch.zeros(3, 2), cfg=DataConfig())
 
 
+def test_user_labels_are_checked_against_the_classes():
+    x, y = torch.randn(30, 2), torch.arange(30) % 3
+    with pytest.raises(DataError, match="a label is 2 but only 2 classes are named"):
+        from_user_data((x, y), classes=["a", "b"], cfg=DataConfig())
+    with pytest.raises(DataError, match="class indices .* found -1"):
+        from_user_data((x, y - 1), cfg=DataConfig())
+    d = from_user_data((x, y % 2), (x, y), cfg=DataConfig())   # a class seen only in val still gets an output
+    assert d.info.classes == ["0", "1", "2"] and d.info.outputs == 3
+
+
 def test_user_torch_dataset():
     ds = torch.utils.data.TensorDataset(torch.randn(20, 3), torch.arange(20) % 2)
     d = from_user_data(ds, ds, cfg=DataConfig())

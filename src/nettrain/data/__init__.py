@@ -53,8 +53,16 @@ def from_source(src: Source, cfg) -> Data:
         shape, mean, std = list(train.x.shape[1:]), [], []
     if src.task == "classification":
         classes = src.classes
+        labelled = [d for d in (train, val, test) if isinstance(d, ArrayData) and len(d)]
+        low = min((int(d.y.min()) for d in labelled), default=0)
+        top = max((int(d.y.max()) for d in labelled), default=0) + 1
+        if low < 0:
+            raise DataError(f"labels must be class indices 0, 1, 2, ..., found {low}")
         if classes is None:
-            classes = [str(c) for c in range(int(train.y.max()) + 1)]
+            classes = [str(c) for c in range(top)]
+        elif top > len(classes):
+            raise DataError(f"a label is {top - 1} but only {len(classes)} classes are named; "
+                            f"give one class name per label value")
         outputs = len(classes)
     else:
         classes, outputs = None, int(train.y.shape[1]) if train.y.ndim > 1 else 1
