@@ -80,3 +80,19 @@ def test_resume_a_finished_run_changes_nothing(reference):
     before = (reference / "metrics.csv").read_text()
     assert main(["fit", "--resume", str(reference)]) == 0
     assert (reference / "metrics.csv").read_text() == before
+
+
+def test_resume_trains_a_finished_run_further_with_ema_and_dropout(tmp_path):
+    """--resume with more epochs continues exactly: EMA weights, raw weights and the dropout RNG all restored."""
+    import nettrain
+    opts = {"dataset": "two-gaussians", "model": "mlp", "batch_size": 16, "train.ema": 0.9,
+            "model.args.dropout": 0.2, "model.args.hidden": [16], "run.progress": "none", "run.tensorboard": False}
+    straight = nettrain.fit(epochs=4, run_dir=tmp_path / "straight", **opts)
+    nettrain.fit(epochs=2, run_dir=tmp_path / "extended", **opts)
+    extended = nettrain.fit(resume=tmp_path / "extended", epochs=4, **{"run.progress": "none"})
+    assert numbers(tmp_path / "extended") == numbers(straight.dir) and len(extended.metrics) == 4
+    a = torch.load(straight.dir / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "extended" / "last.pt", weights_only=True)
+    for part in ("model", "train_model"):   # the EMA average (what predicts) and the raw weights (what trains)
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
+    assert not all(torch.equal(a["model"][k], a["train_model"][k]) for k in a["model"])
