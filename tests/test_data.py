@@ -178,6 +178,7 @@ def test_mnist_missing_or_truncated(tmp_path):
         load_data(data_cfg(name="mnist", dir=tmp_path))
 
 
+@pytest.mark.slow
 def test_staged_mnist(mnist_dir):
     d = load_data(data_cfg(name="mnist", dir=mnist_dir))
     assert d.train.x.shape == (60000, 1, 28, 28) and d.test.x.shape == (10000, 1, 28, 28)
@@ -185,6 +186,7 @@ def test_staged_mnist(mnist_dir):
     assert torch.bincount(d.test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
+@pytest.mark.slow
 def test_staged_mnist_slice_trains(mnist_dir, quiet, tmp_path):
     d = load_data(data_cfg(name="mnist", dir=mnist_dir))
     train = (d.train.x[:3000, 0], d.train.y[:3000])     # uint8 NHW, as a user would pass them
@@ -194,6 +196,7 @@ def test_staged_mnist_slice_trains(mnist_dir, quiet, tmp_path):
     assert run.test["examples"] == 1000 and run.test["acc"] >= 0.85
 
 
+@pytest.mark.slow
 def test_staged_fashion_mnist():
     from conftest import DATA_DIR, staged
     staged("FashionMNIST", "raw", "t10k-images-idx3-ubyte.gz")
@@ -202,6 +205,7 @@ def test_staged_fashion_mnist():
     assert d.train.y[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
 
 
+@pytest.mark.slow
 def test_staged_cifar10(cifar_dir):
     d = load_data(data_cfg(name="cifar10", dir=cifar_dir))
     assert d.train.x.shape == (50000, 3, 32, 32) and d.test.x.shape == (10000, 3, 32, 32)
