@@ -14,7 +14,7 @@ from nettrain.runs import read_metrics
 # Big enough that an epoch takes about a second on one CPU thread (so the kill lands inside epoch 3), with
 # the state that must survive a restart: momentum, a cosine schedule, and seeded augmentation.
 ARGS = ["fit", "--dataset", "digits", "--model", "cnn", "--model.args.width", "16", "--batch-size", "4",
-        "--epochs", "4", "--precision", "32", "--optimizer", "sgd", "--lr", "0.02", "--momentum", "0.9",
+        "--epochs", "4", "--precision", "32", "--device", "cpu", "--optimizer", "sgd", "--lr", "0.02", "--momentum", "0.9",
         "--scheduler", "cosine", "--data.flip", "true", "--data.crop_padding", "1", "--seed", "3",
         "--run.progress", "none", "--run.tensorboard", "false"]
 COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
@@ -85,7 +85,7 @@ def test_resume_a_finished_run_changes_nothing(reference):
 def test_resume_trains_a_finished_run_further_with_ema_and_dropout(tmp_path):
     """--resume with more epochs continues exactly: EMA weights, raw weights and the dropout RNG all restored."""
     import nettrain
-    opts = {"dataset": "two-gaussians", "model": "mlp", "batch_size": 16, "train.ema": 0.9,
+    opts = {"dataset": "two-gaussians", "model": "mlp", "batch_size": 16, "train.ema": 0.9, "device": "cpu",
             "model.args.dropout": 0.2, "model.args.hidden": [16], "run.progress": "none", "run.tensorboard": False}
     straight = nettrain.fit(epochs=4, run_dir=tmp_path / "straight", **opts)
     nettrain.fit(epochs=2, run_dir=tmp_path / "extended", **opts)
