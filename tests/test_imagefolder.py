@@ -115,7 +115,8 @@ def test_cli_predict_folder_names_the_corrupt_file_and_predicts_the_rest(folder_
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     for i, (label, ext) in enumerate([(0, "png"), (1, "jpg"), (1, "webp"), (0, "bmp")]):
-        make_image(inputs / f"{i}-{CLASSES[label]}.{ext}", label, ext, "RGB", (16 + 4 * i, 16), np.random.default_rng(i))
+        rng = np.random.default_rng(i)
+        make_image(inputs / f"{i}-{CLASSES[label]}.{ext}", label, ext, "RGB", (16 + 4 * i, 16), rng)
     (inputs / "zz-corrupt.jpg").write_bytes(b"not an image at all")
     (inputs / "notes.txt").write_text("not an image file, ignored")
 
