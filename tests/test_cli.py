@@ -86,6 +86,12 @@ def malformed_npz(tmp_path):
     return str(tmp_path / "arrays")
 
 
+def bad_config_file(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("trian:\n  epochs: 3\ntrain:\n  epochz: 3\n  batch_size: big\n")
+    return str(path)
+
+
 BAD_INPUT = {
     "unknown dataset": (lambda t: ["--dataset", "cifar11"], "unknown dataset 'cifar11' (did you mean 'cifar10'?)"),
     "model typo": (lambda t: ["--model", "tudiu"], "unknown model 'tudiu' (did you mean 'tudui'?)"),
@@ -104,6 +110,8 @@ BAD_INPUT = {
     "wrong type": (lambda t: ["--epochs", "3", "--train.batch_size", "many"], "train.batch_size must be an integer"),
     "unknown flag": (lambda t: ["--learning-rate", "0.1"], "unknown option 'learning_rate'"),
     "missing config file": (lambda t: ["--config", str(t / "nope.yaml")], "cannot read config"),
+    "config file with three problems": (lambda t: ["--config", bad_config_file(t)],
+                                        "unknown section 'trian' (did you mean 'train'?)"),
     "cuda without a gpu": (lambda t: ["--device", "cuda:7"], "cuda:7"),
     "16-bit on the cpu": (lambda t: ["--device", "cpu", "--precision", "16-mixed"], "16-mixed needs a GPU"),
     "resume nothing": (lambda t: ["--resume", str(t)], "not a run directory with a checkpoint to resume"),
@@ -121,6 +129,8 @@ def test_bad_input_gives_one_line_and_exit_code_2(tmp_path, capsys, case):
     captured = capsys.readouterr()
     assert captured.err.startswith("nettrain: error: ") and captured.err.count("\n") == 1
     assert expected in captured.err and "Traceback" not in captured.err
+    if case == "config file with three problems":   # all of them, in the same line
+        assert "train.epochz" in captured.err and "train.batch_size must be an integer" in captured.err
     assert not (tmp_path / "run").exists()   # nothing half-made
 
 
