@@ -89,28 +89,22 @@ def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
         return x, y
     x, y = to_arrays(train, "data")
     task = "classification" if not y.is_floating_point() else "regression"
-    if x.dtype == torch.uint8 and x.ndim in (3, 4):
-        kind = "image"
-        if x.ndim == 3:
-            x = x.unsqueeze(1)
-        elif x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
-            x = x.permute(0, 3, 1, 2).contiguous()   # NHWC -> NCHW
-    else:
-        kind, x = "vector", x.float()
-    if task == "regression" and y.ndim == 1:
-        y = y.unsqueeze(1)
-    fix = (lambda t: t.long()) if task == "classification" else (lambda t: t.float())
-    train_data = ArrayData(x, fix(y))
-    test_data = None
-    if test is not None:
-        tx, ty = to_arrays(test, "val_data")
-        if kind == "image" and tx.ndim == 3:
-            tx = tx.unsqueeze(1)
-        elif kind == "image" and tx.shape[-1] in (1, 3) and tx.shape[1] not in (1, 3):
-            tx = tx.permute(0, 3, 1, 2).contiguous()
-        if task == "regression" and ty.ndim == 1:
-            ty = ty.unsqueeze(1)
-        test_data = ArrayData(tx if kind == "image" else tx.float(), fix(ty))
+    kind = "image" if x.dtype == torch.uint8 and x.ndim in (3, 4) else "vector"
+
+    def shaped(x, y) -> ArrayData:
+        if kind == "image":
+            if x.ndim == 3:
+                x = x.unsqueeze(1)                         # NHW -> N1HW
+            elif x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+                x = x.permute(0, 3, 1, 2).contiguous()     # NHWC -> NCHW
+        else:
+            x = x.float()
+        if task == "regression":
+            return ArrayData(x, (y.unsqueeze(1) if y.ndim == 1 else y).float())
+        return ArrayData(x, y.long())
+
+    train_data = shaped(x, y)
+    test_data = shaped(*to_arrays(test, "val_data")) if test is not None else None
     return from_source(Source(train_data, test_data, classes, task=task, kind=kind), cfg)
 
 
