@@ -69,10 +69,10 @@ class RunDir:
     def write_environment(self, **extra):
         env = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
                "argv": sys.argv, "cuda": torch.version.cuda, **extra}
-        try:
-            import torchvision
-            env["torchvision"] = torchvision.__version__
-        except ImportError:
+        try:   # the installed version, without importing torchvision (seconds of start-up)
+            from importlib.metadata import version
+            env["torchvision"] = version("torchvision")
+        except Exception:
             pass
         (self.path / "environment.json").write_text(json.dumps(env, indent=2, default=str), encoding="utf-8")
 

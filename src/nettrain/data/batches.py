@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 
 from .arrays import ArrayData, DataInfo
-from .augment import augment
+from .augment import apply, draw
+
+CHUNK_BYTES = 1 << 20   # the in-memory path prepares about this much float input at a time (cache-sized)
 
 
 class BatchPrep:
@@ -28,14 +30,17 @@ class BatchPrep:
             self.shift = (mean * 255).view(1, -1, 1, 1).to(self.device)
             self.scale = (1 / (std * 255)).view(1, -1, 1, 1).to(self.device)
 
-    def __call__(self, x, y, train: bool, generator=None):
+    def __call__(self, x, y, train: bool, generator=None, sizes=None):
+        """`sizes`: x holds consecutive batches of these sizes, each augmented with the random numbers it would
+        draw on its own (default: one batch)."""
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
         if not self.image:
             return x, y
         if train and (self.crop_padding or self.flip):
-            x = augment(x, self.crop_padding, self.flip, generator)
-        x = (x.float() - self.shift) * self.scale
+            x = apply(x, self.crop_padding, draw(sizes or [len(x)], self.crop_padding, self.flip, generator,
+                                                 x.device))
+        x = x.to(torch.float32, copy=True).sub_(self.shift).mul_(self.scale)   # in place on a copy: fewer passes
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
@@ -74,14 +79,25 @@ class InMemoryBatches:
         if self.world_size > 1:   # every rank gets the same number of samples
             base = order if order is not None else torch.arange(n, device=self.prep.device)
             order = base[: self.num_samples * self.world_size][self.rank::self.world_size]
-        for i in range(len(self)):
-            lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, self.num_samples)
+        # Batches are gathered, augmented and normalized a chunk of several at a time (one pass of each op
+        # instead of one per batch: small batches are otherwise bound by per-op overhead), then sliced.
+        bs, n_batches = self.batch_size, len(self)
+        example_bytes = 4 * max(1, self.x.numel() // max(1, len(self.x)))
+        per_chunk = max(1, CHUNK_BYTES // (example_bytes * bs))
+        for first in range(0, n_batches, per_chunk):
+            last = min(first + per_chunk, n_batches)
+            sizes = [min((i + 1) * bs, self.num_samples) - i * bs for i in range(first, last)]
+            lo, hi = first * bs, first * bs + sum(sizes)
             if order is None:
                 x, y = self.x[lo:hi], self.y[lo:hi]
             else:
                 idx = order[lo:hi]
                 x, y = self.x[idx], self.y[idx]
-            yield self.prep(x, y, self.train, g)
+            x, y = self.prep(x, y, self.train, g, sizes)
+            start = 0
+            for size in sizes:
+                yield x[start:start + size], y[start:start + size]
+                start += size
 
 
 class LoaderBatches:

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import ModelError
 from .zoo import MODELS
+from . import fast  # noqa: F401,E402  (registers fastnet)
 
 __all__ = ["MODELS", "build_model", "check_fits", "load_object"]
 
