@@ -37,6 +37,8 @@ class DataConfig:
     workers: int = 0                  # DataLoader workers (only for in_memory: no)
     crop_padding: int = 0             # random crop with this zero padding (training only)
     flip: bool = False                # random horizontal flip (training only)
+    alternate_flip: bool = False      # with flip: mirror each image every other epoch (a seeded half first), not by a
+                                      # coin per epoch (in-memory data; the DataLoader path keeps coins)
     normalize: bool = True            # subtract the dataset's mean, divide by its std
 
 

@@ -111,7 +111,8 @@ def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
 def make_batches(data, info: DataInfo, cfg, device, batch_size: int, *, train: bool, shuffle=False,
                  drop_last=False, seed=0, channels_last=True, rank=0, world_size=1):
     prep = BatchPrep(info, device, normalize=cfg.normalize, crop_padding=cfg.crop_padding if train else 0,
-                     flip=cfg.flip and train, channels_last=channels_last)
+                     flip=cfg.flip and train, channels_last=channels_last,
+                     alternate_flip=cfg.flip and train and cfg.alternate_flip)
     if isinstance(data, ArrayData):
         return InMemoryBatches(data, prep, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
                                rank=rank, world_size=world_size)

@@ -18,10 +18,11 @@ CHUNK_BYTES = 1 << 20   # the in-memory path prepares about this much float inpu
 class BatchPrep:
     """uint8 batch -> augmented, normalized float batch on the device (vectors pass through)."""
 
-    def __init__(self, info: DataInfo, device, *, normalize=True, crop_padding=0, flip=False, channels_last=True):
+    def __init__(self, info: DataInfo, device, *, normalize=True, crop_padding=0, flip=False, channels_last=True,
+                 alternate_flip=False):
         self.image = info.kind == "image"
         self.device = torch.device(device)
-        self.crop_padding, self.flip = crop_padding, flip
+        self.crop_padding, self.flip, self.alternate_flip = crop_padding, flip, alternate_flip
         self.channels_last = channels_last and self.image
         if self.image:
             mean = torch.tensor(info.mean if normalize else [0.0] * info.shape[0])
@@ -30,16 +31,18 @@ class BatchPrep:
             self.shift = (mean * 255).view(1, -1, 1, 1).to(self.device)
             self.scale = (1 / (std * 255)).view(1, -1, 1, 1).to(self.device)
 
-    def __call__(self, x, y, train: bool, generator=None, sizes=None):
+    def __call__(self, x, y, train: bool, generator=None, sizes=None, flips=None):
         """`sizes`: x holds consecutive batches of these sizes, each augmented with the random numbers it would
-        draw on its own (default: one batch)."""
+        draw on its own (default: one batch). `flips`: which images to mirror (instead of coins)."""
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
         if not self.image:
             return x, y
         if train and (self.crop_padding or self.flip):
-            x = apply(x, self.crop_padding, draw(sizes or [len(x)], self.crop_padding, self.flip, generator,
-                                                 x.device))
+            params = draw(sizes or [len(x)], self.crop_padding, self.flip and flips is None, generator, x.device)
+            if self.flip and flips is not None:
+                params["flip"] = flips.to(x.device)
+            x = apply(x, self.crop_padding, params)
         x = x.to(torch.float32, copy=True).sub_(self.shift).mul_(self.scale)   # in place on a copy: fewer passes
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -55,6 +58,10 @@ class InMemoryBatches:
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.flip_base = None   # alternating flip: image i is mirrored in epoch e iff flip_base[i] != (e odd)
+        if train and prep.image and prep.flip and prep.alternate_flip:
+            g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + 999_999_937)
+            self.flip_base = torch.rand(len(self.y), generator=g, device=device) < 0.5
 
     def set_epoch(self, epoch: int):
         self.epoch = epoch
@@ -88,12 +95,17 @@ class InMemoryBatches:
             last = min(first + per_chunk, n_batches)
             sizes = [min((i + 1) * bs, self.num_samples) - i * bs for i in range(first, last)]
             lo, hi = first * bs, first * bs + sum(sizes)
+            flips = None
             if order is None:
                 x, y = self.x[lo:hi], self.y[lo:hi]
+                if self.flip_base is not None:
+                    flips = self.flip_base[lo:hi] ^ bool(self.epoch % 2)
             else:
                 idx = order[lo:hi]
                 x, y = self.x[idx], self.y[idx]
-            x, y = self.prep(x, y, self.train, g, sizes)
+                if self.flip_base is not None:
+                    flips = self.flip_base[idx] ^ bool(self.epoch % 2)
+            x, y = self.prep(x, y, self.train, g, sizes, flips)
             start = 0
             for size in sizes:
                 yield x[start:start + size], y[start:start + size]
