@@ -15,6 +15,8 @@ Rows (--only a,b,c; default all):
     mnist-cnn     the small BN CNN on MNIST: >= 99.0% within 3 epochs
     cifar10       the tudui CIFAR-10 tutorial, 10 epochs: accuracy after 1 and 10 epochs within 2 points of
                   benchmarks/reference_tutorial_loop.py run the same way
+    cifar10-parity  the same with nettrain set to the tutorial's own preprocessing and arithmetic
+                  (--data.normalize false --precision 32): tells nettrain's defaults from its loop
     lenet         the official PyTorch CIFAR-10 tutorial (LeNet, batch 4, SGD 0.001 momentum 0.9, 2 epochs):
                   >= 50%; beside reference_tutorial_loop.py --lenet
     quadratic     the regression tutorial (1-10-1 net, SGD 0.2, full batch, 200 steps): test MSE <= 0.01
@@ -185,9 +187,18 @@ class Bench:
         proc = run(argv, self.work, label)
         return NettrainRun(proc, read_metrics(run_dir / "metrics.csv"), parse_test(proc.out), run_dir)
 
-    def script(self, label: str, argv: list) -> tuple:
+    def script(self, label: str, argv: list, cache: bool = False) -> tuple:
+        """Run a reference script; with `cache`, its RESULT is kept in the work dir and reused by a later
+        invocation with the same --work (the 10-epoch CIFAR-10 reference takes half an hour on 2 cores)."""
+        key = self.work / f"reference-{label}-{'-'.join(str(a) for a in argv[1:] if str(a) != str(self.data))}.json"
+        if cache and key.exists():
+            print(f"[{label}] reusing {key}", file=sys.stderr, flush=True)
+            return None, json.loads(key.read_text())
         proc = run([self.py, *argv], self.work, label)
-        return proc, parse_result(proc.out)
+        result = parse_result(proc.out)
+        if cache and result:
+            key.write_text(json.dumps(result))
+        return proc, result
 
     def shown(self, args: list, data_placeholder="DATA") -> str:
         """The command as a user types it: the data dir written as DATA."""
@@ -291,13 +302,16 @@ class Bench:
         row.met = bool(r.ok and acc >= 0.99) if not self.quick else "n/a (quick)"
         return [row]
 
-    def cifar10(self) -> list:
+    def cifar10(self, parity: bool = False) -> list:
+        """parity: nettrain with the tutorial's own preprocessing and arithmetic (no normalization, fp32)."""
         epochs = 2 if self.quick else 10
         args = ["--dataset", "cifar10", "--data-dir", self.data, "--model", "tudui", "--optimizer", "sgd",
                 "--lr", "0.01", "--batch-size", "16", "--epochs", str(epochs)]
-        r = self.nettrain("cifar10-tudui", args)
+        if parity:
+            args += ["--data.normalize", "false", "--precision", "32"]
+        r = self.nettrain("cifar10-tudui" + ("-parity" if parity else ""), args)
         _, ref = self.script("cifar10-reference", [HERE / "reference_tutorial_loop.py", self.data,
-                                                    "--epochs", str(epochs)])
+                                                    "--epochs", str(epochs)], cache=True)
         ref_rows = {e["epoch"]: e for e in ref.get("epochs", [])}
         checks, parts_n, parts_r = [], [], []
         for e in (1, epochs):
@@ -307,13 +321,15 @@ class Bench:
             checks.append(a is not None and b is not None and abs(a - b) <= 0.02)
         ref_sec = statistics.mean(e["seconds"] for e in ref_rows.values()) if ref_rows else None
         ref_ips = statistics.mean(e["images_per_s"] for e in ref_rows.values()) if ref_rows else None
-        row = Row(f"CIFAR-10 tudui tutorial (batch 16, SGD 0.01, {epochs} epochs)", self.shown(args),
+        what = ("CIFAR-10 tudui, nettrain with the tutorial's preprocessing (ToTensor only, fp32)" if parity
+                else "CIFAR-10 tudui tutorial")
+        row = Row(f"{what} (batch 16, SGD 0.01, {epochs} epochs)", self.shown(args),
                   nettrain=", ".join(parts_n), reference=", ".join(parts_r) + " (reference_tutorial_loop.py)",
                   sec_per_epoch=f"{num(r.mean('seconds'))} / {num(ref_sec)}",
                   images_per_s=f"{num(r.mean('images_per_s'), '{:,.0f}')} / {num(ref_ips, '{:,.0f}')}",
                   goal="within 2 points of the reference after 1 and after 10 epochs")
         row.met = bool(r.ok and all(checks)) if not self.quick else ("n/a (quick)" if all(checks) else False)
-        row.notes.append("cifar10 per epoch, nettrain: " + ", ".join(pct(r.val_acc(e)) for e in range(1, epochs + 1)))
+        row.notes.append(f"cifar10{' parity' if parity else ''} per epoch, nettrain: " + ", ".join(pct(r.val_acc(e)) for e in range(1, epochs + 1)))
         row.notes.append("cifar10 per epoch, reference: " + ", ".join(pct(ref_rows[e]["test_acc"])
                                                                        for e in sorted(ref_rows)))
         return [row]
@@ -324,7 +340,7 @@ class Bench:
                 "--lr", "0.001", "--momentum", "0.9", "--batch-size", "4", "--epochs", str(epochs)]
         r = self.nettrain("cifar10-lenet", args)
         _, ref = self.script("lenet-reference", [HERE / "reference_tutorial_loop.py", self.data, "--lenet",
-                                                  "--epochs", str(epochs)])
+                                                  "--epochs", str(epochs)], cache=True)
         ref_rows = ref.get("epochs", [])
         acc = r.test.get("acc")
         ref_acc = ref_rows[-1]["test_acc"] if ref_rows else None
@@ -378,7 +394,7 @@ class Bench:
         cats = sorted((folder / "test" / "cat").iterdir())[:5]
         pred = run([self.py, "-m", "nettrain", "predict", r.run_dir, *cats], self.work, "imagefolder-predict")
         classes = sorted(d.name for d in (folder / "train").iterdir() if d.is_dir() and not d.name.startswith("."))
-        lines = [ln for ln in pred.out.splitlines() if ": " in ln and not ln.startswith("nettrain")]
+        lines = [ln for ln in pred.out.splitlines() if any(ln.startswith(f"{c}: ") for c in cats)]
         firsts = [ln.split(": ", 1)[1].split()[0] for ln in lines]
         predicted_ok = pred.rc == 0 and len(firsts) == len(cats) and all(c in classes for c in firsts)
         acc = r.test.get("acc")
@@ -394,8 +410,8 @@ class Bench:
         return [row]
 
 
-ROWS = ["digits", "mnist-mlp", "mnist-study", "mnist-cnn", "cifar10", "lenet", "quadratic", "two-gaussians",
-        "imagefolder"]
+ROWS = ["digits", "mnist-mlp", "mnist-study", "mnist-cnn", "cifar10", "cifar10-parity", "lenet", "quadratic",
+        "two-gaussians", "imagefolder"]
 
 
 # ---- the plain loops (run as subprocesses of this file) ---------------------------------------------
@@ -496,7 +512,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", default=None, help=f"comma-separated rows: {','.join(ROWS)}")
     p.add_argument("--quick", action="store_true", help="fewer epochs, for development")
     p.add_argument("--seeds", type=int, default=3, help="seeds for mnist-study (default 3)")
-    p.add_argument("--work", default=None, help="keep run directories here (default: a temporary folder, removed)")
+    p.add_argument("--work", default=None, help="keep run directories here (default: a temporary folder, removed); "
+                   "reference results cached there are reused by the next run with the same --work")
     p.add_argument("--json", default=None, help="also write the rows as JSON to this file")
     p.add_argument("--plain-mnist-mlp", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--plain-toy", default=None, help=argparse.SUPPRESS)
@@ -517,7 +534,7 @@ def main(argv=None) -> int:
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         p.error(f"unknown rows {', '.join(unknown)}; choose from {', '.join(ROWS)}")
-    need_cifar = {"cifar10", "lenet"} & set(rows)
+    need_cifar = {"cifar10", "cifar10-parity", "lenet"} & set(rows)
     if need_cifar and not (data / "cifar10" / "train.npz").exists():
         p.error(f"{data / 'cifar10' / 'train.npz'} missing; run: python {data / 'cifar10' / 'build.py'}")
 
@@ -529,7 +546,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         for name in rows:
-            method = {"quadratic": lambda: bench.toy("quadratic"),
+            method = {"quadratic": lambda: bench.toy("quadratic"), "cifar10-parity": lambda: bench.cifar10(True),
                       "two-gaussians": lambda: bench.toy("two-gaussians")}.get(name) or \
                 getattr(bench, name.replace("-", "_"))
             t = time.perf_counter()

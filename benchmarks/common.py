@@ -1,0 +1,134 @@
+"""Shared helpers for the side-by-side benchmarks: where things are, timed child processes, tables.
+
+Every benchmark runs nettrain and its reference as separate processes, one after the other (alternating when
+repeated, so a change in the machine's load hits both), and measures each whole process: wall-clock time from
+spawn to exit, CPU time, and peak resident memory (from `os.wait4`, per child).
+
+Paths: DATA is the first argument, else $NETTRAIN_DATA, else ../shared/datasets beside the repository; the
+reference scripts are read from $NETTRAIN_REFERENCE, else ../shared/reference. Nothing is copied from there.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_dir(arg=None) -> Path:
+    return Path(arg or os.environ.get("NETTRAIN_DATA") or REPO.parent / "shared" / "datasets")
+
+
+def reference(name: str) -> Path:
+    path = Path(os.environ.get("NETTRAIN_REFERENCE") or REPO.parent / "shared" / "reference") / name
+    if not path.exists():
+        sys.exit(f"reference script {path} not found; set NETTRAIN_REFERENCE to the folder that holds it")
+    return path
+
+
+def nettrain_cmd() -> list:
+    """The `nettrain` console script of this interpreter's environment (what a user types)."""
+    script = Path(sys.executable).parent / "nettrain"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "nettrain"]
+
+
+@dataclass
+class Timed:
+    cmd: list
+    wall: float          # seconds, spawn to exit
+    cpu: float           # user + system seconds of the child
+    peak_rss: int        # bytes, the child's maximum resident set
+    rc: int
+    out: str             # stdout + stderr
+    load: tuple          # 1-minute load average before and after
+
+    def check(self):
+        if self.rc != 0:
+            sys.exit(f"command failed ({self.rc}): {' '.join(map(str, self.cmd))}\n{self.out[-3000:]}")
+        return self
+
+
+def run_timed(cmd, cwd=None, env=None, timeout=None) -> Timed:
+    """Run `cmd` to completion; wall time, CPU time and peak RSS of that one process."""
+    cmd = [str(c) for c in cmd]
+    load0 = os.getloadavg()[0]
+    with tempfile.TemporaryFile("w+") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                                env={**os.environ, **(env or {})}, text=True)
+        deadline = None if timeout is None else start + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline and time.perf_counter() > deadline:
+                proc.kill()
+            time.sleep(0.02)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    return Timed(cmd, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, proc.returncode, text,
+                 (round(load0, 2), round(os.getloadavg()[0], 2)))
+
+
+def last_metrics(run_dir) -> dict:
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: (float(v) if v not in ("", None) else None) for k, v in rows[-1].items()}
+
+
+def all_metrics(run_dir) -> list:
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def table(headers: list, rows: list) -> str:
+    """A Markdown table (what RESULTS.md holds)."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+    return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cells[1:]])
+
+
+def machine() -> str:
+    import platform
+    try:
+        import torch
+        threads = torch.get_num_threads()
+        tv = torch.__version__
+    except ImportError:
+        threads, tv = "?", "?"
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model or platform.processor()}, {os.cpu_count()} cores ({threads} torch threads), torch {tv}"
+
+
+def header(title: str):
+    print(f"# {title}\n{time.strftime('%Y-%m-%d %H:%M')} | {machine()} | load average {os.getloadavg()[0]:.2f}\n",
+          flush=True)
