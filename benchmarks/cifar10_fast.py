@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (REPO, all_metrics, data_dir, gib, header, mean, median, nettrain_cmd, reference,  # noqa: E402
-                    run_timed, table)
+from common import (REPO, data_dir, fit_recipe, gib, header, mean, median, reference, run_timed,  # noqa: E402
+                    table)
 
 GOAL, AIM, MEMORY = 0.8, 0.6, 2 * 2**30
 
@@ -44,9 +44,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             run_dir = Path(tmp) / f"run{i}"
-            t = run_timed(nettrain_cmd() + ["fit", "--config", args.recipe, "--data-dir", data, "--seed", i,
-                                            "--run-dir", run_dir, "--run.progress", "none"]).check()
-            rows = all_metrics(run_dir)
+            t, rows = fit_recipe(args.recipe, data, i, run_dir)
             t.acc, t.train = rows[-1]["val_acc"], sum(r["seconds"] for r in rows)
             t.wait = max(r["data_wait"] for r in rows)
             ours.append(t)

@@ -79,15 +79,20 @@ def run_timed(cmd, cwd=None, env=None, timeout=None) -> Timed:
                  (round(load0, 2), round(os.getloadavg()[0], 2)))
 
 
-def last_metrics(run_dir) -> dict:
-    with open(Path(run_dir) / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {k: (float(v) if v not in ("", None) else None) for k, v in rows[-1].items()}
-
-
 def all_metrics(run_dir) -> list:
     with open(Path(run_dir) / "metrics.csv", newline="") as f:
         return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def last_metrics(run_dir) -> dict:
+    return all_metrics(run_dir)[-1]
+
+
+def fit_recipe(recipe, data, seed, run_dir) -> tuple:
+    """One timed, quiet `nettrain fit --config RECIPE` run: (Timed, its metrics.csv rows)."""
+    t = run_timed(nettrain_cmd() + ["fit", "--config", recipe, "--data-dir", data, "--seed", seed,
+                                    "--run-dir", run_dir, "--run.progress", "none"]).check()
+    return t, all_metrics(run_dir)
 
 
 def median(xs):

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (REPO, data_dir, gib, header, last_metrics, mean, median, nettrain_cmd, reference,  # noqa: E402
-                    run_timed, table)
+from common import (REPO, data_dir, fit_recipe, gib, header, mean, median, reference, run_timed,  # noqa: E402
+                    table)
 
 GOAL, AIM, ACC_GOAL = 0.5, 0.35, 0.99
 
@@ -33,9 +33,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             run_dir = Path(tmp) / f"run{i}"
-            t = run_timed(nettrain_cmd() + ["fit", "--config", args.recipe, "--data-dir", data, "--seed", i,
-                                            "--run-dir", run_dir, "--run.progress", "none"]).check()
-            t.acc = last_metrics(run_dir)["val_acc"]
+            t, rows = fit_recipe(args.recipe, data, i, run_dir)
+            t.acc = rows[-1]["val_acc"]
             ours.append(t)
             print(f"nettrain  seed {i}: {t.wall:6.1f} s  acc {t.acc:.4f}  peak {gib(t.peak_rss)}  load {t.load}",
                   flush=True)
