@@ -310,8 +310,8 @@ class Bench:
         if parity:
             args += ["--data.normalize", "false", "--precision", "32"]
         r = self.nettrain("cifar10-tudui" + ("-parity" if parity else ""), args)
-        _, ref = self.script("cifar10-reference", [HERE / "reference_tutorial_loop.py", self.data,
-                                                    "--epochs", str(epochs)], cache=True)
+        ref_proc, ref = self.script("cifar10-reference", [HERE / "reference_tutorial_loop.py", self.data,
+                                                           "--epochs", str(epochs)], cache=True)
         ref_rows = {e["epoch"]: e for e in ref.get("epochs", [])}
         checks, parts_n, parts_r = [], [], []
         for e in (1, epochs):
@@ -329,6 +329,9 @@ class Bench:
                   images_per_s=f"{num(r.mean('images_per_s'), '{:,.0f}')} / {num(ref_ips, '{:,.0f}')}",
                   goal="within 2 points of the reference after 1 and after 10 epochs")
         row.met = bool(r.ok and all(checks)) if not self.quick else ("n/a (quick)" if all(checks) else False)
+        if ref_proc is None:
+            row.notes.append(f"cifar10{' parity' if parity else ''}: reference result reused from an earlier run "
+                             f"with this --work dir")
         row.notes.append(f"cifar10{' parity' if parity else ''} per epoch, nettrain: " + ", ".join(pct(r.val_acc(e)) for e in range(1, epochs + 1)))
         row.notes.append("cifar10 per epoch, reference: " + ", ".join(pct(ref_rows[e]["test_acc"])
                                                                        for e in sorted(ref_rows)))
@@ -339,8 +342,8 @@ class Bench:
         args = ["--dataset", "cifar10", "--data-dir", self.data, "--model", "lenet", "--optimizer", "sgd",
                 "--lr", "0.001", "--momentum", "0.9", "--batch-size", "4", "--epochs", str(epochs)]
         r = self.nettrain("cifar10-lenet", args)
-        _, ref = self.script("lenet-reference", [HERE / "reference_tutorial_loop.py", self.data, "--lenet",
-                                                  "--epochs", str(epochs)], cache=True)
+        ref_proc, ref = self.script("lenet-reference", [HERE / "reference_tutorial_loop.py", self.data, "--lenet",
+                                                         "--epochs", str(epochs)], cache=True)
         ref_rows = ref.get("epochs", [])
         acc = r.test.get("acc")
         ref_acc = ref_rows[-1]["test_acc"] if ref_rows else None
@@ -353,6 +356,8 @@ class Bench:
                                f"{num(statistics.mean(e['images_per_s'] for e in ref_rows) if ref_rows else None, '{:,.0f}')}",
                   goal=">= 50% (tutorial: 51-55%)")
         row.met = bool(r.ok and acc >= 0.50) if not self.quick else "n/a (quick)"
+        if ref_proc is None:
+            row.notes.append("lenet: reference result reused from an earlier run with this --work dir")
         return [row]
 
     def toy(self, name: str) -> list:
