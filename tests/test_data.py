@@ -191,7 +191,7 @@ def test_staged_mnist_slice_trains(mnist_dir, quiet, tmp_path):
     d = load_data(data_cfg(name="mnist", dir=mnist_dir))
     train = (d.train.x[:3000, 0], d.train.y[:3000])     # uint8 NHW, as a user would pass them
     test = (d.test.x[:1000, 0], d.test.y[:1000])
-    run = nettrain.fit(data=train, val_data=test, model="mlp", epochs=1, precision="32",
+    run = nettrain.fit(data=train, val_data=test, model="mlp", epochs=2, precision="32",
                        run_dir=tmp_path / "run", **quiet)
     assert run.test["examples"] == 1000 and run.test["acc"] >= 0.85
 

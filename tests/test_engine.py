@@ -42,6 +42,15 @@ def test_optimizer_settings_reach_torch():
     assert adam.param_groups[0]["amsgrad"] is True
 
 
+def test_adam_uses_the_fused_kernel_unless_told_otherwise():
+    assert build_optimizer(params(), optim_cfg(name="adam")).param_groups[0]["fused"] is True
+    assert build_optimizer(params(), optim_cfg(name="adamw")).param_groups[0]["fused"] is True
+    assert not build_optimizer(params(), optim_cfg(name="adam", args={"fused": False})).param_groups[0]["fused"]
+    foreach = build_optimizer(params(), optim_cfg(name="adam", args={"foreach": True})).param_groups[0]
+    assert foreach["foreach"] is True and not foreach["fused"]
+    assert not build_optimizer(params(), optim_cfg(name="sgd", lr=0.1)).param_groups[0].get("fused")
+
+
 def test_optimizer_given_a_setting_it_does_not_take():
     with pytest.raises(ConfigError, match="optimizer 'adam' takes no momentum; it takes: lr, betas"):
         build_optimizer(params(), optim_cfg(name="adam", momentum=0.9))

@@ -60,6 +60,7 @@ def test_nettrain_matches_the_hand_written_loop(tmp_path, channels_last):
     reference = hand_written_loop(x, y)
     run = nettrain.fit(data=(x, y), val_data=dataset(24, seed=1), model="tudui", precision="32", epochs=EPOCHS,
                        batch_size=BATCH, seed=SEED, optimizer="sgd", lr=LR, momentum=0.9, device="cpu",
+                       scheduler="none",
                        run_dir=tmp_path / "run", **{"train.channels_last": channels_last, "run.progress": "none",
                                                      "run.tensorboard": False})
     ours = run.model.module.state_dict()

@@ -85,7 +85,9 @@ def test_resume_a_finished_run_changes_nothing(reference):
 def test_resume_trains_a_finished_run_further_with_ema_and_dropout(tmp_path):
     """--resume with more epochs continues exactly: EMA weights, raw weights and the dropout RNG all restored."""
     import nettrain
+    # a constant lr: a cosine schedule would (rightly) be stretched over the new length
     opts = {"dataset": "two-gaussians", "model": "mlp", "batch_size": 16, "train.ema": 0.9, "device": "cpu",
+            "scheduler": "none",
             "model.args.dropout": 0.2, "model.args.hidden": [16], "run.progress": "none", "run.tensorboard": False}
     straight = nettrain.fit(epochs=4, run_dir=tmp_path / "straight", **opts)
     nettrain.fit(epochs=2, run_dir=tmp_path / "extended", **opts)

@@ -9,12 +9,10 @@ __version__ = "0.1.0"
 
 import os as _os
 
-# OpenMP threads that wait for work sleep instead of spinning, unless the user chose otherwise. torch's default
-# (libgomp spins ~300k times before sleeping) burns the cores that the other threads need whenever the machine
-# runs anything else: measured on a shared 2-core CPU, the MNIST recipe took 284 s with spinning, 73 s without.
-# Set before torch is imported (libgomp reads it once, when it loads).
-if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
-    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+from ._omp import choose_wait_policy as _choose_wait_policy
+
+# Must run before torch is imported: libgomp reads OMP_WAIT_POLICY once, when it loads. See _omp.py.
+_choose_wait_policy(_os.environ)
 
 from .api import Predictions, Predictor, Run, fit, load  # noqa: E402
 from .config import Config  # noqa: E402

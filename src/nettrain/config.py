@@ -62,7 +62,7 @@ class OptimConfig:
 
 @dataclass
 class SchedConfig:
-    name: str = "none"                # none | step | cosine | onecycle
+    name: str = "cosine"              # none | step | cosine | onecycle (cosine: decays to min_lr by the end)
     warmup_epochs: float = 0.0        # linear warmup from lr/10 (not for onecycle, which has its own)
     step_epochs: float = 10.0         # step: multiply the lr by gamma every step_epochs
     gamma: float = 0.1

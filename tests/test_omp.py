@@ -1,0 +1,52 @@
+"""The OpenMP wait policy: sleep when other processes keep the CPU busy, spin (libgomp's default) when idle."""
+import sys
+
+import pytest
+
+from nettrain import _omp
+
+
+@pytest.fixture
+def torch_not_loaded(monkeypatch):
+    # the choice is only made before torch loads; pretend it has not loaded yet
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+
+
+def test_busy_cpu_makes_threads_sleep(torch_not_loaded):
+    env = {}
+    assert _omp.choose_wait_policy(env, measure=lambda: 1.7) == "PASSIVE"
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def test_idle_cpu_keeps_libgomp_default(torch_not_loaded):
+    env = {}
+    assert _omp.choose_wait_policy(env, measure=lambda: 0.1) is None
+    assert env == {}
+
+
+def test_unknown_load_keeps_default(torch_not_loaded):
+    env = {}
+    assert _omp.choose_wait_policy(env, measure=lambda: None) is None
+    assert env == {}
+
+
+@pytest.mark.parametrize("key", ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"])
+def test_users_own_setting_is_kept(torch_not_loaded, key):
+    env = {key: "ACTIVE" if key == "OMP_WAIT_POLICY" else "1000"}
+    before = dict(env)
+    assert _omp.choose_wait_policy(env, measure=lambda: 5.0) is None
+    assert env == before
+
+
+def test_nothing_set_once_torch_is_loaded():
+    import torch  # noqa: F401  (libgomp has read its settings: changing them now would only mislead)
+    env = {}
+    assert _omp.choose_wait_policy(env, measure=lambda: 5.0) is None
+    assert env == {}
+
+
+def test_measures_a_real_cpu_reading():
+    busy = _omp.other_busy_cores(window=0.05)
+    if busy is None:
+        pytest.skip("no /proc/stat here")
+    assert 0.0 <= busy <= (__import__("os").cpu_count() or 1) + 1e-6
