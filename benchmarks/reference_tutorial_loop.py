@@ -13,7 +13,11 @@ float tensors ToTensor would give, and feed them through a shuffled DataLoader o
 tutorials do. Everything runs in float32 on the CPU (or --device). Printed per epoch: training seconds,
 images/s and test accuracy; the last line is `RESULT {json}` for scripts (benchmarks/tutorial_recipes.py).
 
-usage: python benchmarks/reference_tutorial_loop.py [DATA] [--epochs 10] [--seed 0] [--lenet]
+--normalize and --cosine add, by hand, the two choices nettrain makes by default and the tutorial does not: inputs
+standardized with the training set's per-channel mean and std, and the lr decayed to 0 along a cosine over the run
+(stepped per batch). With both, the plain loop is "run the same way" as `nettrain fit` with its defaults.
+
+usage: python benchmarks/reference_tutorial_loop.py [DATA] [--epochs 10] [--seed 0] [--lenet] [--normalize] [--cosine]
        DATA defaults to $NETTRAIN_DATA, else ../shared/datasets relative to the repository root.
 """
 from __future__ import annotations
@@ -65,13 +69,15 @@ class Net(nn.Module):
         return self.fc3(x)
 
 
-def load(root: Path, split: str, lenet: bool) -> TensorDataset:
+def load(root: Path, split: str, lenet: bool, stats=None) -> TensorDataset:
     path = root / "cifar10" / f"{split}.npz"
     if not path.exists():
         sys.exit(f"{path} not found; build it with: python {root / 'cifar10' / 'build.py'}")
     z = np.load(path)
     x = torch.from_numpy(z["images"]).permute(0, 3, 1, 2).float().div(255)   # what ToTensor does
-    if lenet:
+    if stats is not None:
+        x = (x - stats[0].view(1, 3, 1, 1)) / stats[1].view(1, 3, 1, 1)      # Normalize(train mean, train std)
+    elif lenet:
         x = (x - 0.5) / 0.5                                                   # Normalize((0.5,)*3, (0.5,)*3)
     return TensorDataset(x.contiguous(), torch.from_numpy(z["labels"]).long())
 
@@ -94,6 +100,8 @@ def main(argv=None) -> int:
     p.add_argument("--lenet", action="store_true", help="the official tutorial's LeNet recipe instead of tudui")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--normalize", action="store_true", help="standardize with the training set's channel mean/std")
+    p.add_argument("--cosine", action="store_true", help="decay the lr to 0 along a cosine, stepped per batch")
     args = p.parse_args(argv)
     epochs = args.epochs or (2 if args.lenet else 10)
     if args.threads:
@@ -102,7 +110,11 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
     root = Path(args.data)
-    train, test = load(root, "train", args.lenet), load(root, "test", args.lenet)
+    stats = None
+    if args.normalize:
+        pixels = load(root, "train", False).tensors[0]
+        stats = (pixels.mean(dim=(0, 2, 3)), pixels.std(dim=(0, 2, 3)))
+    train, test = load(root, "train", args.lenet, stats), load(root, "test", args.lenet, stats)
     if args.lenet:
         net, batch_size = Net(), 4
         opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
@@ -113,6 +125,7 @@ def main(argv=None) -> int:
     loss_fn = nn.CrossEntropyLoss()
     loader = DataLoader(train, batch_size=batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(args.seed))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * len(loader)) if args.cosine else None
     name = "lenet" if args.lenet else "tudui"
     print(f"reference {name}: batch {batch_size}, {epochs} epochs, seed {args.seed}, "
           f"{torch.get_num_threads()} threads, load {time.perf_counter() - t0:.1f}s", flush=True)
@@ -126,6 +139,8 @@ def main(argv=None) -> int:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             loss_sum += loss.item() * len(y)   # the tutorials print the running loss, which syncs every step
             seen += len(y)
         seconds = time.perf_counter() - t
@@ -136,7 +151,7 @@ def main(argv=None) -> int:
               f"  test acc {acc:.2%}", flush=True)
     total = time.perf_counter() - t0
     print(f"total {total:.1f}s")
-    print("RESULT " + json.dumps({"model": name, "seed": args.seed, "epochs": rows, "total_seconds": round(total, 1)}))
+    print("RESULT " + json.dumps({"model": name, "seed": args.seed, "normalize": args.normalize, "cosine": args.cosine, "epochs": rows, "total_seconds": round(total, 1)}))
     return 0
 
 
