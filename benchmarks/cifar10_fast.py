@@ -9,13 +9,11 @@ They alternate (nettrain, reference, ...). Goal: nettrain's mean test accuracy (
 (with its TTA), median whole-process time <= 0.8x airbench's (aim 0.6x), nettrain's peak memory < 2 GiB.
 One airbench run takes 10-12 minutes on 2 idle cores; --repeats 3 gives the median of 3.
 """
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (REPO, data_dir, fit_recipe, gib, header, mean, median, reference, run_timed,  # noqa: E402
+from common import (data_dir, gib, header, mean, median, recipe_args, recipe_runs, reference, run_timed,  # noqa: E402
                     table)
 
 GOAL, AIM, MEMORY = 0.8, 0.6, 2 * 2**30
@@ -31,32 +29,25 @@ def airbench_result(out: str) -> tuple:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", nargs="?")
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--recipe", default=str(REPO / "recipes" / "cifar10-fast.yaml"))
-    ap.add_argument("--skip-reference", action="store_true", help="time nettrain only")
-    args = ap.parse_args()
+    args = recipe_args(__doc__, "cifar10-fast.yaml", 1,
+                       [("--skip-reference", dict(action="store_true", help="time nettrain only"))])
     data = data_dir(args.data)
     ref = reference("airbench94_cpu.py")
     header("Row 2: CIFAR-10 fast recipe vs airbench94 (CPU, bf16), whole process")
     ours, theirs = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.repeats):
-            run_dir = Path(tmp) / f"run{i}"
-            t, rows = fit_recipe(args.recipe, data, i, run_dir)
-            t.acc, t.train = rows[-1]["val_acc"], sum(r["seconds"] for r in rows)
-            t.wait = max(r["data_wait"] for r in rows)
-            ours.append(t)
-            print(f"nettrain  seed {i}: {t.wall:7.1f} s whole ({t.train:.0f} s training)  acc {t.acc:.4f}  "
-                  f"peak {gib(t.peak_rss)}  data wait {t.wait:.1%}  load {t.load}", flush=True)
-            if args.skip_reference:
-                continue
-            r = run_timed([sys.executable, ref, data]).check()
-            r.acc, r.train = airbench_result(r.out)
-            theirs.append(r)
-            print(f"airbench94 run {i}: {r.wall:7.1f} s whole ({r.train:.0f} s train+eval)  acc {r.acc:.4f}  "
-                  f"peak {gib(r.peak_rss)}  load {r.load}", flush=True)
+    for i, t, rows in recipe_runs(args.recipe, data, args.repeats):
+        t.acc, t.train = rows[-1]["val_acc"], sum(r["seconds"] for r in rows)
+        t.wait = max(r["data_wait"] for r in rows)
+        ours.append(t)
+        print(f"nettrain  seed {i}: {t.wall:7.1f} s whole ({t.train:.0f} s training)  acc {t.acc:.4f}  "
+              f"peak {gib(t.peak_rss)}  data wait {t.wait:.1%}  load {t.load}", flush=True)
+        if args.skip_reference:
+            continue
+        r = run_timed([sys.executable, ref, data]).check()
+        r.acc, r.train = airbench_result(r.out)
+        theirs.append(r)
+        print(f"airbench94 run {i}: {r.wall:7.1f} s whole ({r.train:.0f} s train+eval)  acc {r.acc:.4f}  "
+              f"peak {gib(r.peak_rss)}  load {r.load}", flush=True)
     tn, an = median([t.wall for t in ours]), mean([t.acc for t in ours])
     pn = max(t.peak_rss for t in ours)
     if not theirs:

@@ -9,6 +9,7 @@ reference scripts are read from $NETTRAIN_REFERENCE, else ../shared/reference. N
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import statistics
@@ -88,11 +89,32 @@ def last_metrics(run_dir) -> dict:
     return all_metrics(run_dir)[-1]
 
 
+def recipe_args(doc: str, recipe: str, repeats: int, extra=()):
+    """The arguments every recipe-vs-reference script takes: DATA, --repeats, --recipe (plus `extra` flags:
+    (name, kwargs) pairs for add_argument)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", nargs="?")
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--recipe", default=str(REPO / "recipes" / recipe))
+    for name, kwargs in extra:
+        ap.add_argument(name, **kwargs)
+    return ap.parse_args()
+
+
 def fit_recipe(recipe, data, seed, run_dir) -> tuple:
     """One timed, quiet `nettrain fit --config RECIPE` run: (Timed, its metrics.csv rows)."""
     t = run_timed(nettrain_cmd() + ["fit", "--config", recipe, "--data-dir", data, "--seed", seed,
                                     "--run-dir", run_dir, "--run.progress", "none"]).check()
     return t, all_metrics(run_dir)
+
+
+def recipe_runs(recipe, data, repeats: int):
+    """Yields (seed, Timed, metrics rows) for fit_recipe runs with seeds 0..repeats-1, each in a temporary run dir
+    (the caller runs its reference between them, so the two alternate)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            t, rows = fit_recipe(recipe, data, i, Path(tmp) / f"run{i}")
+            yield i, t, rows
 
 
 def median(xs):

@@ -7,42 +7,33 @@ reference: python mnist_tuned.py DATA 2   (a small BN CNN, bf16, OneCycle Adam, 
 The two alternate (nettrain, reference, nettrain, ...). Goal: nettrain's mean accuracy >= 99.0% and its median
 whole-process time <= 0.5x the reference's (aim 0.35x).
 """
-import argparse
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (REPO, data_dir, fit_recipe, gib, header, mean, median, reference, run_timed,  # noqa: E402
+from common import (data_dir, gib, header, mean, median, recipe_args, recipe_runs, reference, run_timed,  # noqa: E402
                     table)
 
 GOAL, AIM, ACC_GOAL = 0.5, 0.35, 0.99
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", nargs="?")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--recipe", default=str(REPO / "recipes" / "mnist-fast.yaml"))
-    args = ap.parse_args()
+    args = recipe_args(__doc__, "mnist-fast.yaml", 3)
     data = data_dir(args.data)
     ref = reference("mnist_tuned.py")
     header("Row 1: MNIST >= 99.0%, whole process")
     ours, theirs = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.repeats):
-            run_dir = Path(tmp) / f"run{i}"
-            t, rows = fit_recipe(args.recipe, data, i, run_dir)
-            t.acc = rows[-1]["val_acc"]
-            ours.append(t)
-            print(f"nettrain  seed {i}: {t.wall:6.1f} s  acc {t.acc:.4f}  peak {gib(t.peak_rss)}  load {t.load}",
-                  flush=True)
-            r = run_timed([sys.executable, ref, data, 2]).check()
-            r.acc = float(re.findall(r"test acc ([0-9.]+)", r.out)[-1])
-            theirs.append(r)
-            print(f"reference run {i}: {r.wall:6.1f} s  acc {r.acc:.4f}  peak {gib(r.peak_rss)}  load {r.load}",
-                  flush=True)
+    for i, t, rows in recipe_runs(args.recipe, data, args.repeats):
+        t.acc = rows[-1]["val_acc"]
+        ours.append(t)
+        print(f"nettrain  seed {i}: {t.wall:6.1f} s  acc {t.acc:.4f}  peak {gib(t.peak_rss)}  load {t.load}",
+              flush=True)
+        r = run_timed([sys.executable, ref, data, 2]).check()
+        r.acc = float(re.findall(r"test acc ([0-9.]+)", r.out)[-1])
+        theirs.append(r)
+        print(f"reference run {i}: {r.wall:6.1f} s  acc {r.acc:.4f}  peak {gib(r.peak_rss)}  load {r.load}",
+              flush=True)
     tn, tr = median([t.wall for t in ours]), median([t.wall for t in theirs])
     an, ar = mean([t.acc for t in ours]), mean([t.acc for t in theirs])
     ratio = tn / tr

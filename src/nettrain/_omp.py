@@ -11,6 +11,7 @@ GOMP_SPINCOUNT is always kept.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 BUSY_CORES = 0.5     # other processes using more than this many cores -> threads sleep instead of spinning
@@ -43,7 +44,7 @@ def other_busy_cores(window: float = WINDOW):
 
 def choose_wait_policy(environ, measure=other_busy_cores) -> str | None:
     """Sets OMP_WAIT_POLICY=PASSIVE in `environ` when the CPU is busy; returns the policy it set (or None)."""
-    if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ or "torch" in __import__("sys").modules:
+    if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ or "torch" in sys.modules:
         return None   # the user decided, or libgomp has already read its settings
     busy = measure()
     if busy is not None and busy > BUSY_CORES:

@@ -95,17 +95,9 @@ class InMemoryBatches:
             last = min(first + per_chunk, n_batches)
             sizes = [min((i + 1) * bs, self.num_samples) - i * bs for i in range(first, last)]
             lo, hi = first * bs, first * bs + sum(sizes)
-            flips = None
-            if order is None:
-                x, y = self.x[lo:hi], self.y[lo:hi]
-                if self.flip_base is not None:
-                    flips = self.flip_base[lo:hi] ^ bool(self.epoch % 2)
-            else:
-                idx = order[lo:hi]
-                x, y = self.x[idx], self.y[idx]
-                if self.flip_base is not None:
-                    flips = self.flip_base[idx] ^ bool(self.epoch % 2)
-            x, y = self.prep(x, y, self.train, g, sizes, flips)
+            rows = slice(lo, hi) if order is None else order[lo:hi]   # a slice is a view: no gather when unshuffled
+            flips = None if self.flip_base is None else self.flip_base[rows] ^ bool(self.epoch % 2)
+            x, y = self.prep(self.x[rows], self.y[rows], self.train, g, sizes, flips)
             start = 0
             for size in sizes:
                 yield x[start:start + size], y[start:start + size]
