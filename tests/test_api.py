@@ -160,8 +160,38 @@ def test_fit_errors(tmp_path):
         nettrain.fit(dataset="digits", data=(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)), **QUIET)
     with pytest.raises(ConfigError, match="train.epochs must be at least 1"):
         nettrain.fit(dataset="two-gaussians", model="mlp", epochs=0, run_dir=tmp_path / "r", **QUIET)
+    with pytest.raises(ConfigError, match="train.tta mirrors and shifts images.*set train.tta false"):
+        nettrain.fit(dataset="two-gaussians", model="mlp", train={"tta": True}, run_dir=tmp_path / "r", **QUIET)
+    with pytest.raises(ConfigError, match="train.tta_shift must be smaller than the images"):
+        nettrain.fit(dataset="digits", train={"tta": True, "tta_shift": 8}, run_dir=tmp_path / "r", **QUIET)
     with pytest.raises(ConfigError, match="unknown option 'epoch'.*did you mean 'epochs'"):
         nettrain.fit(epoch=3, **QUIET)
     with pytest.raises(nettrain.NettrainError, match="not a run directory with a checkpoint to resume"):
         nettrain.fit(resume=tmp_path)
     assert not (tmp_path / "r").exists()   # nothing written for a run that never started
+
+
+def _digits_cnn(tmp_path, name, **kw):
+    run = nettrain.fit(dataset="digits", model="cnn", epochs=1, precision="32", run_dir=tmp_path / name, **QUIET, **kw)
+    return run.metrics[-1]
+
+
+def test_compile_warm_up_leaves_no_trace(tmp_path, monkeypatch):
+    # an identity "compile": the warm-up's forward and backward run, then weights, BN buffers, grads and RNG must
+    # be exactly as before, so the run equals an uncompiled one
+    plain = _digits_cnn(tmp_path, "plain")
+    monkeypatch.setattr(torch, "compile", lambda m, **k: m)
+    warmed = _digits_cnn(tmp_path, "warmed", compile=True)
+    assert warmed["train_loss"] == plain["train_loss"] and warmed["val_acc"] == plain["val_acc"]
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning(tmp_path, monkeypatch, capsys):
+    plain = _digits_cnn(tmp_path, "plain")
+
+    def broken(m, **k):
+        raise RuntimeError("no C++ compiler found\nmore detail")
+    monkeypatch.setattr(torch, "compile", broken)
+    fallback = _digits_cnn(tmp_path, "fallback", compile=True)
+    assert "warning: torch.compile failed (RuntimeError: no C++ compiler found); training without it" in \
+        capsys.readouterr().err
+    assert fallback["train_loss"] == plain["train_loss"]

@@ -7,7 +7,7 @@ from nettrain.config import Config
 from nettrain.data import ArrayData, DataInfo
 from nettrain.data.batches import BatchPrep, InMemoryBatches
 from nettrain.engine.device import resolve_device, resolve_precision
-from nettrain.engine.loop import Step, evaluate, train_epoch
+from nettrain.engine.loop import Step, evaluate, train_epoch, tta_forward
 from nettrain.engine.optim import (LOSSES, OPTIMIZERS, SCHEDULERS, build_loss, build_optimizer, build_scheduler,
                                    default_loss_for)
 from nettrain.errors import ConfigError, NettrainError
@@ -186,6 +186,29 @@ def test_evaluate_regression_mse_mae():
     res = evaluate(model, vector_batches(x, y, 2), nn.MSELoss(), prec, False)
     assert res["mse"] == pytest.approx((0 + 4 + 4) / 3) and res["mae"] == pytest.approx((0 + 2 + 2) / 3)
     assert res["loss"] == pytest.approx(8 / 3) and "acc" not in res
+
+
+class TopLeft(nn.Module):
+    """Outputs the top-left pixel: which views TTA averaged can be read off the result."""
+    def forward(self, x):
+        return x[:, :, 0, 0]
+
+
+def test_tta_averages_the_mirror_and_the_shifted_views():
+    img = torch.tensor([[[[0.0, 10, 2], [20, 4, 30], [40, 50, 60]]]])   # top-left 0, top-right 2, centre 4
+    assert tta_forward(TopLeft(), img).item() == pytest.approx((0 + 2) / 2)
+    # moved by one pixel either way with reflected edges, the top-left pixel (mirrored or not) is the centre
+    assert tta_forward(TopLeft(), img, shift=1).item() == pytest.approx(((0 + 2) / 2 + 4) / 2)
+
+
+def test_evaluate_with_tta_scores_the_averaged_outputs():
+    # the plain model's top-left pixel picks class 0; the mirror image's top-left (the top-right pixel) class 1
+    x = torch.zeros(1, 2, 3, 3)
+    x[0, 0, 0, 0], x[0, 1, 0, 2] = 1.0, 3.0
+    prec = resolve_precision("32", torch.device("cpu"), "image")
+    batches = [(x, torch.tensor([1]))]
+    assert evaluate(TopLeft(), batches, nn.CrossEntropyLoss(), prec, True, 2)["acc"] == 0
+    assert evaluate(TopLeft(), batches, nn.CrossEntropyLoss(), prec, True, 2, tta=True)["acc"] == 1
 
 
 def make_step(model, lr=0.1, accumulate=1, grad_clip=None):

@@ -186,7 +186,7 @@ class Predictor:
         batches = make_batches(split, self.info, cfg.data, self.device, batch_size or cfg.train.eval_batch_size,
                                train=False, channels_last=cfg.train.channels_last)
         return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
-                             self.info.outputs, cfg.train.tta)
+                             self.info.outputs, cfg.train.tta, cfg.train.tta_shift)
 
 
 @dataclass
@@ -236,7 +236,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     t0 = time.perf_counter()
     tc = cfg.train
     for key, value, low in (("train.epochs", tc.epochs, 1), ("train.batch_size", tc.batch_size, 1),
-                            ("train.val_every", tc.val_every, 0),
+                            ("train.val_every", tc.val_every, 0), ("train.tta_shift", tc.tta_shift, 0),
                             ("train.accumulate", tc.accumulate, 1), ("train.eval_batch_size", tc.eval_batch_size, 1)):
         if value < low:
             raise ConfigError(f"{key} must be at least {low}, got {value}")
@@ -251,6 +251,11 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     info = data.info
     classification = info.task == "classification"
     precision = resolve_precision(tc.precision, device, info.kind)
+    if tc.tta and (info.kind != "image" or tc.tta_shift >= min(info.shape[1:])):
+        raise ConfigError(f"train.tta mirrors and shifts images, but this dataset's inputs have shape {info.shape}; "
+                          f"set train.tta false" if info.kind != "image" else
+                          f"train.tta_shift must be smaller than the images ({info.shape[1]}x{info.shape[2]}), "
+                          f"got {tc.tta_shift}")
 
     # model (built and checked on the CPU, then moved)
     if module is None:
@@ -281,7 +286,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     if tc.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
         ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
-    model = _maybe_compile(module, tc.compile, train_batches)
+    model = _maybe_compile(module, tc.compile, train_batches, loss_fn, precision)
     step = Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema)
 
     # the run directory
@@ -322,8 +327,8 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         progress.start_epoch(epoch, len(train_batches))
         tr = train_epoch(step, train_batches, classification, progress)
         validate = val_batches is not None and (epoch == tc.epochs or (tc.val_every and epoch % tc.val_every == 0))
-        va = evaluate_pass(eval_model, val_batches, loss_fn, precision, classification, info.outputs, tc.tta) \
-            if validate else {}
+        va = evaluate_pass(eval_model, val_batches, loss_fn, precision, classification, info.outputs, tc.tta,
+                           tc.tta_shift) if validate else {}
         final_va = va if epoch == tc.epochs else None
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": va.get("loss"),
                "val_acc": va.get("acc"), "val_mae": va.get("mae"), "lr": optimizer.param_groups[0]["lr"],
@@ -361,7 +366,8 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         if final_va and data.test is data.val:   # the last validation was this very pass: do not repeat it
             test = final_va
         else:
-            test = evaluate_pass(eval_model, test_batches, loss_fn, precision, classification, info.outputs, tc.tta)
+            test = evaluate_pass(eval_model, test_batches, loss_fn, precision, classification, info.outputs, tc.tta,
+                                 tc.tta_shift)
         if classification:
             run.write_confusion(test["confusion"], info.classes)
         progress.say(format_report(test, info.classes, "test"))
@@ -376,18 +382,29 @@ def unwrap_eval(model):
     return ckpt_io.unwrap(model)
 
 
-def _maybe_compile(module, enabled: bool, batches):
+def _maybe_compile(module, enabled: bool, batches, loss_fn, precision):
+    """torch.compile the model and warm it up with one forward and backward pass on a real batch, so that neither
+    graph compiles inside the first epoch's timing; the weights, buffers, gradients and RNG are then put back as
+    they were. A failure falls back to eager with a warning, before training starts."""
     if not enabled:
         return module
+    saved = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    rng = torch.get_rng_state()
     try:
         compiled = torch.compile(module)
-        x, _ = next(iter(batches))
-        compiled(x[:2])   # compile now (warm-up), so a failure falls back before training starts
-        return compiled
+        x, y = next(iter(batches))
+        with precision.autocast():
+            loss = loss_fn(compiled(x), y)
+        loss.backward()
     except Exception as e:
         print(f"warning: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
               f"training without it", file=sys.stderr)
-        return module
+        compiled = module
+    with torch.no_grad():
+        module.load_state_dict(saved)
+    module.zero_grad(set_to_none=True)
+    torch.set_rng_state(rng)
+    return compiled
 
 
 def format_report(result: dict, classes, split: str = "test") -> str:

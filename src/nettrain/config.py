@@ -89,6 +89,7 @@ class TrainConfig:
     compile: bool = False             # torch.compile the model (falls back to eager with a warning)
     threads: Optional[int] = None     # CPU threads for torch (default: torch's choice)
     tta: bool = False                 # evaluate on the image and its mirror image, averaged
+    tta_shift: int = 0                # with tta: also on copies moved this many pixels diagonally (6 passes)
     ema: Optional[float] = None       # keep an exponential moving average of the weights (decay per step)
 
 
