@@ -389,21 +389,21 @@ def _maybe_compile(module, enabled: bool, batches, loss_fn, precision):
     if not enabled:
         return module
     saved = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    rng = torch.get_rng_state()
-    try:
-        compiled = torch.compile(module)
-        x, y = next(iter(batches))
-        with precision.autocast():
-            loss = loss_fn(compiled(x), y)
-        loss.backward()
-    except Exception as e:
-        print(f"warning: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-              f"training without it", file=sys.stderr)
-        compiled = module
+    cuda = [precision.device] if precision.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):   # the warm-up draws no random numbers the run would have drawn
+        try:
+            compiled = torch.compile(module)
+            x, y = next(iter(batches))
+            with precision.autocast():
+                loss = loss_fn(compiled(x), y)
+            loss.backward()
+        except Exception as e:
+            print(f"warning: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                  f"training without it", file=sys.stderr)
+            compiled = module
     with torch.no_grad():
         module.load_state_dict(saved)
     module.zero_grad(set_to_none=True)
-    torch.set_rng_state(rng)
     return compiled
 
 
