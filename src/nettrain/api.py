@@ -251,10 +251,11 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     info = data.info
     classification = info.task == "classification"
     precision = resolve_precision(tc.precision, device, info.kind)
-    if tc.tta and (info.kind != "image" or tc.tta_shift >= min(info.shape[1:])):
+    if tc.tta and info.kind != "image":
         raise ConfigError(f"train.tta mirrors and shifts images, but this dataset's inputs have shape {info.shape}; "
-                          f"set train.tta false" if info.kind != "image" else
-                          f"train.tta_shift must be smaller than the images ({info.shape[1]}x{info.shape[2]}), "
+                          f"set train.tta false")
+    if tc.tta and tc.tta_shift >= min(info.shape[1:]):
+        raise ConfigError(f"train.tta_shift must be smaller than the images ({info.shape[1]}x{info.shape[2]}), "
                           f"got {tc.tta_shift}")
 
     # model (built and checked on the CPU, then moved)
