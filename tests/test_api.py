@@ -164,6 +164,11 @@ def test_fit_errors(tmp_path):
         nettrain.fit(dataset="two-gaussians", model="mlp", train={"tta": True}, run_dir=tmp_path / "r", **QUIET)
     with pytest.raises(ConfigError, match="train.tta_shift must be smaller than the images"):
         nettrain.fit(dataset="digits", train={"tta": True, "tta_shift": 8}, run_dir=tmp_path / "r", **QUIET)
+    with pytest.raises(ConfigError, match=r"train.lookahead_decay must be in \(0, 1\], got 1.5"):
+        nettrain.fit(dataset="two-gaussians", model="mlp", train={"lookahead": 5, "lookahead_decay": 1.5},
+                     run_dir=tmp_path / "r", **QUIET)
+    with pytest.raises(ConfigError, match="train.lookahead must be at least 0"):
+        nettrain.fit(dataset="two-gaussians", model="mlp", train={"lookahead": -1}, run_dir=tmp_path / "r", **QUIET)
     with pytest.raises(ConfigError, match="unknown option 'epoch'.*did you mean 'epochs'"):
         nettrain.fit(epoch=3, **QUIET)
     with pytest.raises(nettrain.NettrainError, match="not a run directory with a checkpoint to resume"):

@@ -253,3 +253,34 @@ def test_grad_clip_limits_the_update():
         model.weight.zero_()
     train_epoch(make_step(model, lr=1.0, grad_clip=0.5), vector_batches(x, y, 4), classification=False)
     assert model.weight.item() == pytest.approx(0.5)   # the gradient (-200) clipped to norm 0.5
+
+
+def test_lookahead_pulls_the_weights_back_to_the_slow_copy_on_its_schedule():
+    model = nn.Sequential(nn.Linear(2, 1), nn.BatchNorm1d(1))
+    from nettrain.engine.lookahead import Lookahead
+    la = Lookahead(model, every=2, decay=0.5, total_steps=4)
+    weight, running_mean = model[0].weight, model[1].running_mean
+    start_w, start_m = weight.detach().clone(), running_mean.clone()
+    assert la.share(0) == 0 and la.share(2) == 0.5 ** 2 * 0.5 ** 3 and la.share(4) == 1
+
+    with torch.no_grad():
+        weight.add_(1.0)
+        running_mean.add_(2.0)
+    la.step()                                                       # step 1: no sync, the fast weights run free
+    assert torch.equal(weight, start_w + 1) and la.step_count == 1
+    la.step()                                                       # step 2: slow <- d*slow + (1-d)*fast; fast <- slow
+    d = la.share(2)
+    torch.testing.assert_close(weight.detach(), start_w + (1 - d) * 1.0)
+    torch.testing.assert_close(running_mean, start_m + (1 - d) * 2.0)   # BatchNorm statistics too
+    torch.testing.assert_close(la.slow["0.weight"], weight.detach())
+    synced = weight.detach().clone()
+
+    with torch.no_grad():
+        weight.add_(5.0)
+    la.step()
+    la.step()                                                       # the last step: the model ends on the slow copy
+    torch.testing.assert_close(weight.detach(), synced)
+
+    again = Lookahead(model, every=2, decay=0.5, total_steps=4)
+    again.load_state_dict(la.state_dict())
+    assert again.step_count == 4 and torch.equal(again.slow["0.weight"], la.slow["0.weight"])

@@ -12,10 +12,11 @@ from nettrain.cli import main
 from nettrain.runs import read_metrics
 
 # Big enough that an epoch takes about a second on one CPU thread (so the kill lands inside epoch 3), with
-# the state that must survive a restart: momentum, a cosine schedule, and seeded augmentation.
+# the state that must survive a restart: momentum, a cosine schedule, Lookahead's slow weights, and seeded
+# augmentation.
 ARGS = ["fit", "--dataset", "digits", "--model", "cnn", "--model.args.width", "16", "--batch-size", "4",
         "--epochs", "4", "--precision", "32", "--device", "cpu", "--optimizer", "sgd", "--lr", "0.02",
-        "--momentum", "0.9", "--scheduler", "cosine", "--data.flip", "true", "--data.crop_padding", "1", "--seed", "3",
+        "--momentum", "0.9", "--scheduler", "cosine", "--train.lookahead", "5", "--data.flip", "true", "--data.crop_padding", "1", "--seed", "3",
         "--run.progress", "none", "--run.tensorboard", "false"]
 COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
 

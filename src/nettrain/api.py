@@ -29,6 +29,7 @@ from .data import ArrayData, Data, DataInfo, from_user_data, load_data, make_bat
 from .data.images import is_image_file, read_image
 from .engine import checkpoint as ckpt_io
 from .engine.device import describe, resolve_device, resolve_precision
+from .engine.lookahead import Lookahead
 from .engine.loop import Step, evaluate as evaluate_pass, train_epoch
 from .engine.optim import build_loss, build_optimizer, build_scheduler, default_loss_for
 from .engine.progress import Progress
@@ -237,9 +238,12 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     tc = cfg.train
     for key, value, low in (("train.epochs", tc.epochs, 1), ("train.batch_size", tc.batch_size, 1),
                             ("train.val_every", tc.val_every, 0), ("train.tta_shift", tc.tta_shift, 0),
-                            ("train.accumulate", tc.accumulate, 1), ("train.eval_batch_size", tc.eval_batch_size, 1)):
+                            ("train.accumulate", tc.accumulate, 1), ("train.eval_batch_size", tc.eval_batch_size, 1),
+                            ("train.lookahead", tc.lookahead, 0)):
         if value < low:
             raise ConfigError(f"{key} must be at least {low}, got {value}")
+    if not 0 < tc.lookahead_decay <= 1:
+        raise ConfigError(f"train.lookahead_decay must be in (0, 1], got {tc.lookahead_decay}")
     if tc.threads:
         torch.set_num_threads(tc.threads)
     _seed_everything(tc.seed)
@@ -287,8 +291,11 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     if tc.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
         ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
+    lookahead = Lookahead(module, tc.lookahead, tc.lookahead_decay, tc.epochs * steps_per_epoch) \
+        if tc.lookahead else None
     model = _maybe_compile(module, tc.compile, train_batches, loss_fn, precision)
-    step = Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema)
+    step = Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema,
+                lookahead)
 
     # the run directory
     history, best, start_epoch = [], {"metric": "val_acc" if classification else "val_loss", "value": None,
@@ -302,6 +309,8 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         step.scaler.load_state_dict(state["scaler"])
         if ema is not None and state.get("ema"):
             ema.load_state_dict(state["ema"])
+        if lookahead is not None and state.get("lookahead"):
+            lookahead.load_state_dict(state["lookahead"])
         ckpt_io.set_rng_state(state["rng"])
         history, best, start_epoch = state["history"], state["best"], state["epoch"]
         if start_epoch >= tc.epochs:
@@ -345,7 +354,9 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
             best = {"metric": best["metric"], "value": value, "epoch": epoch}
         state = {"model": ckpt_io.clean_state_dict(eval_model), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": step.scaler.state_dict(),
-                 "ema": ema.state_dict() if ema is not None else None, "epoch": epoch, "rng": ckpt_io.rng_state(),
+                 "ema": ema.state_dict() if ema is not None else None,
+                 "lookahead": lookahead.state_dict() if lookahead is not None else None, "epoch": epoch,
+                 "rng": ckpt_io.rng_state(),
                  "config": cfg.to_dict(), "data": info.to_dict(), "history": history, "best": best,
                  "nettrain_version": __version__}
         if ema is not None:   # training resumes from the raw weights; predictions use the average

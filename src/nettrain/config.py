@@ -91,6 +91,8 @@ class TrainConfig:
     tta: bool = False                 # evaluate on the image and its mirror image, averaged
     tta_shift: int = 0                # with tta: also on copies moved this many pixels diagonally (6 passes)
     ema: Optional[float] = None       # keep an exponential moving average of the weights (decay per step)
+    lookahead: int = 0                # Lookahead every N steps, airbench's schedule (engine/lookahead.py); 0: off
+    lookahead_decay: float = 0.95     # per step: the slow weights' final share is lookahead_decay ** lookahead
 
 
 @dataclass

@@ -3,8 +3,9 @@
 A checkpoint loads with `torch.load(path, weights_only=True)` anywhere, nettrain installed or not:
 
     {"format_version": 1, "model": state_dict (no "module." / "_orig_mod." prefixes), "optimizer": ...,
-     "scheduler": ..., "scaler": ..., "ema": state_dict or None, "epoch": completed epochs,
-     "rng": {"torch": ByteTensor, "cuda": [...]}, "config": {...}, "data": {classes, shape, mean, std, ...},
+     "scheduler": ..., "scaler": ..., "ema": state_dict or None, "lookahead": {step_count, slow} or None,
+     "epoch": completed epochs, "rng": {"torch": ByteTensor, "cuda": [...]}, "config": {...},
+     "data": {classes, shape, mean, std, ...},
      "history": [metrics rows], "best": {"metric", "value", "epoch"}, "nettrain_version": "..."}
 
 The best weights are also written as `.safetensors` (weights only, with the classes in its metadata).

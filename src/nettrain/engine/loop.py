@@ -1,7 +1,7 @@
 """The training step and the evaluation pass: the tutorial loop, made fast.
 
 One step is: autocast forward, loss, backward (scaled for fp16 and for accumulation), optional clipping,
-optimizer and schedule step, optional EMA update. Loss sums and correct counts accumulate as tensors on the
+optimizer and schedule step, optional Lookahead and EMA updates. Loss sums and correct counts accumulate as tensors on the
 device: nothing in the hot loop waits for the device (no `.item()`), except a progress-bar refresh every
 `refresh` steps. The time spent in `next(batches)` is the data wait that each epoch reports.
 """
@@ -26,6 +26,7 @@ class Step:
     accumulate: int = 1
     grad_clip: Optional[float] = None
     ema: Optional[torch.optim.swa_utils.AveragedModel] = None
+    lookahead: Optional[object] = None    # engine.lookahead.Lookahead
 
 
 def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: int = 25) -> dict:
@@ -53,6 +54,8 @@ def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: 
             s.scaler.update()
             opt.zero_grad(set_to_none=True)
             s.scheduler.step()
+            if s.lookahead is not None:
+                s.lookahead.step()
             if s.ema is not None:
                 s.ema.update_parameters(model)
         loss_sum += loss.detach().float() * len(y)
