@@ -16,8 +16,8 @@ from nettrain.runs import read_metrics
 # augmentation.
 ARGS = ["fit", "--dataset", "digits", "--model", "cnn", "--model.args.width", "16", "--batch-size", "4",
         "--epochs", "4", "--precision", "32", "--device", "cpu", "--optimizer", "sgd", "--lr", "0.02",
-        "--momentum", "0.9", "--scheduler", "cosine", "--train.lookahead", "5", "--data.flip", "true", "--data.crop_padding", "1", "--seed", "3",
-        "--run.progress", "none", "--run.tensorboard", "false"]
+        "--momentum", "0.9", "--scheduler", "cosine", "--train.lookahead", "5", "--data.flip", "true",
+        "--data.crop_padding", "1", "--seed", "3", "--run.progress", "none", "--run.tensorboard", "false"]
 COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
 
 

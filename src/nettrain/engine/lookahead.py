@@ -17,12 +17,14 @@ import torch
 
 class Lookahead:
     def __init__(self, module: torch.nn.Module, every: int, decay: float, total_steps: int):
-        self.module, self.every, self.decay, self.total = module, every, decay, max(1, total_steps)
+        self.every, self.decay, self.total = every, decay, max(1, total_steps)
         self.step_count = 0
-        self.slow = {k: v.detach().clone() for k, v in self._float_state().items()}
-
-    def _float_state(self) -> dict:
-        return {k: v for k, v in self.module.state_dict().items() if v.is_floating_point()}
+        # The model's float tensors, found once: state_dict values share storage with the parameters and buffers,
+        # and loading a checkpoint copies into them in place, so these stay the live tensors.
+        live = {k: v for k, v in module.state_dict().items() if v.is_floating_point()}
+        self.fast = list(live.values())
+        self.slow = {k: v.clone() for k, v in live.items()}
+        self._slow = list(self.slow.values())   # the same tensors, as a list for the foreach kernels
 
     def share(self, t: int) -> float:
         """The slow weights' share `d` after step t."""
@@ -34,16 +36,12 @@ class Lookahead:
         t = self.step_count
         if t % self.every and t != self.total:
             return
-        d = self.share(t)
-        for k, fast in self._float_state().items():
-            slow = self.slow[k]
-            slow.lerp_(fast, 1 - d)
-            fast.copy_(slow)
+        torch._foreach_lerp_(self._slow, self.fast, 1 - self.share(t))   # one kernel per list, as torch.optim does
+        torch._foreach_copy_(self.fast, self._slow)
 
     def state_dict(self) -> dict:
-        return {"step_count": self.step_count, "slow": {k: v.clone() for k, v in self.slow.items()}}
+        return {"step_count": self.step_count, "slow": dict(self.slow)}
 
     def load_state_dict(self, state: dict):
         self.step_count = state["step_count"]
-        for k, v in state["slow"].items():
-            self.slow[k].copy_(v)
+        torch._foreach_copy_(self._slow, [state["slow"][k] for k in self.slow])

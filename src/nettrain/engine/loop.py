@@ -1,9 +1,9 @@
 """The training step and the evaluation pass: the tutorial loop, made fast.
 
 One step is: autocast forward, loss, backward (scaled for fp16 and for accumulation), optional clipping,
-optimizer and schedule step, optional Lookahead and EMA updates. Loss sums and correct counts accumulate as tensors on the
-device: nothing in the hot loop waits for the device (no `.item()`), except a progress-bar refresh every
-`refresh` steps. The time spent in `next(batches)` is the data wait that each epoch reports.
+optimizer and schedule step, optional Lookahead and EMA updates. Loss sums and correct counts accumulate as
+tensors on the device: nothing in the hot loop waits for the device (no `.item()`), except a progress-bar refresh
+every `refresh` steps. The time spent in `next(batches)` is the data wait that each epoch reports.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+
+from .lookahead import Lookahead
 
 
 @dataclass
@@ -26,7 +28,7 @@ class Step:
     accumulate: int = 1
     grad_clip: Optional[float] = None
     ema: Optional[torch.optim.swa_utils.AveragedModel] = None
-    lookahead: Optional[object] = None    # engine.lookahead.Lookahead
+    lookahead: Optional[Lookahead] = None
 
 
 def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: int = 25) -> dict:
