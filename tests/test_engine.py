@@ -8,6 +8,7 @@ from nettrain.data import ArrayData, DataInfo
 from nettrain.data.batches import BatchPrep, InMemoryBatches
 from nettrain.engine.device import resolve_device, resolve_precision
 from nettrain.engine.loop import Step, evaluate, train_epoch, tta_forward
+from nettrain.engine.muon import orthogonalize
 from nettrain.engine.optim import (LOSSES, OPTIMIZERS, SCHEDULERS, build_loss, build_optimizer, build_scheduler,
                                    default_loss_for)
 from nettrain.errors import ConfigError, NettrainError
@@ -48,7 +49,9 @@ def test_adam_uses_the_fused_kernel_unless_told_otherwise():
     assert not build_optimizer(params(), optim_cfg(name="adam", args={"fused": False})).param_groups[0]["fused"]
     foreach = build_optimizer(params(), optim_cfg(name="adam", args={"foreach": True})).param_groups[0]
     assert foreach["foreach"] is True and not foreach["fused"]
-    assert not build_optimizer(params(), optim_cfg(name="sgd", lr=0.1)).param_groups[0].get("fused")
+    sgd = build_optimizer(params(), optim_cfg(name="sgd", lr=0.1)).param_groups[0]
+    assert sgd["foreach"] is True and not sgd.get("fused")   # torch would pick the per-tensor loop on the CPU
+    assert build_optimizer(params(), optim_cfg(name="sgd", args={"foreach": False})).param_groups[0]["foreach"] is False
 
 
 def test_optimizer_given_a_setting_it_does_not_take():
@@ -63,6 +66,61 @@ def test_optimizer_given_a_setting_it_does_not_take():
 def test_unknown_optimizer():
     with pytest.raises(NettrainError, match=r"unknown optimizer 'adamm' \(did you mean 'adam'\?\)"):
         build_optimizer(params(), optim_cfg(name="adamm"))
+
+
+def conv_net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8 * 4 * 4, 5))
+
+
+def test_muon_orthogonalizes_the_filters_and_leaves_the_rest_to_sgd():
+    net = conv_net()
+    opt = build_optimizer(net.parameters(), optim_cfg(name="muon", lr=0.1, momentum=0.9, nesterov=True,
+                                                      weight_decay=0.01, args={"muon_lr": 0.05}))
+    conv, bn_w, bn_b, head_w, head_b = net.parameters()
+    muon, sgd = opt.param_groups
+    assert muon["muon"] and [conv] == muon["params"] and muon["lr"] == 0.05
+    assert not sgd["muon"] and [id(p) for p in sgd["params"]] == [id(bn_w), id(bn_b), id(head_w), id(head_b)]
+    twin = conv_net()
+    twin.load_state_dict(net.state_dict())
+    reference = torch.optim.SGD(list(twin.parameters())[1:], lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)
+    torch.manual_seed(0)
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(4, 3, 6, 6)).square().sum().backward()
+        for p, q in zip(list(net.parameters())[1:], list(twin.parameters())[1:]):
+            q.grad = p.grad.clone()
+        before, grad = conv.detach().clone(), conv.grad.clone()
+        opt.step()
+        reference.step()
+        for p, q in zip(list(net.parameters())[1:], list(twin.parameters())[1:]):
+            assert torch.equal(p, q)   # the SGD side is torch.optim.SGD, step for step
+        update = (before - conv.detach()).reshape(8, -1) / 0.05
+        singular = torch.linalg.svdvals(update)
+        assert singular.min() > 0.5 and singular.max() < 1.5   # every direction about the same size
+        assert not torch.allclose(update, grad.reshape(8, -1) / grad.norm(), atol=0.05)
+
+
+def test_muon_orthogonalize_is_close_to_the_polar_factor():
+    g = torch.randn(16, 4, 3, 3, dtype=torch.float64)
+    u, _, vh = torch.linalg.svd(g.reshape(16, -1), full_matrices=False)
+    out = orthogonalize(g, steps=5, dtype=torch.float64)
+    assert out.shape == g.shape and out.dtype == g.dtype
+    cosine = (out.reshape(16, -1) * (u @ vh)).sum() / (out.norm() * (u @ vh).norm())
+    assert cosine > 0.95
+    tall = orthogonalize(torch.randn(40, 6), steps=5, dtype=torch.float32)   # tall: iterates on the transpose
+    assert torch.linalg.svdvals(tall).min() > 0.5
+
+
+def test_muon_normalize_keeps_each_filter_bank_at_norm_sqrt_rows():
+    net = conv_net()
+    with torch.no_grad():
+        net[0].weight.mul_(7)
+    opt = build_optimizer(net.parameters(), optim_cfg(name="muon", args={"muon_lr": 0.0, "normalize": True}))
+    net(torch.randn(2, 3, 6, 6)).sum().backward()
+    opt.step()
+    assert net[0].weight.norm().item() == pytest.approx(8 ** 0.5, rel=1e-5)
+    with pytest.raises(ConfigError, match="optimizer 'muon': muon_lr must be >= 0"):
+        build_optimizer(net.parameters(), optim_cfg(name="muon", args={"muon_lr": -1.0}))
 
 
 # ---- schedules (stepped once per optimizer step) ----------------------------------------------------------------
