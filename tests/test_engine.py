@@ -1,4 +1,6 @@
 """The engine: optimizers, schedules and losses by name, device/precision choice, the step and the evaluation."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -121,6 +123,31 @@ def test_muon_normalize_keeps_each_filter_bank_at_norm_sqrt_rows():
     assert net[0].weight.norm().item() == pytest.approx(8 ** 0.5, rel=1e-5)
     with pytest.raises(ConfigError, match="optimizer 'muon': muon_lr must be >= 0"):
         build_optimizer(net.parameters(), optim_cfg(name="muon", args={"muon_lr": -1.0}))
+
+
+def test_muon_resumes_exactly_from_its_state_dict():
+    torch.manual_seed(0)
+    nets = [conv_net(), conv_net()]
+    nets[1].load_state_dict(nets[0].state_dict())
+    cfg = optim_cfg(name="muon", lr=0.1, momentum=0.9, args={"muon_lr": 0.05, "normalize": True})
+    first = build_optimizer(nets[0].parameters(), cfg)
+    batches = [torch.randn(4, 3, 6, 6) for _ in range(4)]
+
+    def step(net, opt, x):
+        opt.zero_grad()
+        net(x).square().sum().backward()
+        opt.step()
+
+    for x in batches[:2]:
+        step(nets[0], first, x)
+    nets[1].load_state_dict(nets[0].state_dict())
+    second = build_optimizer(nets[1].parameters(), cfg)
+    second.load_state_dict(copy.deepcopy(first.state_dict()))   # as from a checkpoint file: momentum buffers too
+    for x in batches[2:]:
+        step(nets[0], first, x)
+        step(nets[1], second, x)
+    for p, q in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.equal(p, q)
 
 
 # ---- schedules (stepped once per optimizer step) ----------------------------------------------------------------
