@@ -79,7 +79,7 @@ def test_muon_orthogonalizes_the_filters_and_leaves_the_rest_to_sgd():
     opt = build_optimizer(net.parameters(), optim_cfg(name="muon", lr=0.1, momentum=0.9, nesterov=True,
                                                       weight_decay=0.01, args={"muon_lr": 0.05}))
     conv, bn_w, bn_b, head_w, head_b = net.parameters()
-    muon, sgd = opt.param_groups
+    sgd, muon = opt.param_groups
     assert muon["muon"] and [conv] == muon["params"] and muon["lr"] == 0.05
     assert not sgd["muon"] and [id(p) for p in sgd["params"]] == [id(bn_w), id(bn_b), id(head_w), id(head_b)]
     twin = conv_net()

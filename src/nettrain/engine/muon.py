@@ -57,13 +57,13 @@ class Muon(torch.optim.Optimizer):
         head = matrices[-1:] if len(matrices) > 1 else []   # a lone matrix is the whole model: let Muon have it
         muon = [p for p in matrices if not any(p is h for h in head)]
         sgd = [p for p in params if not any(p is m for m in muon)]
-        groups = []
-        if muon:
-            groups.append({"params": muon, "muon": True, "lr": muon_lr, "momentum": muon_momentum,
-                           "nesterov": True, "weight_decay": 0.0})
+        groups = []   # the SGD side first, so that the lr that runs log (the first group's) is optim.lr's
         if sgd:
             groups.append({"params": sgd, "muon": False, "lr": lr, "momentum": momentum, "nesterov": nesterov,
                            "weight_decay": weight_decay})
+        if muon:
+            groups.append({"params": muon, "muon": True, "lr": muon_lr, "momentum": muon_momentum,
+                           "nesterov": True, "weight_decay": 0.0})
         super().__init__(groups, {"lr": lr, "momentum": momentum, "nesterov": nesterov,
                                   "weight_decay": weight_decay, "muon": False, "ns_steps": ns_steps,
                                   "normalize": normalize})
