@@ -1,4 +1,4 @@
-"""The OpenMP wait policy: sleep when other processes keep the CPU busy, spin (libgomp's default) when idle."""
+"""The OpenMP wait policy: sleep when other processes keep the CPU busy, spin when idle."""
 import sys
 
 import pytest
@@ -18,10 +18,10 @@ def test_busy_cpu_makes_threads_sleep(torch_not_loaded):
     assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
-def test_idle_cpu_keeps_libgomp_default(torch_not_loaded):
+def test_idle_cpu_makes_threads_spin(torch_not_loaded):
     env = {}
-    assert _omp.choose_wait_policy(env, measure=lambda: 0.1) is None
-    assert env == {}
+    assert _omp.choose_wait_policy(env, measure=lambda: 0.1) == "ACTIVE"
+    assert env == {"OMP_WAIT_POLICY": "ACTIVE"}
 
 
 def test_unknown_load_keeps_default(torch_not_loaded):
