@@ -24,7 +24,6 @@ class Lookahead:
         live = {k: v for k, v in module.state_dict().items() if v.is_floating_point()}
         self.fast = list(live.values())
         self.slow = {k: v.clone() for k, v in live.items()}
-        self._slow = list(self.slow.values())   # the same tensors, as a list for the foreach kernels
 
     def share(self, t: int) -> float:
         """The slow weights' share `d` after step t."""
@@ -36,12 +35,13 @@ class Lookahead:
         t = self.step_count
         if t % self.every and t != self.total:
             return
-        torch._foreach_lerp_(self._slow, self.fast, 1 - self.share(t))   # one kernel per list, as torch.optim does
-        torch._foreach_copy_(self.fast, self._slow)
+        slow = list(self.slow.values())
+        torch._foreach_lerp_(slow, self.fast, 1 - self.share(t))   # one kernel per list, as torch.optim does
+        torch._foreach_copy_(self.fast, slow)
 
     def state_dict(self) -> dict:
         return {"step_count": self.step_count, "slow": dict(self.slow)}
 
     def load_state_dict(self, state: dict):
         self.step_count = state["step_count"]
-        torch._foreach_copy_(self._slow, [state["slow"][k] for k in self.slow])
+        torch._foreach_copy_(list(self.slow.values()), [state["slow"][k] for k in self.slow])

@@ -3,8 +3,8 @@
 Muon (Keller Jordan, 2024) replaces a matrix's momentum update by the nearest semi-orthogonal matrix, found with
 a few Newton-Schulz iterations: every direction of the update gets the same size. Conv filters are treated as
 matrices of shape (out_channels, in_channels x kh x kw), as airbench94_muon does. Vectors (biases, norm shifts)
-and the output layer (the model's last matrix, which maps features to classes) keep plain SGD, with torch.optim.SGD's
-exact semantics (coupled weight decay, dampening 0).
+and the output layer (the model's last matrix, which maps features to classes) keep plain SGD: torch.optim.sgd's own
+functional step (coupled weight decay, dampening 0).
 
 torch.optim.Muon takes only 2-D parameters and no others, hence this class. One optimizer (not two) keeps the
 loop, the schedules (which scale every group's lr by the same factor) and the checkpoints unchanged.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.optim.sgd import sgd as sgd_step   # torch.optim.SGD's own functional update
 
 # The quintic iteration's coefficients from the Muon write-up: steep at zero, so a few steps bring every singular
 # value of the normalized update into roughly [0.7, 1.2], which trains as well as the exact orthogonal factor.
@@ -54,9 +55,9 @@ class Muon(torch.optim.Optimizer):
             raise ValueError(f"ns_steps must be >= 1, not {ns_steps}")
         params = [p for p in params if p.requires_grad]
         matrices = [p for p in params if p.ndim >= 2]
-        head = matrices[-1:] if len(matrices) > 1 else []   # a lone matrix is the whole model: let Muon have it
-        muon = [p for p in matrices if not any(p is h for h in head)]
-        sgd = [p for p in params if not any(p is m for m in muon)]
+        head = matrices[-1] if len(matrices) > 1 else None   # a lone matrix is the whole model: let Muon have it
+        muon = [p for p in matrices if p is not head]
+        sgd = [p for p in params if p.ndim < 2 or p is head]
         groups = []   # the SGD side first, so that the lr that runs log (the first group's) is optim.lr's
         if sgd:
             groups.append({"params": sgd, "muon": False, "lr": lr, "momentum": momentum, "nesterov": nesterov,
@@ -75,22 +76,29 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad.add(p, alpha=wd) if wd else p.grad
-                state = self.state[p]
-                if "momentum_buffer" not in state:   # as torch.optim.SGD: the first buffer is the gradient
-                    buf = state["momentum_buffer"] = g.clone()
-                else:
-                    buf = state["momentum_buffer"].mul_(momentum).add_(g)
-                g = g.add(buf, alpha=momentum) if group["nesterov"] else buf
-                if group["muon"]:
-                    if group["normalize"]:
-                        p.mul_(math.sqrt(len(p)) / p.norm().clamp_min(1e-12))
-                    scale = math.sqrt(max(1.0, len(p) / (p.numel() // len(p))))   # tall matrices: rows/cols
-                    p.add_(orthogonalize(g, group["ns_steps"]), alpha=-lr * scale)
-                else:
-                    p.add_(g, alpha=-lr)
+            params = [p for p in group["params"] if p.grad is not None]
+            if group["muon"]:
+                for p in params:
+                    self._muon_step(p, group)
+                continue
+            buffers = [self.state[p].get("momentum_buffer") for p in params]
+            sgd_step(params, [p.grad for p in params], buffers, weight_decay=group["weight_decay"],
+                     momentum=group["momentum"], lr=group["lr"], dampening=0.0, nesterov=group["nesterov"],
+                     maximize=False)
+            if group["momentum"]:   # torch's sgd() creates the first buffers in the list: keep them
+                for p, buffer in zip(params, buffers):
+                    self.state[p]["momentum_buffer"] = buffer
         return loss
+
+    def _muon_step(self, p: torch.Tensor, group: dict):
+        """Nesterov momentum (no weight decay), then the orthogonalized update."""
+        momentum, state = group["momentum"], self.state[p]
+        if "momentum_buffer" not in state:   # as torch.optim.SGD: the first buffer is the gradient
+            buf = state["momentum_buffer"] = p.grad.clone()
+        else:
+            buf = state["momentum_buffer"].mul_(momentum).add_(p.grad)
+        update = p.grad.add(buf, alpha=momentum)
+        if group["normalize"]:
+            p.mul_(math.sqrt(len(p)) / p.norm().clamp_min(1e-12))
+        scale = math.sqrt(max(1.0, len(p) / (p.numel() // len(p))))   # tall matrices: rows/cols
+        p.add_(orthogonalize(update, group["ns_steps"]), alpha=-group["lr"] * scale)
