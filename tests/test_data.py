@@ -365,6 +365,41 @@ def test_image_batches_are_normalized_float():
     assert torch.allclose(raw, x.float() / 255, atol=1e-6)
 
 
+@pytest.mark.parametrize("augment", [{}, {"flip": True, "crop_padding": 2}, {"flip": True, "alternate_flip": True}])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_batches_do_not_depend_on_how_the_pixels_are_stored(augment, channels_last):
+    """NHWC pixels are kept as they are (a channels_last view, no copy) and the batches equal, bit for bit, those
+    of the same images stored NCHW: the per-pixel statistics and the NHWC gathers only change the speed."""
+    nhwc = np.random.default_rng(0).integers(0, 256, (90, 5, 6, 3), dtype=np.uint8)
+    stored = images_from_numpy(nhwc, np.arange(90) % 4, "test")
+    assert stored.x.data_ptr() == nhwc.ctypes.data and stored.x.is_contiguous(memory_format=torch.channels_last)
+    nchw = ArrayData(stored.x.contiguous(), stored.y)
+    info = DataInfo(kind="image", shape=[3, 5, 6], mean=[0.2, 0.4, 0.6], std=[0.3, 0.2, 0.25])
+    cfg = data_cfg(**augment)
+
+    def batches(data):
+        b = make_batches(data, info, cfg, "cpu", 16, train=True, shuffle=True, seed=1, channels_last=channels_last)
+        b.set_epoch(3)
+        return b, list(b)
+
+    fast, a = batches(stored)
+    _, b = batches(nchw)
+    assert (fast.x.data_ptr() == nhwc.ctypes.data) == channels_last   # the model's layout: stored without a copy
+    assert len(a) == len(b) == 6
+    for (xa, ya), (xb, yb) in zip(a, b):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        assert xa.is_contiguous(memory_format=layout) and xb.is_contiguous(memory_format=layout)
+    expected = (stored.x[fast_order(3)].float() - torch.tensor(info.mean).view(1, 3, 1, 1) * 255) * \
+        (1 / (torch.tensor(info.std) * 255)).view(1, 3, 1, 1)
+    if not augment:   # the documented arithmetic, exactly (the parity test relies on it)
+        assert torch.equal(torch.cat([x for x, _ in a]), expected)
+
+
+def fast_order(epoch, seed=1, n=90):
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
 def test_training_batches_are_augmented_only_when_asked():
     x = torch.randint(0, 256, (64, 1, 6, 6), dtype=torch.uint8)
     info = DataInfo(kind="image", shape=[1, 6, 6], mean=[0.0], std=[1.0])

@@ -96,7 +96,7 @@ def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
             if x.ndim == 3:
                 x = x.unsqueeze(1)                         # NHW -> N1HW
             elif x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
-                x = x.permute(0, 3, 1, 2).contiguous()     # NHWC -> NCHW
+                x = x.permute(0, 3, 1, 2)     # NHWC -> NCHW (a channels_last view)
         else:
             x = x.float()
         if task == "regression":

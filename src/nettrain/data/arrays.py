@@ -66,13 +66,14 @@ def images_from_numpy(images: np.ndarray, labels: np.ndarray, source: str) -> Ar
         raise DataError(f"{source}: labels must be integers (class indices), got {labels.dtype}")
     if len(labels) and labels.min() < 0:
         raise DataError(f"{source}: labels must be class indices >= 0, found {labels.min()}")
-    x = torch.from_numpy(np.ascontiguousarray(images[..., :3])).permute(0, 3, 1, 2).contiguous()
+    # an NCHW view of the NHWC pixels, channels_last in memory as the models run: no copy here or per batch
+    x = torch.from_numpy(np.ascontiguousarray(images[..., :3])).permute(0, 3, 1, 2)
     return ArrayData(x, torch.from_numpy(labels.astype(np.int64)))
 
 
 def channel_stats(x: torch.Tensor) -> tuple:
     """Per-channel mean and std of uint8 NCHW images, in [0, 1] units (computed on at most 10,000)."""
-    sample = x[:10000].float().div_(255)
+    sample = x[:10000].contiguous().float().div_(255)   # NCHW: the sums' order, so the stats, do not depend on layout
     return sample.mean(dim=(0, 2, 3)).tolist(), sample.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
 
 

@@ -12,7 +12,14 @@ import torch
 from .arrays import ArrayData, DataInfo
 from .augment import apply, draw
 
-CHUNK_BYTES = 1 << 20   # the in-memory path prepares about this much float input at a time (cache-sized)
+CHUNK_BYTES = 1 << 22   # the in-memory path prepares about this much float input at a time (L2-sized)
+
+
+def take(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """x[rows] in x's memory layout, by index_select: several times faster than indexing with a tensor."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):   # gather whole NHWC images
+        return x.permute(0, 2, 3, 1).index_select(0, rows).permute(0, 3, 1, 2)
+    return x.index_select(0, rows)
 
 
 class BatchPrep:
@@ -30,6 +37,21 @@ class BatchPrep:
             # (x/255 - mean)/std as one subtract and one multiply on the uint8 values
             self.shift = (mean * 255).view(1, -1, 1, 1).to(self.device)
             self.scale = (1 / (std * 255)).view(1, -1, 1, 1).to(self.device)
+            self._per_pixel = {}
+
+    @property
+    def memory_format(self):
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def _stats(self, x):
+        """shift and scale repeated over every pixel, in x's memory layout: broadcast per channel over a
+        channels_last batch, they would vary along its innermost dimension (3 wide) and defeat vectorization."""
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        key = (tuple(x.shape[1:]), layout)
+        if key not in self._per_pixel:
+            self._per_pixel[key] = tuple(t.expand(1, *key[0]).contiguous(memory_format=layout)
+                                         for t in (self.shift, self.scale))
+        return self._per_pixel[key]
 
     def __call__(self, x, y, train: bool, generator=None, sizes=None, flips=None):
         """`sizes`: x holds consecutive batches of these sizes, each augmented with the random numbers it would
@@ -43,10 +65,10 @@ class BatchPrep:
             if self.flip and flips is not None:
                 params["flip"] = flips.to(x.device)
             x = apply(x, self.crop_padding, params)
-        x = x.to(torch.float32, copy=True).sub_(self.shift).mul_(self.scale)   # in place on a copy: fewer passes
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
+        x = x.to(torch.float32, copy=True)   # keeps x's layout; then in place on the copy: fewer passes
+        shift, scale = self._stats(x)
+        x = x.sub_(shift).mul_(scale)
+        return x.contiguous(memory_format=self.memory_format), y   # no copy when x came in the model's layout
 
 
 class InMemoryBatches:
@@ -54,6 +76,8 @@ class InMemoryBatches:
                  drop_last=False, seed=0, rank=0, world_size=1):
         device = prep.device
         self.x, self.y = data.x.to(device), data.y.to(device)   # resident on the GPU when there is one
+        if prep.image:   # stored in the model's layout (the loaders' NHWC memory is channels_last): no copy per batch
+            self.x = self.x.contiguous(memory_format=prep.memory_format)
         self.prep, self.batch_size, self.train = prep, batch_size, train
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.rank, self.world_size = rank, world_size
@@ -97,11 +121,9 @@ class InMemoryBatches:
             lo, hi = first * bs, first * bs + sum(sizes)
             rows = slice(lo, hi) if order is None else order[lo:hi]   # a slice is a view: no gather when unshuffled
             flips = None if self.flip_base is None else self.flip_base[rows] ^ bool(self.epoch % 2)
-            x, y = self.prep(self.x[rows], self.y[rows], self.train, g, sizes, flips)
-            start = 0
-            for size in sizes:
-                yield x[start:start + size], y[start:start + size]
-                start += size
+            x, y = (self.x[rows], self.y[rows]) if order is None else (take(self.x, rows), self.y.index_select(0, rows))
+            x, y = self.prep(x, y, self.train, g, sizes, flips)
+            yield from zip(x.split(sizes), y.split(sizes))   # views, made in one call each
 
 
 class LoaderBatches:

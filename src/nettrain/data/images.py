@@ -66,5 +66,5 @@ def read_many(paths, channels: int, size: int, progress=None):
                 progress.update(1)
     if not images:
         return torch.empty(0, channels, size, size, dtype=torch.uint8), keep, errors
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)   # channels_last in memory
     return x, keep, errors
