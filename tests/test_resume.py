@@ -1,4 +1,5 @@
 """Resume after kill -9, and repeating a run from its config.yaml: both give exactly the same numbers (CPU)."""
+import math
 import os
 import signal
 import subprocess
@@ -99,3 +100,42 @@ def test_resume_trains_a_finished_run_further_with_ema_and_dropout(tmp_path):
     for part in ("model", "train_model"):   # the EMA average (what predicts) and the raw weights (what trains)
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
     assert not all(torch.equal(a["model"][k], a["train_model"][k]) for k in a["model"])
+
+
+SMALL = {"dataset": "two-gaussians", "model": "mlp", "batch_size": 16, "device": "cpu", "model.args.hidden": [16],
+         "run.progress": "none", "run.tensorboard": False}
+
+
+def lrs(run_dir) -> list:
+    return [row["lr"] for row in read_metrics(run_dir / "metrics.csv")]
+
+
+@pytest.mark.parametrize("sched", [{}, {"sched.warmup_epochs": 1}, {"scheduler": "onecycle"},
+                                   {"scheduler": "step", "sched.step_epochs": 1.5}],
+                         ids=["cosine", "warmup-cosine", "onecycle", "step"])
+def test_resume_with_more_epochs_follows_the_schedule_over_the_new_length(tmp_path, sched):
+    """Epochs 3-4 of a 2-epoch run resumed for 4 get the lrs of a 4-epoch run, not the old schedule run past its
+    end (where a cosine rises again)."""
+    import nettrain
+    opts = {**SMALL, **sched}
+    straight = nettrain.fit(epochs=4, run_dir=tmp_path / "straight", **opts)
+    nettrain.fit(epochs=2, run_dir=tmp_path / "extended", **opts)
+    nettrain.fit(resume=tmp_path / "extended", epochs=4, **{"run.progress": "none"})
+    assert lrs(tmp_path / "extended")[2:] == lrs(straight.dir)[2:]   # exactly
+    resumed = torch.load(tmp_path / "extended" / "last.pt", weights_only=True)
+    for saved, expected in zip(resumed["optimizer"]["param_groups"],
+                               torch.load(straight.dir / "last.pt", weights_only=True)["optimizer"]["param_groups"]):
+        assert {k: v for k, v in saved.items() if k != "params"} == {k: v for k, v in expected.items()
+                                                                      if k != "params"}
+
+
+def test_resume_with_more_epochs_stretches_the_cosine_to_its_end(tmp_path, capsys):
+    import nettrain
+    nettrain.fit(epochs=2, run_dir=tmp_path / "run", **SMALL)
+    nettrain.fit(resume=tmp_path / "run", epochs=4, **{"run.progress": "lines"})
+    assert f"resuming {tmp_path / 'run'} at epoch 2 of 4: the lr schedule is stretched from 2 to 4 epochs" \
+        in capsys.readouterr().out
+    lr = lrs(tmp_path / "run")
+    assert lr[2] == pytest.approx(0.5 * 1e-3 * (1 + math.cos(math.pi * 3 / 4)), rel=1e-9)   # a 4-epoch cosine
+    assert lr[1] == pytest.approx(0, abs=1e-12) and lr[3] == pytest.approx(0, abs=1e-12)   # both ends at min_lr
+    assert lr[2] > lr[3]

@@ -31,7 +31,7 @@ from .engine import checkpoint as ckpt_io
 from .engine.device import describe, resolve_device, resolve_precision
 from .engine.lookahead import Lookahead
 from .engine.loop import Step, evaluate as evaluate_pass, train_epoch
-from .engine.optim import build_loss, build_optimizer, build_scheduler, default_loss_for
+from .engine.optim import build_loss, build_optimizer, build_scheduler, default_loss_for, fast_forward
 from .engine.progress import Progress
 from .errors import CheckpointError, ConfigError, DataError, ModelError, NettrainError
 from .models import build_model, check_fits
@@ -304,15 +304,22 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         run = RunDir(resume_dir)
         state = ckpt_io.load(run.last)
         ckpt_io.load_weights(module, state.get("train_model") or state["model"], str(run.last), cfg.model.name)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        history, best, start_epoch = state["history"], state["best"], state["epoch"]
+        saved_epochs = state["config"]["train"]["epochs"]
+        if saved_epochs == tc.epochs or start_epoch >= tc.epochs:   # an interrupted run: continue exactly
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        else:
+            _resume_over_new_length(optimizer, scheduler, state["optimizer"], start_epoch * steps_per_epoch)
+            progress.say(f"resuming {run.path} at epoch {start_epoch} of {tc.epochs}: the lr schedule is "
+                         f"{'stretched' if tc.epochs > saved_epochs else 'shortened'} from {saved_epochs} to "
+                         f"{tc.epochs} epochs")
         step.scaler.load_state_dict(state["scaler"])
         if ema is not None and state.get("ema"):
             ema.load_state_dict(state["ema"])
         if lookahead is not None and state.get("lookahead"):
             lookahead.load_state_dict(state["lookahead"])
         ckpt_io.set_rng_state(state["rng"])
-        history, best, start_epoch = state["history"], state["best"], state["epoch"]
         if start_epoch >= tc.epochs:
             progress.say(f"{run.path} already finished its {start_epoch} epochs; give --epochs N to train further")
     else:
@@ -388,6 +395,20 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
                      f"{seconds:.1f}s in all")
     return Run(run.path, history, predictor, test, seconds)
+
+
+def _resume_over_new_length(optimizer, scheduler, saved_optimizer: dict, steps_done: int):
+    """Resume with `scheduler`, freshly built over a different number of epochs than the checkpoint's.
+
+    The saved scheduler state, and the lr, initial_lr (onecycle: max_lr, min_lr, momentum) in the saved param
+    groups, describe the old length: restoring them would run the old schedule past its end (a cosine rises
+    again). So keep only the per-parameter state (momentum buffers, Adam moments), put back the hyperparameters
+    the fresh scheduler was built on, and step it to where training stopped."""
+    fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(saved_optimizer)
+    for group, hyperparameters in zip(optimizer.param_groups, fresh):
+        group.update(hyperparameters)
+    fast_forward(scheduler, steps_done)
 
 
 def unwrap_eval(model):

@@ -1,11 +1,13 @@
 """Optimizers, learning-rate schedules and losses by name: each builder returns a plain torch object.
 
 Every schedule is stepped once per optimizer step (not per epoch), so warmup and decay are smooth and a
-resumed run restores the schedule exactly from its state_dict.
+resumed run restores the schedule exactly from its state_dict (or, resumed for a different number of epochs,
+rebuilds it over the new length and fast-forwards it to the step where training stopped).
 """
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import torch
 from torch import nn
@@ -96,6 +98,17 @@ def build_scheduler(opt, cfg, epochs: int, steps_per_epoch: int):
         return main
     ramp = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, end_factor=1.0, total_iters=warmup)
     return torch.optim.lr_scheduler.SequentialLR(opt, [ramp, main], milestones=[warmup])
+
+
+def fast_forward(scheduler, steps: int):
+    """Step a freshly built schedule `steps` times, as training would have, so that it continues from there.
+
+    Stepping (rather than setting last_epoch) takes every schedule, warmup milestones included, through the same
+    calls as a run that trained those steps, so the lrs that follow are that run's, bit for bit."""
+    with warnings.catch_warnings():   # no optimizer step has run yet, and none is meant to
+        warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before", UserWarning)
+        for _ in range(steps):
+            scheduler.step()
 
 
 @LOSSES.register("cross-entropy", "cross-entropy on logits (classification); train.label_smoothing")
