@@ -1,6 +1,7 @@
 """The run directory: what a run leaves behind, and that nothing is overwritten unless asked."""
 import csv
 import json
+import os
 
 import pytest
 import torch
@@ -34,6 +35,8 @@ def test_run_directory_files(classification_run):
         assert (d / name).is_file(), name
     env = json.loads((d / "environment.json").read_text())
     assert env["torch"] == torch.__version__ and env["nettrain"] == nettrain.__version__
+    # what decides the speed on a CPU, kept to explain a slow run
+    assert env["threads"] == torch.get_num_threads() and env["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY")
     assert not (d / "tensorboard").exists()   # run.tensorboard: False
 
 

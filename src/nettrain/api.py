@@ -12,6 +12,7 @@ keys (`**{"optim.momentum": 0.9}`), or whole sections (`optim={"momentum": 0.9}`
 from __future__ import annotations
 
 import math
+import os
 import random
 import sys
 import time
@@ -326,7 +327,8 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         run = RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite)
         saved = cfg.override({"run.dir": None, "run.overwrite": False})   # the record, not where it lives
         run.write_config(saved.to_yaml())
-    run.write_environment(device=describe(device), precision=precision.name, nettrain=__version__)
+    run.write_environment(device=describe(device), precision=precision.name, nettrain=__version__,
+                          threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
     tb = TensorBoardLog(run, cfg.run.tensorboard, purge_step=start_epoch + 1 if resume_dir else None)
     if resume_dir is None:
         if info.kind == "image" and hasattr(data.train, "x"):
