@@ -10,6 +10,7 @@ epoch time scaled to all 50,000 images.
 """
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,8 @@ def worker(data, fraction, batch, model, config):
     row = run.metrics[-1]
     print("RESULT " + json.dumps({"n": n, "seconds": row["seconds"], "images_per_s": row["images_per_s"],
                                   "data_wait": row["data_wait"], "batch": batch,
-                                  "process_s": time.perf_counter() - t0}))
+                                  "process_s": time.perf_counter() - t0,
+                                  "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}))
 
 
 def point(data, fraction, batch, model, config):

@@ -50,3 +50,21 @@ def test_measures_a_real_cpu_reading():
     if busy is None:
         pytest.skip("no /proc/stat here")
     assert 0.0 <= busy <= (__import__("os").cpu_count() or 1) + 1e-6
+
+
+def test_a_passing_blip_is_not_a_busy_cpu(monkeypatch):
+    """Only a load seen in every window counts: one busy window among idle ones is another process starting or
+    ending, and sleeping threads would halve the run's speed for nothing."""
+    def readings(busy_per_window):   # cumulative (busy, total) jiffies as /proc/stat would give them
+        busy, total, out = 0, 0, [(0, 0)]
+        for b in busy_per_window:
+            busy, total = busy + b, total + 10
+            out.append((busy, total))
+        return iter(out)
+
+    monkeypatch.setattr(_omp.time, "sleep", lambda s: None)
+    cores = __import__("os").cpu_count() or 1
+    monkeypatch.setattr(_omp, "_busy_and_total", readings([8, 0, 1]).__next__)
+    assert _omp.other_busy_cores(samples=3) == pytest.approx(0.0)
+    monkeypatch.setattr(_omp, "_busy_and_total", readings([8, 6, 7]).__next__)
+    assert _omp.other_busy_cores(samples=3) == pytest.approx(0.6 * cores)
