@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+import yaml
 
 from nettrain.cli import main
 from nettrain.runs import read_metrics
@@ -139,3 +140,7 @@ def test_resume_with_more_epochs_stretches_the_cosine_to_its_end(tmp_path, capsy
     assert lr[2] == pytest.approx(0.5 * 1e-3 * (1 + math.cos(math.pi * 3 / 4)), rel=1e-9)   # a 4-epoch cosine
     assert lr[1] == pytest.approx(0, abs=1e-12) and lr[3] == pytest.approx(0, abs=1e-12)   # both ends at min_lr
     assert lr[2] > lr[3]
+    # the run is now a 4-epoch run: its record says so, and a plain --resume finds it finished
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["epochs"] == 4
+    nettrain.fit(resume=tmp_path / "run", **{"run.progress": "lines"})
+    assert "already finished its 4 epochs" in capsys.readouterr().out and len(lrs(tmp_path / "run")) == 4

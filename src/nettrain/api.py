@@ -315,6 +315,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
             progress.say(f"resuming {run.path} at epoch {start_epoch} of {tc.epochs}: the lr schedule is "
                          f"{'stretched' if tc.epochs > saved_epochs else 'shortened'} from {saved_epochs} to "
                          f"{tc.epochs} epochs")
+            _write_config(run, cfg)   # now an N-epoch run: a later plain --resume continues it, not stops at the old end
         step.scaler.load_state_dict(state["scaler"])
         if ema is not None and state.get("ema"):
             ema.load_state_dict(state["ema"])
@@ -325,8 +326,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
             progress.say(f"{run.path} already finished its {start_epoch} epochs; give --epochs N to train further")
     else:
         run = RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite)
-        saved = cfg.override({"run.dir": None, "run.overwrite": False})   # the record, not where it lives
-        run.write_config(saved.to_yaml())
+        _write_config(run, cfg)
     run.write_environment(device=describe(device), precision=precision.name, nettrain=__version__,
                           threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
     tb = TensorBoardLog(run, cfg.run.tensorboard, purge_step=start_epoch + 1 if resume_dir else None)
@@ -397,6 +397,10 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
                      f"{seconds:.1f}s in all")
     return Run(run.path, history, predictor, test, seconds)
+
+
+def _write_config(run: RunDir, cfg: Config):
+    run.write_config(cfg.override({"run.dir": None, "run.overwrite": False}).to_yaml())   # the record, not where it lives
 
 
 def _resume_over_new_length(optimizer, scheduler, saved_optimizer: dict, steps_done: int):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import platform
 import shutil
 import sys
@@ -64,7 +65,9 @@ class RunDir:
     confusion = property(lambda self: self.path / "confusion_matrix.csv")
 
     def write_config(self, text: str):
-        self.config.write_text(text, encoding="utf-8")
+        tmp = self.config.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, self.config)   # atomic: a resume never reads half a config
 
     def write_environment(self, **extra):
         env = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
