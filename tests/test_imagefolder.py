@@ -95,6 +95,9 @@ def test_cache_is_reused_then_rebuilt_on_change_or_corruption(tmp_path, monkeypa
     again = load_data(cfg(root))
     assert decoded == [8, 4]   # ... and read from the cache the second time
     assert torch.equal(first.train.x, again.train.x) and torch.equal(first.val.y, again.val.y)
+    # decoded or cached, the pixels stay NHWC in memory: the models' channels_last layout, never copied per run
+    assert first.train.x.is_contiguous(memory_format=torch.channels_last) and not first.train.x.is_contiguous()
+    assert again.train.x.is_contiguous(memory_format=torch.channels_last) and not again.train.x.is_contiguous()
 
     changed = sorted((root / "train" / "light").iterdir())[0]   # a file changes: train is decoded again, val not
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(changed)

@@ -23,7 +23,7 @@ from .arrays import ArrayData
 from .images import image_size_of, is_image_file, read_image, read_many
 from .sources import Source
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: pixels kept NHWC, the models' channels_last layout (1 was NCHW)
 IN_MEMORY_LIMIT = 4 << 30   # decoded bytes above which "auto" keeps the DataLoader path
 
 
@@ -117,9 +117,9 @@ def _decode_cached(root: Path, split: str, items, channels: int, size: int) -> A
     try:
         z = np.load(path, allow_pickle=False)
         x, y, errors = z["images"], z["labels"], [str(e) for e in z["errors"]]
-        if x.shape[1:] != (channels, size, size) or len(x) + len(errors) != len(items) or len(y) != len(x):
+        if x.shape[1:] != (size, size, channels) or len(x) + len(errors) != len(items) or len(y) != len(x):
             raise ValueError("cache does not match the folder")
-        x, y = torch.from_numpy(x), torch.from_numpy(y)
+        x, y = torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(y)   # NHWC memory: no copy for training
     except Exception:   # absent, stale, truncated or corrupt: decode the files again
         progress = None
         if sys.stderr.isatty():
@@ -130,7 +130,7 @@ def _decode_cached(root: Path, split: str, items, channels: int, size: int) -> A
             progress.close()
         y = torch.tensor([items[i][1] for i in keep], dtype=torch.int64)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, images=x.numpy(), labels=y.numpy(), errors=np.array(errors, dtype=str))
+        np.savez(tmp, images=x.permute(0, 2, 3, 1).numpy(), labels=y.numpy(), errors=np.array(errors, dtype=str))
         os.replace(tmp, path)   # atomic: a half-written cache is never picked up
     for e in errors[:5]:
         print(f"warning: skipped {e}", file=sys.stderr)
