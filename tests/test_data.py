@@ -390,13 +390,13 @@ def test_batches_do_not_depend_on_how_the_pixels_are_stored(augment, channels_la
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
         layout = torch.channels_last if channels_last else torch.contiguous_format
         assert xa.is_contiguous(memory_format=layout) and xb.is_contiguous(memory_format=layout)
-    expected = (stored.x[fast_order(3)].float() - torch.tensor(info.mean).view(1, 3, 1, 1) * 255) * \
+    expected = (stored.x[epoch_order(3)].float() - torch.tensor(info.mean).view(1, 3, 1, 1) * 255) * \
         (1 / (torch.tensor(info.std) * 255)).view(1, 3, 1, 1)
     if not augment:   # the documented arithmetic, exactly (the parity test relies on it)
         assert torch.equal(torch.cat([x for x, _ in a]), expected)
 
 
-def fast_order(epoch, seed=1, n=90):
+def epoch_order(epoch, seed=1, n=90):
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
