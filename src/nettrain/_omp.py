@@ -37,14 +37,13 @@ def _busy_and_total():
 def other_busy_cores(window: float = WINDOW, samples: int = SAMPLES):
     """How many cores other processes keep busy: the least seen in `samples` windows of `window` seconds while this
     process sleeps (a steady load shows in every window, a passing one does not)."""
-    readings = [_busy_and_total()]
-    for _ in range(samples):
+    readings = []
+    for i in range(samples + 1):
+        if i:
+            time.sleep(window)
+        readings.append(_busy_and_total())
         if readings[-1] is None:
             return None
-        time.sleep(window)
-        readings.append(_busy_and_total())
-    if readings[-1] is None:
-        return None
     busy = [(b1 - b0) / (t1 - t0) for (b0, t0), (b1, t1) in zip(readings, readings[1:]) if t1 > t0]
     return min(busy) * (os.cpu_count() or 1) if busy else None
 

@@ -14,6 +14,7 @@ An existing directory is never overwritten unless asked (`--overwrite`).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import platform
@@ -28,6 +29,14 @@ from .errors import NettrainError
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_mae", "lr", "seconds",
                   "images_per_s", "data_wait"]
+
+
+def write_atomically(path: Path, text: str):
+    """Replace `path` by `text` so that a reader (a resume, a report) sees the old file or the new one, never half."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:   # newline="": csv's own line ends are kept
+        f.write(text)
+    os.replace(tmp, path)
 
 
 class RunDir:
@@ -65,9 +74,7 @@ class RunDir:
     confusion = property(lambda self: self.path / "confusion_matrix.csv")
 
     def write_config(self, text: str):
-        tmp = self.config.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.config)   # atomic: a resume never reads half a config
+        write_atomically(self.config, text)
 
     def write_environment(self, **extra):
         env = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
@@ -81,13 +88,12 @@ class RunDir:
 
     def write_metrics(self, rows: list):
         """Rewrite metrics.csv from all rows so far (a resumed run drops rows of an interrupted epoch)."""
-        tmp = self.metrics.with_suffix(".tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore")
-            w.writeheader()
-            for row in rows:
-                w.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRIC_COLUMNS})
-        tmp.replace(self.metrics)
+        text = io.StringIO()
+        w = csv.DictWriter(text, METRIC_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRIC_COLUMNS})
+        write_atomically(self.metrics, text.getvalue())
 
     def write_confusion(self, matrix, classes):
         with open(self.confusion, "w", newline="", encoding="utf-8") as f:

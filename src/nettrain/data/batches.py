@@ -121,7 +121,7 @@ class InMemoryBatches:
             lo, hi = first * bs, first * bs + sum(sizes)
             rows = slice(lo, hi) if order is None else order[lo:hi]   # a slice is a view: no gather when unshuffled
             flips = None if self.flip_base is None else self.flip_base[rows] ^ bool(self.epoch % 2)
-            x, y = (self.x[rows], self.y[rows]) if order is None else (take(self.x, rows), self.y.index_select(0, rows))
+            x, y = (self.x[rows], self.y[rows]) if order is None else (take(self.x, rows), take(self.y, rows))
             x, y = self.prep(x, y, self.train, g, sizes, flips)
             yield from zip(x.split(sizes), y.split(sizes))   # views, made in one call each
 
