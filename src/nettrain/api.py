@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from ._malloc import freed_memory_kept
 from .config import SECTIONS, Config
 from .data import ArrayData, Data, DataInfo, from_user_data, load_data, make_batches
 from .data.images import is_image_file, read_image
@@ -187,8 +188,9 @@ class Predictor:
         loss_fn = build_loss(_loss_cfg(cfg, self.info.task))
         batches = make_batches(split, self.info, cfg.data, self.device, batch_size or cfg.train.eval_batch_size,
                                train=False, channels_last=cfg.train.channels_last)
-        return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
-                             self.info.outputs, cfg.train.tta, cfg.train.tta_shift)
+        with freed_memory_kept(self.device.type == "cpu"):
+            return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
+                                 self.info.outputs, cfg.train.tta, cfg.train.tta_shift)
 
 
 @dataclass
@@ -339,59 +341,61 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
                  f"{len(data.val) if data.val is not None else 0:,} val) | {cfg.model.name} ({n_params:,} parameters) "
                  f"| {describe(device)}, precision {precision.name} | run {run.path}")
 
-    eval_model = ema.module if ema is not None else model
-    final_va = None
-    for epoch in range(start_epoch + 1, tc.epochs + 1):
-        train_batches.set_epoch(epoch)
-        progress.start_epoch(epoch, len(train_batches))
-        tr = train_epoch(step, train_batches, classification, progress)
-        validate = val_batches is not None and (epoch == tc.epochs or (tc.val_every and epoch % tc.val_every == 0))
-        va = evaluate_pass(eval_model, val_batches, loss_fn, precision, classification, info.outputs, tc.tta,
-                           tc.tta_shift) if validate else {}
-        final_va = va if epoch == tc.epochs else None
-        row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": va.get("loss"),
-               "val_acc": va.get("acc"), "val_mae": va.get("mae"), "lr": optimizer.param_groups[0]["lr"],
-               "seconds": round(tr["seconds"], 3), "images_per_s": round(tr["images"] / tr["seconds"], 1),
-               "data_wait": round(tr["data_wait"], 4)}
-        history.append(row)
-        run.write_metrics(history)
-        tb.scalars(row, epoch)
-        value = row[best["metric"]]
-        improved = value is not None and (best["value"] is None or (value > best["value"] if classification
-                                                                   else value < best["value"]))
-        if improved:
-            best = {"metric": best["metric"], "value": value, "epoch": epoch}
-        state = {"model": ckpt_io.clean_state_dict(eval_model), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "scaler": step.scaler.state_dict(),
-                 "ema": ema.state_dict() if ema is not None else None,
-                 "lookahead": lookahead.state_dict() if lookahead is not None else None, "epoch": epoch,
-                 "rng": ckpt_io.rng_state(),
-                 "config": cfg.to_dict(), "data": info.to_dict(), "history": history, "best": best,
-                 "nettrain_version": __version__}
-        if ema is not None:   # training resumes from the raw weights; predictions use the average
-            state["train_model"] = ckpt_io.clean_state_dict(module)
-        ckpt_io.save(run.last, state)
-        if improved or not run.best.exists():
-            ckpt_io.save(run.best, state)
-            ckpt_io.save_safetensors(run.best_safetensors, state["model"],
-                                     {"classes": info.classes, "data": info.to_dict(), "epoch": epoch,
-                                      "model": cfg.model.name})
-        progress.end_epoch(row)
-    tb.close()
+    # Large activations are allocated and freed every step: keep the freed memory for reuse (see _malloc.py).
+    with freed_memory_kept(device.type == "cpu"):
+        eval_model = ema.module if ema is not None else model
+        final_va = None
+        for epoch in range(start_epoch + 1, tc.epochs + 1):
+            train_batches.set_epoch(epoch)
+            progress.start_epoch(epoch, len(train_batches))
+            tr = train_epoch(step, train_batches, classification, progress)
+            validate = val_batches is not None and (epoch == tc.epochs or (tc.val_every and epoch % tc.val_every == 0))
+            va = evaluate_pass(eval_model, val_batches, loss_fn, precision, classification, info.outputs, tc.tta,
+                               tc.tta_shift) if validate else {}
+            final_va = va if epoch == tc.epochs else None
+            row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": va.get("loss"),
+                   "val_acc": va.get("acc"), "val_mae": va.get("mae"), "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": round(tr["seconds"], 3), "images_per_s": round(tr["images"] / tr["seconds"], 1),
+                   "data_wait": round(tr["data_wait"], 4)}
+            history.append(row)
+            run.write_metrics(history)
+            tb.scalars(row, epoch)
+            value = row[best["metric"]]
+            improved = value is not None and (best["value"] is None or (value > best["value"] if classification
+                                                                       else value < best["value"]))
+            if improved:
+                best = {"metric": best["metric"], "value": value, "epoch": epoch}
+            state = {"model": ckpt_io.clean_state_dict(eval_model), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "scaler": step.scaler.state_dict(),
+                     "ema": ema.state_dict() if ema is not None else None,
+                     "lookahead": lookahead.state_dict() if lookahead is not None else None, "epoch": epoch,
+                     "rng": ckpt_io.rng_state(),
+                     "config": cfg.to_dict(), "data": info.to_dict(), "history": history, "best": best,
+                     "nettrain_version": __version__}
+            if ema is not None:   # training resumes from the raw weights; predictions use the average
+                state["train_model"] = ckpt_io.clean_state_dict(module)
+            ckpt_io.save(run.last, state)
+            if improved or not run.best.exists():
+                ckpt_io.save(run.best, state)
+                ckpt_io.save_safetensors(run.best_safetensors, state["model"],
+                                         {"classes": info.classes, "data": info.to_dict(), "epoch": epoch,
+                                          "model": cfg.model.name})
+            progress.end_epoch(row)
+        tb.close()
 
-    predictor = Predictor(unwrap_eval(eval_model), info, cfg, device, precision)
-    test = {}
-    if data.test is not None:
-        test_batches = make_batches(data.test, info, cfg.data, device, tc.eval_batch_size, train=False,
-                                    channels_last=channels_last)
-        if final_va and data.test is data.val:   # the last validation was this very pass: do not repeat it
-            test = final_va
-        else:
-            test = evaluate_pass(eval_model, test_batches, loss_fn, precision, classification, info.outputs, tc.tta,
-                                 tc.tta_shift)
-        if classification:
-            run.write_confusion(test["confusion"], info.classes)
-        progress.say(format_report(test, info.classes, "test"))
+        predictor = Predictor(unwrap_eval(eval_model), info, cfg, device, precision)
+        test = {}
+        if data.test is not None:
+            test_batches = make_batches(data.test, info, cfg.data, device, tc.eval_batch_size, train=False,
+                                        channels_last=channels_last)
+            if final_va and data.test is data.val:   # the last validation was this very pass: do not repeat it
+                test = final_va
+            else:
+                test = evaluate_pass(eval_model, test_batches, loss_fn, precision, classification, info.outputs, tc.tta,
+                                     tc.tta_shift)
+            if classification:
+                run.write_confusion(test["confusion"], info.classes)
+            progress.say(format_report(test, info.classes, "test"))
     seconds = time.perf_counter() - t0
     if best["epoch"] is not None:
         progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "

@@ -1,0 +1,72 @@
+"""Training keeps freed tensor memory in the process (glibc): large blocks are reused, not unmapped and faulted in."""
+import ctypes
+import ctypes.util
+
+import numpy as np
+import pytest
+import torch
+
+import nettrain
+from nettrain import _malloc
+
+LARGE = 64 << 20   # bytes: above glibc's largest mmap threshold (32 MiB), like the recipes' activations
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+
+@pytest.fixture
+def libc(monkeypatch):
+    for key in [k for k in __import__("os").environ if k.startswith(("MALLOC_", "GLIBC_TUNABLES"))]:
+        monkeypatch.delenv(key)
+    lib = _malloc._glibc()
+    if lib is None or not hasattr(lib, "mallinfo2"):
+        pytest.skip("needs glibc 2.33+ (mallinfo2)")
+    lib.mallinfo2.restype = MallInfo2
+    return lib
+
+
+def mapped_while_alive(libc, size=LARGE) -> int:
+    """Bytes of a fresh tensor of `size` bytes that malloc served with its own mmap."""
+    before = libc.mallinfo2().hblkhd
+    t = torch.empty(size, dtype=torch.uint8)
+    mapped = libc.mallinfo2().hblkhd - before
+    del t
+    return mapped
+
+
+def test_large_blocks_come_from_the_heap_while_kept_and_from_mmap_again_after(libc):
+    assert mapped_while_alive(libc) >= LARGE                     # glibc's default: a mapping per large block
+    with _malloc.freed_memory_kept() as kept:
+        assert kept
+        assert mapped_while_alive(libc) == 0                      # served from the heap ...
+        assert libc.mallinfo2().fordblks >= LARGE                 # ... and, freed, kept there for the next step
+    bigger = libc.mallinfo2().fordblks + LARGE                   # more than the heap holds free
+    assert mapped_while_alive(libc, bigger) >= bigger             # the settings are put back
+
+
+def test_a_users_own_malloc_tuning_is_left_alone(libc, monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    with _malloc.freed_memory_kept() as kept:
+        assert not kept
+        assert mapped_while_alive(libc) >= LARGE
+
+
+def test_training_and_evaluating_on_the_cpu_keep_freed_memory(tmp_path, monkeypatch):
+    calls = []
+    real = _malloc.freed_memory_kept
+
+    def recording(enabled=True):
+        calls.append(enabled)
+        return real(enabled)
+
+    monkeypatch.setattr(nettrain.api, "freed_memory_kept", recording)
+    g = np.random.default_rng(0)
+    x, y = g.normal(size=(64, 4)).astype(np.float32), g.integers(0, 2, 64)
+    run = nettrain.fit(data=(x, y), model="mlp", epochs=1, device="cpu", run_dir=tmp_path / "run",
+                       **{"run.progress": "none"})
+    assert calls == [True]
+    run.model.evaluate(data=(x, y))
+    assert calls == [True, True]
