@@ -40,12 +40,12 @@ def _glibc():
 def freed_memory_kept(enabled: bool = True):
     """Within the block, malloc reuses freed blocks instead of unmapping them. Yields whether it applies."""
     libc = _glibc() if enabled else None
-    if libc is None or not (libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD)):
+    if libc is None:
         yield False
         return
     try:
-        yield True
-    finally:
+        yield bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD))
+    finally:   # glibc's defaults back, and the free memory returned to the system
         libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
         libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
         libc.malloc_trim(0)
