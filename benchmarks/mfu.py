@@ -6,8 +6,8 @@ Peak: the bf16 matmul rate this machine reaches (2048 and 4096 square, best of s
 this process, before and after the training measurement. Achieved: the recipe's model trained by nettrain's own
 hot path (augmented CIFAR-10 batches from memory, bf16 autocast, the recipe's optimizer, freed memory kept) for
 --steps steps per round; model FLOPs per image = 3x the forward FLOPs counted by
-torch.utils.flop_counter.FlopCounterMode (forward + backward). MFU = achieved / peak. With --run, the images/s of a finished recipe run (metrics.csv) are
-turned into an MFU too. Goal (aim): >= 60%.
+torch.utils.flop_counter.FlopCounterMode (forward + backward). MFU = achieved / peak. With --run, the images/s of a
+finished recipe run (metrics.csv) are turned into an MFU too. Goal (aim): >= 60%.
 """
 import argparse
 import sys

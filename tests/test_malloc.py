@@ -1,6 +1,6 @@
 """Training keeps freed tensor memory in the process (glibc): large blocks are reused, not unmapped and faulted in."""
 import ctypes
-import ctypes.util
+import os
 
 import numpy as np
 import pytest
@@ -19,7 +19,7 @@ class MallInfo2(ctypes.Structure):
 
 @pytest.fixture
 def libc(monkeypatch):
-    for key in [k for k in __import__("os").environ if k.startswith(("MALLOC_", "GLIBC_TUNABLES"))]:
+    for key in [k for k in os.environ if k.startswith(("MALLOC_", "GLIBC_TUNABLES"))]:
         monkeypatch.delenv(key)
     lib = _malloc._glibc()
     if lib is None or not hasattr(lib, "mallinfo2"):

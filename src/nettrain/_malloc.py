@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import platform
 import sys
@@ -25,15 +26,22 @@ DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
 KEEP_TRIM_THRESHOLD = 1 << 30                # keep up to 1 GiB of free memory at the top of the heap
 
 
-def _glibc():
+@functools.lru_cache(maxsize=None)
+def _load_glibc():
+    """The C library, if it is glibc (found once: `libc_ver` scans the Python binary)."""
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return None
-    if any(k.startswith("MALLOC_") or k.startswith("GLIBC_TUNABLES") for k in os.environ):
-        return None   # the user tunes malloc: their settings win
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
+
+
+def _glibc():
+    """glibc, unless the user tunes malloc themselves: their settings win."""
+    if any(k.startswith(("MALLOC_", "GLIBC_TUNABLES")) for k in os.environ):
+        return None
+    return _load_glibc()
 
 
 @contextlib.contextmanager

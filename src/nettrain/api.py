@@ -317,7 +317,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
             progress.say(f"resuming {run.path} at epoch {start_epoch} of {tc.epochs}: the lr schedule is "
                          f"{'stretched' if tc.epochs > saved_epochs else 'shortened'} from {saved_epochs} to "
                          f"{tc.epochs} epochs")
-            _write_config(run, cfg)   # now an N-epoch run: a later plain --resume continues it, not stops at the old end
+            _write_config(run, cfg)   # now an N-epoch run: a plain --resume continues it, not stops at the old end
         step.scaler.load_state_dict(state["scaler"])
         if ema is not None and state.get("ema"):
             ema.load_state_dict(state["ema"])
@@ -404,7 +404,8 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
 
 
 def _write_config(run: RunDir, cfg: Config):
-    run.write_config(cfg.override({"run.dir": None, "run.overwrite": False}).to_yaml())   # the record, not where it lives
+    """config.yaml: the run's record, without where it lives (a copied run directory stays valid)."""
+    run.write_config(cfg.override({"run.dir": None, "run.overwrite": False}).to_yaml())
 
 
 def _resume_over_new_length(optimizer, scheduler, saved_optimizer: dict, steps_done: int):
