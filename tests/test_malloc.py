@@ -47,6 +47,14 @@ def test_large_blocks_come_from_the_heap_while_kept_and_from_mmap_again_after(li
     assert mapped_while_alive(libc, bigger) >= bigger             # the settings are put back
 
 
+def test_a_block_inside_another_leaves_the_settings_to_the_outer_one(libc):
+    with _malloc.freed_memory_kept() as outer:
+        with _malloc.freed_memory_kept() as inner:   # e.g. evaluate() called during a training run
+            assert outer and inner
+        assert mapped_while_alive(libc) == 0                      # still kept after the inner block ends
+    assert mapped_while_alive(libc) >= LARGE                      # and put back when the outer one does
+
+
 def test_a_users_own_malloc_tuning_is_left_alone(libc, monkeypatch):
     monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
     with _malloc.freed_memory_kept() as kept:
