@@ -42,7 +42,8 @@ def main():
         r = run_timed(ref_cmd + ([args.ref_steps] if args.ref_steps else [])).check()
         m = re.search(r"(\d+) images\s+(\d+) img/s\s+data wait (\d+)%", r.out)
         ref_ips, ref_wait = float(m.group(2)), float(m.group(3)) / 100
-        print(f"reference: {ref_ips:.0f} img/s, data wait {ref_wait:.0%}, whole {r.wall:.1f} s, load {r.load}", flush=True)
+        print(f"reference: {ref_ips:.0f} img/s, data wait {ref_wait:.0%}, whole {r.wall:.1f} s, load {r.load}",
+              flush=True)
 
         runs = {}
         for name, source in (("folder, first run (decodes, writes the cache)", ["--dataset", "imagefolder",

@@ -2,7 +2,8 @@
 """Plain-PyTorch references for the two classic CIFAR-10 tutorials: the loops written by hand, no nettrain.
 
 Default: the 3-conv "tudui" CNN tutorial
-    Conv(3,32,5,p2)-MaxPool(2)-Conv(32,32,5,p2)-MaxPool(2)-Conv(32,64,5,p2)-MaxPool(2)-Flatten-Linear(1024,64)-Linear(64,10)
+    Conv(3,32,5,p2)-MaxPool(2)-Conv(32,32,5,p2)-MaxPool(2)-Conv(32,64,5,p2)-MaxPool(2)-Flatten-
+    Linear(1024,64)-Linear(64,10)
     batch 16, SGD lr 0.01, CrossEntropyLoss, ToTensor scaling only (x/255), shuffled DataLoader.
 --lenet: the official PyTorch CIFAR-10 tutorial ("Training a Classifier")
     LeNet `Net` (conv 6, conv 16, fc 120-84-10), batch 4, SGD lr 0.001 momentum 0.9,
@@ -151,7 +152,8 @@ def main(argv=None) -> int:
               f"  test acc {acc:.2%}", flush=True)
     total = time.perf_counter() - t0
     print(f"total {total:.1f}s")
-    print("RESULT " + json.dumps({"model": name, "seed": args.seed, "normalize": args.normalize, "cosine": args.cosine, "epochs": rows, "total_seconds": round(total, 1)}))
+    print("RESULT " + json.dumps({"model": name, "seed": args.seed, "normalize": args.normalize,
+                                  "cosine": args.cosine, "epochs": rows, "total_seconds": round(total, 1)}))
     return 0
 
 

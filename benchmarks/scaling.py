@@ -91,8 +91,8 @@ def main():
           f"{size_rows[-1]['n'] - first['n']:,} more images")
     print()
     print(table(["batch size", "images/s", "epoch time (50,000 images)", "data wait", "peak memory", "load"],
-                [[p["batch"], f"{p['images_per_s']:,.0f}", f"{50000 / p['images_per_s']:.1f} s", f"{p['data_wait']:.1%}",
-                  gib(p["peak"]), p["load"][0]] for p in batch_rows]))
+                [[p["batch"], f"{p['images_per_s']:,.0f}", f"{50000 / p['images_per_s']:.1f} s",
+                  f"{p['data_wait']:.1%}", gib(p["peak"]), p["load"][0]] for p in batch_rows]))
 
 
 if __name__ == "__main__":

@@ -331,8 +331,9 @@ class Bench:
                 "CIFAR-10 tudui tutorial, nettrain's defaults against the plain loop with the same normalization "
                 "and cosine lr")
         row = Row(f"{what} (batch 16, SGD 0.01, {epochs} epochs)", self.shown(args),
-                  nettrain=", ".join(parts_n), reference=", ".join(parts_r) + f" (reference_tutorial_loop.py{' ' if same_way else ''}"
-                  f"{' '.join(same_way)})",
+                  nettrain=", ".join(parts_n),
+                  reference=", ".join(parts_r) + f" (reference_tutorial_loop.py{' ' if same_way else ''}"
+                                                 f"{' '.join(same_way)})",
                   sec_per_epoch=f"{num(r.mean('seconds'))} / {num(ref_sec)}",
                   images_per_s=f"{num(r.mean('images_per_s'), '{:,.0f}')} / {num(ref_ips, '{:,.0f}')}",
                   goal="within 2 points of the reference after 1 and after 10 epochs")
@@ -340,7 +341,8 @@ class Bench:
         if ref_proc is None:
             row.notes.append(f"cifar10{' parity' if parity else ''}: reference result reused from an earlier run "
                              f"with this --work dir")
-        row.notes.append(f"cifar10{' parity' if parity else ''} per epoch, nettrain: " + ", ".join(pct(r.val_acc(e)) for e in range(1, epochs + 1)))
+        row.notes.append(f"cifar10{' parity' if parity else ''} per epoch, nettrain: "
+                         + ", ".join(pct(r.val_acc(e)) for e in range(1, epochs + 1)))
         row.notes.append("cifar10 per epoch, reference: " + ", ".join(pct(ref_rows[e]["test_acc"])
                                                                        for e in sorted(ref_rows)))
         return [row]
@@ -360,8 +362,8 @@ class Bench:
                   reference=f"{pct(ref_acc)} (reference_tutorial_loop.py --lenet)",
                   sec_per_epoch=f"{num(r.mean('seconds'))} / "
                                 f"{num(statistics.mean(e['seconds'] for e in ref_rows) if ref_rows else None)}",
-                  images_per_s=f"{num(r.mean('images_per_s'), '{:,.0f}')} / "
-                               f"{num(statistics.mean(e['images_per_s'] for e in ref_rows) if ref_rows else None, '{:,.0f}')}",
+                  images_per_s=f"{num(r.mean('images_per_s'), '{:,.0f}')} / " + num(
+                      statistics.mean(e['images_per_s'] for e in ref_rows) if ref_rows else None, '{:,.0f}'),
                   goal=">= 50% (tutorial: 51-55%)")
         row.met = bool(r.ok and acc >= 0.50) if not self.quick else "n/a (quick)"
         if ref_proc is None:
@@ -452,7 +454,8 @@ def plain_mnist_mlp(data: Path, seed: int, bf16: bool, epochs: int) -> dict:
                         nn.Linear(128, 10))
     opt = torch.optim.Adam(net.parameters(), lr=0.002)
     loss_fn = nn.CrossEntropyLoss()
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else (lambda: torch.autocast("cpu", enabled=False))
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else \
+        (lambda: torch.autocast("cpu", enabled=False))
     loader = DataLoader(train, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(seed))
     rows = []
     for epoch in range(1, epochs + 1):

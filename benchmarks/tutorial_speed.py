@@ -63,7 +63,8 @@ def main():
             r.ips = len(per_epoch) / sum(1 / v for v in per_epoch)
             r.acc = float(re.findall(r"test acc ([0-9.]+)", r.out)[-1])
             theirs.append(r)
-            print(f"reference {i}: {r.ips:7.0f} img/s  acc {r.acc:.4f}  whole {r.wall:.1f} s  load {r.load}", flush=True)
+            print(f"reference {i}: {r.ips:7.0f} img/s  acc {r.acc:.4f}  whole {r.wall:.1f} s  load {r.load}",
+                  flush=True)
         variants = []
         if args.variants:
             for name, extra in VARIANTS.items():
@@ -79,8 +80,8 @@ def main():
         [f"test accuracy after {args.epochs} epoch(s) (mean)", f"{an:.2%}", f"{ar:.2%}", f"{(an - ar) * 100:+.2f} pt",
          "within 2 pt", "yes" if abs(an - ar) <= 0.02 or an > ar else "no"],
         ["data wait (max)", f"{max(t.wait for t in ours):.1%}", "", "", "", ""],
-        ["whole process (median)", f"{median([t.wall for t in ours]):.1f} s", f"{median([t.wall for t in theirs]):.1f} s",
-         "", "", ""],
+        ["whole process (median)", f"{median([t.wall for t in ours]):.1f} s",
+         f"{median([t.wall for t in theirs]):.1f} s", "", "", ""],
         ["peak memory (max)", gib(max(t.peak_rss for t in ours)), gib(max(t.peak_rss for t in theirs)), "", "", ""],
     ]
     print()
