@@ -52,7 +52,8 @@ def test_a_block_inside_another_leaves_the_settings_to_the_outer_one(libc):
         with _malloc.freed_memory_kept() as inner:   # e.g. evaluate() called during a training run
             assert outer and inner
         assert mapped_while_alive(libc) == 0                      # still kept after the inner block ends
-    assert mapped_while_alive(libc) >= LARGE                      # and put back when the outer one does
+    bigger = libc.mallinfo2().fordblks + LARGE                   # more than the heap holds free
+    assert mapped_while_alive(libc, bigger) >= bigger             # and put back when the outer one does
 
 
 def test_a_users_own_malloc_tuning_is_left_alone(libc, monkeypatch):
