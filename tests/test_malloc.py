@@ -28,10 +28,11 @@ def libc(monkeypatch):
     return lib
 
 
-def mapped_while_alive(libc, size=LARGE) -> int:
-    """Bytes of a fresh tensor of `size` bytes that malloc served with its own mmap."""
+def mapped_while_alive(libc) -> int:
+    """Bytes of a fresh tensor that malloc served with its own mmap. The tensor is larger than all the heap holds
+    free (and than LARGE): a free chunk left in the heap by earlier tests could otherwise serve it."""
     before = libc.mallinfo2().hblkhd
-    t = torch.empty(size, dtype=torch.uint8)
+    t = torch.empty(libc.mallinfo2().fordblks + LARGE, dtype=torch.uint8)
     mapped = libc.mallinfo2().hblkhd - before
     del t
     return mapped
@@ -43,8 +44,7 @@ def test_large_blocks_come_from_the_heap_while_kept_and_from_mmap_again_after(li
         assert kept
         assert mapped_while_alive(libc) == 0                      # served from the heap ...
         assert libc.mallinfo2().fordblks >= LARGE                 # ... and, freed, kept there for the next step
-    bigger = libc.mallinfo2().fordblks + LARGE                   # more than the heap holds free
-    assert mapped_while_alive(libc, bigger) >= bigger             # the settings are put back
+    assert mapped_while_alive(libc) >= LARGE                      # the settings are put back
 
 
 def test_a_block_inside_another_leaves_the_settings_to_the_outer_one(libc):
@@ -52,8 +52,7 @@ def test_a_block_inside_another_leaves_the_settings_to_the_outer_one(libc):
         with _malloc.freed_memory_kept() as inner:   # e.g. evaluate() called during a training run
             assert outer and inner
         assert mapped_while_alive(libc) == 0                      # still kept after the inner block ends
-    bigger = libc.mallinfo2().fordblks + LARGE                   # more than the heap holds free
-    assert mapped_while_alive(libc, bigger) >= bigger             # and put back when the outer one does
+    assert mapped_while_alive(libc) >= LARGE                      # and put back when the outer one does
 
 
 def test_a_users_own_malloc_tuning_is_left_alone(libc, monkeypatch):

@@ -44,25 +44,26 @@ def _glibc():
     return _load_glibc()
 
 
-_outer = []   # the enclosing block's result while one is open: evaluate() may run inside a training run
+_open = None   # the outermost block's result while one is open: evaluate() may run inside a training run
 
 
 @contextlib.contextmanager
 def freed_memory_kept(enabled: bool = True):
     """Within the block, malloc reuses freed blocks instead of unmapping them. Yields whether it applies. A block
     opened inside another one changes nothing: only the outermost sets glibc's settings and puts them back."""
+    global _open
     libc = _glibc() if enabled else None
     if libc is None:
         yield False
         return
-    if _outer:
-        yield _outer[0]
+    if _open is not None:
+        yield _open
         return
     try:
-        _outer.append(bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD)))
-        yield _outer[0]
+        _open = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD))
+        yield _open
     finally:   # glibc's defaults back, and the free memory returned to the system
-        _outer.clear()
+        _open = None
         libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
         libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
         libc.malloc_trim(0)
