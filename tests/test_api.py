@@ -61,6 +61,26 @@ def test_two_gaussians_classification_with_the_tutorials_tensors(tmp_path):
     assert torch.allclose(pred.probs.sum(1), torch.ones(2))
 
 
+class Recorder(nn.Linear):
+    """A linear layer that records the dtype of every input it computes with."""
+
+    def forward(self, x):
+        self.dtypes.add(x.dtype)
+        return super().forward(x)
+
+
+def test_bf16_fit_runs_small_linear_layers_in_float32_and_leaves_no_hooks(tmp_path):
+    head = Recorder(8, 2)
+    head.dtypes = set()
+    model = nn.Sequential(nn.Linear(2, 8), head)   # tiny: both products are small
+    x, y = torch.randn(64, 2), (torch.rand(64) > 0.5).long()
+    run = nettrain.fit(model=model, data=(x, y), epochs=1, precision="bf16-mixed", run_dir=tmp_path / "run", **QUIET)
+    assert head.dtypes == {torch.float32}   # under bf16 autocast it would have been handed bfloat16
+    assert not head._forward_pre_hooks and not head._forward_hooks
+    run.model.predict(x[:4])
+    assert head.dtypes == {torch.float32} and not head._forward_pre_hooks
+
+
 # ---- a digits model and every input form predict accepts ----------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -238,6 +238,44 @@ def test_precisions_on_cpu():
     assert not resolve_precision("32", cpu, "image").scaler().is_enabled()
 
 
+class Probe(nn.Linear):
+    """A linear layer that records the dtype it computes in and whether autocast was on."""
+
+    def forward(self, x):
+        self.seen = (x.dtype, torch.is_autocast_enabled("cpu"))
+        return super().forward(x)
+
+
+def test_small_linears_run_in_float32_under_cpu_bf16_autocast():
+    bf16 = resolve_precision("bf16-mixed", torch.device("cpu"), "image")
+    small, large = Probe(64, 10), Probe(1024, 2048)   # 16 x 64 x 10 rows x in x out: small; 16 x 1024 x 2048: not
+    x = torch.randn(16, 64)
+    expected = nn.functional.linear(x, small.weight, small.bias)   # the float32 product, outside autocast
+    with bf16.small_linears_in_float32(small, large), bf16.autocast():
+        out = small(x)
+        assert small.seen == (torch.float32, False) and out.dtype == torch.float32
+        assert torch.is_autocast_enabled("cpu")                 # back on after the layer
+        assert large(torch.randn(16, 1024)).dtype == torch.bfloat16 and large.seen[1]
+        assert torch.equal(out, expected)
+    assert not small._forward_pre_hooks and not small._forward_hooks   # the modules are left as they were
+    with bf16.autocast():
+        assert small(x).dtype == torch.bfloat16
+
+
+def test_small_linears_switch_nothing_outside_cpu_bf16_autocast_and_survive_errors():
+    bf16 = resolve_precision("bf16-mixed", torch.device("cpu"), "image")
+    layer = Probe(4, 2)
+    with resolve_precision("32", torch.device("cpu"), "image").small_linears_in_float32(layer):
+        assert not layer._forward_pre_hooks
+    with bf16.small_linears_in_float32(layer):
+        layer(torch.randn(3, 4))                     # no autocast: nothing to switch
+        assert layer.seen == (torch.float32, False)
+        with bf16.autocast():
+            with pytest.raises(RuntimeError):
+                layer(torch.randn(3, 5))             # wrong width: the forward raises inside the float32 block
+            assert torch.is_autocast_enabled("cpu")  # ... and autocast is on again all the same
+
+
 # ---- the step and the evaluation pass -----------------------------------------------------------------------------
 
 def vector_batches(x, y, batch_size, shuffle=False):

@@ -161,9 +161,10 @@ class Predictor:
         batches = make_batches(inputs_only, self.info, self.config.data, self.device, batch_size, train=False,
                                channels_last=self.config.train.channels_last)
         outs = []
-        for xb, _ in batches:
-            with self.precision.autocast():
-                outs.append(self.module(xb).float().cpu())
+        with self.precision.small_linears_in_float32(self.module):
+            for xb, _ in batches:
+                with self.precision.autocast():
+                    outs.append(self.module(xb).float().cpu())
         out = torch.cat(outs) if outs else torch.zeros(0, self.info.outputs)
         if self.info.task == "classification":
             return Predictions(out.softmax(1), None, self.classes)
@@ -188,7 +189,7 @@ class Predictor:
         loss_fn = build_loss(_loss_cfg(cfg, self.info.task))
         batches = make_batches(split, self.info, cfg.data, self.device, batch_size or cfg.train.eval_batch_size,
                                train=False, channels_last=cfg.train.channels_last)
-        with freed_memory_kept(self.device.type == "cpu"):
+        with freed_memory_kept(self.device.type == "cpu"), self.precision.small_linears_in_float32(self.module):
             return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
                                  self.info.outputs, cfg.train.tta, cfg.train.tta_shift)
 
@@ -342,8 +343,11 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
                  f"| {describe(device)}, precision {precision.name} | run {run.path}")
 
     # Large activations are allocated and freed every step: keep the freed memory for reuse (see _malloc.py).
-    with freed_memory_kept(device.type == "cpu"):
-        eval_model = ema.module if ema is not None else model
+    # Small linear layers run in float32 under CPU bf16 autocast, where it is faster (see engine/device.py); a
+    # compiled model is left to the compiler.
+    eval_model = ema.module if ema is not None else model
+    with freed_memory_kept(device.type == "cpu"), \
+            precision.small_linears_in_float32(*(() if tc.compile else (module, eval_model))):
         final_va = None
         for epoch in range(start_epoch + 1, tc.epochs + 1):
             train_batches.set_epoch(epoch)
