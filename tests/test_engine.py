@@ -267,6 +267,9 @@ def test_small_linears_switch_nothing_outside_cpu_bf16_autocast_and_survive_erro
     layer = Probe(4, 2)
     with resolve_precision("32", torch.device("cpu"), "image").small_linears_in_float32(layer):
         assert not layer._forward_pre_hooks
+    halved = Probe(4, 2).to(torch.bfloat16)
+    with bf16.small_linears_in_float32(halved), bf16.autocast():
+        assert halved(torch.randn(3, 4)).dtype == torch.bfloat16   # weights in bf16: left to autocast
     with bf16.small_linears_in_float32(layer):
         layer(torch.randn(3, 4))                     # no autocast: nothing to switch
         assert layer.seen == (torch.float32, False)

@@ -98,8 +98,9 @@ _switched = threading.local()   # per thread, as autocast's own state: the layer
 def _float32_if_small(layer, args):
     x = args[0] if args else None
     if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or \
+            layer.weight.dtype != torch.float32 or \
             x.shape[:-1].numel() * layer.in_features * layer.out_features >= SMALL_LINEAR:
-        return None
+        return None   # a model kept in bf16 itself stays as it is
     off = torch.autocast("cpu", enabled=False)
     off.__enter__()
     _switched.__dict__.setdefault("stack", []).append((layer, off))
