@@ -79,6 +79,10 @@ def test_bf16_fit_runs_small_linear_layers_in_float32_and_leaves_no_hooks(tmp_pa
     assert not head._forward_pre_hooks and not head._forward_hooks
     run.model.predict(x[:4])
     assert head.dtypes == {torch.float32} and not head._forward_pre_hooks
+    head.dtypes = set()   # train.small_linears_fp32 false: autocast as it is
+    nettrain.fit(model=model, data=(x, y), epochs=1, precision="bf16-mixed", run_dir=tmp_path / "bf16",
+                 **{"train.small_linears_fp32": False}, **QUIET)
+    assert torch.bfloat16 in head.dtypes   # the shape check before training runs it once in float32, outside autocast
 
 
 # ---- a digits model and every input form predict accepts ----------------------------------------------

@@ -161,7 +161,7 @@ class Predictor:
         batches = make_batches(inputs_only, self.info, self.config.data, self.device, batch_size, train=False,
                                channels_last=self.config.train.channels_last)
         outs = []
-        with self.precision.small_linears_in_float32(self.module):
+        with self.precision.small_linears_in_float32(self.module, enabled=self.config.train.small_linears_fp32):
             for xb, _ in batches:
                 with self.precision.autocast():
                     outs.append(self.module(xb).float().cpu())
@@ -189,7 +189,8 @@ class Predictor:
         loss_fn = build_loss(_loss_cfg(cfg, self.info.task))
         batches = make_batches(split, self.info, cfg.data, self.device, batch_size or cfg.train.eval_batch_size,
                                train=False, channels_last=cfg.train.channels_last)
-        with freed_memory_kept(self.device.type == "cpu"), self.precision.small_linears_in_float32(self.module):
+        with freed_memory_kept(self.device.type == "cpu"), \
+                self.precision.small_linears_in_float32(self.module, enabled=cfg.train.small_linears_fp32):
             return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
                                  self.info.outputs, cfg.train.tta, cfg.train.tta_shift)
 
@@ -347,7 +348,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     # compiled model is left to the compiler.
     eval_model = ema.module if ema is not None else model
     with freed_memory_kept(device.type == "cpu"), \
-            precision.small_linears_in_float32(*(() if tc.compile else (module, eval_model))):
+            precision.small_linears_in_float32(module, eval_model, enabled=tc.small_linears_fp32 and not tc.compile):
         final_va = None
         for epoch in range(start_epoch + 1, tc.epochs + 1):
             train_batches.set_epoch(epoch)

@@ -86,6 +86,7 @@ class TrainConfig:
     device: str = "auto"              # auto | cpu | cuda | cuda:N | mps
     precision: str = choice("auto", "auto", "32", "bf16-mixed", "16-mixed")
     channels_last: bool = True
+    small_linears_fp32: bool = True   # under CPU bf16 autocast, small linear layers in float32 (engine/device.py)
     compile: bool = False             # torch.compile the model (falls back to eager with a warning)
     threads: Optional[int] = None     # CPU threads for torch (default: torch's choice)
     tta: bool = False                 # evaluate on the image and its mirror image, averaged

@@ -69,12 +69,12 @@ class Precision:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     @contextlib.contextmanager
-    def small_linears_in_float32(self, *modules):
+    def small_linears_in_float32(self, *modules, enabled: bool = True):
         """Within the block, every nn.Linear of `modules` whose product (rows x in x out) is below SMALL_LINEAR runs
         in float32 when it is called under CPU bf16 autocast (see the module docstring). Other precisions, devices
         and larger products are untouched; the hooks are removed on exit, leaving the modules as they were."""
         handles = []
-        if self.name == "bf16-mixed" and self.device.type == "cpu":
+        if enabled and self.name == "bf16-mixed" and self.device.type == "cpu":
             for module in {id(m): m for m in modules if m is not None}.values():
                 for layer in module.modules():
                     if isinstance(layer, torch.nn.Linear):
