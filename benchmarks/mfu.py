@@ -4,9 +4,8 @@
 
 Peak: the bf16 matmul rate this machine reaches (2048 and 4096 square, best of several, like peak.py), measured in
 this process, before and after the training measurement. Achieved: the recipe's model trained by nettrain's own
-hot path (augmented CIFAR-10 batches from memory, bf16 autocast with small linear layers in float32, the
-recipe's optimizer, freed memory kept) for
---steps steps per round; model FLOPs per image = 3x the forward FLOPs counted by
+hot path (augmented CIFAR-10 batches from memory, bf16 autocast as the recipe sets it, the recipe's optimizer,
+freed memory kept) for --steps steps per round; model FLOPs per image = 3x the forward FLOPs counted by
 torch.utils.flop_counter.FlopCounterMode (forward + backward). MFU = achieved / peak. With --run, the images/s of a
 finished recipe run (metrics.csv) are turned into an MFU too. Goal (aim): >= 60%.
 """
@@ -84,7 +83,7 @@ def main():
     step = Step(model, build_loss(cfg.train), optimizer, scheduler, precision, precision.scaler())
     peak0 = matmul_peak()
     rates = []
-    with freed_memory_kept(), precision.small_linears_in_float32(model):   # as `nettrain fit` trains on the CPU
+    with freed_memory_kept(), precision.small_linears_in_float32(model, enabled=cfg.train.small_linears_fp32):
         for r in range(args.rounds + 1):
             batches.set_epoch(r)
             out = train_epoch(step, batches, True)
