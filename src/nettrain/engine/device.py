@@ -7,8 +7,9 @@ on older GPUs, fp32 elsewhere and for the tiny vector models, where casts cost m
 Under bf16 autocast on the CPU, small linear layers run in float32 (`Precision.small_linears_in_float32`): each
 bf16 matrix product pays a fixed oneDNN cost and casts of the weight and of its gradient, which below about eight
 million multiply-adds (rows x in x out) take longer than the float32 product itself. Measured here, forward and
-backward together (`benchmarks/small_linears.py`): the tutorial CNN's 16 x 1024 -> 64 layer 159 us in float32
-against 279 us in bf16, and 256 x 784 -> 256 the other way, 1,575 against 1,075 us.
+backward together (`benchmarks/small_linears.py`): the tutorial CNN's 16 x 1024 -> 64 layer 162 us in float32
+against 282 us in bf16, and 256 x 784 -> 256 the other way, 1,590 against 1,099 us. `train.small_linears_fp32 false`
+keeps autocast as it is (the cifar10-fast recipe does: it was tuned with its head in bf16).
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def _float32_if_small(layer, args):
     if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or \
             layer.weight.dtype != torch.float32 or \
             x.shape[:-1].numel() * layer.in_features * layer.out_features >= SMALL_LINEAR:
-        return None   # a model kept in bf16 itself stays as it is
+        return None   # not under CPU autocast, weights not float32 (a model kept in bf16), or large enough for bf16
     off = torch.autocast("cpu", enabled=False)
     off.__enter__()
     _switched.__dict__.setdefault("stack", []).append((layer, off))
