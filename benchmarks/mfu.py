@@ -64,7 +64,7 @@ def main():
     cfg = Config.load(args.recipe).override({"data_dir": str(data_dir(args.data))})
     data = load_data(cfg.data)
     info, device = data.info, torch.device("cpu")
-    precision = resolve_precision(cfg.train.precision, device, info.kind)
+    precision = resolve_precision(cfg.train.precision, device, info.kind, cfg.train.small_linears_fp32)
     bs = cfg.train.batch_size
     torch.manual_seed(0)
     model = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args)
@@ -83,7 +83,7 @@ def main():
     step = Step(model, build_loss(cfg.train), optimizer, scheduler, precision, precision.scaler())
     peak0 = matmul_peak()
     rates = []
-    with freed_memory_kept(), precision.small_linears_in_float32(model, enabled=cfg.train.small_linears_fp32):
+    with freed_memory_kept(), precision.small_linears_in_float32(model):   # as `nettrain fit` trains on the CPU
         for r in range(args.rounds + 1):
             batches.set_epoch(r)
             out = train_epoch(step, batches, True)

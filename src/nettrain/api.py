@@ -161,7 +161,7 @@ class Predictor:
         batches = make_batches(inputs_only, self.info, self.config.data, self.device, batch_size, train=False,
                                channels_last=self.config.train.channels_last)
         outs = []
-        with self.precision.small_linears_in_float32(self.module, enabled=self.config.train.small_linears_fp32):
+        with self.precision.small_linears_in_float32(self.module):
             for xb, _ in batches:
                 with self.precision.autocast():
                     outs.append(self.module(xb).float().cpu())
@@ -189,8 +189,7 @@ class Predictor:
         loss_fn = build_loss(_loss_cfg(cfg, self.info.task))
         batches = make_batches(split, self.info, cfg.data, self.device, batch_size or cfg.train.eval_batch_size,
                                train=False, channels_last=cfg.train.channels_last)
-        with freed_memory_kept(self.device.type == "cpu"), \
-                self.precision.small_linears_in_float32(self.module, enabled=cfg.train.small_linears_fp32):
+        with freed_memory_kept(self.device.type == "cpu"), self.precision.small_linears_in_float32(self.module):
             return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
                                  self.info.outputs, cfg.train.tta, cfg.train.tta_shift)
 
@@ -259,7 +258,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     data = data or load_data(cfg.data)
     info = data.info
     classification = info.task == "classification"
-    precision = resolve_precision(tc.precision, device, info.kind)
+    precision = resolve_precision(tc.precision, device, info.kind, tc.small_linears_fp32)
     if tc.tta and info.kind != "image":
         raise ConfigError(f"train.tta mirrors and shifts images, but this dataset's inputs have shape {info.shape}; "
                           f"set train.tta false")
@@ -348,7 +347,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     # compiled model is left to the compiler.
     eval_model = ema.module if ema is not None else model
     with freed_memory_kept(device.type == "cpu"), \
-            precision.small_linears_in_float32(module, eval_model, enabled=tc.small_linears_fp32 and not tc.compile):
+            precision.small_linears_in_float32(module, eval_model, enabled=not tc.compile):
         final_va = None
         for epoch in range(start_epoch + 1, tc.epochs + 1):
             train_batches.set_epoch(epoch)
@@ -494,7 +493,8 @@ def load(path, model: Optional[nn.Module] = None, device: str = "cpu") -> Predic
     model.to(dev)
     if cfg.train.channels_last and info.kind == "image":
         model.to(memory_format=torch.channels_last)
-    return Predictor(model.eval(), info, cfg, dev, resolve_precision(cfg.train.precision, dev, info.kind))
+    return Predictor(model.eval(), info, cfg, dev,
+                     resolve_precision(cfg.train.precision, dev, info.kind, cfg.train.small_linears_fp32))
 
 
 def checkpoint_run_dir(path) -> Optional[Path]:

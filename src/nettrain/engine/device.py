@@ -59,6 +59,7 @@ def bf16_supported(device: torch.device) -> bool:
 class Precision:
     name: str                 # "32", "bf16-mixed" or "16-mixed"
     device: torch.device
+    small_linears_fp32: bool = True   # train.small_linears_fp32: see small_linears_in_float32
 
     @property
     def dtype(self):
@@ -72,10 +73,12 @@ class Precision:
     @contextlib.contextmanager
     def small_linears_in_float32(self, *modules, enabled: bool = True):
         """Within the block, every nn.Linear of `modules` whose product (rows x in x out) is below SMALL_LINEAR runs
-        in float32 when it is called under CPU bf16 autocast (see the module docstring). Other precisions, devices
-        and larger products are untouched; the hooks are removed on exit, leaving the modules as they were."""
+        in float32 when it is called under CPU bf16 autocast (see the module docstring), unless this precision was
+        resolved with small_linears_fp32 false or the caller passes enabled=False (a compiled model). Other
+        precisions, devices and larger products are untouched; the hooks are removed on exit, leaving the modules as
+        they were."""
         handles = []
-        if enabled and self.name == "bf16-mixed" and self.device.type == "cpu":
+        if enabled and self.small_linears_fp32 and self.name == "bf16-mixed" and self.device.type == "cpu":
             for module in {id(m): m for m in modules if m is not None}.values():
                 for layer in module.modules():
                     if isinstance(layer, torch.nn.Linear):
@@ -114,7 +117,7 @@ def _autocast_back(layer, args, output):
         stack.pop()[1].__exit__(None, None, None)
 
 
-def resolve_precision(name: str, device: torch.device, kind: str) -> Precision:
+def resolve_precision(name: str, device: torch.device, kind: str, small_linears_fp32: bool = True) -> Precision:
     if name == "auto":
         if kind != "image":
             name = "32"
@@ -128,7 +131,7 @@ def resolve_precision(name: str, device: torch.device, kind: str) -> Precision:
         raise ConfigError("precision 16-mixed needs a GPU; on the CPU use bf16-mixed or 32")
     if name == "bf16-mixed" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError("this GPU has no bf16; use --precision 16-mixed or 32")
-    return Precision(name, device)
+    return Precision(name, device, small_linears_fp32)
 
 
 def describe(device: torch.device) -> str:
