@@ -70,7 +70,8 @@ def test_training_and_evaluating_on_the_cpu_keep_freed_memory(tmp_path, monkeypa
         calls.append(enabled)
         return real(enabled)
 
-    monkeypatch.setattr(nettrain.api, "freed_memory_kept", recording)
+    monkeypatch.setattr(nettrain.training, "freed_memory_kept", recording)
+    monkeypatch.setattr(nettrain.predictor, "freed_memory_kept", recording)
     g = np.random.default_rng(0)
     x, y = g.normal(size=(64, 4)).astype(np.float32), g.integers(0, 2, 64)
     run = nettrain.fit(data=(x, y), model="mlp", epochs=1, device="cpu", run_dir=tmp_path / "run",

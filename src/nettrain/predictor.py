@@ -1,0 +1,179 @@
+"""Inference with a trained model: `Predictor` is what `nettrain.load` and a finished `fit` hand back.
+
+It applies the preprocessing the model was trained with (image size, channels, normalization, memory layout,
+precision) to whatever it is given, and evaluates it on a test split with the training's own loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._malloc import freed_memory_kept
+from .config import Config
+from .data import ArrayData, DataInfo, from_user_data, load_data, make_batches
+from .data.images import read_image
+from .engine.device import resolve_precision
+from .engine.loop import evaluate as evaluate_pass
+from .engine.optim import build_loss, default_loss_for
+from .errors import DataError
+
+
+def loss_config(cfg: Config, task: str):
+    """The train section with its loss resolved for the task (cross-entropy or MSE when not given)."""
+    return cfg.override({"train.loss": default_loss_for(task, cfg.train.loss)}).train
+
+
+@dataclass
+class Predictions:
+    """Model outputs for a batch of inputs: class probabilities (classification) or values (regression)."""
+    probs: Optional[torch.Tensor]
+    values: Optional[torch.Tensor]
+    classes: Optional[list]
+
+    @property
+    def indices(self) -> list:
+        return self.probs.argmax(1).tolist()
+
+    @property
+    def labels(self) -> list:
+        return [self.classes[i] for i in self.indices]
+
+    def topk(self, k: int = 3) -> list:
+        """Per input, [(class name, probability), ...] best first."""
+        p, i = self.probs.topk(min(k, self.probs.shape[1]), dim=1)
+        return [[(self.classes[c], float(q)) for q, c in zip(ps, cs)] for ps, cs in zip(p.tolist(), i.tolist())]
+
+    def __len__(self):
+        return len(self.probs if self.probs is not None else self.values)
+
+
+class Predictor:
+    """A trained model with the preprocessing it was trained with: what `nettrain.load` returns."""
+
+    def __init__(self, module: nn.Module, info: DataInfo, config: Config, device=None, precision=None):
+        self.module, self.info, self.config = module.eval(), info, config
+        self.device = device or next(module.parameters()).device
+        self.precision = precision or resolve_precision("32", self.device, info.kind)
+
+    @property
+    def classes(self) -> Optional[list]:
+        return self.info.classes
+
+    # inputs -> one uint8 NCHW (images) or float (vectors) batch
+    def _image_array(self, a) -> torch.Tensor:
+        c, h, w = self.info.shape
+        if not isinstance(a, torch.Tensor):
+            a = np.asarray(a)
+            if not a.flags.writeable:   # PIL's and read_image's arrays: torch warns on read-only buffers
+                a = a.copy()
+        t = torch.as_tensor(a) if not isinstance(a, torch.Tensor) else a
+        if t.is_floating_point():   # ToTensor convention: floats in [0, 1]
+            t = (t.clamp(0, 1) * 255).round().to(torch.uint8)
+        if t.dtype != torch.uint8:
+            raise DataError(f"images must be uint8 arrays/tensors or floats in [0, 1], got {t.dtype}")
+        numpy_layout = not isinstance(a, torch.Tensor)   # numpy/PIL are HWC, torch tensors CHW
+        if t.ndim == 2:
+            t = t[None, None]
+        elif t.ndim == 3:
+            if numpy_layout and t.shape[-1] in (1, 3, 4):
+                t = t.permute(2, 0, 1)[None]        # one HWC image
+            elif not numpy_layout and t.shape[0] in (1, 3, 4):
+                t = t[None]                          # one CHW image
+            else:
+                t = t[:, None]                       # a batch of gray NHW images
+        elif t.ndim == 4 and numpy_layout:
+            t = t.permute(0, 3, 1, 2)
+        if t.ndim != 4:
+            raise DataError(f"cannot read images of shape {tuple(t.shape)}; give HW, HWC, NHWC (numpy) or CHW, NCHW "
+                            f"(torch)")
+        if t.shape[1] == 4:
+            t = t[:, :3]
+        if t.shape[1] != c:   # gray <-> RGB, like PIL's convert
+            t = t.expand(-1, 3, -1, -1) if c == 3 else \
+                (t.float() * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).round().byte()
+        if tuple(t.shape[2:]) != (h, w):
+            t = torch.nn.functional.interpolate(t.float(), size=(h, w), mode="bilinear", antialias=True,
+                                                align_corners=False).round().clamp(0, 255).byte()
+        return t.contiguous()
+
+    def _batch(self, inputs) -> torch.Tensor:
+        if self.info.kind == "vector":
+            return torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs).float()
+        if isinstance(inputs, (np.ndarray, torch.Tensor)):
+            return self._image_array(inputs)
+        if not isinstance(inputs, (list, tuple)):
+            inputs = [inputs]
+        c, h, _ = self.info.shape
+        parts = []
+        for item in inputs:
+            if isinstance(item, (str, Path)):
+                item = read_image(item, c, h)
+            elif hasattr(item, "convert") and hasattr(item, "size"):   # a PIL image
+                item = np.asarray(item.convert("L" if c == 1 else "RGB"))
+            parts.append(self._image_array(item))
+        return torch.cat(parts)
+
+    @torch.no_grad()
+    def predict(self, inputs, batch_size: int = 256) -> Predictions:
+        """inputs: file paths, PIL images, uint8 numpy arrays (HW/HWC/NHWC), tensors (CHW/NCHW), or vectors."""
+        x = self._batch(inputs)
+        inputs_only = ArrayData(x, torch.zeros(len(x), dtype=torch.long))   # targets unused
+        batches = make_batches(inputs_only, self.info, self.config.data, self.device, batch_size, train=False,
+                               channels_last=self.config.train.channels_last)
+        outs = []
+        with self.precision.small_linears_in_float32(self.module):
+            for xb, _ in batches:
+                with self.precision.autocast():
+                    outs.append(self.module(xb).float().cpu())
+        out = torch.cat(outs) if outs else torch.zeros(0, self.info.outputs)
+        if self.info.task == "classification":
+            return Predictions(out.softmax(1), None, self.classes)
+        return Predictions(None, out, None)
+
+    def evaluate(self, data=None, data_dir=None, batch_size: Optional[int] = None) -> dict:
+        """Loss, accuracy, per-class accuracy and confusion matrix (or MSE/MAE) on the test split of the dataset
+        it was trained on (optionally from another `data_dir`), or on `data` given as (x, y)."""
+        cfg = self.config
+        if data is not None:
+            split = from_user_data(data, data, self.classes, cfg.data).test   # all of it: no held-out split
+        else:
+            if cfg.data.name == "arrays":
+                raise DataError("this model was trained on arrays given to nettrain.fit; pass them: "
+                                "model.evaluate(data=(x, y))")
+            dcfg = cfg.override({"data.dir": str(data_dir)}).data if data_dir else cfg.data
+            loaded = load_data(dcfg)
+            split = loaded.test
+            if list(loaded.info.shape) != list(self.info.shape):
+                raise DataError(f"the data in {data_dir or dcfg.dir} has inputs of shape {loaded.info.shape}, "
+                                f"the model was trained on {self.info.shape}")
+        loss_fn = build_loss(loss_config(cfg, self.info.task))
+        batches = make_batches(split, self.info, cfg.data, self.device, batch_size or cfg.train.eval_batch_size,
+                               train=False, channels_last=cfg.train.channels_last)
+        with freed_memory_kept(self.device.type == "cpu"), self.precision.small_linears_in_float32(self.module):
+            return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
+                                 self.info.outputs, cfg.train.tta, cfg.train.tta_shift)
+
+
+def format_report(result: dict, classes, split: str = "test") -> str:
+    n = result["examples"]
+    if "acc" not in result:
+        return f"{split}: loss {result['loss']:.5f}  mse {result['mse']:.5f}  mae {result['mae']:.5f}  ({n} examples)"
+    cm = result["confusion"]
+    lines = [f"{split}: loss {result['loss']:.4f}  accuracy {result['acc']:.2%} ({int(cm.diag().sum())}/{n})"]
+    width = max(8, max(len(c) for c in classes))
+    lines.append(f"  {'class':<{width}}  accuracy")
+    for name, correct, total in zip(classes, cm.diag().tolist(), cm.sum(1).tolist()):
+        acc = f"{correct / total:7.2%}  ({correct}/{total})" if total else "      -"
+        lines.append(f"  {name:<{width}}  {acc}")
+    if len(classes) <= 20:
+        cell = max(5, len(str(int(cm.max()))) + 1)
+        lines.append("  confusion matrix (rows: true class, columns: predicted)")
+        lines.append("  " + " " * width + "".join(f"{c[:cell - 1]:>{cell}}" for c in classes))
+        for name, row in zip(classes, cm.tolist()):
+            lines.append(f"  {name:<{width}}" + "".join(f"{v:>{cell}}" for v in row))
+    return "\n".join(lines)

@@ -1,0 +1,325 @@
+"""What `fit` does: build the batches, the model and its optimizer step from a config, open (or resume) the run
+directory, train epoch by epoch (validating, logging and checkpointing each), and test.
+
+`train` is the one place that wires data, models, engine and run directory together for training.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from ._malloc import freed_memory_kept
+from .config import Config
+from .data import Data, DataInfo, load_data, make_batches
+from .engine import checkpoint as ckpt_io
+from .engine.device import describe, resolve_device, resolve_precision
+from .engine.lookahead import Lookahead
+from .engine.loop import Step, evaluate as evaluate_pass, train_epoch
+from .engine.optim import build_loss, build_optimizer, build_scheduler, fast_forward
+from .engine.progress import Progress
+from .errors import ConfigError
+from .models import build_model, check_fits
+from .predictor import Predictor, format_report, loss_config
+from .runs import RunDir, TensorBoardLog
+
+
+@dataclass
+class Run:
+    dir: Path
+    metrics: list                      # one dict per epoch (the rows of metrics.csv)
+    model: Predictor
+    test: dict = field(default_factory=dict)   # final evaluation on the test split
+    seconds: float = 0.0
+
+
+def _seed_everything(seed: int):
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _check_train_config(tc):
+    for key, value, low in (("train.epochs", tc.epochs, 1), ("train.batch_size", tc.batch_size, 1),
+                            ("train.val_every", tc.val_every, 0), ("train.tta_shift", tc.tta_shift, 0),
+                            ("train.accumulate", tc.accumulate, 1), ("train.eval_batch_size", tc.eval_batch_size, 1),
+                            ("train.lookahead", tc.lookahead, 0)):
+        if value < low:
+            raise ConfigError(f"{key} must be at least {low}, got {value}")
+    if not 0 < tc.lookahead_decay <= 1:
+        raise ConfigError(f"train.lookahead_decay must be in (0, 1], got {tc.lookahead_decay}")
+
+
+def _check_tta(tc, info: DataInfo):
+    if tc.tta and info.kind != "image":
+        raise ConfigError(f"train.tta mirrors and shifts images, but this dataset's inputs have shape {info.shape}; "
+                          f"set train.tta false")
+    if tc.tta and tc.tta_shift >= min(info.shape[1:]):
+        raise ConfigError(f"train.tta_shift must be smaller than the images ({info.shape[1]}x{info.shape[2]}), "
+                          f"got {tc.tta_shift}")
+
+
+@dataclass
+class _Training:
+    """What a fit builds once before its first epoch: the data's batches, the model and its optimizer step."""
+    cfg: Config
+    data: Data
+    info: DataInfo
+    precision: object
+    module: nn.Module                  # the user's or the built model: what checkpoints hold
+    step: Step                         # its model is `module`, or `module` compiled
+    eval_model: nn.Module              # the EMA average when there is one
+    train_batches: object
+    val_batches: object
+    steps_per_epoch: int               # optimizer steps (batches / accumulate)
+    channels_last: bool
+
+    @property
+    def classification(self) -> bool:
+        return self.info.task == "classification"
+
+    def evaluate(self, batches) -> dict:
+        tc = self.cfg.train
+        return evaluate_pass(self.eval_model, batches, self.step.loss_fn, self.precision, self.classification,
+                             self.info.outputs, tc.tta, tc.tta_shift)
+
+
+
+def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh: bool) -> _Training:
+    tc = cfg.train
+    device = resolve_device(tc.device)
+    data = data or load_data(cfg.data)
+    info = data.info
+    _check_tta(tc, info)
+    precision = resolve_precision(tc.precision, device, info.kind, tc.small_linears_fp32)
+
+    # the model, built and checked on the CPU, then moved
+    if module is None:
+        module = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args)
+    check_fits(module, cfg.model.name, info.shape, info.outputs, info.task)
+    channels_last = tc.channels_last and info.kind == "image"
+    module.to(device)
+    if channels_last:
+        module.to(memory_format=torch.channels_last)
+    if hasattr(module, "init_from_data") and fresh and hasattr(data.train, "x"):
+        module.init_from_data(make_batches(data.train, info, cfg.data, device, 5000, train=False,
+                                           channels_last=channels_last).__iter__().__next__()[0])
+
+    # the batches and the step
+    loss_fn = build_loss(loss_config(cfg, info.task))
+    train_batches = make_batches(data.train, info, cfg.data, device, tc.batch_size, train=True, shuffle=tc.shuffle,
+                                 drop_last=tc.drop_last, seed=tc.seed, channels_last=channels_last)
+    if len(train_batches) == 0:
+        raise ConfigError(f"train.batch_size {tc.batch_size} with drop_last leaves no batch from "
+                          f"{train_batches.num_samples} examples; lower the batch size")
+    val_batches = make_batches(data.val, info, cfg.data, device, tc.eval_batch_size, train=False,
+                               channels_last=channels_last) if data.val is not None else None
+    steps_per_epoch = math.ceil(len(train_batches) / tc.accumulate)
+    optimizer = build_optimizer(module.parameters(), cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.sched, tc.epochs, steps_per_epoch)
+    ema = None
+    if tc.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
+    lookahead = Lookahead(module, tc.lookahead, tc.lookahead_decay, tc.epochs * steps_per_epoch) \
+        if tc.lookahead else None
+    model = _maybe_compile(module, tc.compile, train_batches, loss_fn, precision)
+    step = Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema,
+                lookahead)
+    return _Training(cfg, data, info, precision, module, step, ema.module if ema is not None else model,
+                     train_batches, val_batches, steps_per_epoch, channels_last)
+
+
+def _resume(t: _Training, run: RunDir, progress: Progress):
+    """Put the last checkpoint's weights, optimizer, schedule, averages and RNG back; returns its history, best
+    and epoch. Given more or fewer epochs than it was started with, the lr schedule is refitted to the new end."""
+    s, tc = t.step, t.cfg.train
+    state = ckpt_io.load(run.last)
+    ckpt_io.load_weights(t.module, state.get("train_model") or state["model"], str(run.last), t.cfg.model.name)
+    start_epoch = state["epoch"]
+    saved_epochs = state["config"]["train"]["epochs"]
+    if saved_epochs == tc.epochs or start_epoch >= tc.epochs:   # an interrupted run: continue exactly
+        s.optimizer.load_state_dict(state["optimizer"])
+        s.scheduler.load_state_dict(state["scheduler"])
+    else:
+        _resume_over_new_length(s.optimizer, s.scheduler, state["optimizer"], start_epoch * t.steps_per_epoch)
+        progress.say(f"resuming {run.path} at epoch {start_epoch} of {tc.epochs}: the lr schedule is "
+                     f"{'stretched' if tc.epochs > saved_epochs else 'shortened'} from {saved_epochs} to "
+                     f"{tc.epochs} epochs")
+        _write_config(run, t.cfg)   # now an N-epoch run: a plain --resume continues it, not stops at the old end
+    s.scaler.load_state_dict(state["scaler"])
+    if s.ema is not None and state.get("ema"):
+        s.ema.load_state_dict(state["ema"])
+    if s.lookahead is not None and state.get("lookahead"):
+        s.lookahead.load_state_dict(state["lookahead"])
+    ckpt_io.set_rng_state(state["rng"])
+    if start_epoch >= tc.epochs:
+        progress.say(f"{run.path} already finished its {start_epoch} epochs; give --epochs N to train further")
+    return state["history"], state["best"], start_epoch
+
+
+def _checkpoint(t: _Training, epoch: int, history: list, best: dict) -> dict:
+    """Everything a resume needs, and the weights predictions use."""
+    s = t.step
+    state = {"model": ckpt_io.clean_state_dict(t.eval_model), "optimizer": s.optimizer.state_dict(),
+             "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(),
+             "ema": s.ema.state_dict() if s.ema is not None else None,
+             "lookahead": s.lookahead.state_dict() if s.lookahead is not None else None, "epoch": epoch,
+             "rng": ckpt_io.rng_state(), "config": t.cfg.to_dict(), "data": t.info.to_dict(), "history": history,
+             "best": best, "nettrain_version": __version__}
+    if s.ema is not None:   # training resumes from the raw weights; predictions use the average
+        state["train_model"] = ckpt_io.clean_state_dict(t.module)
+    return state
+
+
+def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, history: list, best: dict,
+            start_epoch: int) -> Optional[dict]:
+    """Train from `start_epoch` to the end, validating, logging and checkpointing each epoch; returns the last
+    epoch's validation (None if it did not validate)."""
+    tc = t.cfg.train
+    final_va = None
+    for epoch in range(start_epoch + 1, tc.epochs + 1):
+        t.train_batches.set_epoch(epoch)
+        progress.start_epoch(epoch, len(t.train_batches))
+        tr = train_epoch(t.step, t.train_batches, t.classification, progress)
+        validate = t.val_batches is not None and (epoch == tc.epochs or (tc.val_every and epoch % tc.val_every == 0))
+        va = t.evaluate(t.val_batches) if validate else {}
+        final_va = va if epoch == tc.epochs else None
+        row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": va.get("loss"),
+               "val_acc": va.get("acc"), "val_mae": va.get("mae"), "lr": t.step.optimizer.param_groups[0]["lr"],
+               "seconds": round(tr["seconds"], 3), "images_per_s": round(tr["images"] / tr["seconds"], 1),
+               "data_wait": round(tr["data_wait"], 4)}
+        history.append(row)
+        run.write_metrics(history)
+        tb.scalars(row, epoch)
+        value = row[best["metric"]]
+        improved = value is not None and (best["value"] is None or (value > best["value"] if t.classification
+                                                                   else value < best["value"]))
+        if improved:
+            best.update(value=value, epoch=epoch)
+        state = _checkpoint(t, epoch, history, best)
+        ckpt_io.save(run.last, state)
+        if improved or not run.best.exists():
+            ckpt_io.save(run.best, state)
+            ckpt_io.save_safetensors(run.best_safetensors, state["model"],
+                                     {"classes": t.info.classes, "data": t.info.to_dict(), "epoch": epoch,
+                                      "model": t.cfg.model.name})
+        progress.end_epoch(row)
+    return final_va
+
+
+def _test(t: _Training, run: RunDir, progress: Progress, final_va: Optional[dict]) -> dict:
+    """The test split's evaluation (the last validation when that was this very split), reported and saved."""
+    if t.data.test is None:
+        return {}
+    if final_va and t.data.test is t.data.val:   # the last validation was this very pass: do not repeat it
+        test = final_va
+    else:
+        test = t.evaluate(make_batches(t.data.test, t.info, t.cfg.data, t.precision.device,
+                                       t.cfg.train.eval_batch_size, train=False, channels_last=t.channels_last))
+    if t.classification:
+        run.write_confusion(test["confusion"], t.info.classes)
+    progress.say(format_report(test, t.info.classes, "test"))
+    return test
+
+
+def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path]) -> Run:
+    t0 = time.perf_counter()
+    tc = cfg.train
+    _check_train_config(tc)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    _seed_everything(tc.seed)
+    progress = Progress(cfg.run.progress, tc.epochs)
+    t = _build(cfg, module, data, fresh=resume_dir is None)
+
+    # the run directory: a new one, or the one being resumed
+    history, best, start_epoch = [], {"metric": "val_acc" if t.classification else "val_loss", "value": None,
+                                      "epoch": None}, 0
+    if resume_dir is not None:
+        run = RunDir(resume_dir)
+        history, best, start_epoch = _resume(t, run, progress)
+    else:
+        run = RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite)
+        _write_config(run, cfg)
+    device = t.precision.device
+    run.write_environment(device=describe(device), precision=t.precision.name, nettrain=__version__,
+                          threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
+    tb = TensorBoardLog(run, cfg.run.tensorboard, purge_step=start_epoch + 1 if resume_dir else None)
+    if resume_dir is None:
+        if t.info.kind == "image" and hasattr(t.data.train, "x"):
+            tb.images(t.data.train.x[:64])
+        tb.graph(t.module, next(iter(t.val_batches or t.train_batches))[0][:2])
+    n_params = sum(p.numel() for p in t.module.parameters())
+    progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples:,} train, "
+                 f"{len(t.data.val) if t.data.val is not None else 0:,} val) | {cfg.model.name} ({n_params:,} "
+                 f"parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
+
+    # Large activations are allocated and freed every step: keep the freed memory for reuse (see _malloc.py).
+    # Small linear layers run in float32 under CPU bf16 autocast, where it is faster (see engine/device.py); a
+    # compiled model is left to the compiler.
+    with freed_memory_kept(device.type == "cpu"), \
+            t.precision.small_linears_in_float32(t.module, t.eval_model, enabled=not tc.compile):
+        final_va = _epochs(t, run, tb, progress, history, best, start_epoch)
+        tb.close()
+        test = _test(t, run, progress, final_va)
+    seconds = time.perf_counter() - t0
+    if best["epoch"] is not None:
+        progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
+                     f"{seconds:.1f}s in all")
+    return Run(run.path, history, Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision), test,
+               seconds)
+
+
+def _write_config(run: RunDir, cfg: Config):
+    """config.yaml: the run's record, without where it lives (a copied run directory stays valid)."""
+    run.write_config(cfg.override({"run.dir": None, "run.overwrite": False}).to_yaml())
+
+
+def _resume_over_new_length(optimizer, scheduler, saved_optimizer: dict, steps_done: int):
+    """Resume with `scheduler`, freshly built over a different number of epochs than the checkpoint's.
+
+    The saved scheduler state, and the lr, initial_lr (onecycle: max_lr, min_lr, momentum) in the saved param
+    groups, describe the old length: restoring them would run the old schedule past its end (a cosine rises
+    again). So keep only the per-parameter state (momentum buffers, Adam moments), put back the hyperparameters
+    the fresh scheduler was built on, and step it to where training stopped."""
+    fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(saved_optimizer)
+    for group, hyperparameters in zip(optimizer.param_groups, fresh):
+        group.update(hyperparameters)
+    fast_forward(scheduler, steps_done)
+
+
+def _maybe_compile(module, enabled: bool, batches, loss_fn, precision):
+    """torch.compile the model and warm it up with one forward and backward pass on a real batch, so that neither
+    graph compiles inside the first epoch's timing; the weights, buffers, gradients and RNG are then put back as
+    they were. A failure falls back to eager with a warning, before training starts."""
+    if not enabled:
+        return module
+    saved = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    cuda = [precision.device] if precision.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):   # the warm-up draws no random numbers the run would have drawn
+        try:
+            compiled = torch.compile(module)
+            x, y = next(iter(batches))
+            with precision.autocast():
+                loss = loss_fn(compiled(x), y)
+            loss.backward()
+        except Exception as e:
+            print(f"warning: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                  f"training without it", file=sys.stderr)
+            compiled = module
+    with torch.no_grad():
+        module.load_state_dict(saved)
+    module.zero_grad(set_to_none=True)
+    return compiled
