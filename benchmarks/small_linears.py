@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import header, table  # noqa: E402
 
 from nettrain._malloc import freed_memory_kept  # noqa: E402
-from nettrain.engine import device as device_mod  # noqa: E402
 from nettrain.engine.device import SMALL_LINEAR, Precision  # noqa: E402
 
 SHAPES = [(1024, 64), (64, 10), (784, 256), (256, 10), (1024, 1024), (4096, 1024)]
@@ -37,7 +36,8 @@ def time_layer(layer, x, repeats, fp32: bool) -> float:
             out = layer(x)
         out.float().sum().backward()
 
-    with precision.small_linears_in_float32(*([layer] if fp32 else [])):
+    # below: float32 whenever the layer is switched, whatever its size
+    with precision.small_linears_in_float32(*([layer] if fp32 else []), below=1 << 62):
         for _ in range(max(5, repeats // 10)):
             once()
         times = []
@@ -53,7 +53,6 @@ def main():
     ap.add_argument("--repeats", type=int, default=200)
     args = ap.parse_args()
     header("small linear layers: float32 against bf16 under CPU autocast, forward + backward")
-    device_mod.SMALL_LINEAR = 1 << 62   # float32 whenever the layer is switched, whatever its size
     rows = []
     with freed_memory_kept():   # as `nettrain fit` trains on the CPU
         for fan_in, fan_out in SHAPES:

@@ -14,6 +14,7 @@ keeps autocast as it is (the cifar10-fast recipe does: it was tuned with its hea
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from dataclasses import dataclass
 
@@ -71,18 +72,20 @@ class Precision:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     @contextlib.contextmanager
-    def small_linears_in_float32(self, *modules, enabled: bool = True):
-        """Within the block, every nn.Linear of `modules` whose product (rows x in x out) is below SMALL_LINEAR runs
+    def small_linears_in_float32(self, *modules, enabled: bool = True, below: int = None):
+        """Within the block, every nn.Linear of `modules` whose product (rows x in x out) is below `below` (default
+        SMALL_LINEAR; benchmarks/small_linears.py sets it out of the way to time float32 at every size) runs
         in float32 when it is called under CPU bf16 autocast (see the module docstring), unless this precision was
         resolved with small_linears_fp32 false or the caller passes enabled=False (a compiled model). Other
         precisions, devices and larger products are untouched; the hooks are removed on exit, leaving the modules as
         they were."""
         handles = []
+        pre_hook = functools.partial(_float32_if_small, below=SMALL_LINEAR if below is None else below)
         if enabled and self.small_linears_fp32 and self.name == "bf16-mixed" and self.device.type == "cpu":
             for module in {id(m): m for m in modules if m is not None}.values():
                 for layer in module.modules():
                     if isinstance(layer, torch.nn.Linear):
-                        handles.append(layer.register_forward_pre_hook(_float32_if_small, prepend=True))
+                        handles.append(layer.register_forward_pre_hook(pre_hook, prepend=True))
                         handles.append(layer.register_forward_hook(_autocast_back, always_call=True))
         try:
             yield
@@ -99,11 +102,11 @@ SMALL_LINEAR = 1 << 23   # rows x in_features x out_features below which float32
 _switched = threading.local()   # per thread, as autocast's own state: the layers running in float32 right now
 
 
-def _float32_if_small(layer, args):
+def _float32_if_small(layer, args, below: int):
     x = args[0] if args else None
     if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or \
             layer.weight.dtype != torch.float32 or \
-            x.shape[:-1].numel() * layer.in_features * layer.out_features >= SMALL_LINEAR:
+            x.shape[:-1].numel() * layer.in_features * layer.out_features >= below:
         return None   # not under CPU autocast, weights not float32 (a model kept in bf16), or large enough for bf16
     off = torch.autocast("cpu", enabled=False)
     off.__enter__()
