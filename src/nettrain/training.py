@@ -36,11 +36,62 @@ from .runs import RunDir, TensorBoardLog
 
 @dataclass
 class Run:
+    """What `fit` returns."""
     dir: Path
     metrics: list                      # one dict per epoch (the rows of metrics.csv)
     model: Predictor
     test: dict = field(default_factory=dict)   # final evaluation on the test split
     seconds: float = 0.0
+
+
+def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path]) -> Run:
+    """Train as `cfg` says: on the user's `module` and `data` when given (else the config's model and dataset), in a
+    new run directory, or continuing `resume_dir` from its last checkpoint."""
+    t0 = time.perf_counter()
+    tc = cfg.train
+    _check_train_config(tc)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    _seed_everything(tc.seed)
+    progress = Progress(cfg.run.progress, tc.epochs)
+    t = _build(cfg, module, data, fresh=resume_dir is None)
+
+    # the run directory: a new one, or the one being resumed
+    history, best, start_epoch = [], {"metric": "val_acc" if t.classification else "val_loss", "value": None,
+                                      "epoch": None}, 0
+    if resume_dir is not None:
+        run = RunDir(resume_dir)
+        history, best, start_epoch = _resume(t, run, progress)
+    else:
+        run = RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite)
+        _write_config(run, cfg)
+    device = t.precision.device
+    run.write_environment(device=describe(device), precision=t.precision.name, nettrain=__version__,
+                          threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
+    tb = TensorBoardLog(run, cfg.run.tensorboard, purge_step=start_epoch + 1 if resume_dir else None)
+    if resume_dir is None:
+        if t.info.kind == "image" and hasattr(t.data.train, "x"):
+            tb.images(t.data.train.x[:64])
+        tb.graph(t.module, next(iter(t.val_batches or t.train_batches))[0][:2])
+    n_params = sum(p.numel() for p in t.module.parameters())
+    progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples:,} train, "
+                 f"{len(t.data.val) if t.data.val is not None else 0:,} val) | {cfg.model.name} ({n_params:,} "
+                 f"parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
+
+    # Large activations are allocated and freed every step: keep the freed memory for reuse (see _malloc.py).
+    # Small linear layers run in float32 under CPU bf16 autocast, where it is faster (see engine/device.py); a
+    # compiled model is left to the compiler.
+    with freed_memory_kept(device.type == "cpu"), \
+            t.precision.small_linears_in_float32(t.module, t.eval_model, enabled=not tc.compile):
+        final_va = _epochs(t, run, tb, progress, history, best, start_epoch)
+        tb.close()
+        test = _test(t, run, progress, final_va)
+    seconds = time.perf_counter() - t0
+    if best["epoch"] is not None:
+        progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
+                     f"{seconds:.1f}s in all")
+    return Run(run.path, history, Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision), test,
+               seconds)
 
 
 def _seed_everything(seed: int):
@@ -92,7 +143,6 @@ class _Training:
         tc = self.cfg.train
         return evaluate_pass(self.eval_model, batches, self.step.loss_fn, self.precision, self.classification,
                              self.info.outputs, tc.tta, tc.tta_shift)
-
 
 
 def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh: bool) -> _Training:
@@ -231,54 +281,6 @@ def _test(t: _Training, run: RunDir, progress: Progress, final_va: Optional[dict
         run.write_confusion(test["confusion"], t.info.classes)
     progress.say(format_report(test, t.info.classes, "test"))
     return test
-
-
-def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path]) -> Run:
-    t0 = time.perf_counter()
-    tc = cfg.train
-    _check_train_config(tc)
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    _seed_everything(tc.seed)
-    progress = Progress(cfg.run.progress, tc.epochs)
-    t = _build(cfg, module, data, fresh=resume_dir is None)
-
-    # the run directory: a new one, or the one being resumed
-    history, best, start_epoch = [], {"metric": "val_acc" if t.classification else "val_loss", "value": None,
-                                      "epoch": None}, 0
-    if resume_dir is not None:
-        run = RunDir(resume_dir)
-        history, best, start_epoch = _resume(t, run, progress)
-    else:
-        run = RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite)
-        _write_config(run, cfg)
-    device = t.precision.device
-    run.write_environment(device=describe(device), precision=t.precision.name, nettrain=__version__,
-                          threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
-    tb = TensorBoardLog(run, cfg.run.tensorboard, purge_step=start_epoch + 1 if resume_dir else None)
-    if resume_dir is None:
-        if t.info.kind == "image" and hasattr(t.data.train, "x"):
-            tb.images(t.data.train.x[:64])
-        tb.graph(t.module, next(iter(t.val_batches or t.train_batches))[0][:2])
-    n_params = sum(p.numel() for p in t.module.parameters())
-    progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples:,} train, "
-                 f"{len(t.data.val) if t.data.val is not None else 0:,} val) | {cfg.model.name} ({n_params:,} "
-                 f"parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
-
-    # Large activations are allocated and freed every step: keep the freed memory for reuse (see _malloc.py).
-    # Small linear layers run in float32 under CPU bf16 autocast, where it is faster (see engine/device.py); a
-    # compiled model is left to the compiler.
-    with freed_memory_kept(device.type == "cpu"), \
-            t.precision.small_linears_in_float32(t.module, t.eval_model, enabled=not tc.compile):
-        final_va = _epochs(t, run, tb, progress, history, best, start_epoch)
-        tb.close()
-        test = _test(t, run, progress, final_va)
-    seconds = time.perf_counter() - t0
-    if best["epoch"] is not None:
-        progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
-                     f"{seconds:.1f}s in all")
-    return Run(run.path, history, Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision), test,
-               seconds)
 
 
 def _write_config(run: RunDir, cfg: Config):
