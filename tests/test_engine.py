@@ -262,6 +262,15 @@ def test_small_linears_run_in_float32_under_cpu_bf16_autocast():
         assert small(x).dtype == torch.bfloat16
 
 
+def test_small_linears_threshold_can_be_moved():
+    bf16 = resolve_precision("bf16-mixed", torch.device("cpu"), "image")
+    small, large = Probe(64, 10), Probe(1024, 2048)
+    with bf16.small_linears_in_float32(small, below=16 * 64 * 10), bf16.autocast():   # 16 x 64 x 10 is not below
+        assert small(torch.randn(16, 64)).dtype == torch.bfloat16 and small.seen[1]   # autocast left on
+    with bf16.small_linears_in_float32(large, below=1 << 62), bf16.autocast():        # any size is below
+        assert large(torch.randn(16, 1024)).dtype == torch.float32 and large.seen == (torch.float32, False)
+
+
 def test_small_linears_switch_nothing_outside_cpu_bf16_autocast_and_survive_errors():
     bf16 = resolve_precision("bf16-mixed", torch.device("cpu"), "image")
     layer = Probe(4, 2)
