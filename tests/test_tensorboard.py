@@ -43,3 +43,23 @@ def test_resumed_run_appends_scalars_without_duplicates(tb_run):
     assert len(run.metrics) == 3
     steps = [e.step for e in accumulator(tb_run.dir).Scalars("loss/train")]
     assert sorted(set(steps)) == [1, 2, 3] and steps[-1] == 3
+
+
+def test_no_batch_is_prepared_for_a_graph_when_tensorboard_is_off(tmp_path, monkeypatch):
+    import nettrain.data.batches as batches
+    calls = []
+    real = batches.BatchPrep.__call__
+
+    def counting(self, *args, **kwargs):
+        calls.append(len(args[0]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(batches.BatchPrep, "__call__", counting)
+    counts = {}
+    for on in (True, False):
+        calls.clear()
+        nettrain.fit(dataset="digits", model="cnn", epochs=1, precision="32", batch_size=256,
+                     run_dir=tmp_path / f"tb-{on}", **{"run.progress": "none", "run.tensorboard": on,
+                                                        "model.args.width": 8})
+        counts[on] = len(calls)
+    assert counts[False] == counts[True] - 1   # the graph's example batch, and nothing else

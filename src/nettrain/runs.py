@@ -118,6 +118,10 @@ class TensorBoardLog:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(run.tensorboard), purge_step=purge_step)
 
+    @property
+    def enabled(self) -> bool:
+        return self.writer is not None
+
     def scalars(self, row: dict, epoch: int):
         if self.writer is None:
             return

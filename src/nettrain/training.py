@@ -69,7 +69,7 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
     run.write_environment(device=describe(device), precision=t.precision.name, nettrain=__version__,
                           threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
     tb = TensorBoardLog(run, cfg.run.tensorboard, purge_step=start_epoch + 1 if resume_dir else None)
-    if resume_dir is None:
+    if resume_dir is None and tb.enabled:   # a batch is prepared only for a graph that will be written
         if t.info.kind == "image" and hasattr(t.data.train, "x"):
             tb.images(t.data.train.x[:64])
         tb.graph(t.module, next(iter(t.val_batches or t.train_batches))[0][:2])
