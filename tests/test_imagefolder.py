@@ -195,3 +195,25 @@ def test_dataloader_path_for_large_folders(tmp_path, capsys):
     assert nettrain.load(tmp_path / "run").evaluate()["examples"] == 4
     assert nettrain.Config.load(tmp_path / "run" / "config.yaml").data.in_memory == "no"
     assert not list(root.glob(".nettrain-cache/*.npz"))   # nothing decoded into a cache
+
+
+def test_small_files_decode_in_a_loop_and_threads_give_the_same_result(folder, monkeypatch):
+    import nettrain.data.images as images
+    from nettrain.data.folder import scan
+    _, splits = scan(folder)
+    paths = [p for p, _ in splits["train"]] * 3   # past the probe, the corrupt file included
+    pools = []
+
+    class Pool(images.ThreadPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(images, "ThreadPoolExecutor", Pool)
+    in_a_loop = images.read_many(paths, 3, 16)
+    assert not pools   # tiny files: Python-bound, no threads
+    monkeypatch.setattr(images, "THREADS_FROM_SECONDS", 0.0)
+    in_threads = images.read_many(paths, 3, 16)
+    assert len(pools) == 1
+    assert torch.equal(in_a_loop[0], in_threads[0]) and in_a_loop[1:] == in_threads[1:]
+    assert len(in_a_loop[2]) == 3 and len(in_a_loop[1]) == len(paths) - 3   # the broken file, thrice, named
