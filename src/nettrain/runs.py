@@ -118,10 +118,6 @@ class TensorBoardLog:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(run.tensorboard), purge_step=purge_step)
 
-    @property
-    def enabled(self) -> bool:
-        return self.writer is not None
-
     def scalars(self, row: dict, epoch: int):
         if self.writer is None:
             return
@@ -137,9 +133,11 @@ class TensorBoardLog:
             from torchvision.utils import make_grid
             self.writer.add_image("samples", make_grid(x_uint8[:64].cpu(), nrow=8), 0)
 
-    def graph(self, model, example):
+    def graph(self, model, batches):
+        """The model's graph, traced on two examples of the first batch (drawn only when TensorBoard is on)."""
         if self.writer is None:
             return
+        example = next(iter(batches))[0][:2]
         try:
             import warnings
             with warnings.catch_warnings():   # add_graph traces with torch.jit, which warns it is deprecated

@@ -69,10 +69,10 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
     run.write_environment(device=describe(device), precision=t.precision.name, nettrain=__version__,
                           threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
     tb = TensorBoardLog(run, cfg.run.tensorboard, purge_step=start_epoch + 1 if resume_dir else None)
-    if resume_dir is None and tb.enabled:   # a batch is prepared only for a graph that will be written
+    if resume_dir is None:
         if t.info.kind == "image" and hasattr(t.data.train, "x"):
             tb.images(t.data.train.x[:64])
-        tb.graph(t.module, next(iter(t.val_batches or t.train_batches))[0][:2])
+        tb.graph(t.module, t.val_batches or t.train_batches)
     n_params = sum(p.numel() for p in t.module.parameters())
     progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples:,} train, "
                  f"{len(t.data.val) if t.data.val is not None else 0:,} val) | {cfg.model.name} ({n_params:,} "
@@ -129,15 +129,22 @@ class _Training:
     precision: object
     module: nn.Module                  # the user's or the built model: what checkpoints hold
     step: Step                         # its model is `module`, or `module` compiled
-    eval_model: nn.Module              # the EMA average when there is one
     train_batches: object
     val_batches: object
     steps_per_epoch: int               # optimizer steps (batches / accumulate)
-    channels_last: bool
 
     @property
     def classification(self) -> bool:
         return self.info.task == "classification"
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What validation, the test and predictions use: the EMA average when there is one."""
+        return self.step.ema.module if self.step.ema is not None else self.step.model
+
+    @property
+    def channels_last(self) -> bool:
+        return _channels_last(self.cfg, self.info)
 
     def evaluate(self, batches) -> dict:
         tc = self.cfg.train
@@ -157,7 +164,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     if module is None:
         module = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args)
     check_fits(module, cfg.model.name, info.shape, info.outputs, info.task)
-    channels_last = tc.channels_last and info.kind == "image"
+    channels_last = _channels_last(cfg, info)
     module.to(device)
     if channels_last:
         module.to(memory_format=torch.channels_last)
@@ -186,8 +193,11 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     model = _maybe_compile(module, tc.compile, train_batches, loss_fn, precision)
     step = Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema,
                 lookahead)
-    return _Training(cfg, data, info, precision, module, step, ema.module if ema is not None else model,
-                     train_batches, val_batches, steps_per_epoch, channels_last)
+    return _Training(cfg, data, info, precision, module, step, train_batches, val_batches, steps_per_epoch)
+
+
+def _channels_last(cfg: Config, info: DataInfo) -> bool:
+    return cfg.train.channels_last and info.kind == "image"
 
 
 def _resume(t: _Training, run: RunDir, progress: Progress):

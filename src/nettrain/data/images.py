@@ -67,8 +67,6 @@ def read_many(paths, channels: int, size: int, progress=None):
     start = time.perf_counter()
     results += [one(p) for p in paths[1:PROBE]]
     per_file = (time.perf_counter() - start) / max(1, len(results) - 1)
-    if progress is not None:
-        progress.update(len(results))
     rest = paths[PROBE:]
     threads = bool(rest) and per_file >= THREADS_FROM_SECONDS
     images, keep, errors = [], [], []
@@ -80,7 +78,7 @@ def read_many(paths, channels: int, size: int, progress=None):
             else:
                 images.append(result)
                 keep.append(i)
-            if progress is not None and i >= PROBE:
+            if progress is not None:
                 progress.update(1)
     if not images:
         return torch.empty(0, channels, size, size, dtype=torch.uint8), keep, errors
