@@ -85,6 +85,36 @@ def test_bf16_fit_runs_small_linear_layers_in_float32_and_leaves_no_hooks(tmp_pa
     assert torch.bfloat16 in head.dtypes   # the shape check before training runs it once in float32, outside autocast
 
 
+class ConvRecorder(nn.Conv2d):
+    """A convolution that records the dtype of every input it is handed."""
+
+    def forward(self, x):
+        self.dtypes.add(x.dtype)
+        return super().forward(x)
+
+
+def test_bf16_fit_hands_images_over_rounded_and_trains_exactly_as_from_float32(tmp_path, monkeypatch):
+    """Under bf16 autocast a conv-first model gets its batches stored normalized and rounded (one gather a
+    batch); the run's every figure is bit for bit that of the float32 batches autocast would round itself."""
+    def run(name):
+        torch.manual_seed(0)
+        conv = ConvRecorder(1, 8, 3, padding=1)
+        conv.dtypes = set()
+        model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+        r = nettrain.fit(model=model, dataset="digits", epochs=2, precision="bf16-mixed", run_dir=tmp_path / name,
+                         **QUIET)
+        return conv.dtypes, [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s", "data_wait")}
+                             for row in r.metrics], r.test
+
+    dtypes, metrics, test = run("rounded")
+    assert torch.bfloat16 in dtypes   # handed over rounded (the float32 input is the shape check's, before training)
+    monkeypatch.setattr("nettrain.training._input_dtype", lambda *args: None)
+    float_dtypes, float_metrics, float_test = run("float")
+    assert torch.bfloat16 not in float_dtypes
+    assert metrics == float_metrics
+    assert test["loss"] == float_test["loss"] and torch.equal(test["confusion"], float_test["confusion"])
+
+
 # ---- a digits model and every input form predict accepts ----------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -396,6 +396,47 @@ def test_batches_do_not_depend_on_how_the_pixels_are_stored(augment, channels_la
         assert torch.equal(torch.cat([x for x, _ in a]), expected)
 
 
+@pytest.mark.parametrize("augment", [{}, {"flip": True}, {"flip": True, "alternate_flip": True}])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_batches_stored_rounded_are_the_float_batches_rounded(augment, channels_last):
+    """With input_dtype, the images are normalized and rounded once up front; every batch (order, flips, layout)
+    is then exactly the float32 batch rounded, which is what autocast would have handed the first layer."""
+    x = torch.randint(0, 256, (90, 3, 5, 6), dtype=torch.uint8)
+    data = ArrayData(x, torch.arange(90) % 4)
+    info = DataInfo(kind="image", shape=[3, 5, 6], mean=[0.2, 0.4, 0.6], std=[0.3, 0.2, 0.25])
+
+    def batches(input_dtype):
+        b = make_batches(data, info, data_cfg(**augment), "cpu", 16, train=True, shuffle=True, seed=1,
+                         channels_last=channels_last, input_dtype=input_dtype)
+        b.set_epoch(3)
+        return b, list(b)
+
+    rounded, a = batches(torch.bfloat16)
+    _, b = batches(None)
+    assert rounded.x.dtype == torch.bfloat16 and data.x.dtype == torch.uint8   # the user's pixels are untouched
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        assert xa.dtype == torch.bfloat16 and xb.dtype == torch.float32
+        assert torch.equal(xa, xb.to(torch.bfloat16)) and torch.equal(ya, yb)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        assert xa.is_contiguous(memory_format=layout)
+
+
+def test_batches_stay_uint8_under_a_crop_or_when_too_large(monkeypatch):
+    """The crop pads with uint8 zeros, which rounded storage would not reproduce; past ROUNDED_MAX_BYTES the
+    copy costs more memory than it is worth."""
+    data = ArrayData(torch.randint(0, 256, (20, 1, 6, 6), dtype=torch.uint8), torch.arange(20))
+    info = DataInfo(kind="image", shape=[1, 6, 6], mean=[0.5], std=[0.25])
+
+    def stored(cfg, train=True):
+        return make_batches(data, info, cfg, "cpu", 8, train=train, input_dtype=torch.bfloat16).x.dtype
+
+    assert stored(DataConfig()) == torch.bfloat16
+    assert stored(data_cfg(crop_padding=1)) == torch.uint8
+    assert stored(data_cfg(crop_padding=1), train=False) == torch.bfloat16   # evaluation never crops
+    monkeypatch.setattr("nettrain.data.batches.ROUNDED_MAX_BYTES", 20 * 36 * 2 - 1)
+    assert stored(DataConfig()) == torch.uint8
+
+
 def epoch_order(epoch, seed=1, n=90):
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 

@@ -288,6 +288,35 @@ def test_small_linears_switch_nothing_outside_cpu_bf16_autocast_and_survive_erro
             assert torch.is_autocast_enabled("cpu")  # ... and autocast is on again all the same
 
 
+class ScaledFirst(nn.Module):
+    """Arithmetic on the input before the first convolution: in float32 under autocast, so rounding the input
+    first changes what the convolution sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return self.conv(x * 1.001)
+
+
+def test_takes_rounded_input_only_where_it_changes_nothing():
+    cpu = torch.device("cpu")
+    bf16, fp32 = resolve_precision("bf16-mixed", cpu, "image"), resolve_precision("32", cpu, "image")
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 8, 8)
+    conv_first = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 2))
+    assert bf16.takes_rounded_input(conv_first, x)            # autocast casts the convolution's input anyway
+    assert conv_first.training                                 # checked in eval mode, then put back
+    assert not fp32.takes_rounded_input(conv_first, x)         # no autocast: rounding would change the input
+    assert not bf16.takes_rounded_input(ScaledFirst(), x)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(192, 8))
+    assert bf16.takes_rounded_input(mlp, x)                   # a bf16 product
+    with bf16.small_linears_in_float32(mlp):                   # 1 x 192 x 8 runs in float32 on the rounded values
+        assert not bf16.takes_rounded_input(mlp, x)
+    assert not bf16.takes_rounded_input(nn.Conv2d(5, 4, 3), x)   # a model that fails on it keeps float32 batches
+
+
 # ---- the step and the evaluation pass -----------------------------------------------------------------------------
 
 def vector_batches(x, y, batch_size, shuffle=False):

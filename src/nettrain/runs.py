@@ -138,6 +138,8 @@ class TensorBoardLog:
         if self.writer is None:
             return
         example = next(iter(batches))[0][:2]
+        if example.is_floating_point():   # traced outside autocast: batches stored rounded to bf16 go back to float32
+            example = example.float()
         try:
             import warnings
             with warnings.catch_warnings():   # add_graph traces with torch.jit, which warns it is deprecated

@@ -109,12 +109,13 @@ def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
 
 
 def make_batches(data, info: DataInfo, cfg, device, batch_size: int, *, train: bool, shuffle=False,
-                 drop_last=False, seed=0, channels_last=True, rank=0, world_size=1):
+                 drop_last=False, seed=0, channels_last=True, rank=0, world_size=1, input_dtype=None):
+    """`input_dtype`: the dtype the model takes its input in unchanged (see batches.py), or None for float32."""
     prep = BatchPrep(info, device, normalize=cfg.normalize, crop_padding=cfg.crop_padding if train else 0,
                      flip=cfg.flip and train, channels_last=channels_last,
                      alternate_flip=cfg.flip and train and cfg.alternate_flip)
     if isinstance(data, ArrayData):
         return InMemoryBatches(data, prep, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
-                               rank=rank, world_size=world_size)
+                               rank=rank, world_size=world_size, input_dtype=input_dtype)
     return LoaderBatches(data, prep, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
                          workers=cfg.workers)

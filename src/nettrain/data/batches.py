@@ -4,6 +4,10 @@ Both yield (x, y) ready for the model: on the device, augmented (training only),
 channels_last for images. The in-memory path slices a seeded permutation of uint8 tensors that already sit
 on the device; the order and augmentation of epoch `e` depend only on (seed, e), so a resumed run sees the
 same batches as an uninterrupted one. `rank`/`world_size` shard each epoch's permutation for DDP.
+
+When the model computes exactly the same from inputs rounded to the autocast dtype (training._build checks), the
+in-memory images are normalized and rounded once, up front, and a batch is then a single gather: no conversion or
+arithmetic per batch, half float32's bytes, and no cast of the input in the step.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from .arrays import ArrayData, DataInfo
 from .augment import apply, draw
 
 CHUNK_BYTES = 1 << 22   # the in-memory path prepares about this much float input at a time (L2-sized)
+ROUNDED_MAX_BYTES = 1 << 30   # largest normalized, rounded copy of the images kept (2 bytes a value against 1)
 
 
 def take(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -65,19 +70,38 @@ class BatchPrep:
             if self.flip and flips is not None:
                 params["flip"] = flips.to(x.device)
             x = apply(x, self.crop_padding, params)
+        if not x.is_floating_point():   # uint8 (images stored rounded are normalized already)
+            x = self.normalize(x)
+        return x.contiguous(memory_format=self.memory_format), y   # no copy when x came in the model's layout
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> (x/255 - mean)/std in float32, in x's memory layout."""
         x = x.to(torch.float32, copy=True)   # keeps x's layout; then in place on the copy: fewer passes
         shift, scale = self._stats(x)
-        x = x.sub_(shift).mul_(scale)
-        return x.contiguous(memory_format=self.memory_format), y   # no copy when x came in the model's layout
+        return x.sub_(shift).mul_(scale)
+
+    def rounded(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """All of `x` normalized and rounded once to `dtype` (float32 arithmetic, as per batch), made in pieces so
+        that no float32 copy of the whole of it exists."""
+        out = torch.empty(x.shape, dtype=dtype, device=x.device, memory_format=self.memory_format)
+        step = max(1, CHUNK_BYTES // (4 * max(1, x[0].numel())))
+        for i in range(0, len(x), step):
+            out[i:i + step] = self.normalize(x[i:i + step])
+        return out
 
 
 class InMemoryBatches:
     def __init__(self, data: ArrayData, prep: BatchPrep, batch_size: int, *, train: bool, shuffle=False,
-                 drop_last=False, seed=0, rank=0, world_size=1):
+                 drop_last=False, seed=0, rank=0, world_size=1, input_dtype=None):
         device = prep.device
         self.x, self.y = data.x.to(device), data.y.to(device)   # resident on the GPU when there is one
         if prep.image:   # stored in the model's layout (the loaders' NHWC memory is channels_last): no copy per batch
             self.x = self.x.contiguous(memory_format=prep.memory_format)
+            # normalized and rounded up front when the model takes `input_dtype` (flips and the gathers move
+            # whole values, so they commute with the rounding; the crop's zero padding is a uint8 zero: not then)
+            if input_dtype is not None and not prep.crop_padding and \
+                    self.x.numel() * input_dtype.itemsize <= ROUNDED_MAX_BYTES:
+                self.x = prep.rounded(self.x, input_dtype)
         self.prep, self.batch_size, self.train = prep, batch_size, train
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.rank, self.world_size = rank, world_size
