@@ -96,7 +96,7 @@ class ConvRecorder(nn.Conv2d):
 def test_bf16_fit_hands_images_over_rounded_and_trains_exactly_as_from_float32(tmp_path, monkeypatch):
     """Under bf16 autocast a conv-first model gets its batches stored normalized and rounded (one gather a
     batch); the run's every figure is bit for bit that of the float32 batches autocast would round itself."""
-    monkeypatch.setattr("nettrain.data.batches.CHUNK_BYTES", 1)   # digits' batches are small: one a chunk here
+    monkeypatch.setattr("nettrain.data.batches.ROUNDED_MIN_BATCH", 1)   # digits' batches are small: large here
     def run(name):
         torch.manual_seed(0)
         conv = ConvRecorder(1, 8, 3, padding=1)

@@ -401,7 +401,7 @@ def test_batches_do_not_depend_on_how_the_pixels_are_stored(augment, channels_la
 def test_batches_stored_rounded_are_the_float_batches_rounded(augment, channels_last, monkeypatch):
     """With input_dtype, the images are normalized and rounded once up front; every batch (order, flips, layout)
     is then exactly the float32 batch rounded, which is what autocast would have handed the first layer."""
-    monkeypatch.setattr("nettrain.data.batches.CHUNK_BYTES", 1)   # one batch a chunk, as for large batches
+    monkeypatch.setattr("nettrain.data.batches.ROUNDED_MIN_BATCH", 1)   # these batches count as large
     x = torch.randint(0, 256, (90, 3, 5, 6), dtype=torch.uint8)
     data = ArrayData(x, torch.arange(90) % 4)
     info = DataInfo(kind="image", shape=[3, 5, 6], mean=[0.2, 0.4, 0.6], std=[0.3, 0.2, 0.25])
@@ -415,6 +415,7 @@ def test_batches_stored_rounded_are_the_float_batches_rounded(augment, channels_
     rounded, a = batches(torch.bfloat16)
     _, b = batches(None)
     assert rounded.x.dtype == torch.bfloat16 and data.x.dtype == torch.uint8   # the user's pixels are untouched
+    assert rounded.per_chunk == 1   # gathered a batch at a time (see InMemoryBatches)
     for (xa, ya), (xb, yb) in zip(a, b, strict=True):
         assert xa.dtype == torch.bfloat16 and xb.dtype == torch.float32
         assert torch.equal(xa, xb.to(torch.bfloat16)) and torch.equal(ya, yb)
@@ -423,17 +424,17 @@ def test_batches_stored_rounded_are_the_float_batches_rounded(augment, channels_
 
 
 def test_batches_stay_uint8_for_small_batches_under_a_crop_or_when_too_large(monkeypatch):
-    """Batches gathered several a chunk keep the float path (see InMemoryBatches); the crop pads with uint8
-    zeros, which rounded storage would not reproduce; past ROUNDED_MAX_BYTES the copy costs more memory than it
-    is worth."""
+    """Small batches keep the float path and its chunks (see InMemoryBatches); the crop pads with uint8 zeros,
+    which rounded storage would not reproduce; past ROUNDED_MAX_BYTES the copy costs more memory than it is
+    worth."""
     data = ArrayData(torch.randint(0, 256, (20, 1, 6, 6), dtype=torch.uint8), torch.arange(20))
     info = DataInfo(kind="image", shape=[1, 6, 6], mean=[0.5], std=[0.25])
 
     def stored(cfg, train=True):
         return make_batches(data, info, cfg, "cpu", 8, train=train, input_dtype=torch.bfloat16).x.dtype
 
-    assert stored(DataConfig()) == torch.uint8              # 8 x 36 float32 values: many batches a chunk
-    monkeypatch.setattr("nettrain.data.batches.CHUNK_BYTES", 8 * 36 * 4)   # one batch a chunk
+    assert stored(DataConfig()) == torch.uint8              # 8 x 36 float32 values: a small batch
+    monkeypatch.setattr("nettrain.data.batches.ROUNDED_MIN_BATCH", 8 * 36 * 4)   # now large enough
     assert stored(DataConfig()) == torch.bfloat16
     assert stored(data_cfg(crop_padding=1)) == torch.uint8
     assert stored(data_cfg(crop_padding=1), train=False) == torch.bfloat16   # evaluation never crops

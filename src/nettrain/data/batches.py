@@ -17,6 +17,7 @@ from .arrays import ArrayData, DataInfo
 from .augment import apply, draw
 
 CHUNK_BYTES = 1 << 22   # the in-memory path prepares about this much float input at a time (L2-sized)
+ROUNDED_MIN_BATCH = 1 << 19   # float32 bytes of a batch from which images are stored rounded (InMemoryBatches)
 ROUNDED_MAX_BYTES = 1 << 30   # largest normalized, rounded copy of a split kept (2 bytes a value against uint8's 1)
 
 
@@ -99,16 +100,18 @@ class InMemoryBatches:
             self.x = self.x.contiguous(memory_format=prep.memory_format)
         # batches are gathered and prepared a chunk of several at a time (one pass of each op instead of one per
         # batch: small batches are otherwise bound by per-op overhead), then sliced
-        example_bytes = 4 * max(1, self.x.numel() // max(1, len(self.x)))   # one example in float32
-        self.per_chunk = max(1, CHUNK_BYTES // (example_bytes * batch_size))
+        batch_bytes = 4 * max(1, self.x.numel() // max(1, len(self.x))) * batch_size   # in float32
+        self.per_chunk = max(1, CHUNK_BYTES // batch_bytes)
         # Normalized and rounded up front when the model takes `input_dtype` (flips and the gathers move whole
-        # values, so they commute with the rounding; the crop's zero padding is a uint8 zero: not then), for batches
-        # gathered one at a time. Gathered several at a time, a rounded chunk lives across several steps, and in the
-        # training loop the allocator then often gave each new chunk fresh pages (500 page faults for 2 MB: 3.5 ms
-        # against 0.2 at batch 16, the data wait 1.4% -> 2-5%); there the float path is cheap per image anyway.
-        if prep.image and input_dtype is not None and not prep.crop_padding and self.per_chunk == 1 and \
-                self.x.numel() * input_dtype.itemsize <= ROUNDED_MAX_BYTES:
+        # values, so they commute with the rounding; the crop's zero padding is a uint8 zero: not then), and then
+        # gathered one batch at a time: several a chunk, a rounded chunk lived across several steps, and in the
+        # training loop the allocator often gave each new chunk fresh pages (500 page faults for 2 MB: 3.5 ms
+        # against 0.2 at batch 16, the data wait 1.4% -> 2-5%). Small batches keep the float path's chunks: their
+        # own gathers would cost more per image in per-op overhead.
+        if prep.image and input_dtype is not None and not prep.crop_padding and batch_bytes >= ROUNDED_MIN_BATCH \
+                and self.x.numel() * input_dtype.itemsize <= ROUNDED_MAX_BYTES:
             self.x = prep.rounded(self.x, input_dtype)
+            self.per_chunk = 1
         self.prep, self.batch_size, self.train = prep, batch_size, train
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.rank, self.world_size = rank, world_size
