@@ -5,8 +5,10 @@
 Both train the same model (tudui: the tutorial's CNN) on the same CIFAR-10 uint8 arrays held in memory, batch 64,
 bf16 autocast, channels_last, SGD 0.01, a shuffled order, the uint8 -> normalized float conversion per batch.
 The hand-written loop is the tightest plain PyTorch: index, convert, forward, loss, zero_grad, backward, step.
-nettrain runs its own hot path (`make_batches` + `engine.loop.train_epoch`, built as `nettrain fit` builds them),
-which also keeps the loss sum and accuracy on the device and steps a schedule. The two alternate in blocks of
+nettrain runs its own hot path (`make_batches` + `engine.loop.train_epoch`, built as `nettrain fit` builds them,
+except that the images are not stored rounded to bf16 up front, as fit would store them at this batch size: both
+sides then do the same per-batch conversion, so the row measures the loop, not the data path), which also keeps the
+loss sum and accuracy on the device and steps a schedule. The two alternate in blocks of
 --steps steps, --rounds times (after a warm-up), so a change in the machine's load hits both; the table gives
 the median step time of each and the median of the paired ratios. Goal: <= 3% overhead.
 """
