@@ -178,6 +178,75 @@ def test_mnist_missing_or_truncated(tmp_path):
         load_data(data_cfg(name="mnist", dir=tmp_path))
 
 
+def test_mnist_download_fetches_only_what_is_missing(tmp_path, monkeypatch):
+    """--download hands the folder to torchvision's downloader when the files are missing (stood in for here: no
+    network), then reads what it wrote; with the files present it never calls it."""
+    calls = []
+
+    class FakeMNIST:   # torchvision.datasets.MNIST(root, train=True, download=True) writes root/MNIST/raw/*.gz
+        def __init__(self, root, train, download):
+            calls.append((root, train, download))
+            make_mnist(tmp_path)
+
+    monkeypatch.setattr("torchvision.datasets.MNIST", FakeMNIST)
+    d = load_data(data_cfg(name="mnist", dir=tmp_path, download=True))
+    assert calls == [(str(tmp_path), True, True)] and len(d.train) == 12
+    load_data(data_cfg(name="mnist", dir=tmp_path, download=True))
+    assert len(calls) == 1
+
+
+# ---- CIFAR in torchvision's pickled layout (made-up batches; torchvision's md5 checks patched out) --------
+
+def write_pickle(path, obj):
+    import pickle
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+
+
+def make_cifar(root, folder, files, label_key, meta_file, meta_key, classes, per_file=3):
+    """Each file as torchvision reads it: rows of 3,072 bytes, the red plane, then green, then blue."""
+    rng = np.random.default_rng(0)
+    (root / folder).mkdir(parents=True)
+    rows = {}
+    for i, name in enumerate(files):
+        rows[name] = rng.integers(0, 256, (per_file, 3072), dtype=np.uint8)
+        write_pickle(root / folder / name, {"data": rows[name], label_key: [(i + j) % len(classes)
+                                                                           for j in range(per_file)]})
+    write_pickle(root / folder / meta_file, {meta_key: classes})
+    return rows
+
+
+def test_cifar10_pickled_layout_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda *a, **k: True)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    rows = make_cifar(tmp_path, "cifar-10-batches-py", files, "labels", "batches.meta", "label_names", names)
+    d = load_data(data_cfg(name="cifar10", dir=tmp_path))
+    assert d.train.x.shape == (15, 3, 32, 32) and d.test.x.shape == (3, 3, 32, 32) and d.info.classes == names
+    assert torch.equal(d.train.x[0], torch.from_numpy(rows["data_batch_1"][0].reshape(3, 32, 32)))   # planes = channels
+    assert torch.equal(d.test.x[2], torch.from_numpy(rows["test_batch"][2].reshape(3, 32, 32)))
+    assert d.train.y[:6].tolist() == [0, 1, 2, 1, 2, 3] and d.test.y.tolist() == [5, 6, 7]
+
+
+def test_cifar100_pickled_layout_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda *a, **k: True)
+    names = [f"class{i}" for i in range(100)]
+    rows = make_cifar(tmp_path, "cifar-100-python", ["train", "test"], "fine_labels", "meta", "fine_label_names",
+                      names, per_file=4)
+    d = load_data(data_cfg(name="cifar100", dir=tmp_path))
+    assert d.train.x.shape == (4, 3, 32, 32) and d.info.classes == names and d.test.y.tolist() == [1, 2, 3, 4]
+    assert torch.equal(d.train.x[3], torch.from_numpy(rows["train"][3].reshape(3, 32, 32)))
+
+
+def test_cifar_missing_or_corrupt_names_the_fix(tmp_path):
+    with pytest.raises(DataError, match="CIFAR10 not found in .*cifar-10-batches-py.* --download"):
+        load_data(data_cfg(name="cifar10", dir=tmp_path))
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not a pickle")   # md5 checks stay on
+    with pytest.raises(DataError, match="CIFAR10 in .* is unusable .*download it again with --download"):
+        load_data(data_cfg(name="cifar10", dir=tmp_path))
+
+
 @pytest.mark.slow
 def test_staged_mnist(mnist_dir):
     d = load_data(data_cfg(name="mnist", dir=mnist_dir))
