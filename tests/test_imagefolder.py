@@ -165,6 +165,42 @@ def test_folder_layout_errors(tmp_path):
         load_data(cfg(tmp_path))
 
 
+def test_cache_goes_to_the_user_cache_when_the_folder_is_read_only(tmp_path, monkeypatch):
+    """A data folder nettrain may not write to (a shared, read-only dataset) gets its decode cache in
+    $XDG_CACHE_HOME/nettrain instead, reused on the next load."""
+    root = make_folder(tmp_path / "photos", n_train=2, n_val=1, corrupt=False)
+    real_mkdir = type(root).mkdir
+
+    def read_only(self, *args, **kw):   # what mkdir raises in a folder without write permission
+        if self.parent == root:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kw)
+
+    monkeypatch.setattr(type(root), "mkdir", read_only)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    decoded = []
+    real = folder_mod.read_many
+    monkeypatch.setattr(folder_mod, "read_many",
+                        lambda paths, *a, **kw: decoded.append(len(paths)) or real(paths, *a, **kw))
+    first = load_data(cfg(root))
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "nettrain").iterdir()) == ["train", "val"]
+    assert not (root / ".nettrain-cache").exists()
+    again = load_data(cfg(root))
+    assert decoded == [4, 2] and torch.equal(first.train.x, again.train.x)
+
+
+def test_many_unreadable_files_are_summed_up_and_bad_channels_named(tmp_path, capfd):
+    root = make_folder(tmp_path / "photos", n_train=2, n_val=1, corrupt=False)
+    for i in range(7):
+        (root / "train" / "dark" / f"junk{i}.png").write_bytes(b"junk")
+    data = load_data(cfg(root))
+    err = capfd.readouterr().err
+    assert len(data.train) == 4 and err.count("warning: skipped") == 6   # five named, then one line for the rest
+    assert "skipped 2 more unreadable images" in err
+    with pytest.raises(DataError, match="data.channels must be 1 .grayscale. or 3 .RGB., got 2"):
+        load_data(cfg(root, **{"data.channels": 2}))
+
+
 def test_only_corrupt_files(tmp_path):
     (tmp_path / "train" / "a").mkdir(parents=True)
     (tmp_path / "train" / "a" / "x.png").write_bytes(b"junk")
