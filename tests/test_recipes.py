@@ -63,6 +63,26 @@ def test_fastnet_whitens_forwards_and_trains_a_step():
         assert model(x[:2]).shape == (2, 10)
 
 
+def test_fit_whitens_fastnet_from_its_own_normalized_training_images(tmp_path):
+    """fit sets fastnet's frozen first layer from the training images, normalized as the model sees them, before
+    the first step; training then leaves it as it was set."""
+    import nettrain
+    from nettrain.config import DataConfig
+    from nettrain.data import from_user_data, make_batches
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (48, 32, 32, 3), dtype=torch.uint8, generator=g)   # NHWC, as photos come
+    y = torch.arange(48) % 4
+    nettrain.fit(model="fastnet", data=(x, y), val_data=(x[:8], y[:8]), epochs=1, batch_size=16, precision="32",
+                 run_dir=tmp_path / "run", **{"model.args.widths": [16, 32, 32], "run.progress": "none",
+                                              "run.tensorboard": False})
+    trained = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]["whiten.weight"]
+    data = from_user_data((x, y), (x[:8], y[:8]), cfg=DataConfig())
+    images = next(iter(make_batches(data.train, data.info, DataConfig(), "cpu", 5000, train=False)))[0]
+    expected = build_model("fastnet", [3, 32, 32], 4, {"widths": [16, 32, 32]})
+    expected.init_from_data(images)
+    assert torch.equal(trained, expected.whiten.weight)
+
+
 def test_alternate_flip_mirrors_each_image_every_other_epoch():
     from nettrain.data import make_batches
     from nettrain.data.arrays import ArrayData, DataInfo
