@@ -86,6 +86,21 @@ def malformed_npz(tmp_path):
     return str(tmp_path / "arrays")
 
 
+def empty_npz(tmp_path):
+    (tmp_path / "empty").mkdir()
+    np.savez(tmp_path / "empty" / "train.npz", images=np.zeros((0, 8, 8), np.uint8), labels=np.zeros(0, int))
+    return str(tmp_path / "empty")
+
+
+def photo_folder(tmp_path):
+    from PIL import Image
+    for name in ("cat", "dog"):
+        (tmp_path / "photos" / "train" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / "photos" / "train" / name / f"{i}.png")
+    return str(tmp_path / "photos")
+
+
 def bad_config_file(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text("trian:\n  epochs: 3\ntrain:\n  epochz: 3\n  batch_size: big\n")
@@ -115,6 +130,16 @@ BAD_INPUT = {
     "cuda without a gpu": (lambda t: ["--device", "cuda:7"], "cuda:7"),
     "16-bit on the cpu": (lambda t: ["--device", "cpu", "--precision", "16-mixed"], "16-mixed needs a GPU"),
     "resume nothing": (lambda t: ["--resume", str(t)], "not a run directory with a checkpoint to resume"),
+    "batch larger than the data with drop_last": (lambda t: ["--batch-size", "5000", "--train.drop_last", "true"],
+                                                   "leaves no batch from 1438 examples; lower the batch size"),
+    "empty npz": (lambda t: ["--dataset", "npz", "--data-dir", empty_npz(t)], "train.npz holds no examples"),
+    "val_fraction on a folder read from disk": (
+        lambda t: ["--dataset", "imagefolder", "--data-dir", photo_folder(t), "--data.in_memory", "no",
+                   "--data.val_fraction", "0.2"], "data.val_fraction needs an in-memory dataset"),
+    "image model on vectors": (lambda t: ["--dataset", "quadratic", "--model", "fastcnn"],
+                               "model 'fastcnn' needs images, but this dataset's inputs are vectors"),
+    "too many blocks for the image size": (lambda t: ["--model", "fastcnn", "--model.args.widths", "[8, 8, 8, 8, 8]"],
+                                           "needs images of at least 16 pixels a side for 5 blocks, these are 8x8"),
 }
 
 
@@ -132,6 +157,14 @@ def test_bad_input_gives_one_line_and_exit_code_2(tmp_path, capsys, case):
     if case == "config file with three problems":   # all of them, in the same line
         assert "train.epochz" in captured.err and "train.batch_size must be an integer" in captured.err
     assert not (tmp_path / "run").exists()   # nothing half-made
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(monkeypatch, capsys):
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("nettrain.api.fit", interrupted)
+    assert main(["fit", "--epochs", "1"]) == 130
+    assert capsys.readouterr().err == "nettrain: interrupted\n"
 
 
 def test_a_real_process_exits_2_with_one_line(tmp_path):

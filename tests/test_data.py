@@ -295,6 +295,23 @@ def test_user_images_nhwc_become_nchw():
     assert (len(held_out.train), len(held_out.test)) == (8, 2)
 
 
+def test_empty_splits_are_named_not_trained_on():
+    x, y = np.zeros((10, 8, 8), np.uint8), np.arange(10) % 2
+    with pytest.raises(DataError, match="the training split is empty"):
+        from_user_data((x[:0], y[:0]), cfg=DataConfig())
+    with pytest.raises(DataError, match="the validation split is empty; give it at least one example, or leave it out"):
+        from_user_data((x, y), (x[:0], y[:0]), cfg=DataConfig())
+    with pytest.raises(DataError, match="no training examples are left after holding 1 out for validation"):
+        from_user_data((x[:1], y[:1]), cfg=DataConfig())
+    assert len(from_user_data((x[:2], y[:2]), cfg=DataConfig()).train) == 1   # two are enough
+
+
+def test_empty_npz_is_named(tmp_path):
+    write_npz(tmp_path, images=np.zeros((0, 8, 8), np.uint8), labels=np.zeros(0, int))
+    with pytest.raises(DataError, match="train.npz holds no examples"):
+        load_data(data_cfg(name="npz", dir=tmp_path))
+
+
 def test_user_vectors_and_regression_targets():
     x = torch.linspace(-1, 1, 10).unsqueeze(1)
     d = from_user_data((x, x.pow(2).squeeze(1)), (x, x.pow(2)), cfg=DataConfig())

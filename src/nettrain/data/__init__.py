@@ -38,6 +38,9 @@ def from_source(src: Source, cfg) -> Data:
     train, test = src.train, src.test
     if isinstance(train, ArrayData) and len(train) == 0:
         raise DataError("the training split is empty; give a dataset with at least one example")
+    if isinstance(test, ArrayData) and len(test) == 0:   # its accuracy would read 0.0 and pick the "best" epoch
+        raise DataError("the validation split is empty; give it at least one example, or leave it out and 20% of "
+                        "the training data is held out")
     if test is None and isinstance(train, ArrayData):
         train, test = split(train, 0.2, cfg.split_seed)
     val = test
@@ -45,6 +48,9 @@ def from_source(src: Source, cfg) -> Data:
         if not isinstance(train, ArrayData):
             raise DataError("data.val_fraction needs an in-memory dataset; use a val/ folder instead")
         train, val = split(train, cfg.val_fraction, cfg.split_seed + 1)
+    if isinstance(train, ArrayData) and len(train) == 0:
+        raise DataError(f"no training examples are left after holding {len(val)} out for validation; "
+                        f"give more examples, or a validation split of your own")
     if src.kind == "image":
         x0 = train.x if isinstance(train, ArrayData) else train[0][0].unsqueeze(0)
         shape = list(x0.shape[1:])

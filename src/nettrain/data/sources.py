@@ -162,7 +162,10 @@ def _load_npz(path: Path, name: str):
             raise DataError(f"{path} has no {' or '.join(repr(m) for m in missing)} array (it has: "
                             f"{', '.join(z.files) or 'nothing'}); save it with np.savez(path, images=..., labels=...)")
         classes = [str(c) for c in z["classes"]] if "classes" in z.files else None
-        return images_from_numpy(z["images"], z["labels"], str(path)), classes
+        data = images_from_numpy(z["images"], z["labels"], str(path))
+        if len(data) == 0:
+            raise DataError(f"{path} holds no examples (its 'images' array is empty); save at least one image")
+        return data, classes
     except DataError:
         raise
     except Exception as e:  # zipfile.BadZipFile, ValueError (pickled objects), OSError, ...
