@@ -86,6 +86,11 @@ def malformed_npz(tmp_path):
     return str(tmp_path / "arrays")
 
 
+def model_file(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    return f"{tmp_path / name}:Net"
+
+
 def empty_npz(tmp_path):
     (tmp_path / "empty").mkdir()
     np.savez(tmp_path / "empty" / "train.npz", images=np.zeros((0, 8, 8), np.uint8), labels=np.zeros(0, int))
@@ -138,6 +143,18 @@ BAD_INPUT = {
                    "--data.val_fraction", "0.2"], "data.val_fraction needs an in-memory dataset"),
     "image model on vectors": (lambda t: ["--dataset", "quadratic", "--model", "fastcnn"],
                                "model 'fastcnn' needs images, but this dataset's inputs are vectors"),
+    "negative crop padding": (lambda t: ["--data.crop_padding", "-1"], "data.crop_padding must be at least 0, got -1"),
+    "negative grad clip (would ascend)": (lambda t: ["--train.grad_clip", "-1"], "train.grad_clip must be in (0, inf)"),
+    "label smoothing past 1": (lambda t: ["--train.label_smoothing", "2"], "train.label_smoothing must be in [0, 1)"),
+    "ema decay past 1": (lambda t: ["--train.ema", "2"], "train.ema must be in (0, 1)"),
+    "regression loss on class labels": (lambda t: ["--loss", "mse"], "loss 'mse' compares outputs with targets of"),
+    "user model file that does not parse": (
+        lambda t: ["--model", model_file(t, "bad_syntax.py", "class Net(:\n")],
+        "bad_syntax.py fails to load (SyntaxError: invalid syntax at bad_syntax.py:1)"),
+    "user model whose __init__ raises": (
+        lambda t: ["--model", model_file(t, "boom.py", "from torch import nn\nclass Net(nn.Module):\n"
+                                                        "    def __init__(self):\n        raise ValueError('no')\n")],
+        "failed (ValueError: no at boom.py:4); fix the class or its --model.args"),
     "too many blocks for the image size": (lambda t: ["--model", "fastcnn", "--model.args.widths", "[8, 8, 8, 8, 8]"],
                                            "needs images of at least 16 pixels a side for 5 blocks, these are 8x8"),
 }

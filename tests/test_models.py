@@ -118,6 +118,16 @@ def test_user_model_errors(tmp_path):
         build_model("no_such_pkg_xyz.nets:Net", [1, 8, 8], 10, {})
 
 
+def test_a_broken_model_file_can_be_fixed_and_loaded_in_the_same_session(tmp_path):
+    """A file that failed to run is not kept half-made: once fixed, the next build runs it (a notebook's loop)."""
+    path = tmp_path / "draft_net.py"
+    path.write_text(USER_MODEL.replace("class Net(nn.Module):", "class Net(nn.Module:"))
+    with pytest.raises(ModelError, match=r"draft_net.py fails to load \(SyntaxError: .* at draft_net.py:5\)"):
+        build_model(f"{path}:Net", [1, 8, 8], 10, {})
+    path.write_text(USER_MODEL)
+    assert build_model(f"{path}:Net", [1, 8, 8], 10, {}).body[1].out_features == 4
+
+
 def test_model_from_an_importable_module():
     model = build_model("torch.nn:Linear", [3], 2, {"in_features": 3, "out_features": 2})
     assert isinstance(model, nn.Linear)

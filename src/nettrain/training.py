@@ -49,7 +49,7 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
     new run directory, or continuing `resume_dir` from its last checkpoint."""
     t0 = time.perf_counter()
     tc = cfg.train
-    _check_train_config(tc)
+    _check_config(cfg)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     _seed_everything(tc.seed)
@@ -100,15 +100,24 @@ def _seed_everything(seed: int):
     torch.manual_seed(seed)
 
 
-def _check_train_config(tc):
+def _check_config(cfg: Config):
+    """Values torch would reject deep inside a step (or, for grad_clip, silently turn into gradient ascent)."""
+    tc, dc = cfg.train, cfg.data
     for key, value, low in (("train.epochs", tc.epochs, 1), ("train.batch_size", tc.batch_size, 1),
                             ("train.val_every", tc.val_every, 0), ("train.tta_shift", tc.tta_shift, 0),
                             ("train.accumulate", tc.accumulate, 1), ("train.eval_batch_size", tc.eval_batch_size, 1),
-                            ("train.lookahead", tc.lookahead, 0)):
-        if value < low:
+                            ("train.lookahead", tc.lookahead, 0), ("train.threads", tc.threads, 1),
+                            ("data.crop_padding", dc.crop_padding, 0), ("data.image_size", dc.image_size, 1),
+                            ("data.workers", dc.workers, 0)):
+        if value is not None and value < low:
             raise ConfigError(f"{key} must be at least {low}, got {value}")
-    if not 0 < tc.lookahead_decay <= 1:
-        raise ConfigError(f"train.lookahead_decay must be in (0, 1], got {tc.lookahead_decay}")
+    for key, value, ok, interval in (
+            ("train.lookahead_decay", tc.lookahead_decay, 0 < tc.lookahead_decay <= 1, "(0, 1]"),
+            ("train.label_smoothing", tc.label_smoothing, 0 <= tc.label_smoothing < 1, "[0, 1)"),
+            ("train.ema", tc.ema, tc.ema is None or 0 < tc.ema < 1, "(0, 1): the decay per step, e.g. 0.999"),
+            ("train.grad_clip", tc.grad_clip, tc.grad_clip is None or tc.grad_clip > 0, "(0, inf): a gradient norm")):
+        if not ok:
+            raise ConfigError(f"{key} must be in {interval}, got {value}")
 
 
 def _check_tta(tc, info: DataInfo):

@@ -143,5 +143,13 @@ def build_loss(cfg):
 
 
 def default_loss_for(task: str, loss: str) -> str:
-    """Regression with the classification default means the user did not choose: use MSE."""
-    return "mse" if task == "regression" and loss == "cross-entropy" else loss
+    """The loss for the task. Regression with the classification default means the user did not choose: MSE. A
+    built-in loss that cannot take the task's targets is named now, not as a shape error in the first step."""
+    if task == "regression" and loss == "cross-entropy":
+        return "mse"
+    if task == "classification" and loss in ("mse", "l1"):
+        raise ConfigError(f"loss {loss!r} compares outputs with targets of their shape (regression), but this "
+                          f"dataset has class labels; use cross-entropy or nll")
+    if task == "regression" and loss == "nll":
+        raise ConfigError("loss 'nll' takes class labels, but this dataset's targets are values; use mse or l1")
+    return loss

@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import traceback
 from pathlib import Path
 
 import torch
@@ -23,6 +24,14 @@ from .zoo import MODELS
 from . import fast  # noqa: F401,E402  (registers fastnet)
 
 __all__ = ["MODELS", "build_model", "check_fits", "load_object"]
+
+
+def raised(e: BaseException) -> str:
+    """`Type: message at file:line`, the line being where in the user's code it was raised (one line, no trace)."""
+    if isinstance(e, SyntaxError):
+        return f"SyntaxError: {e.msg} at {Path(e.filename or '?').name}:{e.lineno}"
+    frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    return f"{type(e).__name__}: {e}" + (f" at {Path(frame.filename).name}:{frame.lineno}" if frame else "")
 
 
 def load_object(spec: str, what: str):
@@ -41,7 +50,11 @@ def load_object(spec: str, what: str):
                 spec_ = importlib.util.spec_from_file_location(module_name, path)
                 module = importlib.util.module_from_spec(spec_)
                 sys.modules[module_name] = module   # so checkpoints and pickling can find it again
-                spec_.loader.exec_module(module)
+                try:
+                    spec_.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[module_name]   # a file that failed must not be found half-run next time
+                    raise
         else:
             module = importlib.import_module(where)
     except ModelError:
@@ -49,6 +62,8 @@ def load_object(spec: str, what: str):
     except ImportError as e:
         raise ModelError(f"cannot import {where!r} for {what} {spec!r}: {e}; check the module name and that it is "
                          f"on PYTHONPATH") from None
+    except Exception as e:   # the user's file itself fails: a syntax error, a line that raises when it runs
+        raise ModelError(f"{where} fails to load ({raised(e)}); fix the file") from None
     if not hasattr(module, name):
         names = [n for n in dir(module) if not n.startswith("_")]
         raise ModelError(f"{where} has no {name!r} for {what}; it defines: {', '.join(names[:20])}")
@@ -73,6 +88,9 @@ def build_model(name: str, shape, outputs: int, args: dict) -> nn.Module:
         model = cls(**args)
     except TypeError as e:
         raise ModelError(f"cannot build {name} with arguments {args}: {e}; set them with --model.args.<name>") from None
+    except Exception as e:   # the user's __init__ raised
+        raise ModelError(f"building {name} with arguments {args} failed ({raised(e)}); fix the class or its "
+                         f"--model.args") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"{name} built a {type(model).__name__}, not a torch.nn.Module")
     return model
