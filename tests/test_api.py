@@ -193,6 +193,8 @@ def test_predict_rejects_what_it_cannot_read(digits_run):
         model.predict(np.zeros((2, 2, 8, 8, 1), np.uint8))
     with pytest.raises(DataError, match="cannot read image"):
         model.predict(["no/such/file.png"])
+    with pytest.raises(DataError, match="nothing to predict"):
+        model.predict([])
 
 
 # ---- options -------------------------------------------------------------------------------------------

@@ -295,6 +295,34 @@ def test_user_images_nhwc_become_nchw():
     assert (len(held_out.train), len(held_out.test)) == (8, 2)
 
 
+def test_totensor_floats_are_taken_as_the_images_they_were():
+    """A tutorial's Dataset with ToTensor() yields (C, H, W) floats in [0, 1]: they become the uint8 images nettrain
+    keeps (bit-exact for 8-bit pixels), so normalization, augmentation and predict treat them as images."""
+    pixels = torch.randint(0, 256, (30, 1, 8, 8), dtype=torch.uint8)
+
+    class ToTensorDataset(torch.utils.data.Dataset):
+        def __len__(self):
+            return 30
+
+        def __getitem__(self, i):
+            return pixels[i].float() / 255, i % 3
+
+    d = from_user_data(ToTensorDataset(), (pixels[:6].float() / 255, torch.arange(6) % 3), cfg=DataConfig())
+    assert d.info.kind == "image" and d.info.shape == [1, 8, 8]
+    assert torch.equal(d.train.x, pixels) and torch.equal(d.test.x, pixels[:6])
+    out_of_range = from_user_data((pixels.float(), torch.arange(30) % 3), cfg=DataConfig())   # 0-255 floats
+    assert out_of_range.info.kind == "vector"   # not [0, 1]: left as the numbers they are
+    with pytest.raises(DataError, match="val_data's inputs are torch.float32 but data's are torch.uint8"):
+        from_user_data((pixels, torch.arange(30) % 3), (pixels[:4].float(), torch.arange(4)), cfg=DataConfig())
+
+
+def test_user_data_that_is_not_numbers_or_has_several_labels_each():
+    with pytest.raises(DataError, match="data: cannot make tensors of the inputs and targets"):
+        from_user_data(("abc", [1]), cfg=DataConfig())
+    with pytest.raises(DataError, match="integer targets are class labels, one per input, but they have shape"):
+        from_user_data((np.zeros((10, 8, 8), np.uint8), np.zeros((10, 2), int)), cfg=DataConfig())
+
+
 def test_empty_splits_are_named_not_trained_on():
     x, y = np.zeros((10, 8, 8), np.uint8), np.arange(10) % 2
     with pytest.raises(DataError, match="the training split is empty"):

@@ -75,6 +75,9 @@ def conv_net():
 
 
 def test_muon_orthogonalizes_the_filters_and_leaves_the_rest_to_sgd():
+    # seeded: with 5 Newton-Schulz steps a gradient whose smallest singular value is tiny keeps a small one in its
+    # update (1 initialization in 40 gave 0.43), so the bound below holds for this net, not for every draw
+    torch.manual_seed(1)
     net = conv_net()
     opt = build_optimizer(net.parameters(), optim_cfg(name="muon", lr=0.1, momentum=0.9, nesterov=True,
                                                       weight_decay=0.01, args={"muon_lr": 0.05}))

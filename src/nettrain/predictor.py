@@ -108,6 +108,8 @@ class Predictor:
             return self._image_array(inputs)
         if not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
+        if not inputs:
+            raise DataError("nothing to predict: give at least one image (a file, a folder's files, or an array)")
         c, h, _ = self.info.shape
         parts = []
         for item in inputs:

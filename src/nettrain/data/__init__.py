@@ -81,6 +81,16 @@ def load_data(cfg) -> Data:
     return from_source(load_source(cfg), cfg)
 
 
+def tensor_images(x: torch.Tensor) -> torch.Tensor:
+    """Images as torchvision's ToTensor gives them, floats in [0, 1] shaped (N, C, H, W) with 1 or 3 channels, as
+    the uint8 images nettrain keeps (exact for pixels that were 8-bit; predict reads floats the same way). Other
+    floats are left as they are: vectors."""
+    if x.is_floating_point() and x.ndim == 4 and x.shape[1] in (1, 3) and x.numel() and \
+            bool(x.min() >= 0) and bool(x.max() <= 1):
+        return (x * 255).round().to(torch.uint8)
+    return x
+
+
 def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
     """The user's own data for nettrain.fit: (x, y) arrays/tensors or a torch Dataset of (x, y)."""
     def to_arrays(d, what):
@@ -89,10 +99,17 @@ def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
             d = (torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys))
         if not (isinstance(d, (tuple, list)) and len(d) == 2):
             raise DataError(f"{what} must be (inputs, targets) arrays or tensors, or a torch Dataset")
-        x, y = (torch.as_tensor(v) for v in d)
+        try:
+            x, y = (torch.as_tensor(v) for v in d)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise DataError(f"{what}: cannot make tensors of the inputs and targets ({e}); give numbers as numpy "
+                            f"arrays or torch tensors") from None
         if len(x) != len(y):
             raise DataError(f"{what}: {len(x)} inputs but {len(y)} targets; give one target per input")
-        return x, y
+        if not y.is_floating_point() and y.ndim != 1:
+            raise DataError(f"{what}: integer targets are class labels, one per input, but they have shape "
+                            f"{tuple(y.shape)}; for several values per input give float targets (regression)")
+        return tensor_images(x), y
     x, y = to_arrays(train, "data")
     task = "classification" if not y.is_floating_point() else "regression"
     kind = "image" if x.dtype == torch.uint8 and x.ndim in (3, 4) else "vector"
@@ -110,7 +127,13 @@ def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
         return ArrayData(x, y.long())
 
     train_data = shaped(x, y)
-    test_data = shaped(*to_arrays(test, "val_data")) if test is not None else None
+    test_data = None
+    if test is not None:
+        tx, ty = to_arrays(test, "val_data")
+        if (tx.dtype == torch.uint8) != (x.dtype == torch.uint8):
+            raise DataError(f"val_data's inputs are {tx.dtype} but data's are {x.dtype}; give both as images (uint8, "
+                            f"or ToTensor's floats in [0, 1]) or both as vectors")
+        test_data = shaped(tx, ty)
     return from_source(Source(train_data, test_data, classes, task=task, kind=kind), cfg)
 
 
