@@ -197,6 +197,16 @@ def test_predict_rejects_what_it_cannot_read(digits_run):
         model.predict([])
 
 
+def test_predict_on_a_vector_model_names_the_shape_it_takes(tmp_path, quiet):
+    nettrain.fit(dataset="quadratic", model="mlp", epochs=1, run_dir=tmp_path / "run", **quiet)
+    model = nettrain.load(tmp_path / "run")
+    assert model.predict([[0.5], [0.1]]).values.shape == (2, 1) and model.predict([0.5]).values.shape == (1, 1)
+    with pytest.raises(DataError, match=r"takes numbers shaped \(N, 1\), not files or text"):
+        model.predict(["photo.png"])
+    with pytest.raises(DataError, match=r"takes numbers shaped \(N, 1\), got shape \(2, 5\)"):
+        model.predict(np.zeros((2, 5), np.float32))
+
+
 # ---- options -------------------------------------------------------------------------------------------
 
 def test_fit_options_as_shortcuts_dotted_keys_sections_and_yaml(tmp_path):

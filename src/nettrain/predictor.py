@@ -101,9 +101,24 @@ class Predictor:
                                                 align_corners=False).round().clamp(0, 255).byte()
         return t.contiguous()
 
+    def _vector_batch(self, inputs) -> torch.Tensor:
+        shape = list(self.info.shape)
+        try:
+            x = torch.as_tensor(np.asarray(inputs, dtype=np.float32) if not isinstance(inputs, torch.Tensor)
+                                else inputs).float()
+        except (TypeError, ValueError) as e:
+            raise DataError(f"this model takes numbers shaped (N, {', '.join(map(str, shape))}), not files or text "
+                            f"({e})") from None
+        if list(x.shape[1:]) != shape:
+            x = x.reshape(1, *shape) if list(x.shape) == shape else x   # one input without its batch dimension
+        if list(x.shape[1:]) != shape:
+            raise DataError(f"this model takes numbers shaped (N, {', '.join(map(str, shape))}), got shape "
+                            f"{tuple(x.shape)}")
+        return x
+
     def _batch(self, inputs) -> torch.Tensor:
         if self.info.kind == "vector":
-            return torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs).float()
+            return self._vector_batch(inputs)
         if isinstance(inputs, (np.ndarray, torch.Tensor)):
             return self._image_array(inputs)
         if not isinstance(inputs, (list, tuple)):
