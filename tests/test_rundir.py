@@ -10,6 +10,7 @@ import yaml
 import nettrain
 from nettrain.cli import main
 from nettrain.config import Config
+from nettrain.errors import DivergedError
 from nettrain.runs import read_metrics
 
 QUIET = {"run.progress": "none", "run.tensorboard": False}
@@ -134,3 +135,29 @@ def test_default_run_dir_and_empty_dir(tmp_path, monkeypatch):
     c = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "empty", **QUIET)
     assert (c.dir / "best.pt").exists()
     assert yaml.safe_load((c.dir / "config.yaml").read_text())["run"]["dir"] is None
+
+
+NAN_AFTER_30_STEPS = """
+import torch.nn.functional as F
+calls = 0
+
+def loss(outputs, targets):
+    global calls
+    calls += 1
+    value = F.cross_entropy(outputs, targets)
+    return value * float("nan") if calls > 30 else value
+"""
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_finite_checkpoint(tmp_path, quiet):
+    """A NaN loss stops the run at the end of that epoch, before any checkpoint of the NaN weights is written."""
+    with pytest.raises(DivergedError, match=r"train loss is nan in epoch 1; lower the learning rate \(optim.lr is 1e"):
+        nettrain.fit(optimizer="sgd", lr=1e30, epochs=3, run_dir=tmp_path / "lr", **quiet)
+    assert not (tmp_path / "lr" / "last.pt").exists() and not (tmp_path / "lr" / "best.pt").exists()
+    assert [row["epoch"] for row in read_metrics(tmp_path / "lr" / "metrics.csv")] == [1]   # recorded, NaN and all
+
+    (tmp_path / "nan_loss.py").write_text(NAN_AFTER_30_STEPS)   # digits: 23 steps an epoch, so epoch 2 diverges
+    with pytest.raises(DivergedError, match=r"in epoch 2; .*late/last.pt keeps epoch 1"):
+        nettrain.fit(loss=f"{tmp_path / 'nan_loss.py'}:loss", epochs=3, run_dir=tmp_path / "late", **quiet)
+    last = torch.load(tmp_path / "late" / "last.pt", weights_only=True)
+    assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())

@@ -26,6 +26,10 @@ class CheckpointError(NettrainError):
     """A checkpoint or run directory that cannot be read or does not match."""
 
 
+class DivergedError(NettrainError):
+    """Training whose loss became NaN or infinite: the learning rate (or clipping) is the user's to change."""
+
+
 def closest(name: str, choices) -> str:
     """' (did you mean X?)' when a choice is close to `name`, else ''."""
     match = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)

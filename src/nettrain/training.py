@@ -28,7 +28,7 @@ from .engine.lookahead import Lookahead
 from .engine.loop import Step, evaluate as evaluate_pass, train_epoch
 from .engine.optim import build_loss, build_optimizer, build_scheduler, fast_forward
 from .engine.progress import Progress
-from .errors import ConfigError
+from .errors import ConfigError, DivergedError
 from .models import build_model, check_fits
 from .predictor import Predictor, format_report, loss_config
 from .runs import RunDir, TensorBoardLog
@@ -83,8 +83,10 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
     # compiled model is left to the compiler.
     with freed_memory_kept(device.type == "cpu"), \
             t.precision.small_linears_in_float32(t.module, t.eval_model, enabled=not tc.compile):
-        final_va = _epochs(t, run, tb, progress, history, best, start_epoch)
-        tb.close()
+        try:
+            final_va = _epochs(t, run, tb, progress, history, best, start_epoch)
+        finally:
+            tb.close()
         test = _test(t, run, progress, final_va)
     seconds = time.perf_counter() - t0
     if best["epoch"] is not None:
@@ -288,6 +290,12 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
         history.append(row)
         run.write_metrics(history)
         tb.scalars(row, epoch)
+        if not math.isfinite(row["train_loss"]):   # before any checkpoint: the weights are NaN or inf now
+            progress.end_epoch(row)
+            kept = f"; {run.last} keeps epoch {epoch - 1}" if run.last.exists() else ""
+            raise DivergedError(f"training diverged: the train loss is {row['train_loss']} in epoch {epoch}; lower "
+                                f"the learning rate (optim.lr is {t.cfg.optim.lr:g}) or clip the gradients "
+                                f"(--train.grad_clip 1.0){kept}")
         value = row[best["metric"]]
         improved = value is not None and (best["value"] is None or (value > best["value"] if t.classification
                                                                    else value < best["value"]))
