@@ -109,6 +109,15 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
     with pytest.raises(nettrain.NettrainError, match="not a nettrain run directory"):
         nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=run_dir, overwrite=True, **QUIET)
     assert (run_dir / "notes.txt").read_text() == "my notes"
+    # a project folder with a config.yaml of its own is not a run either: --overwrite once deleted all of it
+    (run_dir / "config.yaml").write_text("lr: 0.1\n")
+    with pytest.raises(nettrain.NettrainError, match="it holds notes.txt, which nettrain did not write"):
+        nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=run_dir, overwrite=True, **QUIET)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "notes.txt"]
+    with pytest.raises(nettrain.NettrainError, match="is a file, not a run directory"):
+        nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=run_dir / "notes.txt", overwrite=True,
+                     **QUIET)
+    assert (run_dir / "notes.txt").read_text() == "my notes"
 
 
 def test_cli_refuses_an_existing_run_dir_and_overwrite_replaces_a_run(tmp_path, capsys):
@@ -121,6 +130,7 @@ def test_cli_refuses_an_existing_run_dir_and_overwrite_replaces_a_run(tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith("nettrain: error: run directory") and err.count("\n") == 1
     assert (tmp_path / "r" / "metrics.csv").read_text() == first
+    (tmp_path / "r" / ".last.pt.tmp").write_bytes(b"")   # what a killed checkpoint write leaves is nettrain's too
     assert main(args + ["--epochs", "2", "--overwrite"]) == 0
     assert len(read_metrics(tmp_path / "r" / "metrics.csv")) == 2
 

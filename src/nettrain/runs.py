@@ -39,6 +39,20 @@ def write_atomically(path: Path, text: str):
     os.replace(tmp, path)
 
 
+# Everything nettrain writes into a run directory (a new kind of output is added here): --overwrite deletes a directory
+# only when it holds nothing else, so a folder of the user's is never taken for a run and removed.
+RUN_FILES = {"config.yaml", "environment.json", "metrics.csv", "confusion_matrix.csv", "last.pt", "best.pt",
+             "best.safetensors", "tensorboard"}
+# what an interrupted atomic write leaves: write_atomically's name.tmp, checkpoint.save's .name.tmp
+RUN_TEMPORARIES = {Path(f).with_suffix(".tmp").name for f in RUN_FILES} | {f".{f}.tmp" for f in RUN_FILES}
+
+
+def only_nettrain_wrote(path: Path) -> bool:
+    """Whether `path` is a run directory holding only what nettrain writes there."""
+    names = {p.name for p in path.iterdir()}
+    return "config.yaml" in names and names <= RUN_FILES | RUN_TEMPORARIES
+
+
 class RunDir:
     def __init__(self, path):
         self.path = Path(path)
@@ -58,8 +72,12 @@ class RunDir:
             if not overwrite:
                 raise NettrainError(f"run directory {path} already exists; choose another --run-dir, "
                                     f"add --overwrite to replace it, or --resume {path} to continue it")
-            if not (path / "config.yaml").exists() and path.is_dir():
-                raise NettrainError(f"{path} exists and is not a nettrain run directory; refusing to overwrite it")
+            if not path.is_dir():
+                raise NettrainError(f"{path} is a file, not a run directory; choose another --run-dir")
+            if not only_nettrain_wrote(path):
+                extra = sorted({p.name for p in path.iterdir()} - RUN_FILES - RUN_TEMPORARIES)[:3]
+                raise NettrainError(f"{path} is not a nettrain run directory (it holds {', '.join(extra)}, which "
+                                    f"nettrain did not write); refusing to overwrite it: choose another --run-dir")
             shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
         return cls(path)
