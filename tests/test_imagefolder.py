@@ -163,6 +163,10 @@ def test_folder_layout_errors(tmp_path):
     (tmp_path / "val" / "dog").mkdir(parents=True)
     with pytest.raises(DataError, match="class folders that train/ lacks: dog"):
         load_data(cfg(tmp_path))
+    (tmp_path / "train" / "dog").mkdir()   # a class folder with nothing in it: a class never learned
+    (tmp_path / "train" / "dog" / "notes.txt").write_text("to do")
+    with pytest.raises(DataError, match="class folders with no image files in .*train: dog; add their images or"):
+        load_data(cfg(tmp_path))
 
 
 def test_cache_goes_to_the_user_cache_when_the_folder_is_read_only(tmp_path, monkeypatch):

@@ -53,6 +53,10 @@ def scan(root: Path) -> tuple:
         splits[split] = items
     if not splits["train"]:
         raise DataError(f"no image files (png, jpg, jpeg, bmp, webp) under {train}")
+    empty = sorted(set(classes) - {classes[label] for _, label in splits["train"]})
+    if empty:   # it would be a class the model can never learn
+        raise DataError(f"class folders with no image files in {train}: {', '.join(empty)}; add their images or "
+                        f"remove the folders")
     return classes, splits
 
 
