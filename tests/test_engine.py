@@ -215,6 +215,10 @@ def test_losses_by_name_and_default_for_regression(tmp_path):
     path.write_text("def half_mse(out, y):\n    return ((out - y) ** 2).mean() / 2\n")
     fn = build_loss(Config().override({"train.loss": f"{path}:half_mse"}).train)
     assert fn(torch.ones(2), torch.zeros(2)) == 0.5
+    path.write_text(path.read_text() + "\ndef per_example(out, y):\n    return (out - y) ** 2\n")
+    fn = build_loss(Config().override({"train.loss": f"{path}:per_example"}).train)
+    with pytest.raises(ConfigError, match=r"returned shape \(2,\); it must return one number, a 0-d tensor"):
+        fn(torch.ones(2), torch.zeros(2))   # not torch's "grad can be implicitly created only for scalar outputs"
     with pytest.raises(NettrainError, match=r"unknown loss 'mce' \(did you mean 'mse'\?\)"):
         build_loss(Config().override({"train.loss": "mce"}).train)
 

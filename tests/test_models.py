@@ -119,13 +119,16 @@ def test_user_model_errors(tmp_path):
 
 
 def test_a_broken_model_file_can_be_fixed_and_loaded_in_the_same_session(tmp_path):
-    """A file that failed to run is not kept half-made: once fixed, the next build runs it (a notebook's loop)."""
+    """A file that failed to run is not kept half-made, and an edited file is run again: once fixed or changed,
+    the next build uses it (a notebook's edit-and-rerun loop)."""
     path = tmp_path / "draft_net.py"
     path.write_text(USER_MODEL.replace("class Net(nn.Module):", "class Net(nn.Module:"))
     with pytest.raises(ModelError, match=r"draft_net.py fails to load \(SyntaxError: .* at draft_net.py:5\)"):
         build_model(f"{path}:Net", [1, 8, 8], 10, {})
     path.write_text(USER_MODEL)
     assert build_model(f"{path}:Net", [1, 8, 8], 10, {}).body[1].out_features == 4
+    path.write_text(USER_MODEL.replace("width=4", "width=5"))   # edited again: the new code is what builds
+    assert build_model(f"{path}:Net", [1, 8, 8], 10, {}).body[1].out_features == 5
 
 
 def test_model_from_an_importable_module():

@@ -139,7 +139,15 @@ def build_loss(cfg):
     fn = load_object(cfg.loss, "loss")
     if not callable(fn):
         raise ConfigError(f"loss {cfg.loss!r} is not callable; give a function f(outputs, targets) -> loss")
-    return fn
+
+    def checked(outputs, targets):   # shape only: no host sync
+        loss = fn(outputs, targets)
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ConfigError(f"loss {cfg.loss!r} returned {got}; it must return one number, a 0-d tensor "
+                              f"(reduce it, e.g. with .mean())")
+        return loss
+    return checked
 
 
 def default_loss_for(task: str, loss: str) -> str:

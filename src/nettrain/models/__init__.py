@@ -9,6 +9,7 @@ fit the data fails in one line here rather than deep inside the first step.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -46,9 +47,12 @@ def load_object(spec: str, what: str):
                 raise ModelError(f"{what} file {where} does not exist; give the path of a .py file")
             module_name = f"nettrain_user_{path.stem}"
             module = sys.modules.get(module_name)
-            if module is None or getattr(module, "__file__", None) != str(path):
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()   # an edited file is run again (a notebook)
+            if module is None or getattr(module, "__file__", None) != str(path) or \
+                    getattr(module, "_nettrain_source", None) != digest:
                 spec_ = importlib.util.spec_from_file_location(module_name, path)
                 module = importlib.util.module_from_spec(spec_)
+                module._nettrain_source = digest
                 sys.modules[module_name] = module   # so checkpoints and pickling can find it again
                 try:
                     spec_.loader.exec_module(module)
