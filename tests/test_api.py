@@ -252,9 +252,13 @@ def test_compile_warm_up_leaves_no_trace(tmp_path, monkeypatch):
     # an identity "compile": the warm-up's forward and backward run, then weights, BN buffers, grads and RNG must
     # be exactly as before, so the run equals an uncompiled one
     plain = _digits_cnn(tmp_path, "plain")
-    monkeypatch.setattr(torch, "compile", lambda m, **k: m)
+    sizes = []
+    monkeypatch.setattr(torch, "compile", lambda m, **k: (
+        m.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0]))), m)[1])
     warmed = _digits_cnn(tmp_path, "warmed", compile=True)
     assert warmed["train_loss"] == plain["train_loss"] and warmed["val_acc"] == plain["val_acc"]
+    # both of the epoch's batch shapes are compiled before it is timed: 1,438 images = 22 x 64 + 30
+    assert sizes[:3] == [64, 30, 64]
 
 
 def test_compile_failure_falls_back_to_eager_with_a_warning(tmp_path, monkeypatch, capsys):

@@ -348,9 +348,10 @@ def _resume_over_new_length(optimizer, scheduler, saved_optimizer: dict, steps_d
 
 
 def _maybe_compile(module, enabled: bool, batches, loss_fn, precision):
-    """torch.compile the model and warm it up with one forward and backward pass on a real batch, so that neither
-    graph compiles inside the first epoch's timing; the weights, buffers, gradients and RNG are then put back as
-    they were. A failure falls back to eager with a warning, before training starts."""
+    """torch.compile the model and warm it up with a forward and backward pass on a real batch, and on the epoch's
+    last, smaller batch when there is one (its other shape would recompile inside the first epoch's timing); the
+    weights, buffers, gradients and RNG are then put back as they were. A failure falls back to eager with a
+    warning, before training starts."""
     if not enabled:
         return module
     saved = {k: v.detach().clone() for k, v in module.state_dict().items()}
@@ -359,9 +360,11 @@ def _maybe_compile(module, enabled: bool, batches, loss_fn, precision):
         try:
             compiled = torch.compile(module)
             x, y = next(iter(batches))
-            with precision.autocast():
-                loss = loss_fn(compiled(x), y)
-            loss.backward()
+            last = batches.num_samples % len(x)
+            for n in [len(x)] + ([last] if last and not getattr(batches, "drop_last", False) else []):
+                with precision.autocast():
+                    loss = loss_fn(compiled(x[:n]), y[:n])
+                loss.backward()
         except Exception as e:
             print(f"warning: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
                   f"training without it", file=sys.stderr)
