@@ -114,6 +114,12 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
     with pytest.raises(nettrain.NettrainError, match="it holds notes.txt, which nettrain did not write"):
         nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=run_dir, overwrite=True, **QUIET)
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "notes.txt"]
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "metrics.csv").write_text("my own metrics\n")   # a name a run uses, but no run
+    with pytest.raises(nettrain.NettrainError, match=r"not a nettrain run directory \(it has no config.yaml\)"):
+        nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "logs", overwrite=True,
+                     **QUIET)
+    assert (tmp_path / "logs" / "metrics.csv").read_text() == "my own metrics\n"
     with pytest.raises(nettrain.NettrainError, match="is a file, not a run directory"):
         nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=run_dir / "notes.txt", overwrite=True,
                      **QUIET)

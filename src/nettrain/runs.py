@@ -76,8 +76,9 @@ class RunDir:
                 raise NettrainError(f"{path} is a file, not a run directory; choose another --run-dir")
             if not only_nettrain_wrote(path):
                 extra = sorted({p.name for p in path.iterdir()} - RUN_FILES - RUN_TEMPORARIES)[:3]
-                raise NettrainError(f"{path} is not a nettrain run directory (it holds {', '.join(extra)}, which "
-                                    f"nettrain did not write); refusing to overwrite it: choose another --run-dir")
+                why = f"it holds {', '.join(extra)}, which nettrain did not write" if extra else "it has no config.yaml"
+                raise NettrainError(f"{path} is not a nettrain run directory ({why}); refusing to overwrite it: "
+                                    f"choose another --run-dir")
             shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
         return cls(path)
