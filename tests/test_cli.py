@@ -66,6 +66,14 @@ def test_list_names_everything(capsys):
     assert "config shortcuts:" in out
 
 
+def test_fit_help_lists_every_registered_optimizer_scheduler_and_loss():
+    """cli.py names them without importing torch (a fast --help); this keeps those lists in step."""
+    from nettrain.cli import FIT_FLAGS
+    for flag, registry in (("--optimizer", OPTIMIZERS), ("--scheduler", SCHEDULERS), ("--loss", LOSSES)):
+        listed = {name.strip() for name in FIT_FLAGS[flag][2].replace(" or ", ", ").split(",")}
+        assert set(registry.names()) <= listed, f"{flag}'s help lacks {set(registry.names()) - listed}"
+
+
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "fit" in capsys.readouterr().out

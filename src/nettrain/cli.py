@@ -26,7 +26,7 @@ FIT_FLAGS = {
     "--dataset": ("dataset", str, "dataset name (nettrain list)"),
     "--data-dir": ("data_dir", str, "data directory (default: $NETTRAIN_DATA, else ./data)"),
     "--model": ("model", str, "model name, package.module:Class or path/file.py:Class"),
-    "--optimizer": ("optimizer", str, "sgd, adam, adamw, rmsprop, adagrad, adadelta"),
+    "--optimizer": ("optimizer", str, "sgd, adam, adamw, rmsprop, adagrad, adadelta, muon"),
     "--lr": ("lr", float, "learning rate"),
     "--momentum": ("momentum", float, "momentum (sgd, rmsprop)"),
     "--weight-decay": ("weight_decay", float, "weight decay"),
