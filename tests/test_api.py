@@ -45,6 +45,24 @@ def test_quadratic_regression_with_the_tutorials_tensors_and_module(tmp_path):
     assert loaded.evaluate(data=(x, y))["mse"] == pytest.approx(run.test["mse"], rel=1e-5)
 
 
+def test_load_names_the_fix_when_the_users_class_cannot_be_found_again(tmp_path):
+    """A class nettrain cannot import by name (defined in a function, a notebook cell, a deleted file) is asked for:
+    nettrain.load(path, model=...)."""
+    class Local(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.layer(x)
+
+    x, y = torch.randn(20, 2), torch.arange(20) % 2
+    run = nettrain.fit(model=Local(), data=(x, y), epochs=1, run_dir=tmp_path / "run", **QUIET)
+    with pytest.raises(nettrain.NettrainError, match=r"; or pass your model: nettrain.load\(path, model=YourModel"):
+        nettrain.load(run.dir)
+    assert torch.equal(nettrain.load(run.dir, model=Local()).predict(x).probs, run.model.predict(x).probs)
+
+
 def test_two_gaussians_classification_with_the_tutorials_tensors(tmp_path):
     torch.manual_seed(1)
     n_data = torch.ones(100, 2)
