@@ -200,6 +200,15 @@ def test_a_real_process_exits_2_with_one_line(tmp_path):
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """`nettrain list | head`: the pipe closes before nettrain writes; it stops quietly (exit 141, as Unix tools)."""
+    proc = subprocess.Popen([sys.executable, "-m", "nettrain", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.close()   # before the child has started: its first write finds no reader
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""
+
+
 def test_unrecognized_arguments_outside_fit(capsys):
     with pytest.raises(SystemExit) as e:
         main(["list", "--bogus"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -197,3 +198,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("nettrain: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # the reader left (`nettrain list | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # Python's exit flush would raise again
+        return 141
