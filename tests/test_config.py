@@ -121,6 +121,17 @@ def test_lossless_conversions_are_accepted(tmp_path):
     assert cfg.data.dir == str(tmp_path)
 
 
+def test_exponent_numbers_are_floats_in_files_and_flags():
+    """PyYAML (YAML 1.1) reads 1e-3 as a string; a config, like YAML 1.2 and JSON, reads it as 0.001."""
+    cfg = Config.from_yaml("optim:\n  lr: 1e-3\n  args:\n    eps: 1E-8\ntrain:\n  ema: 9.99e-1\n")
+    assert cfg.optim.lr == 0.001 and cfg.optim.args == {"eps": 1e-8} and cfg.train.ema == 0.999
+    assert parse_value("1e-3") == 0.001 and parse_value("-2.5e+3") == -2500.0 and parse_value("1.0e3") == 1000.0
+    assert parse_value('"1e-3"') == "1e-3" and parse_value("1e") == "1e" and parse_value("123") == 123
+    assert Config().override(parse_extra(["--optim.lr", "3e-4"])).optim.lr == 0.0003
+    named = Config().override({"model.name": "1e3"})   # a string that looks like one stays a string, written quoted
+    assert Config.from_yaml(named.to_yaml()).model.name == "1e3"
+
+
 def test_yes_no_choices_survive_yaml_booleans():
     """YAML 1.1 reads `no` as false: `data.in_memory: no` (from a file or --data.in_memory no) still means "no"."""
     assert Config.from_yaml("data:\n  in_memory: no\n").data.in_memory == "no"

@@ -1,6 +1,6 @@
 """The typed configuration: one dataclass per concern, loaded strictly from YAML and overridden by flags.
 
-    cfg = Config.from_dict(yaml.safe_load(text))       # unknown keys / wrong types -> one ConfigError
+    cfg = Config.from_dict(read_yaml(text))       # unknown keys / wrong types -> one ConfigError
     cfg = cfg.override({"lr": 0.01, "optim.momentum": 0.9})   # shortcut names and dotted keys
     text = cfg.to_yaml()                               # Config.from_yaml(text) == cfg
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -149,7 +150,7 @@ class Config:
     @classmethod
     def from_yaml(cls, text: str) -> "Config":
         try:
-            return cls.from_dict(yaml.safe_load(text))
+            return cls.from_dict(read_yaml(text))
         except yaml.YAMLError as e:
             raise ConfigError(f"the config is not valid YAML: {str(e).splitlines()[0]}") from None
 
@@ -165,7 +166,7 @@ class Config:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        return yaml.dump(self.to_dict(), Dumper=_YamlDumper, sort_keys=False, default_flow_style=None)
 
     # ---- overrides ----------------------------------------------------------------------------------
     def override(self, values: dict) -> "Config":
@@ -265,9 +266,27 @@ def _type_name(hint) -> str:
             list: "a list", dict: "a mapping"}.get(hint, str(hint))
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, with 1e-3 and 1.0e3 read as the floats everyone means (YAML 1.2, and JSON, read them so;
+    PyYAML's YAML 1.1 wants 1.0e-3 and leaves the others strings)."""
+
+
+class _YamlDumper(yaml.SafeDumper):
+    """Its twin: a string such as "1e3" is written quoted, so that it reads back a string."""
+
+
+_EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+for _cls in (_YamlLoader, _YamlDumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)
+
+
 def parse_value(text: str) -> Any:
-    """A command-line value read as YAML: '0.9' -> 0.9, 'true' -> True, '[512, 128]' -> list."""
+    """A command-line value read as YAML: '0.9' -> 0.9, '1e-3' -> 0.001, 'true' -> True, '[512, 128]' -> list."""
     try:
-        return yaml.safe_load(text)
+        return read_yaml(text)
     except yaml.YAMLError:
         return text
