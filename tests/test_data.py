@@ -195,6 +195,27 @@ def test_mnist_download_fetches_only_what_is_missing(tmp_path, monkeypatch):
     assert len(calls) == 1
 
 
+def test_a_failed_download_names_the_fix(tmp_path, monkeypatch):
+    """Offline, torchvision raises RuntimeError (MNIST, one line per mirror) or URLError (CIFAR-10): one line."""
+    import urllib.error
+
+    class Offline:
+        def __init__(self, root, train, download):
+            if "MNIST" in type(self).__name__:
+                raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
+                                   "<urlopen error no network>\n")
+            raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr("torchvision.datasets.MNIST", type("OfflineMNIST", (Offline,), {}))
+    monkeypatch.setattr("torchvision.datasets.CIFAR10", type("OfflineCIFAR", (Offline,), {}))
+    with pytest.raises(DataError, match=r"downloading MNIST into .*MNIST/raw failed \(RuntimeError: <urlopen error "
+                                        r"no network>\); check the network connection"):
+        load_data(data_cfg(name="mnist", dir=tmp_path, download=True))
+    with pytest.raises(DataError, match=r"downloading CIFAR10 into .*cifar-10-batches-py failed \(URLError: .*Name or "
+                                        r"service not known.*\); check the network"):
+        load_data(data_cfg(name="cifar10", dir=tmp_path, download=True))
+
+
 # ---- CIFAR in torchvision's pickled layout (made-up batches; torchvision's md5 checks patched out) --------
 
 def write_pickle(path, obj):

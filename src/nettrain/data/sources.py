@@ -32,6 +32,13 @@ class Source:
     image_size: Optional[int] = None
 
 
+def _download_failed(name: str, where: Path, e: Exception) -> DataError:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
+    reason = lines[-1][:200]   # torchvision's message has a line per mirror tried: the last one's error
+    return DataError(f"downloading {name} into {where} failed ({type(e).__name__}: {reason}); check the network "
+                     f"connection, or put the files there yourself")
+
+
 def _missing(name: str, root: Path, expected: str, download_hint=True) -> DataError:
     hint = " or add --download to fetch it" if download_hint else ""
     return DataError(f"{name} not found in {root} (looked for {expected}); "
@@ -97,7 +104,10 @@ def _mnist_like(cfg, root: Path, folder: str, tv_class: str, classes: list) -> S
     stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     if any(find(s) is None for s in stems) and cfg.download:
         import torchvision
-        getattr(torchvision.datasets, tv_class)(str(root), train=True, download=True)
+        try:
+            getattr(torchvision.datasets, tv_class)(str(root), train=True, download=True)
+        except (RuntimeError, OSError) as e:   # no network, a mirror down, a full disk
+            raise _download_failed(tv_class, root / folder / "raw", e) from None
     paths = [find(s) for s in stems]
     if any(p is None for p in paths):
         raise _missing(tv_class, root, f"{folder}/raw/{stems[0]}.gz and the other IDX files")
@@ -126,6 +136,8 @@ def _cifar(cfg, root: Path, tv_class: str, folder: str) -> Source:
     try:
         tr = cls(str(root), train=True, download=cfg.download)
         te = cls(str(root), train=False, download=cfg.download)
+    except OSError as e:   # the download itself: no network, a server down, a full disk
+        raise _download_failed(tv_class, root / folder, e) from None
     except RuntimeError as e:   # torchvision: "Dataset not found or corrupted"
         raise DataError(f"{tv_class} in {root / folder} is unusable ({e}); download it again with --download") from None
     return Source(images_from_numpy(tr.data, np.array(tr.targets), folder),
