@@ -205,6 +205,18 @@ def test_many_unreadable_files_are_summed_up_and_bad_channels_named(tmp_path, ca
         load_data(cfg(root, **{"data.channels": 2}))
 
 
+def test_large_photos_get_a_hint_to_resize(tmp_path, monkeypatch, capfd):
+    monkeypatch.setattr(folder_mod, "LARGE_IMAGES", 20)   # the test's 24x24 files count as large photos here
+    root = make_folder(tmp_path / "photos", n_train=2, n_val=1, corrupt=False)
+    for i, name in enumerate(["a", "b", "c", "d", "e"]):   # outnumber the 16x16 files
+        make_image(root / "train" / "dark" / f"{name}.png", 0, "png", "RGB", (24, 24), np.random.default_rng(i))
+    load_data(cfg(root))
+    assert "are 24x24 (their most common size); training at that size is slow: --image-size 224" in \
+        capfd.readouterr().err
+    load_data(cfg(root, **{"image_size": 24}))   # chosen on purpose: no hint
+    assert "--image-size" not in capfd.readouterr().err
+
+
 def test_only_corrupt_files(tmp_path):
     (tmp_path / "train" / "a").mkdir(parents=True)
     (tmp_path / "train" / "a" / "x.png").write_bytes(b"junk")

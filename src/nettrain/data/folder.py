@@ -25,6 +25,7 @@ from .sources import Source
 
 CACHE_VERSION = 2   # 2: pixels kept NHWC, the models' channels_last layout (1 was NCHW)
 IN_MEMORY_LIMIT = 4 << 30   # decoded bytes above which "auto" keeps the DataLoader path
+LARGE_IMAGES = 512          # side length (pixels) from which a folder trained at its own size gets a warning
 
 
 def scan(root: Path) -> tuple:
@@ -151,6 +152,9 @@ def load_image_folder(cfg, root: Path) -> Source:
     if channels not in (1, 3):
         raise DataError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     size = cfg.image_size or common_size(splits["train"])
+    if not cfg.image_size and size > LARGE_IMAGES:   # camera photos: a model trained at full size is very slow
+        print(f"warning: the images in {root / 'train'} are {size}x{size} (their most common size); training at that "
+              f"size is slow: --image-size 224 (or another) resizes them", file=sys.stderr)
     test_split = "val" if splits.get("val") else "test" if splits.get("test") else None
     n = sum(len(v) for v in splits.values())
     in_memory = cfg.in_memory == "yes" or (cfg.in_memory == "auto" and n * channels * size * size < IN_MEMORY_LIMIT)
