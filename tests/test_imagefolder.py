@@ -150,6 +150,22 @@ def test_predict_file_paths_match_the_training_pipeline(folder_run, folder):
     assert torch.allclose(from_files.probs, from_tensor.probs, atol=1e-6)
 
 
+def test_a_cache_being_written_by_another_run_is_left_alone(tmp_path):
+    """Two runs decoding one folder at once each write their own temporary file (a shared name let one rename the
+    other's half-written file into place, and the other's rename then failed)."""
+    root = make_folder(tmp_path / "photos", n_train=2, n_val=1, corrupt=False)
+    load_data(cfg(root))
+    cache = root / ".nettrain-cache"
+    finished = {p.name: p.read_bytes() for p in cache.glob("train-*.npz")}
+    for p in cache.glob("*.npz"):   # as if nothing were cached yet, while another run is writing the train cache
+        p.unlink()
+    other = cache / (next(iter(finished)).replace(".npz", ".tmp.npz"))
+    other.write_bytes(b"half written by another run")
+    again = load_data(cfg(root))
+    assert other.read_bytes() == b"half written by another run" and len(again.train) == 4
+    assert {p.name for p in cache.glob("train-*.npz")} - {other.name} == set(finished)
+
+
 def test_folder_layout_errors(tmp_path):
     with pytest.raises(DataError, match="has no train/ folder"):
         load_data(cfg(tmp_path))

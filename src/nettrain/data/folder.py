@@ -134,7 +134,7 @@ def _decode_cached(root: Path, split: str, items, channels: int, size: int) -> A
         if progress is not None:
             progress.close()
         y = torch.tensor([items[i][1] for i in keep], dtype=torch.int64)
-        tmp = path.with_suffix(".tmp.npz")
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")   # its own: two runs may decode one folder at once
         np.savez(tmp, images=x.permute(0, 2, 3, 1).numpy(), labels=y.numpy(), errors=np.array(errors, dtype=str))
         os.replace(tmp, path)   # atomic: a half-written cache is never picked up
     for e in errors[:5]:
