@@ -153,6 +153,18 @@ def test_default_run_dir_and_empty_dir(tmp_path, monkeypatch):
     assert yaml.safe_load((c.dir / "config.yaml").read_text())["run"]["dir"] is None
 
 
+def test_default_run_dirs_are_claimed_atomically(tmp_path, monkeypatch):
+    """Runs started in one second by several processes (a shell loop with &) each get their own directory: the name
+    is claimed by mkdir, not by a look that another process can pass at the same moment."""
+    from pathlib import Path
+    from nettrain.runs import RunDir
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("nettrain.runs.time.strftime", lambda fmt: "20261124-120000")
+    monkeypatch.setattr(Path, "exists", lambda self: False)   # what the other process saw before this one's mkdir
+    a, b = RunDir.create(None, "digits", "cnn", False), RunDir.create(None, "digits", "cnn", False)
+    assert (a.path.name, b.path.name) == ("20261124-120000-digits-cnn", "20261124-120000-digits-cnn-2")
+
+
 NAN_AFTER_30_STEPS = """
 import torch.nn.functional as F
 calls = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 import platform
@@ -62,11 +63,17 @@ class RunDir:
         if path is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             safe_model = model.replace("/", "_").replace(":", "_").replace(".py", "")
-            path = Path("runs") / f"{stamp}-{dataset}-{Path(safe_model).name}"
-            n = 1
-            while path.exists():
-                n += 1
-                path = Path("runs") / f"{stamp}-{dataset}-{Path(safe_model).name}-{n}"
+            base = Path("runs") / f"{stamp}-{dataset}-{Path(safe_model).name}"
+            if Path("runs").exists() and not Path("runs").is_dir():
+                raise NettrainError("a file named runs is where run directories go; move it, or give --run-dir")
+            Path("runs").mkdir(exist_ok=True)
+            for n in itertools.count(1):   # mkdir claims a name atomically: runs started in one second get their own
+                path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+                try:
+                    path.mkdir()
+                    return cls(path)
+                except FileExistsError:
+                    continue
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             if not overwrite:
