@@ -189,3 +189,29 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_finite_checkpoin
         nettrain.fit(loss=f"{tmp_path / 'nan_loss.py'}:loss", epochs=3, run_dir=tmp_path / "late", **quiet)
     last = torch.load(tmp_path / "late" / "last.pt", weights_only=True)
     assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+
+
+CTRL_C_AT_STEP_30 = """
+import torch.nn.functional as F
+calls = 0
+
+def loss(outputs, targets):
+    global calls
+    calls += 1
+    if calls == 30:
+        raise KeyboardInterrupt
+    return F.cross_entropy(outputs, targets)
+"""
+
+
+def test_ctrl_c_says_which_epoch_is_kept_and_how_to_resume(tmp_path, capsys):
+    (tmp_path / "ctrl_c.py").write_text(CTRL_C_AT_STEP_30)   # digits: 23 steps an epoch, so in epoch 2
+    args = ["fit", "--loss", f"{tmp_path / 'ctrl_c.py'}:loss", "--epochs", "3", "--run-dir", str(tmp_path / "run"),
+            "--run.progress", "none", "--run.tensorboard", "false"]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert f"stopped in epoch 2; {tmp_path / 'run' / 'last.pt'} keeps epoch 1; continue with: nettrain fit --resume " \
+           f"{tmp_path / 'run'}" in err and err.rstrip().endswith("nettrain: interrupted")
+    assert main(["fit", "--resume", str(tmp_path / "run"), "--loss", "cross-entropy"]) == 0
+    assert [row["epoch"] for row in read_metrics(tmp_path / "run" / "metrics.csv")] == [1, 2, 3]
+

@@ -85,6 +85,11 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
             t.precision.small_linears_in_float32(t.module, t.eval_model, enabled=not tc.compile):
         try:
             final_va = _epochs(t, run, tb, progress, history, best, start_epoch)
+        except KeyboardInterrupt:   # say how to go on; the checkpoints are whole (written atomically)
+            how = (f"{run.last} keeps epoch {len(history)}; continue with: nettrain fit --resume {run.path}"
+                   if run.last.exists() else "no epoch had finished, so there is nothing to resume")
+            print(f"\nnettrain: stopped in epoch {len(history) + 1}; {how}", file=sys.stderr)
+            raise
         finally:
             tb.close()
         test = _test(t, run, progress, final_va)
