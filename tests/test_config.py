@@ -27,10 +27,11 @@ def _value_for(hint, f):
         return st.one_of(st.none(), *[_value_for(a, f) for a in args if a is not type(None)])
     if hint is bool:
         return st.booleans()
+    low, high, above, below, _ = f.metadata.get("bounds") or (None, None, False, False, "")
     if hint is int:
-        return st.integers(-10**9, 10**9)
+        return st.integers(-10**9 if low is None else low + above, 10**9 if high is None else high - below)
     if hint is float:
-        return st.floats(allow_nan=False, allow_infinity=False)
+        return st.floats(low, high, exclude_min=above, exclude_max=below, allow_nan=False, allow_infinity=False)
     if hint is str:
         return _text
     if hint is list or origin is list:

@@ -25,18 +25,38 @@ def choice(default, *choices):
     return field(default=default, metadata={"choices": choices})
 
 
+def bounded(default, low=None, high=None, *, above=False, below=False, note=""):
+    """A number field within [low, high]; `above`/`below` exclude low/high. Values torch would reject deep inside a
+    step (or, for a negative grad_clip, silently turn into gradient ascent) are named when the config is read."""
+    return field(default=default, metadata={"bounds": (low, high, above, below, note)})
+
+
+def _bounds_problem(value, bounds) -> Optional[str]:
+    """'must be ...' when `value` is outside `bounds`, else None."""
+    if bounds is None or value is None:
+        return None
+    low, high, above, below, note = bounds
+    if (low is None or (value > low if above else value >= low)) and \
+            (high is None or (value < high if below else value <= high)):
+        return None
+    if high is None and not above:
+        return f"must be at least {low}"
+    interval = f"{'(' if above else '['}{low}, {'inf' if high is None else high}{')' if below or high is None else ']'}"
+    return f"must be in {interval}" + (f": {note}" if note else "")
+
+
 @dataclass
 class DataConfig:
     name: str = "digits"              # a registered dataset (`nettrain list`)
     dir: Optional[str] = None         # default: $NETTRAIN_DATA, else ./data
     download: bool = False            # let torchvision download the dataset if it is missing
-    image_size: Optional[int] = None  # resize image folders / predicted files to this square size
+    image_size: Optional[int] = bounded(None, 1)  # resize image folders / predicted files to this square size
     channels: Optional[int] = None    # 1 (grayscale) or 3 (RGB) for image folders; default: 3
     val_fraction: float = 0.0         # hold out this share of train for validation (0: validate on test)
     split_seed: int = 0               # seed of the train/test split for datasets that have none
     in_memory: str = choice("auto", "auto", "yes", "no")  # "no": torchvision DataLoader (large folders)
-    workers: int = 0                  # DataLoader workers (only for in_memory: no)
-    crop_padding: int = 0             # random crop with this zero padding (training only)
+    workers: int = bounded(0, 0)      # DataLoader workers (only for in_memory: no)
+    crop_padding: int = bounded(0, 0)  # random crop with this zero padding (training only)
     flip: bool = False                # random horizontal flip (training only)
     alternate_flip: bool = False      # with flip: mirror each image every other epoch (a seeded half first), not by a
                                       # coin per epoch (in-memory data; the DataLoader path keeps coins)
@@ -73,28 +93,30 @@ class SchedConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 64
-    eval_batch_size: int = 1000
-    val_every: int = 1                # validate every N epochs and after the last (0: only after the last)
+    epochs: int = bounded(10, 1)
+    batch_size: int = bounded(64, 1)
+    eval_batch_size: int = bounded(1000, 1)
+    val_every: int = bounded(1, 0)    # validate every N epochs and after the last (0: only after the last)
     shuffle: bool = True
     drop_last: bool = False
     seed: int = 0
     loss: str = "cross-entropy"       # cross-entropy | nll | mse | `package.module:function`
-    label_smoothing: float = 0.0
-    grad_clip: Optional[float] = None  # clip the gradient norm to this value
-    accumulate: int = 1               # gradient accumulation: optimizer step every N batches
+    label_smoothing: float = bounded(0.0, 0, 1, below=True)
+    grad_clip: Optional[float] = bounded(None, 0, above=True, note="a gradient norm")  # clip the gradient norm
+    accumulate: int = bounded(1, 1)   # gradient accumulation: optimizer step every N batches
     device: str = "auto"              # auto | cpu | cuda | cuda:N | mps
     precision: str = choice("auto", "auto", "32", "bf16-mixed", "16-mixed")
     channels_last: bool = True
     small_linears_fp32: bool = True   # under CPU bf16 autocast, small linear layers in float32 (engine/device.py)
     compile: bool = False             # torch.compile the model (falls back to eager with a warning)
-    threads: Optional[int] = None     # CPU threads for torch (default: torch's choice)
+    threads: Optional[int] = bounded(None, 1)  # CPU threads for torch (default: torch's choice)
     tta: bool = False                 # evaluate on the image and its mirror image, averaged
-    tta_shift: int = 0                # with tta: also on copies moved this many pixels diagonally (6 passes)
-    ema: Optional[float] = None       # keep an exponential moving average of the weights (decay per step)
-    lookahead: int = 0                # Lookahead every N steps, airbench's schedule (engine/lookahead.py); 0: off
-    lookahead_decay: float = 0.95     # per step: the slow weights' final share is lookahead_decay ** lookahead
+    tta_shift: int = bounded(0, 0)    # with tta: also on copies moved this many pixels diagonally (6 passes)
+    # keep an exponential moving average of the weights
+    ema: Optional[float] = bounded(None, 0, 1, above=True, below=True, note="the decay per step, e.g. 0.999")
+    lookahead: int = bounded(0, 0)    # Lookahead every N steps, airbench's schedule (engine/lookahead.py); 0: off
+    # per step: the slow weights' final share is lookahead_decay ** lookahead
+    lookahead_decay: float = bounded(0.95, 0, 1, above=True)
 
 
 @dataclass
@@ -218,6 +240,8 @@ def _build_section(name, section_cls, values: dict, errors: list):
             errors.append(f"{name}.{key} must be {_type_name(hints[key])}, got {value!r}")
         elif choices and value not in choices:
             errors.append(f"{name}.{key} must be one of {', '.join(choices)}{closest(value, choices)}, got {value!r}")
+        elif problem := _bounds_problem(value, fields[key].metadata.get("bounds")):
+            errors.append(f"{name}.{key} {problem}, got {value!r}")
         else:
             kwargs[key] = value
     return section_cls(**kwargs)

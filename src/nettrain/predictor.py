@@ -103,17 +103,16 @@ class Predictor:
 
     def _vector_batch(self, inputs) -> torch.Tensor:
         shape = list(self.info.shape)
+        wanted = f"this model takes numbers shaped (N, {', '.join(map(str, shape))})"
         try:
             x = torch.as_tensor(np.asarray(inputs, dtype=np.float32) if not isinstance(inputs, torch.Tensor)
                                 else inputs).float()
         except (TypeError, ValueError) as e:
-            raise DataError(f"this model takes numbers shaped (N, {', '.join(map(str, shape))}), not files or text "
-                            f"({e})") from None
+            raise DataError(f"{wanted}, not files or text ({e})") from None
+        if list(x.shape) == shape:   # one input without its batch dimension
+            x = x.unsqueeze(0)
         if list(x.shape[1:]) != shape:
-            x = x.reshape(1, *shape) if list(x.shape) == shape else x   # one input without its batch dimension
-        if list(x.shape[1:]) != shape:
-            raise DataError(f"this model takes numbers shaped (N, {', '.join(map(str, shape))}), got shape "
-                            f"{tuple(x.shape)}")
+            raise DataError(f"{wanted}, got shape {tuple(x.shape)}")
         return x
 
     def _batch(self, inputs) -> torch.Tensor:

@@ -40,18 +40,18 @@ def write_atomically(path: Path, text: str):
     os.replace(tmp, path)
 
 
-# Everything nettrain writes into a run directory (a new kind of output is added here): --overwrite deletes a directory
-# only when it holds nothing else, so a folder of the user's is never taken for a run and removed.
-RUN_FILES = {"config.yaml", "environment.json", "metrics.csv", "confusion_matrix.csv", "last.pt", "best.pt",
-             "best.safetensors", "tensorboard"}
-# what an interrupted atomic write leaves: write_atomically's name.tmp, checkpoint.save's .name.tmp
-RUN_TEMPORARIES = {Path(f).with_suffix(".tmp").name for f in RUN_FILES} | {f".{f}.tmp" for f in RUN_FILES}
+# Everything nettrain writes into a run directory, by RunDir's name for it (a new kind of output is added here):
+# --overwrite deletes a directory only when it holds nothing else, so a folder of the user's is never taken for a run.
+RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metrics": "metrics.csv",
+             "confusion": "confusion_matrix.csv", "last": "last.pt", "best": "best.pt",
+             "best_safetensors": "best.safetensors", "tensorboard": "tensorboard"}
+# and what an interrupted atomic write leaves: write_atomically's name.tmp, checkpoint.save's .name.tmp
+RUN_NAMES = set(RUN_FILES.values()) | {Path(f).with_suffix(".tmp").name for f in RUN_FILES.values()} | \
+    {f".{f}.tmp" for f in RUN_FILES.values()}
 
 
-def only_nettrain_wrote(path: Path) -> bool:
-    """Whether `path` is a run directory holding only what nettrain writes there."""
-    names = {p.name for p in path.iterdir()}
-    return "config.yaml" in names and names <= RUN_FILES | RUN_TEMPORARIES
+def _file(key: str) -> property:
+    return property(lambda self: self.path / RUN_FILES[key])
 
 
 class RunDir:
@@ -81,8 +81,9 @@ class RunDir:
                                     f"add --overwrite to replace it, or --resume {path} to continue it")
             if not path.is_dir():
                 raise NettrainError(f"{path} is a file, not a run directory; choose another --run-dir")
-            if not only_nettrain_wrote(path):
-                extra = sorted({p.name for p in path.iterdir()} - RUN_FILES - RUN_TEMPORARIES)[:3]
+            names = {p.name for p in path.iterdir()}
+            if names - RUN_NAMES or RUN_FILES["config"] not in names:
+                extra = sorted(names - RUN_NAMES)[:3]
                 why = f"it holds {', '.join(extra)}, which nettrain did not write" if extra else "it has no config.yaml"
                 raise NettrainError(f"{path} is not a nettrain run directory ({why}); refusing to overwrite it: "
                                     f"choose another --run-dir")
@@ -91,13 +92,9 @@ class RunDir:
         return cls(path)
 
     # ---- paths ----
-    config = property(lambda self: self.path / "config.yaml")
-    metrics = property(lambda self: self.path / "metrics.csv")
-    last = property(lambda self: self.path / "last.pt")
-    best = property(lambda self: self.path / "best.pt")
-    best_safetensors = property(lambda self: self.path / "best.safetensors")
-    tensorboard = property(lambda self: self.path / "tensorboard")
-    confusion = property(lambda self: self.path / "confusion_matrix.csv")
+    config, environment, metrics = _file("config"), _file("environment"), _file("metrics")
+    confusion, tensorboard = _file("confusion"), _file("tensorboard")
+    last, best, best_safetensors = _file("last"), _file("best"), _file("best_safetensors")
 
     def write_config(self, text: str):
         write_atomically(self.config, text)
@@ -110,7 +107,7 @@ class RunDir:
             env["torchvision"] = version("torchvision")
         except Exception:
             pass
-        (self.path / "environment.json").write_text(json.dumps(env, indent=2, default=str), encoding="utf-8")
+        self.environment.write_text(json.dumps(env, indent=2, default=str), encoding="utf-8")
 
     def write_metrics(self, rows: list):
         """Rewrite metrics.csv from all rows so far (a resumed run drops rows of an interrupted epoch)."""

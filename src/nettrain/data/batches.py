@@ -163,6 +163,7 @@ class LoaderBatches:
     def __init__(self, dataset, prep: BatchPrep, batch_size: int, *, train: bool, shuffle=False, drop_last=False,
                  seed=0, workers=0):
         self.dataset, self.prep, self.train, self.seed = dataset, prep, train, seed
+        self.batch_size, self.drop_last = batch_size, drop_last
         self.epoch = 0
         self._generator = torch.Generator()
         self.loader = torch.utils.data.DataLoader(
