@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .config import SHORTCUTS, parse_value
 from .errors import NettrainError
+from .trust import CLI_FIXES
 
 # flag -> (config key, type, help)
 FIT_FLAGS = {
@@ -46,6 +47,17 @@ SWITCHES = {"--download": ("download", "let torchvision download the dataset if 
             "--compile": ("compile", "torch.compile the model")}
 
 
+TRUST_HELP = ("import the user code (model class, loss, optimizer) that the checkpoint or run directory names, "
+              "as if you had written it: only for files whose source you trust")
+
+
+def _model_flags(p):
+    """A checkpoint is data (trust.py): its own user code runs only when the user says so."""
+    p.add_argument("--model", help="your model class, path/file.py:Class or package.module:Class, to load the "
+                                   "weights into (instead of the class the checkpoint names)")
+    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nettrain", description="Train, evaluate and run PyTorch models in one command.")
     sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,list}")
@@ -55,8 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         fit.add_argument(flag, type=typ, help=help_)
     for flag, (_, help_) in SWITCHES.items():
         fit.add_argument(flag, action="store_true", default=None, help=help_)
+    fit.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     ev = sub.add_parser("evaluate", help="evaluate a trained model on its test split")
     ev.add_argument("checkpoint", help="run directory or checkpoint file")
+    _model_flags(ev)
     ev.add_argument("--data-dir", help="evaluate on the test split found in this directory instead")
     ev.add_argument("--device", default="auto")
     pr = sub.add_parser("predict", help="predict the classes of image files")
@@ -65,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--topk", type=int, default=3, help="classes to show per input (default 3)")
     pr.add_argument("--json", action="store_true", help="print JSON for machines")
     pr.add_argument("--device", default="cpu")
+    _model_flags(pr)
     sub.add_parser("list", help="list datasets, models, optimizers, losses and schedulers")
     return p
 
@@ -100,13 +115,14 @@ def cmd_fit(args, extra) -> int:
         if getattr(args, flag[2:]):
             options[key] = True
     options.update(parse_extra(extra))
-    api.fit(args.config, resume=args.resume, **options)
+    api.fit(args.config, resume=args.resume, trust_code=args.trust_code, _fixes=CLI_FIXES, **options)
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from . import api
-    model = api.load(args.checkpoint, device=args.device)
+    model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
+                     _fixes=CLI_FIXES)
     result = model.evaluate(data_dir=args.data_dir)
     print(api.format_report(result, model.classes, "test"))
     run_dir = api.checkpoint_run_dir(args.checkpoint)
@@ -134,7 +150,8 @@ def _expand(inputs) -> list:
 def cmd_predict(args) -> int:
     from . import api
     from .data.images import read_image
-    model = api.load(args.checkpoint, device=args.device)
+    model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
+                     _fixes=CLI_FIXES)
     if model.info.kind != "image":
         raise NettrainError("predict from files needs a model trained on images; use the Python API for vectors")
     c, h, _ = model.info.shape

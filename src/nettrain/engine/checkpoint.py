@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError
+from . import checkfields as fields
+
+# torch's weights_only refusal names the global it would have had to import: "GLOBAL pkg.mod.Name was not ..."
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+) was not")
 
 FORMAT_VERSION = 1
 REQUIRED = ("format_version", "model", "config", "data", "epoch")
@@ -74,7 +80,13 @@ def load(path) -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist; give a run directory or a .pt file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+    except pickle.UnpicklingError as e:   # Python objects: torch's advice (weights_only=False) would run them
+        found = _GLOBAL.search(str(e))
+        what = f" (such as {found.group(1)})" if found else ""
+        raise CheckpointError(f"{path} holds Python objects{what}, which loading would run as code, and nettrain "
+                              f"does not run a file's code; give a checkpoint of tensors written by nettrain fit"
+                              ) from None
+    except Exception as e:   # not a torch file, truncated, a directory, unreadable: what torch said, one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a readable nettrain checkpoint ({first[:200]}); "
                               f"give a .pt file written by nettrain fit") from None
@@ -82,6 +94,10 @@ def load(path) -> dict:
         missing = [k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
         raise CheckpointError(f"{path} is not a nettrain checkpoint (missing {', '.join(missing)}); "
                               f"give a .pt file written by nettrain fit")
+    problem = fields.problem(ckpt)
+    if problem:
+        raise CheckpointError(f"{path} is not a valid nettrain checkpoint: {problem}; give a .pt file written by "
+                              f"nettrain fit")
     if ckpt["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {ckpt['format_version']}, newer than this nettrain "
                               f"reads ({FORMAT_VERSION}); upgrade nettrain")
