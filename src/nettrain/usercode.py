@@ -153,7 +153,7 @@ def resolve(spec: str, kind: str, file: Optional[Path] = None):
     must, check = KINDS[kind]
     if not check(obj):
         got = f"the class {obj.__name__}" if inspect.isclass(obj) else f"a {type(obj).__name__}"
-        raise ModelError(f"{what} {spec!r} is {got}; a {kind} must be {must}")
+        raise ModelError(f"{what} {spec!r} is {got}, not {must}; nettrain calls nothing else as a {kind}")
     return obj
 
 

@@ -25,6 +25,7 @@ from . import checkfields as fields
 
 # torch's weights_only refusal names the global it would have had to import: "GLOBAL pkg.mod.Name was not ..."
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+) was not")
+_DETAIL = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
 
 FORMAT_VERSION = 1
 REQUIRED = ("format_version", "model", "config", "data", "epoch")
@@ -80,12 +81,16 @@ def load(path) -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist; give a run directory or a .pt file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:   # Python objects: torch's advice (weights_only=False) would run them
+    except pickle.UnpicklingError as e:   # never torch's advice to pass weights_only=False: that runs the file
         found = _GLOBAL.search(str(e))
-        what = f" (such as {found.group(1)})" if found else ""
-        raise CheckpointError(f"{path} holds Python objects{what}, which loading would run as code, and nettrain "
-                              f"does not run a file's code; give a checkpoint of tensors written by nettrain fit"
-                              ) from None
+        if found:   # Python objects, which unpickling would import and call
+            raise CheckpointError(f"{path} holds Python objects (such as {found.group(1)}), which loading would run "
+                                  f"as code, and nettrain does not run a file's code; give a checkpoint of tensors "
+                                  f"written by nettrain fit") from None
+        detail = _DETAIL.search(str(e))
+        raise CheckpointError(f"{path} is not a readable nettrain checkpoint (its pickle is damaged or not torch's"
+                              f"{': ' + detail.group(1)[:120] if detail else ''}); give a .pt file written by "
+                              f"nettrain fit") from None
     except Exception as e:   # not a torch file, truncated, a directory, unreadable: what torch said, one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a readable nettrain checkpoint ({first[:200]}); "
