@@ -213,11 +213,11 @@ def test_own_model_loads_without_flags_and_a_changed_or_unknown_one_is_refused(t
 
     (tmp_path / "nets.py").write_text(NET + "# edited\n")   # changed since: refused
     with pytest.raises(CheckpointError, match=r"nets.py:Net' from .*nets.py, which has changed since the run was "
-                                              r"trained.*model=YourModel\(...\)\), or trust_code=True"):
+                                              r"trained.*model=YourModel\(...\)\), or use trust_code=True"):
         nettrain.load(run.dir)
     assert main(["predict", str(run.dir), img]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--model path/file.py:Class, or --trust-code" in err
+    assert err.count("\n") == 1 and "--model path/file.py:Class, or use --trust-code" in err
     (tmp_path / "nets.py").write_text(NET)
     (nettrain_home / "trusted-code.json").unlink()   # a run folder from elsewhere: not known on this machine
     with pytest.raises(CheckpointError, match="which no nettrain fit on this machine has run"):
@@ -337,3 +337,22 @@ def test_an_optimizer_and_a_scheduler_class_of_ones_own_by_import_path(tmp_path)
     with pytest.raises(NettrainError, match="standard library module 'subprocess'"):
         nettrain.fit(dataset="two-gaussians", model="mlp", optimizer="subprocess.Popen", run_dir=tmp_path / "r4",
                      **QUIET_API)
+
+
+def halved_cross_entropy(outputs, targets):
+    return torch.nn.functional.cross_entropy(outputs, targets) / 2
+
+
+def test_fit_takes_a_loss_object_and_records_its_name(tmp_path):
+    run = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, loss=halved_cross_entropy,
+                       run_dir=tmp_path / "fn", **QUIET_API)
+    assert run.model.config.train.loss == "test_untrusted:halved_cross_entropy"
+    full = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, loss=torch.nn.CrossEntropyLoss(),
+                        run_dir=tmp_path / "module", **QUIET_API)
+    assert full.model.config.train.loss == "torch.nn.modules.loss:CrossEntropyLoss"
+    assert run.test["loss"] == pytest.approx(full.test["loss"] / 2, rel=1e-3)   # Adam: the same steps, but eps
+    # the runs load back without flags: fit recorded the code as the user's own
+    assert nettrain.load(run.dir).evaluate()["loss"] == pytest.approx(run.test["loss"], rel=1e-5)
+    assert nettrain.load(full.dir).evaluate()["loss"] == pytest.approx(full.test["loss"], rel=1e-5)
+    with pytest.raises(NettrainError, match="loss= takes an nn.Module subclass or instance, or a Python function"):
+        nettrain.fit(dataset="two-gaussians", model="mlp", loss=print, run_dir=tmp_path / "bad", **QUIET_API)

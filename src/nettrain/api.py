@@ -11,6 +11,7 @@ keys (`**{"optim.momentum": 0.9}`), or whole sections (`optim={"momentum": 0.9}`
 """
 from __future__ import annotations
 
+import types
 from pathlib import Path
 from typing import Optional
 
@@ -69,6 +70,7 @@ def fit(config=None, *, data=None, val_data=None, classes=None, resume=None, tru
     A resumed run's config is data: the user code it names runs only as trust.py allows (`trust_code=True` to
     trust it, or give the model again)."""
     module = options.pop("model") if isinstance(options.get("model"), nn.Module) else None
+    loss = options.pop("loss") if options.get("loss") is not None and not isinstance(options["loss"], str) else None
     gate = None
     if resume is not None:
         run_dir = Path(resume)
@@ -76,7 +78,8 @@ def fit(config=None, *, data=None, val_data=None, classes=None, resume=None, tru
             raise CheckpointError(f"{run_dir} is not a run directory with a checkpoint to resume (no config.yaml "
                                   f"or last.pt); give the directory of a run started by nettrain fit")
         cfg = resolve_config(run_dir / "config.yaml", options)
-        own = _given_kinds(options) | ({"model"} if module is not None else set())
+        own = _given_kinds(options) | ({"model"} if module is not None else set()) | \
+            ({"loss"} if loss is not None else set())
         gate = Gate(run_dir, ckpt_io.load(run_dir / "last.pt").get("code"), trust_code, own,
                     _fixes or RESUME_FIXES)
     else:
@@ -89,7 +92,10 @@ def fit(config=None, *, data=None, val_data=None, classes=None, resume=None, tru
         user_data = from_user_data(data, val_data, classes, cfg.data)
     if module is not None:
         cfg = cfg.override({"model.name": f"{type(module).__module__}:{type(module).__qualname__}"})
-    return train(cfg, module, user_data, Path(resume) if resume is not None else None, gate)
+    if loss is not None:   # the config holds a name: the function's, or the loss module's class
+        named = loss if isinstance(loss, types.FunctionType) else type(loss)
+        cfg = cfg.override({"train.loss": f"{named.__module__}:{named.__qualname__}"})
+    return train(cfg, module, user_data, Path(resume) if resume is not None else None, gate, loss)
 
 
 # ---- load ------------------------------------------------------------------------------------------

@@ -47,17 +47,17 @@ class Run:
 
 
 def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path],
-          gate: Optional[Gate] = None) -> Run:
+          gate: Optional[Gate] = None, loss=None) -> Run:
     """Train as `cfg` says: on the user's `module` and `data` when given (else the config's model and dataset), in a
     new run directory, or continuing `resume_dir` from its last checkpoint. `gate` (trust.py): how the user specs
-    of a resumed run's config, which is data, may be imported."""
+    of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it)."""
     t0 = time.perf_counter()
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
     _seed_everything(tc.seed)
     progress = Progress(cfg.run.progress, tc.epochs)
-    t = _build(cfg, module, data, fresh=resume_dir is None, gate=gate)
+    t = _build(cfg, module, data, fresh=resume_dir is None, gate=gate, loss=loss)
 
     # the run directory: a new one, or the one being resumed
     history, best, start_epoch = [], {"metric": "val_acc" if t.classification else "val_loss", "value": None,
@@ -100,7 +100,8 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
     if best["epoch"] is not None:
         progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
                      f"{seconds:.1f}s in all")
-    return Run(run.path, history, Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision), test,
+    return Run(run.path, history, Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision,
+                                                  loss_fn=t.step.loss_fn), test,
                seconds)
 
 
@@ -154,7 +155,7 @@ class _Training:
 
 
 def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh: bool,
-           gate: Optional[Gate] = None) -> _Training:
+           gate: Optional[Gate] = None, loss=None) -> _Training:
     tc = cfg.train
     device = resolve_device(tc.device)
     data = data or load_data(cfg.data)
@@ -175,7 +176,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
                                            channels_last=channels_last).__iter__().__next__()[0])
 
     # the batches and the step
-    loss_fn = build_loss(loss_config(cfg, info.task), gate)
+    loss_fn = build_loss(loss_config(cfg, info.task), gate, loss)
     input_dtype = _input_dtype(cfg, module, data, precision)
     train_batches = make_batches(data.train, info, cfg.data, device, tc.batch_size, train=True, shuffle=tc.shuffle,
                                  drop_last=tc.drop_last, seed=tc.seed, channels_last=channels_last,

@@ -77,10 +77,10 @@ def known(entry: dict) -> bool:
 
 
 # How the user says "here is the code" or "I trust it", per caller (for the one-line refusal).
-CLI_FIXES = {"model": "give the model: --model path/file.py:Class", "trust": "--trust-code"}
-API_FIXES = {"model": "or pass your model: nettrain.load(path, model=YourModel(...))", "trust": "trust_code=True"}
+CLI_FIXES = {"model": "give the model: --model path/file.py:Class", "trust": "use --trust-code"}
+API_FIXES = {"model": "or pass your model: nettrain.load(path, model=YourModel(...))", "trust": "use trust_code=True"}
 RESUME_FIXES = {"model": "or pass your model: nettrain.fit(resume=run, model=YourModel(...))",
-                "trust": "trust_code=True"}
+                "trust": "use trust_code=True"}
 
 
 class Gate:
@@ -113,8 +113,10 @@ class Gate:
                 print(f"nettrain: trusting {self.where}: importing {kind} {spec!r} from "
                       f"{file or usercode.locate(where) or where}", file=sys.stderr)
             return usercode.resolve(spec, kind, file=file)
-        if entry is None or path is None or not path.is_file():
-            raise self._refuse(spec, kind, f"whose source file is not on this machine ({path or where})")
+        if entry is None:   # a class of __main__ or of a function, a module nettrain cannot find without importing it
+            raise self._refuse(spec, kind, "whose source file is unknown")
+        if not path.is_file():
+            raise self._refuse(spec, kind, f"from {path}, which is not on this machine")
         now = usercode.digest(path)
         if now != entry["sha256"]:
             raise self._refuse(spec, kind, f"from {path}, which has changed since the run was trained")

@@ -176,13 +176,18 @@ def _l1(cfg):
     return nn.L1Loss()
 
 
-def build_loss(cfg, gate=None):
+def build_loss(cfg, gate=None, obj=None):
     """A registered loss, or the user's `package.module:function` / `file.py:function` (or nn.Module loss class or
-    instance); `gate` when the name comes from a checkpoint or run directory."""
-    if cfg.loss in LOSSES or ":" not in cfg.loss:
-        return LOSSES.get(cfg.loss)(cfg)
+    instance); `gate` when the name comes from a checkpoint or run directory. `obj`: the user's loss object itself
+    (nettrain.fit(loss=fn)), which cfg.loss names."""
     from .. import usercode
-    obj = gate.resolve(cfg.loss, "loss") if gate is not None else usercode.resolve(cfg.loss, "loss")
+    if obj is not None:
+        if not usercode.KINDS["loss"][1](obj):
+            raise ConfigError(f"loss= takes {usercode.KINDS['loss'][0]}, got a {type(obj).__name__}")
+    elif cfg.loss in LOSSES or ":" not in cfg.loss:
+        return LOSSES.get(cfg.loss)(cfg)
+    else:
+        obj = gate.resolve(cfg.loss, "loss") if gate is not None else usercode.resolve(cfg.loss, "loss")
     if isinstance(obj, type):   # an nn.Module loss class: built without arguments
         try:
             obj = obj()
