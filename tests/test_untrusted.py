@@ -237,6 +237,21 @@ def test_own_model_loads_without_flags_and_a_changed_or_unknown_one_is_refused(t
     assert torch.allclose(nettrain.load(run.dir, trust_code=True).predict(x).probs, expected)
 
 
+def test_a_record_vouches_only_for_the_name_it_was_made_for(tmp_path, monkeypatch):
+    """Another class of a trusted file is not trusted by the record of the one the user trained."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets.py").write_text(NET + "\n\nclass Other(Net):\n    pass\n")
+    run = nettrain.fit(dataset="digits", model="nets.py:Net", epochs=1, batch_size=512, precision="32",
+                       run_dir=tmp_path / "run", **QUIET_API)
+    state = torch.load(run.dir / "best.pt", weights_only=True)
+    state["config"]["model"]["name"] = "nets.py:Other"
+    state["code"]["model"]["spec"] = "nets.py:Other"   # the record keeps name Net, which the store knows
+    torch.save(state, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="'nets.py:Other' from .*nets.py, which no nettrain fit on this"):
+        nettrain.load(tmp_path / "other.pt")
+    assert nettrain.load(run.dir) is not None
+
+
 def test_resume_of_a_run_with_an_unknown_model_takes_the_model_from_the_command_line(tmp_path, monkeypatch, capsys,
                                                                                      nettrain_home):
     monkeypatch.chdir(tmp_path)
@@ -277,6 +292,8 @@ FIELDS = {
     "negative shape": (lambda s: s["data"].update(shape=[1, -8, 8]), "data.shape must be a list of 1 to 3"),
     "negative epoch": (lambda s: s.update(epoch=-1), "epoch must be a non-negative integer"),
     "code not a mapping": (lambda s: s.update(code=["x"]), "code must map kinds"),
+    "history not a list": (lambda s: s.update(history="x"), "history must be a list, got str"),
+    "rng without a torch state": (lambda s: s.update(rng={"torch": [1]}), "rng.torch must be a uint8 tensor"),
 }
 
 

@@ -28,11 +28,14 @@ FIT_FLAGS = {
     "--dataset": ("dataset", str, "dataset name (nettrain list)"),
     "--data-dir": ("data_dir", str, "data directory (default: $NETTRAIN_DATA, else ./data)"),
     "--model": ("model", str, "model name, package.module:Class or path/file.py:Class"),
-    "--optimizer": ("optimizer", str, "sgd, adam, adamw, rmsprop, adagrad, adadelta, muon"),
+    "--optimizer": ("optimizer", str, "sgd, adam, adamw, rmsprop, adagrad, adadelta, muon, or a torch.optim.Optimizer "
+                                      "class: torch.optim.ASGD, package.module:Class, path/file.py:Class "
+                                      "(--optim.args '{t0: 1000}')"),
     "--lr": ("lr", float, "learning rate"),
     "--momentum": ("momentum", float, "momentum (sgd, rmsprop)"),
     "--weight-decay": ("weight_decay", float, "weight decay"),
-    "--scheduler": ("scheduler", str, "none, step, cosine, onecycle"),
+    "--scheduler": ("scheduler", str, "none, step, cosine, onecycle, or an LRScheduler class by import path "
+                                      "(--sched.args '{step_size: 5}')"),
     "--epochs": ("epochs", int, "number of epochs"),
     "--batch-size": ("batch_size", int, "batch size"),
     "--seed": ("seed", int, "random seed"),
@@ -189,6 +192,8 @@ def cmd_list() -> int:
             print(f"  {name:<{width}}  {help_}")
     print("models also: package.module:Class or path/to/file.py:Class (your own nn.Module, with --model.args.*)")
     print("losses also: package.module:function or path/to/file.py:function")
+    print("optimizers and schedulers also: a torch.optim.Optimizer / LRScheduler class by import path "
+          "(torch.optim.ASGD, package.module:Class, path/to/file.py:Class), with --optim.args / --sched.args")
     print(f"config shortcuts: {', '.join(sorted(SHORTCUTS))}")
     return 0
 

@@ -98,10 +98,10 @@ class Gate:
     def resolve(self, spec: str, kind: str):
         if kind in self.own:
             return usercode.resolve(spec, kind)
+        where, name = usercode.split(spec, kind)
         recorded = self.code.get(kind)
-        if not (isinstance(recorded, dict) and recorded.get("spec") == spec):
-            recorded = None
-        where, _ = usercode.split(spec, kind)
+        if not (isinstance(recorded, dict) and recorded.get("spec") == spec and recorded.get("name") == name):
+            recorded = None   # a record of another spec, or of another name in a trusted file, vouches for nothing
         if not usercode.is_file_spec(where) and usercode.stdlib(where):
             return usercode.resolve(spec, kind)   # refused there, by name, without an import
         entry = recorded or usercode.origin(spec)

@@ -49,7 +49,28 @@ def problem(ckpt: dict) -> Optional[str]:
     epoch = ckpt["epoch"]
     if not _int(epoch) or epoch < 0:
         return f"epoch must be a non-negative integer, got {epoch!r}"
-    return data_problem(ckpt["data"]) or code_problem(ckpt.get("code"))
+    return data_problem(ckpt["data"]) or code_problem(ckpt.get("code")) or resume_problem(ckpt)
+
+
+# what a resume reads, when present: key -> (the types it may have, in words)
+RESUME_FIELDS = {"optimizer": ((dict,), "a mapping"), "scheduler": ((dict,), "a mapping"),
+                 "scaler": ((dict,), "a mapping"), "ema": ((dict, type(None)), "a mapping or null"),
+                 "lookahead": ((dict, type(None)), "a mapping or null"), "rng": ((dict,), "a mapping"),
+                 "history": ((list,), "a list"), "best": ((dict,), "a mapping"),
+                 "train_model": ((dict,), "a state_dict")}
+
+
+def resume_problem(ckpt: dict) -> Optional[str]:
+    """The fields a resume restores: of the right container types (their contents are torch's to check)."""
+    for key, (types_, words) in RESUME_FIELDS.items():
+        if key in ckpt and not isinstance(ckpt[key], types_):
+            return f"{key} must be {words}, got {type(ckpt[key]).__name__}"
+    rng = ckpt.get("rng")
+    if rng is not None and not (isinstance(rng.get("torch"), torch.Tensor) and rng["torch"].dtype == torch.uint8):
+        return "rng.torch must be a uint8 tensor (torch.get_rng_state())"
+    if "history" in ckpt and not all(isinstance(row, dict) for row in ckpt["history"]):
+        return "history must be a list of metric rows (mappings)"
+    return None
 
 
 def data_problem(d) -> Optional[str]:
