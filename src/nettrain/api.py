@@ -108,7 +108,7 @@ def load(path, model=None, device: str = "cpu", trust_code: bool = False, _fixes
     give `model`: an instance of your own class, or its spec ("my_nets.py:Net", built with the run's model.args)."""
     fixes = _fixes or API_FIXES
     state = ckpt_io.load(path)
-    cfg = Config.from_dict(state["config"])
+    cfg = Config.from_dict(state["config"]).override({"data.download": False})   # reading a file fetches nothing
     info = DataInfo.from_dict(state["data"])
     gate = Gate(state["path"], state.get("code"), trust_code, fixes=fixes)
     if model is None or isinstance(model, str):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .config import SHORTCUTS, parse_value
 from .errors import NettrainError
-from .trust import CLI_FIXES
+from .trust import CLI_FIXES, RESUME_CLI_FIXES
 
 # flag -> (config key, type, help)
 FIT_FLAGS = {
@@ -118,7 +118,7 @@ def cmd_fit(args, extra) -> int:
         if getattr(args, flag[2:]):
             options[key] = True
     options.update(parse_extra(extra))
-    api.fit(args.config, resume=args.resume, trust_code=args.trust_code, _fixes=CLI_FIXES, **options)
+    api.fit(args.config, resume=args.resume, trust_code=args.trust_code, _fixes=RESUME_CLI_FIXES, **options)
     return 0
 
 

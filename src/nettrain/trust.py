@@ -78,6 +78,8 @@ def known(entry: dict) -> bool:
 
 # How the user says "here is the code" or "I trust it", per caller (for the one-line refusal).
 CLI_FIXES = {"model": "give the model: --model path/file.py:Class", "trust": "use --trust-code"}
+RESUME_CLI_FIXES = dict(CLI_FIXES, loss="give it again: --loss SPEC", optimizer="give it again: --optimizer SPEC",
+                        scheduler="give it again: --scheduler SPEC")
 API_FIXES = {"model": "or pass your model: nettrain.load(path, model=YourModel(...))", "trust": "use trust_code=True"}
 RESUME_FIXES = {"model": "or pass your model: nettrain.fit(resume=run, model=YourModel(...))",
                 "trust": "use trust_code=True"}
