@@ -100,9 +100,8 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
     if best["epoch"] is not None:
         progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
                      f"{seconds:.1f}s in all")
-    return Run(run.path, history, Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision,
-                                                  loss_fn=t.step.loss_fn), test,
-               seconds)
+    predictor = Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision, loss_fn=t.step.loss_fn)
+    return Run(run.path, history, predictor, test, seconds)
 
 
 def _seed_everything(seed: int):

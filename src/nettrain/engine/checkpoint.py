@@ -67,6 +67,11 @@ def save_safetensors(path, state_dict: dict, metadata: dict):
     _atomic(path, lambda p: save_file(tensors, str(p), metadata=meta))
 
 
+def _without_advice(text: str) -> str:
+    """torch's words, unless they advise weights_only=False, which would run the file's code."""
+    return "" if "weights_only" in text else text
+
+
 def load(path) -> dict:
     path = Path(path)
     if path.is_dir():
@@ -88,11 +93,11 @@ def load(path) -> dict:
                                   f"as code, and nettrain does not run a file's code; give a checkpoint of tensors "
                                   f"written by nettrain fit") from None
         detail = _DETAIL.search(str(e))
+        detail = _without_advice(detail.group(1)[:120]) if detail else ""
         raise CheckpointError(f"{path} is not a readable nettrain checkpoint (its pickle is damaged or not torch's"
-                              f"{': ' + detail.group(1)[:120] if detail else ''}); give a .pt file written by "
-                              f"nettrain fit") from None
+                              f"{': ' + detail if detail else ''}); give a .pt file written by nettrain fit") from None
     except Exception as e:   # not a torch file, truncated, a directory, unreadable: what torch said, one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = _without_advice(str(e).strip().splitlines()[0] if str(e).strip() else "") or type(e).__name__
         raise CheckpointError(f"{path} is not a readable nettrain checkpoint ({first[:200]}); "
                               f"give a .pt file written by nettrain fit") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
