@@ -24,7 +24,7 @@ from .data.images import is_image_file
 from .engine import checkpoint as ckpt_io
 from .engine.device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, ModelError, NettrainError
-from .models import build_model
+from .models import MODELS, build_model
 from .predictor import Predictions, Predictor, format_report
 from .training import Run, train
 from .trust import API_FIXES, RESUME_FIXES, Gate
@@ -111,6 +111,8 @@ def load(path, model=None, device: str = "cpu", trust_code: bool = False, _fixes
     cfg = Config.from_dict(state["config"]).override({"data.download": False})   # reading a file fetches nothing
     info = DataInfo.from_dict(state["data"])
     gate = Gate(state["path"], state.get("code"), trust_code, fixes=fixes)
+    if model is None and cfg.model.name in MODELS:
+        _check_size(cfg, info, state)
     if model is None or isinstance(model, str):
         try:
             model = build_model(model or cfg.model.name, info.shape, info.outputs, cfg.model.args,
@@ -127,6 +129,27 @@ def load(path, model=None, device: str = "cpu", trust_code: bool = False, _fixes
         model.to(memory_format=torch.channels_last)
     return Predictor(model.eval(), info, cfg, dev,
                      resolve_precision(cfg.train.precision, dev, info.kind, cfg.train.small_linears_fp32), gate)
+
+
+def _check_size(cfg: Config, info: DataInfo, state: dict):
+    """A built-in model's size, from the checkpoint's model.args, against the weights it holds: built first on the
+    meta device (no memory), so that args that would allocate far more than the file holds (hidden: [10**9]) are
+    refused before they are."""
+    try:
+        with torch.device("meta"):
+            probe = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args)
+    except NettrainError as e:
+        raise CheckpointError(f"{state['path']}: {e}") from None
+    except Exception as e:   # args of the wrong type for the builder (a string for a width)
+        raise CheckpointError(f"{state['path']} holds model.args {cfg.model.args} that model {cfg.model.name!r} "
+                              f"cannot be built with ({type(e).__name__}); give a checkpoint written by nettrain "
+                              f"fit") from None
+    need = sum(t.numel() for t in probe.state_dict().values())
+    have = sum(t.numel() for t in state["model"].values())
+    if need > have:
+        raise CheckpointError(f"{state['path']}: model {cfg.model.name!r} with model.args {cfg.model.args} has "
+                              f"{need:,} weights, but the checkpoint holds {have:,}; give a checkpoint written by "
+                              f"nettrain fit")
 
 
 def checkpoint_run_dir(path) -> Optional[Path]:
