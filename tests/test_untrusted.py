@@ -293,7 +293,7 @@ FIELDS = {
     "negative epoch": (lambda s: s.update(epoch=-1), "epoch must be a non-negative integer"),
     "code not a mapping": (lambda s: s.update(code=["x"]), "code must map kinds"),
     "a model far larger than its weights": (lambda s: s["config"]["model"]["args"].update(hidden=[10 ** 9]),
-                                            "has 75,000,000,010 weights, but the checkpoint holds 610"),
+                                            "it has 75,000,000,010 weights, the file 610"),
     "history not a list": (lambda s: s.update(history="x"), "history must be a list, got str"),
     "rng without a torch state": (lambda s: s.update(rng={"torch": [1]}), "rng.torch must be a uint8 tensor"),
 }

@@ -147,9 +147,9 @@ def _check_size(cfg: Config, info: DataInfo, state: dict):
     need = sum(t.numel() for t in probe.state_dict().values())
     have = sum(t.numel() for t in state["model"].values())
     if need > have:
-        raise CheckpointError(f"{state['path']}: model {cfg.model.name!r} with model.args {cfg.model.args} has "
-                              f"{need:,} weights, but the checkpoint holds {have:,}; give a checkpoint written by "
-                              f"nettrain fit")
+        raise CheckpointError(f"{state['path']} holds weights of another model than {cfg.model.name!r} (with "
+                              f"model.args {cfg.model.args} it has {need:,} weights, the file {have:,}); use the "
+                              f"model and data it was trained with")
 
 
 def checkpoint_run_dir(path) -> Optional[Path]:
