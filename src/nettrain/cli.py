@@ -1,9 +1,9 @@
 """The `nettrain` command: parse arguments, call the API, print results and errors. No logic of its own.
 
     nettrain fit [--config FILE] [--dataset mnist --model cnn --epochs 3 ...] [--optim.momentum 0.9 ...]
-    nettrain fit --resume RUN_DIR
-    nettrain evaluate RUN_DIR_OR_CHECKPOINT [--data-dir DIR]
-    nettrain predict RUN_DIR_OR_CHECKPOINT FILE_OR_FOLDER... [--topk 3] [--json]
+    nettrain fit --resume RUN_DIR [--model SPEC] [--trust-code]
+    nettrain evaluate RUN_DIR_OR_CHECKPOINT [--data-dir DIR] [--model SPEC] [--trust-code]
+    nettrain predict RUN_DIR_OR_CHECKPOINT FILE_OR_FOLDER... [--topk 3] [--json] [--model SPEC] [--trust-code]
     nettrain list
 
 A user error (`NettrainError`) prints one line and exits with code 2; anything else is a bug and keeps its
