@@ -45,3 +45,12 @@ def cifar_dir(tmp_path_factory):
 def quiet():
     """Options for fast, silent test runs."""
     return {"run.progress": "none", "run.tensorboard": False}
+
+
+@pytest.fixture(autouse=True)
+def nettrain_home(tmp_path_factory, monkeypatch):
+    """Each test's own trust store (trust.py): no test reads or writes the user's ~/.cache/nettrain, and what one
+    test trained is not trusted in another."""
+    home = tmp_path_factory.mktemp("nettrain-home")
+    monkeypatch.setenv("NETTRAIN_HOME", str(home))
+    return home

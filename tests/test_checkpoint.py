@@ -110,8 +110,10 @@ def test_clean_state_dict_strips_wrapper_prefixes():
 
 def test_save_is_atomic_and_leaves_no_temp_file(tmp_path):
     path = tmp_path / "c.pt"
-    ckpt_io.save(path, {"model": {"w": torch.ones(2)}, "config": {}, "data": {}, "epoch": 1})
-    ckpt_io.save(path, {"model": {"w": torch.zeros(2)}, "config": {}, "data": {}, "epoch": 2})
+    data = {"kind": "vector", "shape": [2], "task": "regression", "classes": None, "outputs": 1, "mean": [],
+            "std": [], "image_size": None}   # load checks every field (test_untrusted.py)
+    ckpt_io.save(path, {"model": {"w": torch.ones(2)}, "config": {}, "data": data, "epoch": 1})
+    ckpt_io.save(path, {"model": {"w": torch.zeros(2)}, "config": {}, "data": data, "epoch": 2})
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
     assert ckpt_io.load(path)["epoch"] == 2
 

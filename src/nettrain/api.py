@@ -11,6 +11,7 @@ keys (`**{"optim.momentum": 0.9}`), or whole sections (`optim={"momentum": 0.9}`
 """
 from __future__ import annotations
 
+import types
 from pathlib import Path
 from typing import Optional
 
@@ -23,9 +24,10 @@ from .data.images import is_image_file
 from .engine import checkpoint as ckpt_io
 from .engine.device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, ModelError, NettrainError
-from .models import build_model
+from .models import MODELS, build_model
 from .predictor import Predictions, Predictor, format_report
 from .training import Run, train
+from .trust import API_FIXES, RESUME_FIXES, Gate
 
 
 # ---- configuration --------------------------------------------------------------------------------
@@ -51,15 +53,35 @@ def resolve_config(config=None, options: Optional[dict] = None) -> Config:
 
 # ---- fit -------------------------------------------------------------------------------------------
 
-def fit(config=None, *, data=None, val_data=None, classes=None, resume=None, **options) -> Run:
-    """Train a model; returns the Run (its directory, metrics and trained model). See the module docstring."""
+# the options by which the user names a kind of code anew, rather than take the resumed run's
+OWN_KEYS = {"model": {"model", "model.name"}, "loss": {"loss", "train.loss"},
+            "optimizer": {"optimizer", "optim.name"}, "scheduler": {"scheduler", "sched.name"}}
+
+
+def _given_kinds(options: dict) -> set:
+    keys = set(options) | {f"{k}.{sub}" for k, v in options.items() if k in SECTIONS and isinstance(v, dict)
+                           for sub in v}
+    return {kind for kind, names in OWN_KEYS.items() if names & keys}
+
+
+def fit(config=None, *, data=None, val_data=None, classes=None, resume=None, trust_code: bool = False,
+        _fixes: Optional[dict] = None, **options) -> Run:
+    """Train a model; returns the Run (its directory, metrics and trained model). See the module docstring.
+    A resumed run's config is data: the user code it names runs only as trust.py allows (`trust_code=True` to
+    trust it, or give the model again)."""
     module = options.pop("model") if isinstance(options.get("model"), nn.Module) else None
+    loss = options.pop("loss") if options.get("loss") is not None and not isinstance(options["loss"], str) else None
+    gate = None
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").exists() or not (run_dir / "last.pt").exists():
             raise CheckpointError(f"{run_dir} is not a run directory with a checkpoint to resume (no config.yaml "
                                   f"or last.pt); give the directory of a run started by nettrain fit")
         cfg = resolve_config(run_dir / "config.yaml", options)
+        own = _given_kinds(options) | ({"model"} if module is not None else set()) | \
+            ({"loss"} if loss is not None else set())
+        gate = Gate(run_dir, ckpt_io.load(run_dir / "last.pt").get("code"), trust_code, own,
+                    _fixes or RESUME_FIXES)
     else:
         cfg = resolve_config(config, options)
     user_data = None
@@ -70,29 +92,64 @@ def fit(config=None, *, data=None, val_data=None, classes=None, resume=None, **o
         user_data = from_user_data(data, val_data, classes, cfg.data)
     if module is not None:
         cfg = cfg.override({"model.name": f"{type(module).__module__}:{type(module).__qualname__}"})
-    return train(cfg, module, user_data, Path(resume) if resume is not None else None)
+    if loss is not None:   # the config holds a name: the function's, or the loss module's class
+        named = loss if isinstance(loss, types.FunctionType) else type(loss)
+        cfg = cfg.override({"train.loss": f"{named.__module__}:{named.__qualname__}"})
+    return train(cfg, module, user_data, Path(resume) if resume is not None else None, gate, loss)
 
 
 # ---- load ------------------------------------------------------------------------------------------
 
-def load(path, model: Optional[nn.Module] = None, device: str = "cpu") -> Predictor:
-    """A trained model from a run directory (its best.pt) or a checkpoint file. Give `model` (an instance of
-    your own class) when the class cannot be imported by name."""
+def load(path, model=None, device: str = "cpu", trust_code: bool = False, _fixes: Optional[dict] = None) -> Predictor:
+    """A trained model from a run directory (its best.pt) or a checkpoint file.
+
+    A checkpoint is data: the user code its config names (a model class, a loss) is imported only when it is the
+    user's own, trained on this machine and unchanged since (see trust.py), or with `trust_code=True`. Otherwise
+    give `model`: an instance of your own class, or its spec ("my_nets.py:Net", built with the run's model.args)."""
+    fixes = _fixes or API_FIXES
     state = ckpt_io.load(path)
-    cfg = Config.from_dict(state["config"])
+    cfg = Config.from_dict(state["config"]).override({"data.download": False})   # reading a file fetches nothing
     info = DataInfo.from_dict(state["data"])
-    if model is None:
+    gate = Gate(state["path"], state.get("code"), trust_code, fixes=fixes)
+    if model is None and cfg.model.name in MODELS:
+        _check_size(cfg, info, state)
+    if model is None or isinstance(model, str):
         try:
-            model = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args)
+            model = build_model(model or cfg.model.name, info.shape, info.outputs, cfg.model.args,
+                                gate if model is None else None)
         except ModelError as e:
-            raise ModelError(f"{e}; or pass your model: nettrain.load(path, model=YourModel(...))") from None
+            raise ModelError(f"{e}; {fixes['model']}") from None
+    elif not isinstance(model, nn.Module):
+        raise ModelError(f"model= takes an instance of your nn.Module class or its spec 'file.py:Class', got "
+                         f"{type(model).__name__}")
     ckpt_io.load_weights(model, state["model"], state["path"], cfg.model.name)
     dev = resolve_device(device)
     model.to(dev)
     if cfg.train.channels_last and info.kind == "image":
         model.to(memory_format=torch.channels_last)
     return Predictor(model.eval(), info, cfg, dev,
-                     resolve_precision(cfg.train.precision, dev, info.kind, cfg.train.small_linears_fp32))
+                     resolve_precision(cfg.train.precision, dev, info.kind, cfg.train.small_linears_fp32), gate)
+
+
+def _check_size(cfg: Config, info: DataInfo, state: dict):
+    """A built-in model's size, from the checkpoint's model.args, against the weights it holds: built first on the
+    meta device (no memory), so that args that would allocate far more than the file holds (hidden: [10**9]) are
+    refused before they are."""
+    try:
+        with torch.device("meta"):
+            probe = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args)
+    except NettrainError as e:
+        raise CheckpointError(f"{state['path']}: {e}") from None
+    except Exception as e:   # args of the wrong type for the builder (a string for a width)
+        raise CheckpointError(f"{state['path']} holds model.args {cfg.model.args} that model {cfg.model.name!r} "
+                              f"cannot be built with ({type(e).__name__}); give a checkpoint written by nettrain "
+                              f"fit") from None
+    need = sum(t.numel() for t in probe.state_dict().values())
+    have = sum(t.numel() for t in state["model"].values())
+    if need > have:
+        raise CheckpointError(f"{state['path']} holds weights of another model than {cfg.model.name!r} (with "
+                              f"model.args {cfg.model.args} it has {need:,} weights, the file {have:,}); use the "
+                              f"model and data it was trained with")
 
 
 def checkpoint_run_dir(path) -> Optional[Path]:

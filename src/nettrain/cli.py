@@ -1,9 +1,9 @@
 """The `nettrain` command: parse arguments, call the API, print results and errors. No logic of its own.
 
     nettrain fit [--config FILE] [--dataset mnist --model cnn --epochs 3 ...] [--optim.momentum 0.9 ...]
-    nettrain fit --resume RUN_DIR
-    nettrain evaluate RUN_DIR_OR_CHECKPOINT [--data-dir DIR]
-    nettrain predict RUN_DIR_OR_CHECKPOINT FILE_OR_FOLDER... [--topk 3] [--json]
+    nettrain fit --resume RUN_DIR [--model SPEC] [--trust-code]
+    nettrain evaluate RUN_DIR_OR_CHECKPOINT [--data-dir DIR] [--model SPEC] [--trust-code]
+    nettrain predict RUN_DIR_OR_CHECKPOINT FILE_OR_FOLDER... [--topk 3] [--json] [--model SPEC] [--trust-code]
     nettrain list
 
 A user error (`NettrainError`) prints one line and exits with code 2; anything else is a bug and keeps its
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .config import SHORTCUTS, parse_value
 from .errors import NettrainError
+from .trust import CLI_FIXES, RESUME_CLI_FIXES
 
 # flag -> (config key, type, help)
 FIT_FLAGS = {
@@ -27,11 +28,14 @@ FIT_FLAGS = {
     "--dataset": ("dataset", str, "dataset name (nettrain list)"),
     "--data-dir": ("data_dir", str, "data directory (default: $NETTRAIN_DATA, else ./data)"),
     "--model": ("model", str, "model name, package.module:Class or path/file.py:Class"),
-    "--optimizer": ("optimizer", str, "sgd, adam, adamw, rmsprop, adagrad, adadelta, muon"),
+    "--optimizer": ("optimizer", str, "sgd, adam, adamw, rmsprop, adagrad, adadelta, muon, or a torch.optim.Optimizer "
+                                      "class: torch.optim.ASGD, package.module:Class, path/file.py:Class "
+                                      "(--optim.args '{t0: 1000}')"),
     "--lr": ("lr", float, "learning rate"),
     "--momentum": ("momentum", float, "momentum (sgd, rmsprop)"),
     "--weight-decay": ("weight_decay", float, "weight decay"),
-    "--scheduler": ("scheduler", str, "none, step, cosine, onecycle"),
+    "--scheduler": ("scheduler", str, "none, step, cosine, onecycle, or an LRScheduler class by import path "
+                                      "(--sched.args '{step_size: 5}')"),
     "--epochs": ("epochs", int, "number of epochs"),
     "--batch-size": ("batch_size", int, "batch size"),
     "--seed": ("seed", int, "random seed"),
@@ -46,6 +50,17 @@ SWITCHES = {"--download": ("download", "let torchvision download the dataset if 
             "--compile": ("compile", "torch.compile the model")}
 
 
+TRUST_HELP = ("import the user code (model class, loss, optimizer) that the checkpoint or run directory names, "
+              "as if you had written it: only for files whose source you trust")
+
+
+def _model_flags(p):
+    """A checkpoint is data (trust.py): its own user code runs only when the user says so."""
+    p.add_argument("--model", help="your model class, path/file.py:Class or package.module:Class, to load the "
+                                   "weights into (instead of the class the checkpoint names)")
+    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nettrain", description="Train, evaluate and run PyTorch models in one command.")
     sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,list}")
@@ -55,8 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         fit.add_argument(flag, type=typ, help=help_)
     for flag, (_, help_) in SWITCHES.items():
         fit.add_argument(flag, action="store_true", default=None, help=help_)
+    fit.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     ev = sub.add_parser("evaluate", help="evaluate a trained model on its test split")
     ev.add_argument("checkpoint", help="run directory or checkpoint file")
+    _model_flags(ev)
     ev.add_argument("--data-dir", help="evaluate on the test split found in this directory instead")
     ev.add_argument("--device", default="auto")
     pr = sub.add_parser("predict", help="predict the classes of image files")
@@ -65,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--topk", type=int, default=3, help="classes to show per input (default 3)")
     pr.add_argument("--json", action="store_true", help="print JSON for machines")
     pr.add_argument("--device", default="cpu")
+    _model_flags(pr)
     sub.add_parser("list", help="list datasets, models, optimizers, losses and schedulers")
     return p
 
@@ -100,13 +118,14 @@ def cmd_fit(args, extra) -> int:
         if getattr(args, flag[2:]):
             options[key] = True
     options.update(parse_extra(extra))
-    api.fit(args.config, resume=args.resume, **options)
+    api.fit(args.config, resume=args.resume, trust_code=args.trust_code, _fixes=RESUME_CLI_FIXES, **options)
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from . import api
-    model = api.load(args.checkpoint, device=args.device)
+    model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
+                     _fixes=CLI_FIXES)
     result = model.evaluate(data_dir=args.data_dir)
     print(api.format_report(result, model.classes, "test"))
     run_dir = api.checkpoint_run_dir(args.checkpoint)
@@ -134,7 +153,8 @@ def _expand(inputs) -> list:
 def cmd_predict(args) -> int:
     from . import api
     from .data.images import read_image
-    model = api.load(args.checkpoint, device=args.device)
+    model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
+                     _fixes=CLI_FIXES)
     if model.info.kind != "image":
         raise NettrainError("predict from files needs a model trained on images; use the Python API for vectors")
     c, h, _ = model.info.shape
@@ -172,6 +192,8 @@ def cmd_list() -> int:
             print(f"  {name:<{width}}  {help_}")
     print("models also: package.module:Class or path/to/file.py:Class (your own nn.Module, with --model.args.*)")
     print("losses also: package.module:function or path/to/file.py:function")
+    print("optimizers and schedulers also: a torch.optim.Optimizer / LRScheduler class by import path "
+          "(torch.optim.ASGD, package.module:Class, path/to/file.py:Class), with --optim.args / --sched.args")
     print(f"config shortcuts: {', '.join(sorted(SHORTCUTS))}")
     return 0
 

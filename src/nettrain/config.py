@@ -89,6 +89,7 @@ class SchedConfig:
     gamma: float = 0.1
     min_lr: float = 0.0               # cosine: final lr
     pct_start: float = 0.25           # onecycle: share of steps spent rising to optim.lr
+    args: dict = field(default_factory=dict)  # keyword arguments for a scheduler class of your own (sched.name)
 
 
 @dataclass

@@ -55,8 +55,11 @@ class Predictions:
 class Predictor:
     """A trained model with the preprocessing it was trained with: what `nettrain.load` returns."""
 
-    def __init__(self, module: nn.Module, info: DataInfo, config: Config, device=None, precision=None):
+    def __init__(self, module: nn.Module, info: DataInfo, config: Config, device=None, precision=None, gate=None,
+                 loss_fn=None):
         self.module, self.info, self.config = module.eval(), info, config
+        self.gate = gate   # trust.Gate for a loaded checkpoint: its config's user loss is data (see trust.py)
+        self.loss_fn = loss_fn   # the training's own loss (a fit's Predictor), else built from the config
         self.device = device or next(module.parameters()).device
         self.precision = precision or resolve_precision("32", self.device, info.kind)
 
@@ -167,7 +170,7 @@ class Predictor:
             if list(loaded.info.shape) != list(self.info.shape):
                 raise DataError(f"the data in {data_dir or dcfg.dir} has inputs of shape {loaded.info.shape}, "
                                 f"the model was trained on {self.info.shape}")
-        loss_fn = build_loss(loss_config(cfg, self.info.task))
+        loss_fn = self.loss_fn or build_loss(loss_config(cfg, self.info.task), self.gate)
         batches = make_batches(split, self.info, cfg.data, self.device, batch_size or cfg.train.eval_batch_size,
                                train=False, channels_last=cfg.train.channels_last)
         with freed_memory_kept(self.device.type == "cpu"), self.precision.small_linears_in_float32(self.module):

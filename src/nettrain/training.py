@@ -32,6 +32,8 @@ from .errors import ConfigError, DivergedError
 from .models import build_model, check_fits
 from .predictor import Predictor, format_report, loss_config
 from .runs import RunDir, TensorBoardLog
+from .trust import Gate, remember
+from .usercode import is_user_spec, origin
 
 
 @dataclass
@@ -44,16 +46,18 @@ class Run:
     seconds: float = 0.0
 
 
-def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path]) -> Run:
+def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path],
+          gate: Optional[Gate] = None, loss=None) -> Run:
     """Train as `cfg` says: on the user's `module` and `data` when given (else the config's model and dataset), in a
-    new run directory, or continuing `resume_dir` from its last checkpoint."""
+    new run directory, or continuing `resume_dir` from its last checkpoint. `gate` (trust.py): how the user specs
+    of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it)."""
     t0 = time.perf_counter()
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
     _seed_everything(tc.seed)
     progress = Progress(cfg.run.progress, tc.epochs)
-    t = _build(cfg, module, data, fresh=resume_dir is None)
+    t = _build(cfg, module, data, fresh=resume_dir is None, gate=gate, loss=loss)
 
     # the run directory: a new one, or the one being resumed
     history, best, start_epoch = [], {"metric": "val_acc" if t.classification else "val_loss", "value": None,
@@ -96,8 +100,8 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
     if best["epoch"] is not None:
         progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
                      f"{seconds:.1f}s in all")
-    return Run(run.path, history, Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision), test,
-               seconds)
+    predictor = Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision, loss_fn=t.step.loss_fn)
+    return Run(run.path, history, predictor, test, seconds)
 
 
 def _seed_everything(seed: int):
@@ -128,6 +132,7 @@ class _Training:
     val_batches: object
     steps_per_epoch: int               # optimizer steps (batches / accumulate)
     input_dtype: Optional[torch.dtype]   # in-memory images stored rounded to it (see _input_dtype), or None
+    code: dict = field(default_factory=dict)   # kind -> where the user's code came from (checkpoints record it)
 
     @property
     def classification(self) -> bool:
@@ -148,7 +153,8 @@ class _Training:
                              self.info.outputs, tc.tta, tc.tta_shift)
 
 
-def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh: bool) -> _Training:
+def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh: bool,
+           gate: Optional[Gate] = None, loss=None) -> _Training:
     tc = cfg.train
     device = resolve_device(tc.device)
     data = data or load_data(cfg.data)
@@ -158,7 +164,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
 
     # the model, built and checked on the CPU, then moved
     if module is None:
-        module = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args)
+        module = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args, gate)
     check_fits(module, cfg.model.name, info.shape, info.outputs, info.task)
     channels_last = _channels_last(cfg, info)
     module.to(device)
@@ -169,7 +175,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
                                            channels_last=channels_last).__iter__().__next__()[0])
 
     # the batches and the step
-    loss_fn = build_loss(loss_config(cfg, info.task))
+    loss_fn = build_loss(loss_config(cfg, info.task), gate, loss)
     input_dtype = _input_dtype(cfg, module, data, precision)
     train_batches = make_batches(data.train, info, cfg.data, device, tc.batch_size, train=True, shuffle=tc.shuffle,
                                  drop_last=tc.drop_last, seed=tc.seed, channels_last=channels_last,
@@ -180,8 +186,8 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     val_batches = make_batches(data.val, info, cfg.data, device, tc.eval_batch_size, train=False,
                                channels_last=channels_last, input_dtype=input_dtype) if data.val is not None else None
     steps_per_epoch = math.ceil(len(train_batches) / tc.accumulate)
-    optimizer = build_optimizer(module.parameters(), cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.sched, tc.epochs, steps_per_epoch)
+    optimizer = build_optimizer(module.parameters(), cfg.optim, gate)
+    scheduler = build_scheduler(optimizer, cfg.sched, tc.epochs, steps_per_epoch, gate)
     ema = None
     if tc.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -192,7 +198,27 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     step = Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema,
                 lookahead)
     return _Training(cfg, data, info, precision, module, step, train_batches, val_batches, steps_per_epoch,
-                     input_dtype)
+                     input_dtype, _code_origins(cfg, gate))
+
+
+def _code_origins(cfg: Config, gate: Optional[Gate]) -> dict:
+    """Where the user's code named in `cfg` came from (file and sha256), for the checkpoints; the user's own (not a
+    resumed checkpoint's) is added to the trust store, so that loading this run later needs no flag."""
+    specs = {"model": cfg.model.name, "loss": cfg.train.loss, "optimizer": cfg.optim.name, "scheduler": cfg.sched.name}
+    code, own = {}, []
+    for kind, spec in specs.items():
+        if not is_user_spec(kind, spec):
+            continue
+        if gate is not None and not gate.owns(kind):   # the checkpoint's record, as it was trusted
+            if isinstance(gate.code.get(kind), dict) and gate.code[kind].get("spec") == spec:
+                code[kind] = gate.code[kind]
+            continue
+        found = origin(spec)
+        if found:
+            code[kind] = found
+            own.append(found)
+    remember(own)
+    return code
 
 
 def _input_dtype(cfg: Config, module: nn.Module, data: Data, precision) -> Optional[torch.dtype]:
@@ -248,7 +274,7 @@ def _checkpoint(t: _Training, epoch: int, history: list, best: dict) -> dict:
              "ema": s.ema.state_dict() if s.ema is not None else None,
              "lookahead": s.lookahead.state_dict() if s.lookahead is not None else None, "epoch": epoch,
              "rng": ckpt_io.rng_state(), "config": t.cfg.to_dict(), "data": t.info.to_dict(), "history": history,
-             "best": best, "nettrain_version": __version__}
+             "best": best, "nettrain_version": __version__, "code": t.code}
     if s.ema is not None:   # training resumes from the raw weights; predictions use the average
         state["train_model"] = ckpt_io.clean_state_dict(t.module)
     return state

@@ -14,11 +14,18 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError
+from . import checkfields as fields
+
+# torch's weights_only refusal names the global it would have had to import: "GLOBAL pkg.mod.Name was not ..."
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+) was not")
+_DETAIL = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
 
 FORMAT_VERSION = 1
 REQUIRED = ("format_version", "model", "config", "data", "epoch")
@@ -60,6 +67,11 @@ def save_safetensors(path, state_dict: dict, metadata: dict):
     _atomic(path, lambda p: save_file(tensors, str(p), metadata=meta))
 
 
+def _without_advice(text: str) -> str:
+    """torch's words, unless they advise weights_only=False, which would run the file's code."""
+    return "" if "weights_only" in text else text
+
+
 def load(path) -> dict:
     path = Path(path)
     if path.is_dir():
@@ -74,14 +86,28 @@ def load(path) -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist; give a run directory or a .pt file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except pickle.UnpicklingError as e:   # never torch's advice to pass weights_only=False: that runs the file
+        found = _GLOBAL.search(str(e))
+        if found:   # Python objects, which unpickling would import and call
+            raise CheckpointError(f"{path} holds Python objects (such as {found.group(1)}), which loading would run "
+                                  f"as code, and nettrain does not run a file's code; give a checkpoint of tensors "
+                                  f"written by nettrain fit") from None
+        detail = _DETAIL.search(str(e))
+        detail = _without_advice(detail.group(1)[:120]) if detail else ""
+        raise CheckpointError(f"{path} is not a readable nettrain checkpoint (its pickle is damaged or not torch's"
+                              f"{': ' + detail if detail else ''}); give a .pt file written by nettrain fit") from None
+    except Exception as e:   # not a torch file, truncated, a directory, unreadable: what torch said, one line
+        first = _without_advice(str(e).strip().splitlines()[0] if str(e).strip() else "") or type(e).__name__
         raise CheckpointError(f"{path} is not a readable nettrain checkpoint ({first[:200]}); "
                               f"give a .pt file written by nettrain fit") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
         missing = [k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
         raise CheckpointError(f"{path} is not a nettrain checkpoint (missing {', '.join(missing)}); "
                               f"give a .pt file written by nettrain fit")
+    problem = fields.problem(ckpt)
+    if problem:
+        raise CheckpointError(f"{path} is not a valid nettrain checkpoint: {problem}; give a .pt file written by "
+                              f"nettrain fit")
     if ckpt["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {ckpt['format_version']}, newer than this nettrain "
                               f"reads ({FORMAT_VERSION}); upgrade nettrain")

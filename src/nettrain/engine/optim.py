@@ -36,15 +36,32 @@ for _name, _cls, _help in [
 FUSED = ("adam", "adamw")
 
 
-def build_optimizer(params, cfg) -> torch.optim.Optimizer:
-    cls = OPTIMIZERS.get(cfg.name)
-    kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+def _user_class(name: str, kind: str, gate):
+    """The user's optimizer or scheduler class (`pkg.mod.Class`, `pkg.mod:Class`, `file.py:Class`), type-checked
+    before it is called; `gate` when the name comes from a checkpoint or run directory."""
+    from .. import usercode
+    return gate.resolve(name, kind) if gate is not None else usercode.resolve(name, kind)
+
+
+def is_spec(name: str) -> bool:
+    """A user spec rather than a registered name: registered names have neither dots nor colons."""
+    return ":" in name or "." in name
+
+
+def build_optimizer(params, cfg, gate=None) -> torch.optim.Optimizer:
+    user = cfg.name not in OPTIMIZERS and is_spec(cfg.name)
+    cls = _user_class(cfg.name, "optimizer", gate) if user else OPTIMIZERS.get(cfg.name)
+    params_ = inspect.signature(cls).parameters
+    accepted = [p for p in params_ if p not in ("params", "self")]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params_.values())
+    kwargs = {"lr": cfg.lr}
+    if not user or cfg.weight_decay or "weight_decay" in accepted:   # a user class may have no weight decay
+        kwargs["weight_decay"] = cfg.weight_decay
     for key in ("momentum", "nesterov", "eps"):
         if getattr(cfg, key) is not None:
             kwargs[key] = getattr(cfg, key)
     if cfg.betas is not None:
         kwargs["betas"] = tuple(cfg.betas)
-    accepted = [p for p in inspect.signature(cls).parameters if p not in ("params", "self")]
     if not {"fused", "foreach"} & set(cfg.args):
         params = list(params)
         if cfg.name in FUSED and all(isinstance(p, torch.Tensor) and p.device.type in ("cpu", "cuda")
@@ -57,7 +74,7 @@ def build_optimizer(params, cfg) -> torch.optim.Optimizer:
             # (about 3% of the tutorial recipe's batch-16 step) and computes the same values.
             kwargs["foreach"] = True
     kwargs.update(cfg.args)
-    bad = [k for k in kwargs if k not in accepted]
+    bad = [k for k in kwargs if k not in accepted] if not takes_any else []
     if bad:
         raise ConfigError(f"optimizer {cfg.name!r} takes no {', '.join(bad)}{closest(bad[0], accepted)}; "
                           f"it takes: {', '.join(accepted)}")
@@ -65,6 +82,12 @@ def build_optimizer(params, cfg) -> torch.optim.Optimizer:
         return cls(params, **kwargs)
     except (ValueError, TypeError, RuntimeError) as e:
         raise ConfigError(f"optimizer {cfg.name!r}: {e}; fix the optim.* values") from None
+    except Exception as e:   # the user's class raised something else in its __init__
+        if not user:
+            raise
+        from ..usercode import raised
+        raise ConfigError(f"optimizer {cfg.name!r} failed to build ({raised(e)}); fix the class or its "
+                          f"--optim.args") from None
 
 
 @SCHEDULERS.register("none", "constant learning rate (after the warmup, if any)")
@@ -89,8 +112,30 @@ def _onecycle(opt, cfg, total_steps, steps_per_epoch):
                                                pct_start=cfg.pct_start)
 
 
-def build_scheduler(opt, cfg, epochs: int, steps_per_epoch: int):
-    builder = SCHEDULERS.get(cfg.name)
+def _user_scheduler(cls, name: str):
+    """A builder like the registered ones for the user's LRScheduler class, called with sched.args, which are
+    checked against its signature first."""
+    def build(opt, cfg, total_steps, steps_per_epoch):
+        from ..usercode import check_kwargs, raised
+        check_kwargs(cls, cfg.args, f"scheduler {name!r}", skip=("self", "optimizer"))
+        try:
+            return cls(opt, **cfg.args)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"scheduler {name!r}: {e}; fix the sched.args values") from None
+        except Exception as e:
+            raise ConfigError(f"scheduler {name!r} failed to build ({raised(e)}); fix the class or its "
+                              f"--sched.args") from None
+    return build
+
+
+def build_scheduler(opt, cfg, epochs: int, steps_per_epoch: int, gate=None):
+    if cfg.name not in SCHEDULERS and is_spec(cfg.name):
+        builder = _user_scheduler(_user_class(cfg.name, "scheduler", gate), cfg.name)
+    else:
+        builder = SCHEDULERS.get(cfg.name)
+        if cfg.args:
+            raise ConfigError(f"sched.args are for a scheduler class of your own; {cfg.name!r} takes its settings "
+                              f"from the sched.* keys")
     warmup = round(cfg.warmup_epochs * steps_per_epoch) if cfg.name != "onecycle" else 0
     total = epochs * steps_per_epoch
     main = builder(opt, cfg, total - warmup, steps_per_epoch)
@@ -131,17 +176,33 @@ def _l1(cfg):
     return nn.L1Loss()
 
 
-def build_loss(cfg):
-    """A registered loss, or the user's function `package.module:function` / `file.py:function`."""
-    if cfg.loss in LOSSES or ":" not in cfg.loss:
+def build_loss(cfg, gate=None, obj=None):
+    """A registered loss, or the user's `package.module:function` / `file.py:function` (or nn.Module loss class or
+    instance); `gate` when the name comes from a checkpoint or run directory. `obj`: the user's loss object itself
+    (nettrain.fit(loss=fn)), which cfg.loss names."""
+    from .. import usercode
+    if obj is not None:
+        if not usercode.KINDS["loss"][1](obj):
+            raise ConfigError(f"loss= takes {usercode.KINDS['loss'][0]}, got a {type(obj).__name__}")
+    elif cfg.loss in LOSSES or ":" not in cfg.loss:
         return LOSSES.get(cfg.loss)(cfg)
-    from ..models import load_object
-    fn = load_object(cfg.loss, "loss")
-    if not callable(fn):
-        raise ConfigError(f"loss {cfg.loss!r} is not callable; give a function f(outputs, targets) -> loss")
+    else:
+        obj = gate.resolve(cfg.loss, "loss") if gate is not None else usercode.resolve(cfg.loss, "loss")
+    if isinstance(obj, type):   # an nn.Module loss class: built without arguments
+        try:
+            obj = obj()
+        except Exception as e:
+            raise ConfigError(f"loss {cfg.loss!r} cannot be built without arguments ({usercode.raised(e)}); "
+                              f"give a function, or an instance at module level") from None
+    fn = obj
+    code = getattr(fn, "__code__", None) or getattr(getattr(type(fn), "forward", None), "__code__", None)
+    file = code.co_filename if code is not None else None
 
     def checked(outputs, targets):   # shape only: no host sync
-        loss = fn(outputs, targets)
+        try:
+            loss = fn(outputs, targets)
+        except Exception as e:   # the user's function failed: where in it, in one line
+            raise ConfigError(f"loss {cfg.loss!r} raised {usercode.raised(e, file)}; fix the function") from None
         if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
             got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ConfigError(f"loss {cfg.loss!r} returned {got}; it must return one number, a 0-d tensor "

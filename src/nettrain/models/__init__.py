@@ -9,72 +9,21 @@ fit the data fails in one line here rather than deep inside the first step.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import inspect
-import sys
-import traceback
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..usercode import load_object, raised, resolve
 from .zoo import MODELS
 from . import fast  # noqa: F401,E402  (registers fastnet)
 
-__all__ = ["MODELS", "build_model", "check_fits", "load_object"]
+__all__ = ["MODELS", "build_model", "check_fits", "load_object", "raised"]
 
 
-def raised(e: BaseException) -> str:
-    """`Type: message at file:line`, the line being where in the user's code it was raised (one line, no trace)."""
-    if isinstance(e, SyntaxError):
-        return f"SyntaxError: {e.msg} at {Path(e.filename or '?').name}:{e.lineno}"
-    frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
-    return f"{type(e).__name__}: {e}" + (f" at {Path(frame.filename).name}:{frame.lineno}" if frame else "")
-
-
-def load_object(spec: str, what: str):
-    """`package.module:Name` or `path/to/file.py:Name` -> the object."""
-    if ":" not in spec:
-        raise ModelError(f"{what} {spec!r} is not a registered name nor 'module:Name' / 'file.py:Name'")
-    where, name = spec.rsplit(":", 1)
-    try:
-        if where.endswith(".py"):
-            path = Path(where).expanduser().resolve()
-            if not path.exists():
-                raise ModelError(f"{what} file {where} does not exist; give the path of a .py file")
-            module_name = f"nettrain_user_{path.stem}"
-            module = sys.modules.get(module_name)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()   # an edited file is run again (a notebook)
-            if module is None or getattr(module, "__file__", None) != str(path) or \
-                    getattr(module, "_nettrain_source", None) != digest:
-                spec_ = importlib.util.spec_from_file_location(module_name, path)
-                module = importlib.util.module_from_spec(spec_)
-                module._nettrain_source = digest
-                sys.modules[module_name] = module   # so checkpoints and pickling can find it again
-                try:
-                    spec_.loader.exec_module(module)
-                except BaseException:
-                    del sys.modules[module_name]   # a file that failed must not be found half-run next time
-                    raise
-        else:
-            module = importlib.import_module(where)
-    except ModelError:
-        raise
-    except ImportError as e:
-        raise ModelError(f"cannot import {where!r} for {what} {spec!r}: {e}; check the module name and that it is "
-                         f"on PYTHONPATH") from None
-    except Exception as e:   # the user's file itself fails: a syntax error, a line that raises when it runs
-        raise ModelError(f"{where} fails to load ({raised(e)}); fix the file") from None
-    if not hasattr(module, name):
-        names = [n for n in dir(module) if not n.startswith("_")]
-        raise ModelError(f"{where} has no {name!r} for {what}; it defines: {', '.join(names[:20])}")
-    return getattr(module, name)
-
-
-def build_model(name: str, shape, outputs: int, args: dict) -> nn.Module:
+def build_model(name: str, shape, outputs: int, args: dict, gate=None) -> nn.Module:
+    """`gate`: a trust.Gate when `name` comes from a checkpoint or run directory (data), None when the user gave it."""
     if name in MODELS:
         builder = MODELS.get(name)
         params = inspect.signature(builder).parameters
@@ -87,7 +36,12 @@ def build_model(name: str, shape, outputs: int, args: dict) -> nn.Module:
     if ":" not in name:
         from ..errors import unknown as unknown_name
         raise unknown_name("model", name, MODELS.names() + ["<module>:<Class>", "<file.py>:<Class>"])
-    cls = load_object(name, "model")
+    cls = gate.resolve(name, "model") if gate is not None else resolve(name, "model")
+    if isinstance(cls, nn.Module):   # an instance at module level: used as it is
+        if args:
+            raise ModelError(f"{name} is a model instance, which takes no --model.args ({', '.join(args)}); "
+                             f"remove them, or name its class")
+        return cls
     try:
         model = cls(**args)
     except TypeError as e:

@@ -4,6 +4,8 @@ are the same as those of the tutorial code that builds the same layers by hand).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -82,7 +84,7 @@ def mlp(shape, outputs, hidden=(512, 128), dropout=0.0, activation="relu"):
         raise ModelError(f"mlp activation must be one of {', '.join(acts)}, got {activation!r}")
     if isinstance(hidden, int):
         hidden = [hidden]
-    sizes = [int(torch.tensor(shape).prod())] + list(hidden)
+    sizes = [math.prod(shape)] + list(hidden)   # not a tensor: the model also builds on the meta device
     layers = [nn.Flatten()]
     for a, b in zip(sizes, sizes[1:]):
         layers += [nn.Linear(a, b), acts[activation]()]

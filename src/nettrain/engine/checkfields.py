@@ -1,0 +1,127 @@
+"""The fields of a loaded checkpoint, checked before anything uses them.
+
+A checkpoint is a file anyone can write: its `data` sizes the model and the buffers nettrain allocates, its
+`config` names what to build. Each field is checked for its type and range here, so that a crafted or damaged
+file is refused in one line (checkpoint.load raises it as a CheckpointError) rather than failing deep inside, or
+allocating a [1, 100000, 100000] input before failing.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+MAX_INPUT_VALUES = 2 ** 25   # one input's values (C*H*W): 3x3344x3344 images, far above any dataset nettrain reads
+MAX_OUTPUTS = 1_000_000      # classes or regression targets
+MAX_IMAGE_SIZE = 16384
+DATA_KEYS = ("kind", "shape", "task", "classes", "outputs", "mean", "std", "image_size")
+CODE_KEYS = ("spec", "file", "name", "sha256")
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _numbers(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                                       for x in v)
+
+
+def problem(ckpt: dict) -> Optional[str]:
+    """What is wrong with a checkpoint dict's fields, in words, or None."""
+    v = ckpt["format_version"]
+    if not _int(v) or v < 1:
+        return f"format_version must be a positive integer, got {v!r}"
+    model = ckpt["model"]
+    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(t, torch.Tensor)
+                                              for k, t in model.items()):
+        return "model must be a state_dict, a mapping of parameter names to tensors" + \
+            ("" if isinstance(model, dict) else f", got {type(model).__name__}")
+    if not isinstance(ckpt["config"], dict):
+        return f"config must be a mapping, got {type(ckpt['config']).__name__}"
+    from ..config import Config
+    from ..errors import ConfigError
+    try:
+        Config.from_dict(ckpt["config"])
+    except ConfigError as e:
+        return f"its config is invalid ({str(e)[:300]})"
+    epoch = ckpt["epoch"]
+    if not _int(epoch) or epoch < 0:
+        return f"epoch must be a non-negative integer, got {epoch!r}"
+    return data_problem(ckpt["data"]) or code_problem(ckpt.get("code")) or resume_problem(ckpt)
+
+
+# what a resume reads, when present: key -> (the types it may have, in words)
+RESUME_FIELDS = {"optimizer": ((dict,), "a mapping"), "scheduler": ((dict,), "a mapping"),
+                 "scaler": ((dict,), "a mapping"), "ema": ((dict, type(None)), "a mapping or null"),
+                 "lookahead": ((dict, type(None)), "a mapping or null"), "rng": ((dict,), "a mapping"),
+                 "history": ((list,), "a list"), "best": ((dict,), "a mapping"),
+                 "train_model": ((dict,), "a state_dict")}
+
+
+def resume_problem(ckpt: dict) -> Optional[str]:
+    """The fields a resume restores: of the right container types (their contents are torch's to check)."""
+    for key, (types_, words) in RESUME_FIELDS.items():
+        if key in ckpt and not isinstance(ckpt[key], types_):
+            return f"{key} must be {words}, got {type(ckpt[key]).__name__}"
+    rng = ckpt.get("rng")
+    if rng is not None and not (isinstance(rng.get("torch"), torch.Tensor) and rng["torch"].dtype == torch.uint8):
+        return "rng.torch must be a uint8 tensor (torch.get_rng_state())"
+    if "history" in ckpt and not all(isinstance(row, dict) for row in ckpt["history"]):
+        return "history must be a list of metric rows (mappings)"
+    return None
+
+
+def data_problem(d) -> Optional[str]:
+    """The `data` field: exactly DataInfo's keys, with types and sizes that fit together."""
+    if not isinstance(d, dict):
+        return f"data must be a mapping with keys {', '.join(DATA_KEYS)}, got {type(d).__name__}"
+    if set(d) != set(DATA_KEYS):
+        extra, missing = sorted(map(str, set(d) - set(DATA_KEYS))), sorted(set(DATA_KEYS) - set(d))
+        return "data must have exactly the keys " + ", ".join(DATA_KEYS) + \
+            (f"; it has {', '.join(extra)}" if extra else "") + (f"; it lacks {', '.join(missing)}" if missing else "")
+    kind, task, shape, outputs, classes = d["kind"], d["task"], d["shape"], d["outputs"], d["classes"]
+    if kind not in ("image", "vector"):
+        return f"data.kind must be image or vector, got {kind!r}"
+    if task not in ("classification", "regression"):
+        return f"data.task must be classification or regression, got {task!r}"
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 3 or not all(_int(n) and n > 0 for n in shape):
+        return f"data.shape must be a list of 1 to 3 positive integers, got {shape!r}"
+    if kind == "image" and len(shape) != 3:
+        return f"data.shape of images must be [channels, height, width], got {shape!r}"
+    if math.prod(shape) > MAX_INPUT_VALUES:   # checked before anything of this size is allocated
+        return f"data.shape {shape} makes inputs of {math.prod(shape):,} values, more than the limit of " \
+               f"{MAX_INPUT_VALUES:,}"
+    if not _int(outputs) or not 1 <= outputs <= MAX_OUTPUTS:
+        return f"data.outputs must be an integer from 1 to {MAX_OUTPUTS:,}, got {outputs!r}"
+    if task == "classification":
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            return f"data.classes must be a list of class names (strings), got {type(classes).__name__}"
+        if len(classes) != outputs:
+            return f"data.classes names {len(classes)} classes but the model has {outputs} outputs"
+    elif classes is not None:
+        return f"data.classes must be null for regression, got {type(classes).__name__}"
+    channels = shape[0] if kind == "image" else None
+    for key in ("mean", "std"):
+        if not _numbers(d[key]):
+            return f"data.{key} must be a list of finite numbers, got {d[key]!r:.80}"
+        if channels is not None and len(d[key]) != channels:
+            return f"data.{key} must have one value per channel ({channels}), got {len(d[key])}"
+    if kind == "image" and not all(s > 0 for s in d["std"]):
+        return f"data.std must be positive, got {d['std']}"
+    size = d["image_size"]
+    if size is not None and (not _int(size) or not 1 <= size <= MAX_IMAGE_SIZE):
+        return f"data.image_size must be null or an integer from 1 to {MAX_IMAGE_SIZE}, got {size!r}"
+    return None
+
+
+def code_problem(code) -> Optional[str]:
+    """The optional `code` field: kind -> {spec, file, name, sha256}, all strings (trust.py reads it)."""
+    if code is None:
+        return None
+    if not isinstance(code, dict) or not all(
+            isinstance(k, str) and isinstance(e, dict) and all(isinstance(e.get(f), str) for f in CODE_KEYS)
+            for k, e in code.items()):
+        return "code must map kinds to {spec, file, name, sha256} strings"
+    return None
