@@ -45,7 +45,7 @@ def _bounds_problem(value, bounds, length=None) -> Optional[str]:
         if len(value) != length or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             return f"must be a list of {length} numbers"
         problems = [_bounds_problem(v, bounds) for v in value]
-        return next((f"must be {length} numbers that each {p}" for p in problems if p), None)
+        return next((f"must be {length} numbers, each {p.removeprefix('must be ')}" for p in problems if p), None)
     low, high, above, below, note = bounds
     if (low is None or (value > low if above else value >= low)) and \
             (high is None or (value < high if below else value <= high)):

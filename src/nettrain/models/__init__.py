@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .zoo import MODELS
+from .zoo import MODELS, check_args
 from . import fast  # noqa: F401,E402  (registers fastnet)
 
 __all__ = ["MODELS", "build_model", "check_fits", "load_object"]
@@ -83,6 +83,7 @@ def build_model(name: str, shape, outputs: int, args: dict) -> nn.Module:
             valid = [p for p in params if p not in ("shape", "outputs")]
             raise ModelError(f"model {name!r} takes no argument {', '.join(unknown)}; "
                              f"it takes: {', '.join(valid) or 'none'}")
+        check_args(name, builder, args)
         return builder(shape, outputs, **args)
     if ":" not in name:
         from ..errors import unknown as unknown_name
