@@ -187,7 +187,7 @@ def test_predict_gives_each_bad_file_its_line_and_predicts_the_rest(digits_run, 
     lines = err.splitlines()
     assert len(lines) == 2 and "Traceback" not in err
     assert "bomb.png: 900,000,000 pixels, more than the 178,956,970 Pillow decodes" in lines[0]
-    assert "fifo.png: not a regular file (a FIFO, device or socket)" in lines[1]
+    assert "fifo.png: it is a FIFO, not a regular file; give image files" in lines[1]
 
 
 def test_printable_escapes_what_would_break_a_line():
@@ -219,3 +219,10 @@ def test_yaml_aliases_within_the_bound_still_work():
     assert read_yaml("x: &x {a: 1}\ny: *x") == {"x": {"a": 1}, "y": {"a": 1}}
     with pytest.raises(ConfigError):
         read_yaml(billion_laughs().decode())
+
+
+def test_evaluate_on_arrays_of_another_shape(tmp_path):
+    run = nettrain.fit(model="mlp", data=(VECTORS, LABELS), epochs=1, run_dir=tmp_path / "run",
+                       **{"model.args.hidden": [4], "run.progress": "none", "run.tensorboard": False})
+    with pytest.raises(NettrainError, match=r"the data's inputs are shaped \[4\] each, the model was trained on \[3\]"):
+        run.model.evaluate(data=(torch.randn(5, 4), LABELS[:5]))

@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from .errors import ConfigError, closest
+from .errors import ConfigError, closest, printable
 
 
 def choice(default, *choices):
@@ -215,7 +215,7 @@ class Config:
         except OSError as e:
             raise ConfigError(f"cannot read config {path}: {e.strerror}; give the path of a YAML file") from None
         except UnicodeDecodeError as e:   # a binary file, or text saved as latin-1
-            raise ConfigError(f"config {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+            raise ConfigError(f"config {printable(path)} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
                               f"give a YAML file saved as UTF-8") from None
 
     def to_dict(self) -> dict:

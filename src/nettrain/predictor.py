@@ -164,6 +164,9 @@ class Predictor:
         cfg = self.config
         if data is not None:
             split = from_user_data(data, data, self.classes, cfg.data).test   # all of it: no held-out split
+            if list(split.x.shape[1:]) != list(self.info.shape):   # else a shape error deep inside the model
+                raise DataError(f"the data's inputs are shaped {list(split.x.shape[1:])} each, the model was trained "
+                                f"on {self.info.shape}; give inputs of the training data's shape")
         else:
             if cfg.data.name == "arrays":
                 raise DataError("this model was trained on arrays given to nettrain.fit; pass them: "

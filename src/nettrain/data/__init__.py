@@ -118,7 +118,9 @@ def image_layout(x: torch.Tensor, what: str) -> torch.Tensor:
                         f"images with 1 (gray), 3 (RGB) or 4 (RGBA) channels, e.g. x.permute(0, 3, 1, 2) for NCHW")
     if nhwc:
         x = x.permute(0, 3, 1, 2)                          # NHWC -> NCHW (a channels_last view)
-    return x[:, :3]
+    if x.shape[1] == 4:   # one copy, in the layout the batches gather from
+        x = x[:, :3].contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def check_finite(t: torch.Tensor, what: str):

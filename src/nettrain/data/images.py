@@ -30,10 +30,11 @@ def read_image(path, channels: int = 3, size=None) -> np.ndarray:
     """The file's pixels as uint8 HWC with `channels` channels, resized to `size` x `size` if given.
     Raises DataError naming the file when it cannot be read."""
     try:
-        if isinstance(path, (str, bytes, os.PathLike)) and not stat.S_ISREG(os.stat(path).st_mode):
+        if isinstance(path, (str, bytes, os.PathLike)) and not stat.S_ISREG(mode := os.stat(path).st_mode):
             # opening a FIFO blocks until a writer comes, and a device never ends
-            raise DataError(f"cannot read image {printable(path)}: not a regular file (a FIFO, device or socket); "
-                            f"give image files")
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+                "a socket" if stat.S_ISSOCK(mode) else "a device"
+            raise DataError(f"cannot read image {printable(path)}: it is {kind}, not a regular file; give image files")
         with Image.open(path) as im:
             im = im.convert("L" if channels == 1 else "RGB")
             if size and im.size != (size, size):
