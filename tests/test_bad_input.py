@@ -35,6 +35,8 @@ def billion_laughs() -> bytes:
 FIT = {
     "more torch threads than 4 per CPU": (lambda t: ["--train.threads", "10000"],
                                           f"train.threads must be at most {4 * (os.cpu_count() or 1)}"),
+    "10,000 data loader processes": (lambda t: ["--data.workers", "10000"],
+                                     f"data.workers must be at most {4 * (os.cpu_count() or 1)}"),
     "a seed past 64 bits": (lambda t: ["--seed", str(2**70)], "train.seed must be in [0, 4294967295]"),
     "a negative split seed": (lambda t: ["--data.split_seed", "-1"], "data.split_seed must be in [0, 4294967295]"),
     "an image size of 100,000 (the OOM killer's)": (lambda t: ["--image-size", "100000"],

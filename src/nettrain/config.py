@@ -59,16 +59,19 @@ def _bounds_problem(value, bounds, length=None) -> Optional[str]:
 MAX_IMAGE_SIZE = 4096               # an image folder's decoded images, or predict's, are this size at most
 MAX_SEED = 2**32 - 1                # numpy's seed range (torch's is wider); batches derive per-epoch seeds from it
 SEED_NOTE = "numpy's seed range"
-THREADS_PER_CPU = 4                 # train.threads beyond this many per CPU only contend for the cores
+PER_CPU = 4                         # threads or loader processes beyond this many per CPU only contend for the cores
 
 
-def check_threads(threads: Optional[int]):
-    """train.threads against this machine (not a field bound: a run's config.yaml must still load on a smaller
-    machine, e.g. for predict); each torch thread holds a stack and its own buffers, so 10,000 are not harmless."""
-    limit = THREADS_PER_CPU * (os.cpu_count() or 1)
-    if threads is not None and threads > limit:
-        raise ConfigError(f"train.threads must be at most {limit} ({THREADS_PER_CPU}x this machine's "
-                          f"{os.cpu_count() or 1} CPUs), got {threads}; leave it out for torch's own choice")
+def check_parallelism(cfg: "Config"):
+    """train.threads and data.workers against this machine (not field bounds: a run's config.yaml must still load
+    on a smaller machine, e.g. for predict). Each torch thread holds a stack and buffers, each worker is a process:
+    10,000 of either are not harmless."""
+    cpus = os.cpu_count() or 1
+    for key, value, default in (("train.threads", cfg.train.threads, "torch's own choice"),
+                                ("data.workers", cfg.data.workers, "the default 0")):
+        if value is not None and value > PER_CPU * cpus:
+            raise ConfigError(f"{key} must be at most {PER_CPU * cpus} ({PER_CPU}x this machine's {cpus} CPUs), "
+                              f"got {value}; leave it out for {default}")
 
 
 @dataclass

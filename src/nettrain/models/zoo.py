@@ -29,10 +29,12 @@ def check_args(name: str, builder, args: dict):
         if _is_int(default):
             ok, wanted = _is_int(value) and value >= 1, "a positive integer"
         elif isinstance(default, tuple) and all(_is_int(d) for d in default):
-            ok, wanted = isinstance(value, (list, tuple)) and len(value) > 0 and \
-                all(_is_int(v) and v >= 1 for v in value), "a list of positive integers, e.g. " + str(list(default))
-            if key == "hidden" and _is_int(value) and value >= 1:   # mlp: one hidden layer's width
-                ok = True
+            ok, wanted = isinstance(value, (list, tuple)) and all(_is_int(v) and v >= 1 for v in value), \
+                "a list of positive integers, e.g. " + str(list(default))
+            if key == "hidden":   # mlp: an int is one hidden layer's width; [] is a linear model
+                ok = ok or (_is_int(value) and value >= 1)
+            elif not value:   # the conv nets need at least one block
+                ok = False
         elif isinstance(default, float):
             ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
         elif isinstance(default, str):
