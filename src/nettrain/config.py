@@ -143,7 +143,7 @@ class TrainConfig:
     channels_last: bool = True
     small_linears_fp32: bool = True   # under CPU bf16 autocast, small linear layers in float32 (engine/device.py)
     compile: bool = False             # torch.compile the model (falls back to eager with a warning)
-    threads: Optional[int] = bounded(None, 1)  # CPU threads for torch (default: torch's choice; see max_threads)
+    threads: Optional[int] = bounded(None, 1)  # CPU threads for torch (default: torch's choice); 4 per CPU at most
     tta: bool = False                 # evaluate on the image and its mirror image, averaged
     tta_shift: int = bounded(0, 0)    # with tta: also on copies moved this many pixels diagonally (6 passes)
     # keep an exponential moving average of the weights
@@ -218,8 +218,8 @@ class Config:
         except OSError as e:
             raise ConfigError(f"cannot read config {path}: {e.strerror}; give the path of a YAML file") from None
         except UnicodeDecodeError as e:   # a binary file, or text saved as latin-1
-            raise ConfigError(f"config {printable(path)} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-                              f"give a YAML file saved as UTF-8") from None
+            raise ConfigError(f"config {printable(path)} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                              f"{e.start}); give a YAML file saved as UTF-8") from None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -140,13 +140,17 @@ def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
     """The user's own data for nettrain.fit: (x, y) arrays/tensors or a torch Dataset of (x, y)."""
     def to_arrays(d, what):
         if isinstance(d, torch.utils.data.Dataset) and not isinstance(d, tuple):
-            xs, ys = zip(*(d[i] for i in range(len(d))))
+            items = [d[i] for i in range(len(d))]
+            if not items:
+                raise DataError(f"{what}: the Dataset is empty; give at least one example")
             try:
+                xs, ys = zip(*items)
                 d = (torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys))
-            except (TypeError, ValueError, RuntimeError) as e:   # strings, ragged shapes, None
+            except (TypeError, ValueError, RuntimeError) as e:   # strings, ragged shapes, None, not pairs
+                first = str(e).splitlines()[0] if str(e) else type(e).__name__
                 raise DataError(f"{what}: the Dataset's items must be (input, target) pairs of numbers of one "
-                                f"shape, got a {type(xs[0]).__name__} input ({str(e).splitlines()[0]}); convert "
-                                f"them to tensors in __getitem__") from None
+                                f"shape, got {type(items[0]).__name__} items ({first}); return tensors from "
+                                f"__getitem__") from None
         if not (isinstance(d, (tuple, list)) and len(d) == 2):
             raise DataError(f"{what} must be (inputs, targets) arrays or tensors, or a torch Dataset")
         try:
