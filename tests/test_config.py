@@ -34,6 +34,9 @@ def _value_for(hint, f):
         return st.floats(low, high, exclude_min=above, exclude_max=below, allow_nan=False, allow_infinity=False)
     if hint is str:
         return _text
+    if f.metadata.get("length"):   # numbers(...): exactly `length` numbers, each within the bounds
+        number = st.floats(low, high, exclude_min=above, exclude_max=below, allow_nan=False, allow_infinity=False)
+        return st.lists(number, min_size=f.metadata["length"], max_size=f.metadata["length"])
     if hint is list or origin is list:
         return st.lists(_scalar, max_size=3)
     if hint is dict or origin is dict:

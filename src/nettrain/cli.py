@@ -127,23 +127,21 @@ def cmd_evaluate(args) -> int:
     model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
                      _fixes=CLI_FIXES)
     result = model.evaluate(data_dir=args.data_dir)
+    # printed only: the run directory is fit's record (its confusion_matrix.csv is the test at the end of training)
     print(api.format_report(result, model.classes, "test"))
-    run_dir = api.checkpoint_run_dir(args.checkpoint)
-    if run_dir is not None and "confusion" in result and args.data_dir is None:
-        from .runs import RunDir
-        RunDir(run_dir).write_confusion(result["confusion"], model.classes)
     return 0
 
 
 def _expand(inputs) -> list:
     from .data.images import is_image_file
+    from .errors import printable
     files = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
             if not found:
-                print(f"nettrain: warning: no image files in folder {p}", file=sys.stderr)
+                print(f"nettrain: warning: no image files in folder {printable(p)}", file=sys.stderr)
             files += found
         else:
             files.append(p)
@@ -153,6 +151,9 @@ def _expand(inputs) -> list:
 def cmd_predict(args) -> int:
     from . import api
     from .data.images import read_image
+    from .errors import printable
+    if args.topk < 1:
+        raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
     model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
                      _fixes=CLI_FIXES)
     if model.info.kind != "image":
@@ -176,7 +177,9 @@ def cmd_predict(args) -> int:
         print(json.dumps({"predictions": results, "errors": errors}, indent=2))
     else:
         for r in results:
-            print(f"{r['file']}: " + ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]))
+            # the name escaped: a newline in it would break one-line-per-file, an undecodable byte the encoding
+            shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
+            print(f"{printable(r['file'])}: {shown}")
     return 1 if errors else 0
 
 

@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from .errors import ConfigError, closest
+from .errors import ConfigError, closest, printable
 
 
 def choice(default, *choices):
@@ -31,10 +31,21 @@ def bounded(default, low=None, high=None, *, above=False, below=False, note=""):
     return field(default=default, metadata={"bounds": (low, high, above, below, note)})
 
 
-def _bounds_problem(value, bounds) -> Optional[str]:
-    """'must be ...' when `value` is outside `bounds`, else None."""
+def numbers(default, length, low=None, high=None, *, above=False, below=False, note=""):
+    """A list of exactly `length` numbers, each within [low, high] as for `bounded`."""
+    return field(default=default, metadata={"bounds": (low, high, above, below, note), "length": length})
+
+
+def _bounds_problem(value, bounds, length=None) -> Optional[str]:
+    """'must be ...' when `value` is outside `bounds` (or, for a list of `length` numbers, is not one such), else
+    None."""
     if bounds is None or value is None:
         return None
+    if length is not None:
+        if len(value) != length or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return f"must be a list of {length} numbers"
+        problems = [_bounds_problem(v, bounds) for v in value]
+        return next((f"must be {length} numbers, each {p.removeprefix('must be ')}" for p in problems if p), None)
     low, high, above, below, note = bounds
     if (low is None or (value > low if above else value >= low)) and \
             (high is None or (value < high if below else value <= high)):
@@ -45,18 +56,39 @@ def _bounds_problem(value, bounds) -> Optional[str]:
     return f"must be in {interval}" + (f": {note}" if note else "")
 
 
+MAX_IMAGE_SIZE = 4096               # an image folder's decoded images, or predict's, are this size at most
+MAX_SEED = 2**32 - 1                # numpy's seed range (torch's is wider); batches derive per-epoch seeds from it
+SEED_NOTE = "numpy's seed range"
+PER_CPU = 4                         # threads or loader processes beyond this many per CPU only contend for the cores
+
+
+def check_parallelism(cfg: "Config"):
+    """train.threads and data.workers against this machine (not field bounds: a run's config.yaml must still load
+    on a smaller machine, e.g. for predict). Each torch thread holds a stack and buffers, each worker is a process:
+    10,000 of either are not harmless."""
+    cpus = os.cpu_count() or 1
+    for key, value, default in (("train.threads", cfg.train.threads, "torch's own choice"),
+                                ("data.workers", cfg.data.workers, "the default 0")):
+        if value is not None and value > PER_CPU * cpus:
+            raise ConfigError(f"{key} must be at most {PER_CPU * cpus} ({PER_CPU}x this machine's {cpus} CPUs), "
+                              f"got {value}; leave it out for {default}")
+
+
 @dataclass
 class DataConfig:
     name: str = "digits"              # a registered dataset (`nettrain list`)
     dir: Optional[str] = None         # default: $NETTRAIN_DATA, else ./data
     download: bool = False            # let torchvision download the dataset if it is missing
-    image_size: Optional[int] = bounded(None, 1)  # resize image folders / predicted files to this square size
+    # resize image folders / predicted files to this square size
+    image_size: Optional[int] = bounded(None, 1, MAX_IMAGE_SIZE, note="each decoded image takes size^2 x channels "
+                                        "bytes of memory; resize larger images before training")
     channels: Optional[int] = None    # 1 (grayscale) or 3 (RGB) for image folders; default: 3
     val_fraction: float = 0.0         # hold out this share of train for validation (0: validate on test)
-    split_seed: int = 0               # seed of the train/test split for datasets that have none
+    # seed of the train/test split for datasets that have none
+    split_seed: int = bounded(0, 0, MAX_SEED, note=SEED_NOTE)
     in_memory: str = choice("auto", "auto", "yes", "no")  # "no": torchvision DataLoader (large folders)
     workers: int = bounded(0, 0)      # DataLoader workers (only for in_memory: no)
-    crop_padding: int = bounded(0, 0)  # random crop with this zero padding (training only)
+    crop_padding: int = bounded(0, 0)  # random crop with this zero padding (training only; smaller than the images)
     flip: bool = False                # random horizontal flip (training only)
     alternate_flip: bool = False      # with flip: mirror each image every other epoch (a seeded half first), not by a
                                       # coin per epoch (in-memory data; the DataLoader path keeps coins)
@@ -74,9 +106,10 @@ class OptimConfig:
     name: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
-    momentum: Optional[float] = None  # None: the optimizer's own default
+    # None: the optimizer's own default
+    momentum: Optional[float] = bounded(None, 0, 1, below=True, note="the share of the last update kept, e.g. 0.9")
     nesterov: Optional[bool] = None
-    betas: Optional[list] = None
+    betas: Optional[list] = numbers(None, 2, 0, 1, below=True)   # Adam's two decay rates, e.g. [0.9, 0.999]
     eps: Optional[float] = None
     args: dict = field(default_factory=dict)  # any other keyword the torch optimizer takes
 
@@ -84,11 +117,12 @@ class OptimConfig:
 @dataclass
 class SchedConfig:
     name: str = "cosine"              # none | step | cosine | onecycle (cosine: decays to min_lr by the end)
-    warmup_epochs: float = 0.0        # linear warmup from lr/10 (not for onecycle, which has its own)
+    warmup_epochs: float = bounded(0.0, 0)  # linear warmup from lr/10 (not for onecycle, which has its own)
     step_epochs: float = 10.0         # step: multiply the lr by gamma every step_epochs
     gamma: float = 0.1
-    min_lr: float = 0.0               # cosine: final lr
-    pct_start: float = 0.25           # onecycle: share of steps spent rising to optim.lr
+    min_lr: float = bounded(0.0, 0)   # cosine: final lr (a negative lr would climb the loss)
+    # onecycle: share of steps spent rising to optim.lr
+    pct_start: float = bounded(0.25, 0, 1, above=True, below=True, note="a share of the steps, e.g. 0.25")
     args: dict = field(default_factory=dict)  # keyword arguments for a scheduler class of your own (sched.name)
 
 
@@ -100,7 +134,7 @@ class TrainConfig:
     val_every: int = bounded(1, 0)    # validate every N epochs and after the last (0: only after the last)
     shuffle: bool = True
     drop_last: bool = False
-    seed: int = 0
+    seed: int = bounded(0, 0, MAX_SEED, note=SEED_NOTE)
     loss: str = "cross-entropy"       # cross-entropy | nll | mse | `package.module:function`
     label_smoothing: float = bounded(0.0, 0, 1, below=True)
     grad_clip: Optional[float] = bounded(None, 0, above=True, note="a gradient norm")  # clip the gradient norm
@@ -110,7 +144,7 @@ class TrainConfig:
     channels_last: bool = True
     small_linears_fp32: bool = True   # under CPU bf16 autocast, small linear layers in float32 (engine/device.py)
     compile: bool = False             # torch.compile the model (falls back to eager with a warning)
-    threads: Optional[int] = bounded(None, 1)  # CPU threads for torch (default: torch's choice)
+    threads: Optional[int] = bounded(None, 1)  # CPU threads for torch (default: torch's choice); 4 per CPU at most
     tta: bool = False                 # evaluate on the image and its mirror image, averaged
     tta_shift: int = bounded(0, 0)    # with tta: also on copies moved this many pixels diagonally (6 passes)
     # keep an exponential moving average of the weights
@@ -184,6 +218,9 @@ class Config:
                 return cls.from_yaml(f.read())
         except OSError as e:
             raise ConfigError(f"cannot read config {path}: {e.strerror}; give the path of a YAML file") from None
+        except UnicodeDecodeError as e:   # a binary file, or text saved as latin-1
+            raise ConfigError(f"config {printable(path)} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                              f"{e.start}); give a YAML file saved as UTF-8") from None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -241,7 +278,7 @@ def _build_section(name, section_cls, values: dict, errors: list):
             errors.append(f"{name}.{key} must be {_type_name(hints[key])}, got {value!r}")
         elif choices and value not in choices:
             errors.append(f"{name}.{key} must be one of {', '.join(choices)}{closest(value, choices)}, got {value!r}")
-        elif problem := _bounds_problem(value, fields[key].metadata.get("bounds")):
+        elif problem := _bounds_problem(value, fields[key].metadata.get("bounds"), fields[key].metadata.get("length")):
             errors.append(f"{name}.{key} {problem}, got {value!r}")
         else:
             kwargs[key] = value
@@ -305,8 +342,45 @@ for _cls in (_YamlLoader, _YamlDumper):
     _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
 
 
+MAX_YAML_VALUES = 10_000   # a config has ~60 keys; anchors and aliases may repeat parts, but not without bound
+
+
 def read_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_YamlLoader)
+    """The YAML document, refused when its aliases (*name) expand it past MAX_YAML_VALUES values: PyYAML shares an
+    aliased node, but copying or printing the config expands it, so 618 bytes of nested aliases ("billion laughs")
+    took minutes and gigabytes. An alias inside its own anchor (a list holding itself) is refused too."""
+    loader = _YamlLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set())
+        return loader.construct_document(node)
+    except RecursionError:   # PyYAML composes and constructs recursively: [[[[...]]]] thousands deep
+        raise ConfigError("the YAML is nested too deeply (thousands of levels); a config is a few levels deep") \
+            from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node, sizes: dict, open_: set) -> int:
+    """Values in `node` with every alias written out, counted once per distinct node (linear time)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_:
+        raise ConfigError(f"the YAML at line {node.start_mark.line + 1} contains itself through an alias (*name); "
+                          f"write the value out")
+    open_.add(id(node))
+    children = node.value if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) else ()
+    if isinstance(node, yaml.MappingNode):
+        children = [part for pair in children for part in pair]
+    size = 1 + sum(_expanded_size(child, sizes, open_) for child in children)
+    open_.discard(id(node))
+    if size > MAX_YAML_VALUES:
+        raise ConfigError(f"the YAML expands to more than {MAX_YAML_VALUES:,} values through its aliases (*name) "
+                          f"(a config has about 60); write the values out instead of nesting aliases")
+    sizes[id(node)] = size
+    return size
 
 
 def parse_value(text: str) -> Any:

@@ -40,3 +40,18 @@ def unknown(kind: str, name: str, choices) -> NettrainError:
     """The standard error for a name that is not among `choices`."""
     choices = sorted(choices)
     return NettrainError(f"unknown {kind} {name!r}{closest(name, choices)}; choose one of: {', '.join(choices)}")
+
+
+def printable(name) -> str:
+    """A file name as it can stand in one line of output: unchanged when every character prints, else quoted with
+    the others escaped (a newline as \\n, an undecodable byte as \\xff), so it can neither break the line nor fail
+    to encode on the way to the terminal."""
+    text = str(name)
+    if text.isprintable():
+        return text
+
+    def escape(ch: str) -> str:
+        if 0xDC80 <= ord(ch) <= 0xDCFF:   # a byte that was not UTF-8, carried by Python's surrogateescape
+            return f"\\x{ord(ch) - 0xDC00:02x}"
+        return ch if ch.isprintable() else repr(ch)[1:-1]
+    return "'" + "".join(map(escape, text)) + "'"

@@ -20,7 +20,7 @@ from .data.images import read_image
 from .engine.device import resolve_precision
 from .engine.loop import evaluate as evaluate_pass
 from .engine.optim import build_loss, default_loss_for
-from .errors import DataError
+from .errors import DataError, NettrainError, printable
 
 
 def loss_config(cfg: Config, task: str):
@@ -45,6 +45,8 @@ class Predictions:
 
     def topk(self, k: int = 3) -> list:
         """Per input, [(class name, probability), ...] best first."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise NettrainError(f"topk takes the number of classes to list per input, at least 1, got {k!r}")
         p, i = self.probs.topk(min(k, self.probs.shape[1]), dim=1)
         return [[(self.classes[c], float(q)) for q, c in zip(ps, cs)] for ps, cs in zip(p.tolist(), i.tolist())]
 
@@ -72,6 +74,8 @@ class Predictor:
         c, h, w = self.info.shape
         if not isinstance(a, torch.Tensor):
             a = np.asarray(a)
+            if a.dtype.kind not in "biuf":   # nested lists of strings or None: numpy makes objects, torch fails
+                raise DataError(f"images must be numbers (uint8, or floats in [0, 1]), got an array of {a.dtype}")
             if not a.flags.writeable:   # PIL's and read_image's arrays: torch warns on read-only buffers
                 a = a.copy()
         t = torch.as_tensor(a) if not isinstance(a, torch.Tensor) else a
@@ -134,6 +138,9 @@ class Predictor:
                 item = read_image(item, c, h)
             elif hasattr(item, "convert") and hasattr(item, "size"):   # a PIL image
                 item = np.asarray(item.convert("L" if c == 1 else "RGB"))
+            elif not isinstance(item, (np.ndarray, torch.Tensor, list, tuple)):   # None, a number, a dict, ...
+                raise DataError(f"cannot predict on a {type(item).__name__}; give image file paths, PIL images, "
+                                f"uint8 numpy arrays or tensors")
             parts.append(self._image_array(item))
         return torch.cat(parts)
 
@@ -160,10 +167,15 @@ class Predictor:
         cfg = self.config
         if data is not None:
             split = from_user_data(data, data, self.classes, cfg.data).test   # all of it: no held-out split
+            if list(split.x.shape[1:]) != list(self.info.shape):   # else a shape error deep inside the model
+                raise DataError(f"the data's inputs are shaped {list(split.x.shape[1:])} each, the model was trained "
+                                f"on {self.info.shape}; give inputs of the training data's shape")
         else:
             if cfg.data.name == "arrays":
                 raise DataError("this model was trained on arrays given to nettrain.fit; pass them: "
                                 "model.evaluate(data=(x, y))")
+            if data_dir is not None:
+                _check_data_dir(data_dir, cfg.data.name)
             dcfg = cfg.override({"data.dir": str(data_dir)}).data if data_dir else cfg.data
             loaded = load_data(dcfg)
             split = loaded.test
@@ -176,6 +188,18 @@ class Predictor:
         with freed_memory_kept(self.device.type == "cpu"), self.precision.small_linears_in_float32(self.module):
             return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
                                  self.info.outputs, cfg.train.tta, cfg.train.tta_shift)
+
+
+def _check_data_dir(data_dir, dataset: str):
+    """Another data directory must exist and be read: a dataset that reads no files would silently evaluate on its
+    own bundled or generated data instead."""
+    from .data.sources import READS_NO_FILES
+    if dataset in READS_NO_FILES:
+        raise DataError(f"this model was trained on {dataset}, which is {READS_NO_FILES[dataset]} and reads no data "
+                        f"directory; leave out data_dir (--data-dir)")
+    if not Path(data_dir).is_dir():
+        raise DataError(f"data directory {printable(data_dir)} does not exist; give the folder that holds the "
+                        f"{dataset} data")
 
 
 def format_report(result: dict, classes, split: str = "test") -> str:

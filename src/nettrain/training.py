@@ -20,7 +20,7 @@ from torch import nn
 
 from . import __version__
 from ._malloc import freed_memory_kept
-from .config import Config
+from .config import Config, check_parallelism
 from .data import Data, DataInfo, load_data, make_batches
 from .engine import checkpoint as ckpt_io
 from .engine.device import describe, resolve_device, resolve_precision
@@ -53,6 +53,7 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
     of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it)."""
     t0 = time.perf_counter()
     tc = cfg.train
+    check_parallelism(cfg)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     _seed_everything(tc.seed)

@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .arrays import ArrayData, DataInfo, channel_stats, images_from_numpy, split
 from .batches import BatchPrep, InMemoryBatches, LoaderBatches
 from .sources import DATASETS, Source, data_root, load_source
@@ -57,6 +57,7 @@ def from_source(src: Source, cfg) -> Data:
         mean, std = _stats(train)
     else:
         shape, mean, std = list(train.x.shape[1:]), [], []
+    _check_crop(cfg.crop_padding, src.kind, shape)
     if src.task == "classification":
         classes = src.classes
         labelled = [d for d in (train, val, test) if isinstance(d, ArrayData) and len(d)]
@@ -77,6 +78,18 @@ def from_source(src: Source, cfg) -> Data:
     return Data(train, val, test, info)
 
 
+def _check_crop(padding: int, kind: str, shape: list):
+    """A crop padding as large as the images crops mostly zeros, and pads every batch to (H + 2p) x (W + 2p)."""
+    if not padding:
+        return
+    if kind != "image":
+        raise ConfigError(f"data.crop_padding crops images, but this dataset's inputs are vectors of shape {shape}; "
+                          f"leave it 0")
+    if padding >= min(shape[1:]):
+        raise ConfigError(f"data.crop_padding must be smaller than the {shape[1]}x{shape[2]} images, got {padding}; "
+                          f"use at most {min(shape[1:]) - 1} (4 is usual for 32x32 images)")
+
+
 def load_data(cfg) -> Data:
     return from_source(load_source(cfg), cfg)
 
@@ -91,12 +104,53 @@ def tensor_images(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def image_layout(x: torch.Tensor, what: str) -> torch.Tensor:
+    """uint8 NHW, NHWC or NCHW images as NCHW (NHWC as a channels_last view, no copy). The layout is read from which
+    dimension holds 1, 3 or 4 channels (4: RGBA, the alpha dropped as for image files); a shape where both or
+    neither could is refused, naming it, rather than guessed (a 5-channel NHWC array once trained as 8 channels)."""
+    if x.ndim == 3:
+        return x.unsqueeze(1)                              # NHW -> N1HW
+    channels = (1, 3, 4)
+    nchw, nhwc = x.shape[1] in channels, x.shape[-1] in channels
+    if nchw == nhwc:
+        problem = "could be NCHW or NHWC" if nchw else "has no dimension of 1, 3 or 4 channels"
+        raise DataError(f"{what}: uint8 images shaped {tuple(x.shape)}: the shape {problem}; give NHWC or NCHW "
+                        f"images with 1 (gray), 3 (RGB) or 4 (RGBA) channels, e.g. x.permute(0, 3, 1, 2) for NCHW")
+    if nhwc:
+        x = x.permute(0, 3, 1, 2)                          # NHWC -> NCHW (a channels_last view)
+    if x.shape[1] == 4:   # one copy, in the layout the batches gather from
+        x = x[:, :3].contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def check_finite(t: torch.Tensor, what: str):
+    """Refuse NaN or infinite values when data is loaded (once, on the whole tensor: no per-step sync), rather
+    than have the loss turn NaN and blame the learning rate."""
+    if not t.is_floating_point():
+        return
+    bad = ~torch.isfinite(t)
+    count = int(bad.sum())
+    if count:
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise DataError(f"{what} hold {count:,} NaN or infinite value{'s' * (count > 1)}, the first at index "
+                        f"{list(first)}; remove those examples or replace the values (e.g. torch.nan_to_num)")
+
+
 def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
     """The user's own data for nettrain.fit: (x, y) arrays/tensors or a torch Dataset of (x, y)."""
     def to_arrays(d, what):
         if isinstance(d, torch.utils.data.Dataset) and not isinstance(d, tuple):
-            xs, ys = zip(*(d[i] for i in range(len(d))))
-            d = (torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys))
+            items = [d[i] for i in range(len(d))]
+            if not items:
+                raise DataError(f"{what}: the Dataset is empty; give at least one example")
+            try:
+                xs, ys = zip(*items)
+                d = (torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys))
+            except (TypeError, ValueError, RuntimeError) as e:   # strings, ragged shapes, None, not pairs
+                first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise DataError(f"{what}: the Dataset's items must be (input, target) pairs of numbers of one "
+                                f"shape, got {type(items[0]).__name__} items ({first}); return tensors from "
+                                f"__getitem__") from None
         if not (isinstance(d, (tuple, list)) and len(d) == 2):
             raise DataError(f"{what} must be (inputs, targets) arrays or tensors, or a torch Dataset")
         try:
@@ -109,31 +163,35 @@ def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
         if not y.is_floating_point() and y.ndim != 1:
             raise DataError(f"{what}: integer targets are class labels, one per input, but they have shape "
                             f"{tuple(y.shape)}; for several values per input give float targets (regression)")
+        for tensor, name in ((x, "inputs"), (y, "targets")):
+            check_finite(tensor, f"{what}'s {name}")
         return tensor_images(x), y
     x, y = to_arrays(train, "data")
     task = "classification" if not y.is_floating_point() else "regression"
     kind = "image" if x.dtype == torch.uint8 and x.ndim in (3, 4) else "vector"
 
-    def shaped(x, y) -> ArrayData:
+    def shaped(x, y, what) -> ArrayData:
         if kind == "image":
-            if x.ndim == 3:
-                x = x.unsqueeze(1)                         # NHW -> N1HW
-            elif x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
-                x = x.permute(0, 3, 1, 2)     # NHWC -> NCHW (a channels_last view)
+            x = image_layout(x, what)
         else:
             x = x.float()
         if task == "regression":
             return ArrayData(x, (y.unsqueeze(1) if y.ndim == 1 else y).float())
         return ArrayData(x, y.long())
 
-    train_data = shaped(x, y)
+    train_data = shaped(x, y, "data")
     test_data = None
     if test is not None:
         tx, ty = to_arrays(test, "val_data")
         if (tx.dtype == torch.uint8) != (x.dtype == torch.uint8):
             raise DataError(f"val_data's inputs are {tx.dtype} but data's are {x.dtype}; give both as images (uint8, "
                             f"or ToTensor's floats in [0, 1]) or both as vectors")
-        test_data = shaped(tx, ty)
+        test_data = shaped(tx, ty, "val_data")
+        # checked now, not by a shape error in the model after a whole epoch of training
+        for name, a, b in (("inputs", train_data.x, test_data.x), ("targets", train_data.y, test_data.y)):
+            if a.shape[1:] != b.shape[1:]:
+                raise DataError(f"val_data's {name} are shaped {tuple(b.shape[1:])} each but data's are "
+                                f"{tuple(a.shape[1:])}; give both splits one shape (resize or reshape val_data)")
     return from_source(Source(train_data, test_data, classes, task=task, kind=kind), cfg)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError
+from ..errors import DataError, printable
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -28,14 +30,25 @@ def read_image(path, channels: int = 3, size=None) -> np.ndarray:
     """The file's pixels as uint8 HWC with `channels` channels, resized to `size` x `size` if given.
     Raises DataError naming the file when it cannot be read."""
     try:
+        if isinstance(path, (str, bytes, os.PathLike)) and not stat.S_ISREG(mode := os.stat(path).st_mode):
+            # opening a FIFO blocks until a writer comes, and a device never ends
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+                "a socket" if stat.S_ISSOCK(mode) else "a device"
+            raise DataError(f"cannot read image {printable(path)}: it is {kind}, not a regular file; give image files")
         with Image.open(path) as im:
             im = im.convert("L" if channels == 1 else "RGB")
             if size and im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR)
             arr = np.array(im, dtype=np.uint8)   # a writable copy (torch warns on read-only buffers)
+    except Image.DecompressionBombError as e:   # decoding would take gigabytes: refused from the header alone
+        pixels, limit = (int(n) for n in re.findall(r"\d+", str(e))[:2])
+        raise DataError(f"cannot read image {printable(path)}: {pixels:,} pixels, more than the {limit:,} Pillow "
+                        f"decodes (2x PIL.Image.MAX_IMAGE_PIXELS, against decompression bombs); shrink it first") \
+            from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        reason = "not an image Pillow can read" if isinstance(e, UnidentifiedImageError) else str(e)
-        raise DataError(f"cannot read image {path}: {reason}") from None
+        reason = "not an image Pillow can read" if isinstance(e, UnidentifiedImageError) else \
+            (e.strerror if isinstance(e, OSError) and e.strerror else str(e))
+        raise DataError(f"cannot read image {printable(path)}: {printable(reason)}") from None
     return arr[..., None] if arr.ndim == 2 else arr
 
 
@@ -44,7 +57,7 @@ def image_size_of(path):
     try:
         with Image.open(path) as im:
             return im.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 
 

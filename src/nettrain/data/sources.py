@@ -20,6 +20,7 @@ from ..registry import Registry
 from .arrays import ArrayData, images_from_numpy, split
 
 DATASETS = Registry("dataset")
+READS_NO_FILES = {"digits": "bundled with scikit-learn", "quadratic": "generated", "two-gaussians": "generated"}
 
 
 @dataclass

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..usercode import load_object, raised, resolve
-from .zoo import MODELS
+from .zoo import MODELS, check_args
 from . import fast  # noqa: F401,E402  (registers fastnet)
 
 __all__ = ["MODELS", "build_model", "check_fits", "load_object", "raised"]
@@ -32,6 +32,7 @@ def build_model(name: str, shape, outputs: int, args: dict, gate=None) -> nn.Mod
             valid = [p for p in params if p not in ("shape", "outputs")]
             raise ModelError(f"model {name!r} takes no argument {', '.join(unknown)}; "
                              f"it takes: {', '.join(valid) or 'none'}")
+        check_args(name, builder, args)
         return builder(shape, outputs, **args)
     if ":" not in name:
         from ..errors import unknown as unknown_name

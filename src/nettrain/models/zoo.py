@@ -4,6 +4,7 @@ are the same as those of the tutorial code that builds the same layers by hand).
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -13,6 +14,37 @@ from ..errors import ModelError
 from ..registry import Registry
 
 MODELS = Registry("model")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_args(name: str, builder, args: dict):
+    """A built-in model's arguments, checked against its defaults' kinds before anything is built: a size (an int
+    default) must be a positive integer, sizes (a tuple of ints) a list of them, a number a number, a name a string;
+    otherwise a string or -3 as a layer width ends in a torch traceback, and 0 builds a network that cannot learn."""
+    params = inspect.signature(builder).parameters
+    for key, value in args.items():
+        default = params[key].default
+        if _is_int(default):
+            ok, wanted = _is_int(value) and value >= 1, "a positive integer"
+        elif isinstance(default, tuple) and all(_is_int(d) for d in default):
+            ok, wanted = isinstance(value, (list, tuple)) and all(_is_int(v) and v >= 1 for v in value), \
+                "a list of positive integers, e.g. " + str(list(default))
+            if key == "hidden":   # mlp: an int is one hidden layer's width; [] is a linear model
+                ok = ok or (_is_int(value) and value >= 1)
+            elif not value:   # the conv nets need at least one block
+                ok = False
+        elif isinstance(default, float):
+            ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif isinstance(default, str):
+            ok, wanted = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise ModelError(f"model {name!r}: argument {key} must be {wanted}, got {value!r}; "
+                             f"fix --model.args.{key}")
 
 
 def _image_shape(name, shape) -> tuple:
@@ -82,6 +114,9 @@ def mlp(shape, outputs, hidden=(512, 128), dropout=0.0, activation="relu"):
     acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
     if activation not in acts:
         raise ModelError(f"mlp activation must be one of {', '.join(acts)}, got {activation!r}")
+    if not 0 <= dropout < 1:
+        raise ModelError(f"model 'mlp': argument dropout must be in [0, 1) (the share of units dropped), got "
+                         f"{dropout!r}; fix --model.args.dropout")
     if isinstance(hidden, int):
         hidden = [hidden]
     sizes = [math.prod(shape)] + list(hidden)   # not a tensor: the model also builds on the meta device
