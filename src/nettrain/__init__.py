@@ -14,8 +14,17 @@ from ._omp import choose_wait_policy as _choose_wait_policy
 # Must run before torch is imported: libgomp reads OMP_WAIT_POLICY once, when it loads. See _omp.py.
 _choose_wait_policy(_os.environ)
 
-from .api import Predictions, Predictor, Run, fit, load  # noqa: E402
 from .config import Config  # noqa: E402
 from .errors import NettrainError  # noqa: E402
 
 __all__ = ["fit", "load", "Run", "Predictor", "Predictions", "Config", "NettrainError", "__version__"]
+_API = {"fit", "load", "Run", "Predictor", "Predictions"}
+
+
+def __getattr__(name):
+    """The API (and torch, seconds to import) loads on first use: `nettrain` the command imports this package
+    first, and a Ctrl-C during that import could not be answered without a traceback (cli.main catches it)."""
+    if name in _API:
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'nettrain' has no attribute {name!r}")
