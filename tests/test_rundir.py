@@ -278,3 +278,124 @@ def test_ctrl_c_says_which_epoch_is_kept_and_how_to_resume(tmp_path, capsys, mon
     assert main(["fit", "--resume", str(tmp_path / "run")]) == 0
     assert [row["epoch"] for row in read_metrics(tmp_path / "run" / "metrics.csv")] == [1, 2, 3]
 
+
+
+HOLD_THE_LOCK = """
+import sys, time
+from nettrain.runlock import RunLock
+RunLock(sys.argv[1], "nettrain fit --run-dir elsewhere").acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_run_directory_has_one_writer_at_a_time(tmp_path, capsys):
+    """Another process writing into the run (its lock held) refuses --overwrite and --resume, naming the holder; once
+    that process is dead (kill -9: the kernel drops its flock) the lock is no longer in the way."""
+    import subprocess
+    import sys
+    run_dir = tmp_path / "run"
+    args = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--run-dir", str(run_dir),
+            "--run.progress", "none", "--run.tensorboard", "false"]
+    assert main(args) == 0
+    before = (run_dir / "last.pt").read_bytes()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(run_dir)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        capsys.readouterr()
+        for more in (["--overwrite"], ["--resume", str(run_dir), "--epochs", "2"]):
+            assert main(args + more) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"nettrain: error: {run_dir} is in use by another nettrain process (pid "
+                                  f"{holder.pid} on ") and "running 'nettrain fit --run-dir elsewhere' since 20" in err
+            assert err.count("\n") == 1
+        assert (run_dir / "last.pt").read_bytes() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(args + ["--resume", str(run_dir), "--epochs", "2"]) == 0
+    assert main(args + ["--overwrite"]) == 0
+    from nettrain.runlock import holder as lock_holder
+    assert lock_holder(run_dir)["pid"] == str(os.getpid())   # the last writer, for a report to show
+
+
+class BatchNormOverflows(torch.nn.Module):
+    """A finite loss with a running variance that has overflowed (as a huge activation makes it): only the loss used
+    to be checked, and the inf went into last.pt."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.bn, self.out, self.calls = torch.nn.Linear(2, 8), torch.nn.BatchNorm1d(8), \
+            torch.nn.Linear(8, 2), 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls > 4:   # 160 examples at batch 64: 3 steps an epoch, so in epoch 2
+                self.bn.running_var.fill_(float("inf"))   # (training normalizes by the batch's own variance)
+        return self.out(self.bn(self.lin(x)))
+
+
+def test_non_finite_weights_stop_the_run_before_a_checkpoint_keeps_them(tmp_path):
+    from nettrain.data import load_data
+    from nettrain.config import Config
+    data = load_data(Config().override({"data.name": "two-gaussians"}).data)
+    x, y = data.train.x, data.train.y
+    with pytest.raises(DivergedError, match=r"bn.running_var holds inf or NaN after epoch 2 \(the loss is finite\); "
+                                            r"lower the learning rate .*run/last.pt keeps epoch 1$"):
+        nettrain.fit(model=BatchNormOverflows(), data=(x, y), epochs=3, batch_size=64, run_dir=tmp_path / "run", **QUIET)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model"].values()
+                                      if v.is_floating_point())
+
+
+def test_disk_full_during_a_checkpoint_is_one_line_and_keeps_the_previous_one(tmp_path, capsys, monkeypatch):
+    import errno
+    save = torch.save
+    calls = []
+
+    def fills_the_disk(obj, f):
+        calls.append(obj["epoch"])
+        if obj["epoch"] == 2:
+            open(f, "wb").write(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        save(obj, f)
+    monkeypatch.setattr(torch, "save", fills_the_disk)
+    run_dir = tmp_path / "run"
+    args = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "3", "--run-dir", str(run_dir),
+            "--run.progress", "none", "--run.tensorboard", "false", "--scheduler", "none"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"nettrain: error: disk full while writing {run_dir}/") and err.count("\n") == 1
+    assert "; free space on that disk and run again" in err and "is intact" in err
+    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]   # no temporary left behind
+    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 1
+
+    # torch's own writer says "unexpected pos" without an errno: on a full disk that is a full disk too
+    def torch_fills_the_disk(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")
+    monkeypatch.setattr(torch, "save", torch_fills_the_disk)
+    monkeypatch.setattr("nettrain.engine.checkpoint._nearly_full", lambda path: True)
+    assert main(args + ["--overwrite"]) == 2
+    assert capsys.readouterr().err.startswith("nettrain: error: disk full while writing")
+
+
+def test_a_read_only_run_dir_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+    run_dir = tmp_path / "run"
+    args = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--run-dir", str(run_dir),
+            "--run.progress", "none", "--run.tensorboard", "false"]
+    assert main(args) == 0
+    capsys.readouterr()
+
+    def read_only(src, dst):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    monkeypatch.setattr(os, "replace", read_only)
+    for command in (["fit", "--resume", str(run_dir), "--epochs", "2"], ["evaluate", str(run_dir)],
+                    args + ["--overwrite"]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err.splitlines()[-1]
+        assert err == f"nettrain: error: cannot write into {run_dir} (Read-only file system); make it writable, or " \
+                      f"choose another --run-dir", command
+    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
