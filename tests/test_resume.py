@@ -1,4 +1,5 @@
 """Resume after kill -9, and repeating a run from its config.yaml: both give exactly the same numbers (CPU)."""
+import json
 import math
 import os
 import signal
@@ -144,3 +145,136 @@ def test_resume_with_more_epochs_stretches_the_cosine_to_its_end(tmp_path, capsy
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["epochs"] == 4
     nettrain.fit(resume=tmp_path / "run", **{"run.progress": "lines"})
     assert "already finished its 4 epochs" in capsys.readouterr().out and len(lrs(tmp_path / "run")) == 4
+
+
+def small_run(tmp_path, name="run", epochs=2, **extra):
+    import nettrain
+    return nettrain.fit(epochs=epochs, run_dir=tmp_path / name, **{**SMALL, **extra})
+
+
+def files(run_dir) -> dict:
+    """Every file's bytes and mtime, but the lock's (each writer that takes the lock puts its own name in it)."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run_dir.iterdir())
+            if p.is_file() and p.name != ".nettrain-lock"}
+
+
+@pytest.mark.parametrize("change,named", [(["--lr", "0.1"], "optim.lr (0.001 -> 0.1)"),
+                                          (["--batch-size", "7"], "train.batch_size (16 -> 7)"),
+                                          (["--optimizer", "sgd"], "optim.name ('adam' -> 'sgd')")],
+                         ids=["lr", "batch-size", "optimizer"])
+def test_resume_refuses_a_change_that_makes_another_run(tmp_path, capsys, change, named):
+    """Once silently ignored (the lr), or a cosine rising again (the batch size), or a KeyError traceback (an Adam
+    state given to SGD): now one line naming the key and how to make that run."""
+    small_run(tmp_path)
+    before = files(tmp_path / "run")
+    assert main(["fit", "--resume", str(tmp_path / "run"), "--epochs", "4", *change]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"nettrain: error: --resume continues {tmp_path / 'run'} as it was started and cannot "
+                          f"change {named}; start a new run with the change: nettrain fit --config "
+                          f"{tmp_path / 'run'}/config.yaml --") and err.count("\n") == 1
+    assert files(tmp_path / "run") == before
+
+
+NAN_WHEN_ASKED = """
+import os
+import torch.nn.functional as F
+
+def loss(outputs, targets):
+    value = F.cross_entropy(outputs, targets)
+    return value * float("nan") if os.environ.get("NAN_NOW") else value
+"""
+
+
+def test_a_resume_that_diverges_keeps_the_runs_config(tmp_path, monkeypatch):
+    import nettrain
+    from nettrain.errors import DivergedError
+    (tmp_path / "nan_loss.py").write_text(NAN_WHEN_ASKED)
+    small_run(tmp_path, loss=f"{tmp_path / 'nan_loss.py'}:loss")
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    monkeypatch.setenv("NAN_NOW", "1")
+    with pytest.raises(DivergedError):
+        nettrain.fit(resume=tmp_path / "run", epochs=4)
+    assert (tmp_path / "run" / "config.yaml").read_text() == config   # still the 2-epoch run it is
+    monkeypatch.delenv("NAN_NOW")
+    nettrain.fit(resume=tmp_path / "run", epochs=3)
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["epochs"] == 3
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert [(e["from_epoch"], e["epochs"], e["changed"]) for e in events] == \
+        [(2, 4, {"train.epochs": [2, 4]}), (2, 3, {"train.epochs": [2, 3]})]
+    assert all(e["threads"] == torch.get_num_threads() and e["time"] for e in events)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_epoch_0(tmp_path, monkeypatch, capsys):
+    from nettrain.engine import checkpoint as ckpt_io
+    straight = small_run(tmp_path, "straight")
+    save = ckpt_io.save
+
+    def killed(path, state):
+        raise KeyboardInterrupt   # as a kill before the first checkpoint
+    monkeypatch.setattr(ckpt_io, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        small_run(tmp_path)
+    monkeypatch.setattr(ckpt_io, "save", save)
+    assert not (tmp_path / "run" / "last.pt").exists() and (tmp_path / "run" / "config.yaml").exists()
+    assert "no epoch had been kept, so nettrain fit --resume" in capsys.readouterr().err
+    assert main(["fit", "--resume", str(tmp_path / "run")]) == 0
+    assert numbers(tmp_path / "run") == numbers(straight.dir)
+
+
+def test_resuming_on_another_thread_count_warns_once(tmp_path, capsys):
+    small_run(tmp_path)
+    threads = torch.get_num_threads()
+    try:
+        assert main(["fit", "--resume", str(tmp_path / "run"), "--epochs", "3", "--train.threads",
+                     str(threads + 1)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {tmp_path / 'run'} was trained on {threads} threads and resumes on {threads + 1}: "
+                        f"the result will not be bit for bit an uninterrupted run's (--train.threads {threads} "
+                        f"resumes exactly)"]
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["threads"] == threads + 1
+
+
+def test_resuming_a_finished_run_writes_nothing(tmp_path):
+    import nettrain
+    small_run(tmp_path)
+    before = files(tmp_path / "run")
+    run = nettrain.fit(resume=tmp_path / "run", **{"run.progress": "none"})
+    assert files(tmp_path / "run") == before and len(run.metrics) == 2   # environment.json included
+
+
+def test_best_is_never_behind_last(tmp_path, monkeypatch, capsys):
+    """best.pt is written before last.pt: a kill between the two leaves best.pt ahead, and the resume starts from
+    it; a best.pt left behind by an older nettrain (last.pt first) is rewritten from last.pt on resume."""
+    import nettrain
+    from nettrain.engine import checkpoint as ckpt_io
+    opts = {**SMALL, "dataset": "quadratic", "scheduler": "none"}   # the val loss falls every epoch: best each time
+    straight = nettrain.fit(epochs=3, run_dir=tmp_path / "straight", **opts)
+    save = ckpt_io.save
+
+    def killed_before_last(path, state):
+        if path.name == "last.pt" and state["epoch"] == 2:
+            raise KeyboardInterrupt
+        save(path, state)
+    monkeypatch.setattr(ckpt_io, "save", killed_before_last)
+    with pytest.raises(KeyboardInterrupt):
+        nettrain.fit(epochs=3, run_dir=tmp_path / "run", **opts)
+    monkeypatch.setattr(ckpt_io, "save", save)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert (best["epoch"], last["epoch"]) == (2, 1) and best["best"]["epoch"] == 2
+    assert f"{tmp_path / 'run' / 'best.pt'} keeps epoch 2" in capsys.readouterr().err
+    nettrain.fit(resume=tmp_path / "run", **{"run.progress": "lines"})
+    assert f"resuming from {tmp_path / 'run' / 'best.pt'} (epoch 2)" in capsys.readouterr().out
+    assert numbers(tmp_path / "run") == numbers(straight.dir)
+
+    # an older nettrain's kill between last.pt (best epoch 3) and best.pt (still epoch 2)
+    stale = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert stale["best"]["epoch"] == 3
+    torch.save({**stale, "epoch": 2, "best": {**stale["best"], "epoch": 2}}, tmp_path / "run" / "best.pt")
+    nettrain.fit(resume=tmp_path / "run", epochs=4, **{"run.progress": "lines"})
+    assert "best.pt is rewritten from it" in capsys.readouterr().out
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert best["epoch"] >= 3 and best["epoch"] == torch.load(tmp_path / "run" / "last.pt",
+                                                              weights_only=True)["best"]["epoch"]

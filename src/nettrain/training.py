@@ -128,14 +128,17 @@ def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextl
 def _stopped(run: RunDir, epoch: Optional[int], epochs: int) -> str:
     """What an interrupted fit says: where it stopped, the epoch last.pt really holds (read from it: the
     interruption may have come between an epoch's end and its checkpoint) and how to go on."""
-    kept = ckpt_io.saved_epoch(run.last)
+    kept, where = ckpt_io.saved_epoch(run.last), run.last
+    best = ckpt_io.saved_epoch(run.best) if run.best.exists() else None
+    if best is not None and (kept is None or best > kept):   # best.pt is written first: newer after a stop between
+        kept, where = best, run.best
     if kept is not None and kept >= epochs:
-        return f"nettrain: stopped after the last epoch, in the test; {run.last} keeps epoch {kept} (the " \
+        return f"nettrain: stopped after the last epoch, in the test; {where} keeps epoch {kept} (the " \
                f"finished run); nettrain evaluate {run.path} runs the test"
     at = f"stopped in epoch {epoch} of {epochs}" if epoch else "stopped before the first epoch"
     if kept is None:
         return f"nettrain: {at}; no epoch had been kept, so nettrain fit --resume {run.path} starts it again"
-    return f"nettrain: {at}; {run.last} keeps epoch {kept}; continue with: nettrain fit --resume {run.path}"
+    return f"nettrain: {at}; {where} keeps epoch {kept}; continue with: nettrain fit --resume {run.path}"
 
 
 def _resume_state(run: RunDir, progress: Progress) -> Optional[dict]:
