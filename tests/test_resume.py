@@ -278,3 +278,18 @@ def test_best_is_never_behind_last(tmp_path, monkeypatch, capsys):
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert best["epoch"] >= 3 and best["epoch"] == torch.load(tmp_path / "run" / "last.pt",
                                                               weights_only=True)["best"]["epoch"]
+
+
+@pytest.mark.slow
+def test_kill_9_campaign_quick(tmp_path):
+    """benchmarks/kill_campaign.py with 3 kills (the full campaign: 30): nothing corrupt, stale or lost, and every
+    resumed run ends with the uninterrupted run's weights, bit for bit."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "kill_campaign.py"
+    spec = importlib.util.spec_from_file_location("kill_campaign", path)
+    campaign = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(campaign)
+    counts = campaign.campaign(kills=3, seed=1, epochs=3, work=tmp_path, say=lambda line: None)
+    assert counts["kills"] >= 2 and counts["in_window"] >= 1
+    assert (counts["corrupt"], counts["stale"], counts["lost"]) == (0, 0, 0) and counts["equal"] == counts["kills"]

@@ -36,6 +36,11 @@ from .resume import RECORDED, changes, check_changes
 from .runs import RunDir, TensorBoardLog
 
 
+# Seconds to wait between the best.pt and last.pt writes of an improving epoch, so that a test can kill the run
+# there (benchmarks/kill_campaign.py); read once, unset in real use.
+_PAUSE_BETWEEN_CHECKPOINTS = float(os.environ.get("NETTRAIN_TEST_PAUSE_BETWEEN_CHECKPOINTS") or 0)
+
+
 @dataclass
 class Run:
     """What `fit` returns."""
@@ -356,6 +361,8 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
         # newer), never behind last.pt's record of the best epoch
         if improved or not run.best.exists():
             _save_best(run, state)
+            if _PAUSE_BETWEEN_CHECKPOINTS:   # the kill campaign's window (benchmarks/kill_campaign.py)
+                time.sleep(_PAUSE_BETWEEN_CHECKPOINTS)
         ckpt_io.save(run.claim(run.last), state)
         if record_config is not None:
             _write_config(run, record_config)
