@@ -203,6 +203,10 @@ class RunDir:
                 except OSError as e:
                     raise write_error(f, e) from None
             folders.update(q for q in p.parents if q != self.path and self.path in q.parents)
+        try:
+            temporary(self.path / MANIFEST).unlink()
+        except OSError:
+            pass
         for folder in sorted(folders, key=lambda q: len(q.parts), reverse=True):
             try:
                 folder.rmdir()   # only when empty: a folder of the user's inside stays
