@@ -219,6 +219,15 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_epoch_0(tmp_path
     assert "no epoch had been kept, so nettrain fit --resume" in capsys.readouterr().err
     assert main(["fit", "--resume", str(tmp_path / "run")]) == 0
     assert numbers(tmp_path / "run") == numbers(straight.dir)
+    # killed even before its config.yaml: clearly restartable
+    from nettrain.runs import RunDir
+    RunDir.create(tmp_path / "early", "two-gaussians", "mlp", overwrite=False).unlock()
+    capsys.readouterr()
+    assert main(["fit", "--resume", str(tmp_path / "early")]) == 2
+    assert f"the run stopped before it wrote it; start it again with nettrain fit ... --run-dir {tmp_path / 'early'} " \
+           f"--overwrite" in capsys.readouterr().err
+    assert main(["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--run-dir",
+                 str(tmp_path / "early"), "--overwrite", "--run.progress", "none", "--run.tensorboard", "false"]) == 0
 
 
 def test_resuming_on_another_thread_count_warns_once(tmp_path, capsys):

@@ -25,6 +25,7 @@ from .engine.device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, ModelError, NettrainError
 from .models import build_model
 from .predictor import Predictions, Predictor, format_report
+from .runs import MANIFEST
 from .training import Run, train
 
 
@@ -56,13 +57,12 @@ def fit(config=None, *, data=None, val_data=None, classes=None, resume=None, **o
     module = options.pop("model") if isinstance(options.get("model"), nn.Module) else None
     if resume is not None:
         run_dir = Path(resume)
-        if not run_dir.is_dir():
-            raise CheckpointError(f"{run_dir} is not a run directory; give the directory of a run started by "
-                                  f"nettrain fit")
         if not (run_dir / "config.yaml").exists():   # without last.pt it starts again from epoch 0 (training.py)
-            raise CheckpointError(f"{run_dir} has no config.yaml to resume: the run stopped before it started, or "
-                                  f"it is not a run; start it again with nettrain fit ... --run-dir {run_dir} "
-                                  f"--overwrite")
+            if (run_dir / MANIFEST).exists():
+                raise CheckpointError(f"{run_dir} has no config.yaml to resume: the run stopped before it wrote it; "
+                                      f"start it again with nettrain fit ... --run-dir {run_dir} --overwrite")
+            raise CheckpointError(f"{run_dir} is not a run directory with a checkpoint to resume (no config.yaml); "
+                                  f"give the directory of a run started by nettrain fit")
         cfg = resolve_config(run_dir / "config.yaml", options)
     else:
         cfg = resolve_config(config, options)
