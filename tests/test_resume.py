@@ -262,11 +262,13 @@ def test_best_is_never_behind_last(tmp_path, monkeypatch, capsys):
     straight = nettrain.fit(epochs=3, run_dir=tmp_path / "straight", **opts)
     save = ckpt_io.save
 
-    def killed_before_last(path, state):
-        if path.name == "last.pt" and state["epoch"] == 2:
-            raise KeyboardInterrupt
-        save(path, state)
-    monkeypatch.setattr(ckpt_io, "save", killed_before_last)
+    def killed_before_last(epoch):
+        def save_or_die(path, state):
+            if path.name == "last.pt" and state["epoch"] == epoch:
+                raise KeyboardInterrupt
+            save(path, state)
+        return save_or_die
+    monkeypatch.setattr(ckpt_io, "save", killed_before_last(2))
     with pytest.raises(KeyboardInterrupt):
         nettrain.fit(epochs=3, run_dir=tmp_path / "run", **opts)
     monkeypatch.setattr(ckpt_io, "save", save)
@@ -277,6 +279,17 @@ def test_best_is_never_behind_last(tmp_path, monkeypatch, capsys):
     nettrain.fit(resume=tmp_path / "run", **{"run.progress": "lines"})
     assert f"resuming from {tmp_path / 'run' / 'best.pt'} (epoch 2)" in capsys.readouterr().out
     assert numbers(tmp_path / "run") == numbers(straight.dir)
+
+    # the same in the last epoch: the resume has nothing left to train, and last.pt catches up with best.pt
+    monkeypatch.setattr(ckpt_io, "save", killed_before_last(3))
+    with pytest.raises(KeyboardInterrupt):
+        nettrain.fit(epochs=3, run_dir=tmp_path / "at-end", **opts)
+    monkeypatch.setattr(ckpt_io, "save", save)
+    assert torch.load(tmp_path / "at-end" / "last.pt", weights_only=True)["epoch"] == 2
+    nettrain.fit(resume=tmp_path / "at-end")
+    a = torch.load(tmp_path / "at-end" / "last.pt", weights_only=True)
+    b = torch.load(straight.dir / "last.pt", weights_only=True)
+    assert a["epoch"] == 3 and all(torch.equal(a["model"][k], v) for k, v in b["model"].items())
 
     # an older nettrain's kill between last.pt (best epoch 3) and best.pt (still epoch 2)
     stale = torch.load(tmp_path / "run" / "last.pt", weights_only=True)

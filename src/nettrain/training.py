@@ -155,7 +155,10 @@ def _resume_state(run: RunDir, progress: Progress) -> Optional[dict]:
     if best_epoch is not None and (last is None or best_epoch > last["epoch"]):
         progress.say(f"resuming from {run.best} (epoch {best_epoch}): it was written just before {run.last} "
                      f"{'was' if last is None else 'of that epoch was'} replaced when the run stopped")
-        return ckpt_io.load(run.best)
+        state = ckpt_io.load(run.best)
+        # last.pt catches up (the same checkpoint): a run stopped there in its last epoch is then whole
+        ckpt_io.save(run.claim(run.last), {k: v for k, v in state.items() if k != "path"})
+        return state
     if last is not None and best_epoch is not None and last["best"]["epoch"] is not None \
             and best_epoch < last["best"]["epoch"] == last["epoch"]:
         # a run of an older nettrain, killed between the last.pt and best.pt writes: last.pt is the best epoch
