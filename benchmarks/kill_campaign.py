@@ -146,7 +146,9 @@ def campaign(kills: int, seed: int, epochs: int, work: Path, say=print) -> dict:
     spans = {True: time.monotonic() - t0 + PAUSE * improving,    # start-up, training and the pauses
              False: time.monotonic() - t1 + PAUSE * improving}   # training (from config.yaml) and the pauses
     counts = dict(kills=0, in_window=0, corrupt=0, stale=0, lost=0, restarted=0, equal=0)
-    for i in range(kills):
+    for i in range(2 * kills):   # a kill drawn after the run's end is not counted: draw another
+        if counts["kills"] == kills:
+            break
         run_dir = work / f"kill{i}"
         proc = nettrain(fit_args(epochs) + ["--run-dir", str(run_dir)], pause=PAUSE)
         window = i % 3 == 0

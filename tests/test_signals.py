@@ -15,17 +15,17 @@ from nettrain.engine import checkpoint as ckpt_io
 
 QUIET = ["--run.progress", "none", "--run.tensorboard", "false"]
 SMALL = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--model.args.hidden", "[8]", *QUIET]
-# about half a second an epoch on one thread: time to send a signal inside an epoch
-SLOW = ["fit", "--dataset", "digits", "--model", "cnn", "--model.args.width", "16", "--batch-size", "4",
-        "--epochs", "20", "--device", "cpu", *QUIET]
+# a run that lasts long enough to be stopped in the middle
+SLOW = ["fit", "--dataset", "digits", "--model", "cnn", "--model.args.width", "8", "--batch-size", "32",
+        "--epochs", "100", "--device", "cpu", *QUIET]
 
 
 def interrupt_at_last_pt_save(monkeypatch, epoch):
-    """Ctrl-C as the checkpoint of `epoch` is written: after its metrics row, before last.pt holds it."""
+    """Ctrl-C as the checkpoints of `epoch` are written: after its metrics row, before a checkpoint holds it."""
     save = ckpt_io.save
 
     def interrupted(path, state):
-        if path.name == "last.pt" and state["epoch"] == epoch:
+        if state["epoch"] == epoch:
             raise KeyboardInterrupt
         save(path, state)
     monkeypatch.setattr(ckpt_io, "save", interrupted)
