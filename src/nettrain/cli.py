@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from .config import SHORTCUTS, parse_value
+from . import signals
 from .errors import NettrainError
 
 # flag -> (config key, type, help)
@@ -177,7 +178,6 @@ def cmd_list() -> int:
 
 
 def main(argv=None) -> int:
-    from . import signals
     try:
         with signals.stop_signals():   # SIGTERM, SIGHUP: as Ctrl-C (signals.py)
             return _main(argv)
@@ -192,6 +192,9 @@ def _main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
+        if args.command is not None:
+            with signals.deferred():   # torch's import does not survive a KeyboardInterrupt inside it
+                from . import api  # noqa: F401
         if args.command == "fit":
             return cmd_fit(args, extra)
         if extra:

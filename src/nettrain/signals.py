@@ -26,10 +26,33 @@ STOP_SIGNALS = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), get
 received = None
 
 
+_deferring = False
+_pending = None
+
+
 def _raise(signum, frame):
-    global received
+    global received, _pending
     received = signum
+    if _deferring:
+        _pending = signum
+        return
     raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
+
+
+@contextlib.contextmanager
+def deferred():
+    """A stop signal received inside the block is raised when the block ends. For importing torch: a
+    KeyboardInterrupt raised inside its C++ start-up was seen to be lost (the run went on), to abort the process, or
+    to make Python kill itself with SIGINT after the command had exited 130."""
+    global _deferring, _pending
+    _deferring, _pending = True, None
+    try:
+        yield
+    finally:
+        _deferring = False
+    if _pending is not None:
+        signum, _pending = _pending, None
+        raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
 
 
 @contextlib.contextmanager
