@@ -315,3 +315,19 @@ def test_kill_9_campaign_quick(tmp_path):
     counts = campaign.campaign(kills=3, seed=1, epochs=3, work=tmp_path, say=lambda line: None)
     assert counts["kills"] >= 2 and counts["in_window"] >= 1
     assert (counts["corrupt"], counts["stale"], counts["lost"]) == (0, 0, 0) and counts["equal"] == counts["kills"]
+
+
+def test_resume_refuses_other_data(tmp_path):
+    """data.dir may change on a resume (the same data elsewhere); other data under the run's name may not."""
+    import nettrain
+    from nettrain.errors import DataError
+    x = torch.linspace(-1, 1, 64).unsqueeze(1)
+    opts = {"optimizer": "sgd", "lr": 0.1, "batch_size": 16, "loss": "mse", "run.progress": "none",
+            "run.tensorboard": False, "model": "mlp", "model.args.hidden": [4]}
+    nettrain.fit(data=(x, x ** 2), epochs=1, run_dir=tmp_path / "run", **opts)
+    with pytest.raises(DataError, match=r"run was trained on other data \(\d+ training examples, sample hash \w+\) "
+                                        r"than it would resume on"):
+        nettrain.fit(data=(x, x ** 3), resume=tmp_path / "run", epochs=2, **opts)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 1
+    nettrain.fit(data=(x, x ** 2), resume=tmp_path / "run", epochs=2, **opts)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 2

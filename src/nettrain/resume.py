@@ -15,7 +15,11 @@ make that run (a new run from the old one's config.yaml with the change).
 """
 from __future__ import annotations
 
-from .errors import ConfigError
+import hashlib
+
+import torch
+
+from .errors import ConfigError, DataError
 
 RESUMABLE = {"train.epochs", "run.progress", "run.tensorboard", "run.dir", "run.overwrite", "data.dir",
              "data.download", "train.device", "train.threads"}
@@ -48,3 +52,24 @@ def check_changes(run_path, changed: dict):
         raise ConfigError(f"--resume continues {run_path} as it was started and cannot change {what}; start a new "
                           f"run with the change: nettrain fit --config {run_path}/config.yaml {flags} --run-dir NEW "
                           f"(a resume may change only {', '.join(sorted(RESUMABLE))})")
+
+
+def data_fingerprint(train) -> dict:
+    """The training split's size and a hash of 64 examples spread over it (inputs and targets): recorded in every
+    checkpoint, so a resume pointed at other data (a moved `data.dir`, other arrays) is refused by name."""
+    if not hasattr(train, "x"):   # a DataLoader over files: its size is what is known without reading them
+        return {"size": len(train)}
+    n = len(train.y)
+    index = torch.linspace(0, n - 1, min(n, 64)).long() if n else torch.zeros(0, dtype=torch.long)
+    h = hashlib.sha256()
+    for t in (train.x[index], train.y[index]):
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return {"size": n, "sample": h.hexdigest()[:16]}
+
+
+def check_data(run_path, saved: dict, now: dict):
+    if saved and saved != now:
+        raise DataError(f"{run_path} was trained on other data ({saved.get('size')} training examples, sample hash "
+                        f"{saved.get('sample', '-')}) than it would resume on ({now.get('size')}, "
+                        f"{now.get('sample', '-')}); point --data-dir at the data it was trained on, or start a new run")

@@ -32,7 +32,7 @@ from .engine.progress import Progress
 from .errors import ConfigError, DivergedError
 from .models import build_model, check_fits
 from .predictor import Predictor, format_report, loss_config
-from .resume import RECORDED, changes, check_changes
+from .resume import RECORDED, changes, check_changes, check_data, data_fingerprint
 from .runs import RunDir, TensorBoardLog
 
 
@@ -82,6 +82,7 @@ def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextl
     history, best, start_epoch = [], {"metric": "val_acc" if t.classification else "val_loss", "value": None,
                                       "epoch": None}, 0
     if state is not None:
+        check_data(run.path, state.get("data_fingerprint"), data_fingerprint(t.data.train))
         history, best, start_epoch = _resume(t, run, state, progress)
         if start_epoch >= tc.epochs:   # nothing to train: nothing is written, not even the environment
             return Run(run.path, history, Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, t.precision.device,
@@ -196,6 +197,7 @@ class _Training:
     val_batches: object
     steps_per_epoch: int               # optimizer steps (batches / accumulate)
     input_dtype: Optional[torch.dtype]   # in-memory images stored rounded to it (see _input_dtype), or None
+    fingerprint: dict = field(default_factory=dict)   # of the training data (resume.data_fingerprint)
 
     @property
     def classification(self) -> bool:
@@ -260,7 +262,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     step = Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema,
                 lookahead)
     return _Training(cfg, data, info, precision, module, step, train_batches, val_batches, steps_per_epoch,
-                     input_dtype)
+                     input_dtype, data_fingerprint(data.train))
 
 
 def _input_dtype(cfg: Config, module: nn.Module, data: Data, precision) -> Optional[torch.dtype]:
@@ -319,7 +321,8 @@ def _checkpoint(t: _Training, epoch: int, history: list, best: dict) -> dict:
              "ema": s.ema.state_dict() if s.ema is not None else None,
              "lookahead": s.lookahead.state_dict() if s.lookahead is not None else None, "epoch": epoch,
              "rng": ckpt_io.rng_state(), "config": t.cfg.to_dict(), "data": t.info.to_dict(), "history": history,
-             "best": best, "nettrain_version": __version__, "threads": torch.get_num_threads()}
+             "best": best, "nettrain_version": __version__, "threads": torch.get_num_threads(),
+             "data_fingerprint": t.fingerprint}
     if s.ema is not None:   # training resumes from the raw weights; predictions use the average
         state["train_model"] = ckpt_io.clean_state_dict(t.module)
     return state
