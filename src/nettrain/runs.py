@@ -273,7 +273,10 @@ class TensorBoardLog:
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
             before = set(run.tensorboard.iterdir()) if run.tensorboard.is_dir() else set()
-            self.writer = SummaryWriter(str(run.tensorboard), purge_step=purge_step)
+            try:
+                self.writer = SummaryWriter(str(run.tensorboard), purge_step=purge_step)
+            except OSError as e:
+                raise write_error(run.tensorboard / "events", e) from None
             for f in set(run.tensorboard.iterdir()) - before:   # the event file it has just opened
                 run.claim(f)
 
