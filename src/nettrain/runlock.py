@@ -31,7 +31,9 @@ class RunLock:
 
     def __init__(self, run_dir, command: str = None):
         self.path = Path(run_dir) / LOCK_NAME
-        self.command = command or shlex.join([Path(sys.argv[0]).name] + sys.argv[1:])
+        program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+        program = "nettrain" if program == "__main__.py" else program   # python -m nettrain
+        self.command = command or shlex.join([program] + sys.argv[1:])
         self._fd = None
 
     def acquire(self) -> "RunLock":
