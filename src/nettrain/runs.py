@@ -191,8 +191,8 @@ class RunDir:
         folders = set()
         for name in self.recorded() or ():
             p = self.path / name
-            if Path(name).is_absolute() or ".." in Path(name).parts or not p.resolve().is_relative_to(root) \
-                    and not p.is_symlink():
+            if Path(name).is_absolute() or ".." in Path(name).parts or \
+                    (not p.is_symlink() and not p.resolve().is_relative_to(root)):
                 continue   # not a name nettrain writes: a record edited by hand deletes nothing outside the run
             for f in (p, temporary(p)):
                 try:
