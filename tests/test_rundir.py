@@ -399,3 +399,14 @@ def test_a_read_only_run_dir_is_one_line(tmp_path, capsys, monkeypatch):
         assert err == f"nettrain: error: cannot write into {run_dir} (Read-only file system); make it writable, or " \
                       f"choose another --run-dir", command
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_record_edited_by_hand_deletes_nothing_outside_the_run(tmp_path):
+    run_dir = tmp_path / "run"
+    fit_into(run_dir)
+    (tmp_path / "outside.txt").write_text("keep me")
+    data = json.loads((run_dir / ".nettrain-run.json").read_text())
+    (run_dir / ".nettrain-run.json").write_text(json.dumps({"files": data["files"] + ["../outside.txt",
+                                                                                     str(tmp_path / "outside.txt")]}))
+    fit_into(run_dir, overwrite=True)
+    assert (tmp_path / "outside.txt").read_text() == "keep me"
