@@ -241,3 +241,49 @@ def test_resume_with_a_users_dataloader_sets_its_samplers_epoch_and_is_exact(tmp
     rows = [[{k: row[k] for k in columns} for row in read_metrics(tmp_path / d / "metrics.csv")]
             for d in ("whole", "part")]
     assert len(rows[0]) == 3 and rows[1] == rows[0]   # every epoch, the resumed one included, as in the uninterrupted run
+
+
+class Lengths(Dataset):
+    """Sequences with a float target: their length / 10 (regression)."""
+
+    def __init__(self, n=40):
+        self.items = [(torch.arange(1, 3 + i % 9), (2 + i % 9) / 10) for i in range(n)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+class Regressor(BiLSTM):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(32, 1)
+
+
+def float_collate(batch):
+    ids, _ = pad_collate([(x, 0) for x, _ in batch])
+    return ids, torch.tensor([y for _, y in batch], dtype=torch.float64)
+
+
+def test_float_targets_through_a_collate_fn_are_regression(tmp_path):
+    run = nettrain.fit(model=Regressor(), data=Lengths(), collate_fn=float_collate, epochs=2, run_dir=tmp_path / "r",
+                       **QUIET)
+    assert run.model.info.task == "regression" and run.model.info.outputs == 1 and "mse" in run.test
+    assert run.model.predict([torch.tensor([1, 2, 3])]).values.shape == (1, 1)
+
+
+def test_augmenting_flags_are_refused_for_a_dataset_with_a_collate_fn(tmp_path):
+    with pytest.raises(nettrain.NettrainError, match="data.crop_padding and data.flip augment in-memory images"):
+        nettrain.fit(model=BiLSTM(), data=Sequences(20, seed=0), collate_fn=pad_collate, **{"data.flip": True},
+                     run_dir=tmp_path / "r", **QUIET)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_model_trained_on_arrays_refuses_a_dataloader_to_evaluate_on(tmp_path):
+    x, y = torch.randn(30, 4), torch.arange(30) % 2
+    run = nettrain.fit(model=nn.Linear(4, 2), data=(x, y), epochs=1, run_dir=tmp_path / "r", **QUIET)
+    with pytest.raises(DataError, match="trained on vectors held in memory; evaluate it on data=\\(x, y\\)"):
+        run.model.evaluate(data=DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=5))
+    assert run.model.evaluate(data=(x, y))["examples"] == 30

@@ -178,6 +178,7 @@ class Predictor:
         if isinstance(items, (str, bytes)) or not hasattr(items, "__len__") or not len(items):
             raise DataError("nothing to predict: give a list of inputs, each as your Dataset's items hold them "
                             "(without the target)")
+        items = list(items)
         if self.info.task == "classification" or self.info.outputs == 1:
             placeholder = torch.tensor(0 if self.info.task == "classification" else 0.0)
         else:
@@ -206,7 +207,11 @@ class Predictor:
             return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
                                  self.info.outputs)
         if data is not None:
-            split = from_user_data(data, data, self.classes, cfg.data).test   # all of it: no held-out split
+            split = from_user_data(data, data, self.classes, cfg.data, collate_fn).test   # all: no held-out split
+            if not isinstance(split, ArrayData):   # its batches would skip the preprocessing this model was trained with
+                raise DataError(f"this model was trained on {self.info.kind}s held in memory; evaluate it on "
+                                f"data=(x, y) or a Dataset of fixed-shape (input, target) items, not a DataLoader "
+                                f"or a collate_fn")
             if list(split.x.shape[1:]) != list(self.info.shape):   # else a shape error deep inside the model
                 raise DataError(f"the data's inputs are shaped {list(split.x.shape[1:])} each, the model was trained "
                                 f"on {self.info.shape}; give inputs of the training data's shape")

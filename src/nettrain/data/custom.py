@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..usercode import raised
 from .arrays import DataInfo
 
@@ -216,6 +216,9 @@ def custom_data(train, test, classes, collate_fn, cfg):
         if d is not None and not isinstance(d, (Dataset, DataLoader)):
             raise DataError(f"{what} with collate_fn must be a torch Dataset or DataLoader, got "
                             f"{type(d).__name__}; wrap your items in a Dataset of (input, target) pairs")
+    if cfg is not None and (cfg.crop_padding or cfg.flip):
+        raise ConfigError("data.crop_padding and data.flip augment in-memory images; with a Dataset or DataLoader "
+                          "augment in its __getitem__ (a torchvision transform), and leave them off")
     if cfg is not None and cfg.val_fraction:
         raise DataError("data.val_fraction holds out part of in-memory arrays; with a Dataset or DataLoader give "
                         "val_data= (torch.utils.data.random_split makes one)")
@@ -246,7 +249,7 @@ def custom_data(train, test, classes, collate_fn, cfg):
         outputs, classes = int(y.shape[1]) if y.ndim > 1 else 1, None
     else:
         names = classes if classes is not None else class_names(train)
-        labels = [tr.targets()] + ([va.targets()] if va is not None and names is None else [])
+        labels = [tr.targets()] + ([va.targets()] if va is not None else [])
         low = min(int(t.min()) for t in labels)
         top = max(int(t.max()) for t in labels) + 1
         if low < 0:
