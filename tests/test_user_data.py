@@ -240,7 +240,7 @@ def test_resume_with_a_users_dataloader_sets_its_samplers_epoch_and_is_exact(tmp
     columns = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")   # not the timings
     rows = [[{k: row[k] for k in columns} for row in read_metrics(tmp_path / d / "metrics.csv")]
             for d in ("whole", "part")]
-    assert len(rows[0]) == 3 and rows[1] == rows[0]   # every epoch, the resumed one included, as in the uninterrupted run
+    assert len(rows[0]) == 3 and rows[1] == rows[0]   # every epoch, the resumed one too, as uninterrupted
 
 
 class Lengths(Dataset):

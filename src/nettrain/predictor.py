@@ -112,7 +112,8 @@ class Predictor:
     def _vector_batch(self, inputs) -> torch.Tensor:
         shape = list(self.info.shape)
         ids = self.info.dtype is not None   # token ids: integers, as trained (never cast to float)
-        wanted = f"this model takes {'integer token ids' if ids else 'numbers'} shaped (N, {', '.join(map(str, shape))})"
+        wanted = f"this model takes {'integer token ids' if ids else 'numbers'} shaped " \
+                 f"(N, {', '.join(map(str, shape))})"
         try:
             x = torch.as_tensor(np.asarray(inputs, dtype=None if ids else np.float32)
                                 if not isinstance(inputs, torch.Tensor) else inputs)
@@ -208,7 +209,7 @@ class Predictor:
                                  self.info.outputs)
         if data is not None:
             split = from_user_data(data, data, self.classes, cfg.data, collate_fn).test   # all: no held-out split
-            if not isinstance(split, ArrayData):   # its batches would skip the preprocessing this model was trained with
+            if not isinstance(split, ArrayData):   # its batches would skip the model's preprocessing
                 raise DataError(f"this model was trained on {self.info.kind}s held in memory; evaluate it on "
                                 f"data=(x, y) or a Dataset of fixed-shape (input, target) items, not a DataLoader "
                                 f"or a collate_fn")
