@@ -26,11 +26,11 @@ from .data import Data, DataInfo, load_data, make_batches
 from .engine import checkpoint as ckpt_io
 from .engine.device import describe, resolve_device, resolve_precision
 from .engine.lookahead import Lookahead
-from .engine.loop import Step, evaluate as evaluate_pass, train_epoch
+from .engine.loop import Step, evaluate as evaluate_pass, forward, train_epoch
 from .engine.optim import build_loss, build_optimizer, build_scheduler, fast_forward
 from .engine.progress import Progress
 from .errors import ConfigError, DivergedError
-from .models import build_model, check_fits
+from .models import MODELS, build_model, check_fits
 from .predictor import Predictor, format_report, loss_config
 from .resume import RECORDED, changes, check_changes, check_data, data_fingerprint
 from .runs import RunDir, TensorBoardLog
@@ -108,11 +108,14 @@ def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextl
     if start_epoch == 0:
         if t.info.kind == "image" and hasattr(t.data.train, "x"):
             tb.images(t.data.train.x[:64])
-        tb.graph(t.module, t.val_batches or t.train_batches)
+        if t.info.kind != "custom":   # a custom batch input may be a tuple or dict, which the graph cannot trace
+            tb.graph(t.module, t.val_batches or t.train_batches)
     n_params = sum(p.numel() for p in t.module.parameters())
     progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples:,} train, "
                  f"{len(t.data.val) if t.data.val is not None else 0:,} val) | {cfg.model.name} ({n_params:,} "
                  f"parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
+    for note in t.data.notes:
+        progress.say(f"nettrain: {note}")
 
     # Large activations are allocated and freed every step: keep the freed memory for reuse (see _malloc.py).
     # Small linear layers run in float32 under CPU bf16 autocast, where it is faster (see engine/device.py); a
@@ -133,7 +136,8 @@ def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextl
     if best["epoch"] is not None:
         progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
                      f"{seconds:.1f}s in all")
-    predictor = Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision, loss_fn=t.step.loss_fn)
+    predictor = Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision, loss_fn=t.step.loss_fn,
+                          collate_fn=getattr(t.data.train, "collate_fn", None))
     return Run(run.path, history, predictor, test, seconds)
 
 
@@ -236,8 +240,11 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
 
     # the model, built and checked on the CPU, then moved
     if module is None:
+        if info.kind == "custom" and cfg.model.name in MODELS:
+            raise ConfigError(f"model {cfg.model.name!r} takes inputs of a fixed shape, and this data's batches have "
+                              f"none (a collate function or DataLoader makes them); give your own model=")
         module = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args, gate)
-    check_fits(module, cfg.model.name, info.shape, info.outputs, info.task)
+    check_fits(module, cfg.model.name, info.shape, info.outputs, info.task, _example(data))
     channels_last = _channels_last(cfg, info)
     module.to(device)
     if channels_last:
@@ -270,18 +277,29 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     step = Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema,
                 lookahead)
     return _Training(cfg, data, info, precision, module, step, train_batches, val_batches, steps_per_epoch,
-                     input_dtype, _code_origins(cfg, gate), data_fingerprint(data.train))
+                     input_dtype, _code_origins(cfg, gate, info.collate), data_fingerprint(data.train))
 
 
-def _code_origins(cfg: Config, gate: Optional[Gate]) -> dict:
+def _example(data: Data):
+    """A real first batch input for the model check when zeros of the recorded shape would not do: custom batches
+    (no fixed shape) and token ids (integers); None otherwise."""
+    if data.info.kind == "custom":
+        return data.train.example()[0]
+    if data.info.dtype is not None:
+        return data.train.x[:2]
+    return None
+
+
+def _code_origins(cfg: Config, gate: Optional[Gate], collate: Optional[str] = None) -> dict:
     """Where the user's code named in `cfg` came from (file and sha256), for the checkpoints; the user's own (not a
     resumed checkpoint's) is added to the trust store, so that loading this run later needs no flag."""
-    specs = {"model": cfg.model.name, "loss": cfg.train.loss, "optimizer": cfg.optim.name, "scheduler": cfg.sched.name}
+    specs = {"model": cfg.model.name, "loss": cfg.train.loss, "optimizer": cfg.optim.name, "scheduler": cfg.sched.name,
+             "collate": collate}   # the collate function is always the user's: fit was given it, not a checkpoint
     code, own = {}, []
     for kind, spec in specs.items():
-        if not is_user_spec(kind, spec):
+        if not spec or not is_user_spec(kind, spec):
             continue
-        if gate is not None and not gate.owns(kind):   # the checkpoint's record, as it was trusted
+        if gate is not None and not gate.owns(kind) and kind != "collate":   # the checkpoint's record, as trusted
             if isinstance(gate.code.get(kind), dict) and gate.code[kind].get("spec") == spec:
                 code[kind] = gate.code[kind]
             continue
@@ -477,10 +495,11 @@ def _maybe_compile(module, enabled: bool, batches, loss_fn, precision):
         try:
             compiled = torch.compile(module)
             x, y = next(iter(batches))
-            last = batches.num_samples % len(x)
-            for n in [len(x)] + ([last] if last and not batches.drop_last else []):
+            last = batches.num_samples % len(y)
+            # a custom batch (a tuple or dict of inputs) is not cut: its own last batch compiles when it comes
+            for n in [len(y)] + ([last] if last and not batches.drop_last and isinstance(x, torch.Tensor) else []):
                 with precision.autocast():
-                    loss = loss_fn(compiled(x[:n]), y[:n])
+                    loss = loss_fn(forward(compiled, x if n == len(y) else x[:n]), y[:n])
                 loss.backward()
         except Exception as e:
             print(f"warning: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "

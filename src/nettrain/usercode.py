@@ -37,6 +37,8 @@ KINDS = {
     "loss": ("an nn.Module subclass or instance, or a Python function f(outputs, targets)",
              lambda o: (inspect.isclass(o) and issubclass(o, nn.Module)) or isinstance(o, nn.Module)
              or isinstance(o, types.FunctionType)),
+    # a checkpoint records the collate function fit was given (data/custom.py); only a plain function is called
+    "collate": ("a Python function f(items) -> (inputs, targets)", lambda o: isinstance(o, types.FunctionType)),
 }
 
 
@@ -196,6 +198,8 @@ def check_kwargs(cls, kwargs: dict, what: str, skip=("self",)):
 def is_user_spec(kind: str, spec: str) -> bool:
     """Does `spec` name user code rather than a registered name? Loss specs need a colon (`cross-entropy` and
     `nll` are names); optimizers and schedulers may also be dotted (`torch.optim.ASGD`)."""
+    if kind == "collate":   # there are no registered collate functions
+        return ":" in spec
     from .engine.optim import LOSSES, OPTIMIZERS, SCHEDULERS
     from .models import MODELS
     registry = {"model": MODELS, "loss": LOSSES, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}[kind]

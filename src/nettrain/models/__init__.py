@@ -55,21 +55,26 @@ def build_model(name: str, shape, outputs: int, args: dict, gate=None) -> nn.Mod
     return model
 
 
-def check_fits(model: nn.Module, name: str, shape, outputs: int, task: str):
-    """One forward pass of two zero inputs; a ModelError that says what does not fit."""
+def check_fits(model: nn.Module, name: str, shape, outputs: int, task: str, example=None):
+    """One forward pass of two zero inputs, or of `example` (a real batch input: for data whose shape is not fixed,
+    or integer token ids, which zeros of float32 would not be); a ModelError that says what does not fit."""
+    from ..engine.loop import forward
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(torch.zeros(2, *shape, device=next(model.parameters(), torch.zeros(0)).device))
+            out = forward(model, example) if example is not None else \
+                model(torch.zeros(2, *shape, device=next(model.parameters(), torch.zeros(0)).device))
     except Exception as e:   # any shape mismatch inside the user's model
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"model {name!r} does not fit inputs of shape {list(shape)}: {first}; "
+        what = f"inputs of shape {list(shape)}" if example is None else "the first batch of the data"
+        raise ModelError(f"model {name!r} does not fit {what}: {first}; "
                          f"choose a model for this data or change its arguments") from None
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != outputs:
+        batch = "a batch of 2" if example is None else "the data's first examples"
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         what = f"{outputs} classes" if task == "classification" else f"{outputs} regression targets"
-        raise ModelError(f"model {name!r} outputs {got} for a batch of 2, but the data has {what}: it must output "
+        raise ModelError(f"model {name!r} outputs {got} for {batch}, but the data has {what}: it must output "
                          f"[batch, {outputs}]; change its last layer")
