@@ -43,7 +43,7 @@ def tracking(model: nn.Module):
         if name and not list(module.children()):
             handles.append(module.register_forward_pre_hook(
                 lambda m, args, name=name: where.stack.append((name, m))))
-            handles.append(module.register_forward_hook(lambda m, args, out: where.stack.pop()))
+            handles.append(module.register_forward_hook(lambda m, args, out: where.stack.pop() and None))
     try:
         yield where
     finally:
