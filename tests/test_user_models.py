@@ -224,6 +224,16 @@ def test_a_bug_that_shows_only_in_training_is_one_line_too(tmp_path, capsys, mon
     assert 'late_bug.py", line 14, in forward' in capsys.readouterr().err
 
 
+def test_a_model_that_fails_only_in_training_mode_is_one_line_before_the_first_step(tmp_path, capsys):
+    net = write(tmp_path, "train_bug.py", LATE_BUG.replace("Net.calls > 12", "self.training"))
+    assert fit(tmp_path, "--model", f"{net}:Net") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "nettrain: error: ValueError: a bug that shows in training at train_bug.py:14: model ") and \
+        "fails in a training step; fix the model" in err
+    assert not (tmp_path / "run").exists()   # refused before a run directory is made
+
+
 # reads its input's memory in storage order: a channels_last batch silently gives other features
 RAW_MEMORY = """\
 import torch

@@ -52,6 +52,7 @@ class Probe:
         self.tolerance = TOLERANCE[precision.dtype]
         self.params = list(module.parameters())
         self.in_eval = False   # compare in eval mode (the forward draws random numbers in training mode)
+        self.layout = torch.contiguous_format   # of the batches the later choices run on (channels_last decides)
         self.reference = self._plain()
 
     # ---- state ------------------------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ class Probe:
         """Small nn.Linear layers in float32 under CPU bf16 autocast (device.small_linears_in_float32)."""
         if not any(isinstance(m, nn.Linear) for m in self.module.modules()):
             return True   # nothing it would switch
-        x = self.x.contiguous(memory_format=getattr(self, "layout", torch.contiguous_format))
+        x = self.x.contiguous(memory_format=self.layout)
         return self._check("float32 small linears", "--train.small_linears_fp32 false turns it off without this "
                                                     "line", lambda: self._run(self.module, x, small_linears=True))
 
@@ -192,7 +193,7 @@ class Probe:
 
     def compiled(self, compiled: nn.Module) -> bool:
         """torch.compile'd `compiled` (of this module), after its warm-up: the same results as eager?"""
-        x = self.x.contiguous(memory_format=getattr(self, "layout", torch.contiguous_format))
+        x = self.x.contiguous(memory_format=self.layout)
         return self._check("torch.compile", "training without it (eager)", lambda: self._run(compiled, x))
 
     def optimizer(self, build: Callable[[bool], torch.optim.Optimizer]) -> torch.optim.Optimizer:
