@@ -187,6 +187,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     loss_fn = build_loss(loss_config(cfg, info.task), gate, loss)
     # A user's model gets each speed choice only when it computes the same with it (engine/probe.py); the choices
     # dropped are recorded in the config, so that evaluate, predict and a resume run the model as it trained.
+    # Built-in models are written for every choice and tested with them: no probe.
     probe = None
     if user:
         probe = Probe(module, *probe_batch(data, info, cfg, device, tc.batch_size), loss_fn, precision,

@@ -14,9 +14,10 @@ mode, where it draws none. Weights, buffers, gradients and every RNG are put bac
 Built-in models skip it: they are written for these choices (they flatten with .flatten/.reshape, never .view a
 feature map), and the test suite and the benchmarks run each of them with every choice on.
 
-What it costs (2-core CPU shared with other jobs, bf16 autocast, batch 64, one thread): the tutorial Net
-(3x32x32) 55 ms (its channels_last pass raises at once), the built-in cnn on digits (1x8x8) 60 ms, if it were
-probed; a few milliseconds of an epoch for these, and about four training steps for any model.
+What it costs, measured once (2-core CPU shared with other jobs, bf16 autocast, one thread, batch 64, twice each,
+the range given): the tutorial Net on 3x32x32 images 43-79 ms (its channels_last pass raises at once); the
+built-in cnn, were it probed, 55-57 ms on digits (1x8x8) and 210-330 ms on 3x32x32. That is the plain pass, one
+pass per choice and two optimizer steps: about four training steps, once per fit.
 """
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ class Probe:
         """The reference: contiguous, autocast alone, eager. A failure here is the model's own: one line."""
         with self.preserved():
             torch.manual_seed(SEED)
-            before = torch.get_rng_state()
+            before = self._rng()
             try:
                 with tracking(self.module) as where:
                     result = self._pass(self.module, self.x, True, False)
@@ -116,12 +117,17 @@ class Probe:
                 raise ModelError(f"{failure(e, self.module, where, self.x.shape, list(self.x.shape[1:]))}: model "
                                  f"{self.name!r} fails in a training step; fix the model (--debug prints the whole "
                                  f"traceback)") from e
-            self.in_eval = not torch.equal(before, torch.get_rng_state())
+            self.in_eval = any(not torch.equal(a, b) for a, b in zip(before, self._rng()))
         if self.in_eval:
             with self.preserved():
                 result = self._pass(self.module, self.x, False, False)
         self.grads = {id(p): g for p, g in zip(self.params, result[1])}
         return result
+
+    def _rng(self) -> list:
+        """The states of the generators a forward may draw from: the CPU's, and the GPU's when it runs there."""
+        cuda = [torch.cuda.get_rng_state(self.precision.device)] if self.precision.device.type == "cuda" else []
+        return [torch.get_rng_state()] + cuda
 
     # ---- comparing --------------------------------------------------------------------------------------------
 
