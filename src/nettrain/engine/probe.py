@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import random
 import sys
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -162,9 +163,10 @@ class Probe:
     def _raised_line(self, what: str, fix: str, e: Exception) -> str:
         frame = user_frame(e, self.file)
         where = f"{self.label}.{frame.name}" if frame is not None and frame.filename == self.file else self.label
-        at = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}" if frame is not None else "?"
-        if VIEW in str(e):
-            return f"{what} off: {where} calls .view on a {what} tensor ({at}); .reshape or .flatten keeps the fast path"
+        at = f"{Path(frame.filename).name}:{frame.lineno}" if frame is not None else "?"
+        if VIEW in str(e):   # the tutorials' x.view(-1, n) on a feature map: the one-word fix
+            return f"{what} off: {where} calls .view on a {what} tensor ({at}); .reshape or .flatten keeps the fast " \
+                   f"path"
         return f"{what} off: {self.label} fails with it ({raised(e, self.file)}); {fix}"
 
     # ---- the choices ------------------------------------------------------------------------------------------
