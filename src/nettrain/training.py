@@ -179,7 +179,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     user = module is not None or cfg.model.name not in MODELS
     if module is None:
         module = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args, gate)
-    if user and info.kind == "image":
+    if info.kind == "image" and (user or cfg.model.flatten):   # a built-in model only when asked, as load does
         module, cfg = _flat_input(module, cfg, info)
         tc = cfg.train
     check_fits(module, cfg.model.name, info.shape, info.outputs, info.task)
