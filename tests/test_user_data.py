@@ -100,14 +100,15 @@ def test_load_of_a_collate_fn_it_cannot_find_again_names_the_fix(tmp_path):
 
 
 class Counting(BiLSTM):
-    """Counts its training forward passes (the optimizer steps)."""
+    """Records the batch size of each training forward pass (the probe's one, engine/probe.py, then the steps)."""
 
     def __init__(self):
         super().__init__()
-        self.train_calls = 0
+        self.train_batches = []
 
     def forward(self, ids):
-        self.train_calls += self.training
+        if self.training and torch.is_grad_enabled():
+            self.train_batches.append(len(ids))
         return super().forward(ids)
 
 
@@ -118,7 +119,8 @@ def test_a_dataloader_as_data_is_used_with_its_own_batch_size(tmp_path, capsys):
     quiet = dict(QUIET, **{"run.progress": "lines"})
     nettrain.fit(model=model, data=loader, val_data=Sequences(20, seed=6), collate_fn=pad_collate, epochs=2,
                  batch_size=64, run_dir=tmp_path / "run", **quiet)
-    assert model.train_calls == 2 * math.ceil(45 / 7)   # batch_size=64 would have been one step an epoch
+    steps = model.train_batches[-2 * math.ceil(45 / 7):]   # after the probe's pass on the loader's first batch
+    assert steps == [7] * 6 + [3] + [7] * 6 + [3]   # batch_size=64 would have been one step of 45 an epoch
     assert "your DataLoader is used as it is (batch size 7, RandomSampler, collate pad_collate)" in \
         capsys.readouterr().out
 

@@ -25,6 +25,7 @@ from .engine import checkpoint as ckpt_io
 from .engine.device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, ModelError, NettrainError
 from .models import MODELS, build_model
+from .models.flat import FlatInput
 from .predictor import Predictions, Predictor, format_report
 from .runs import MANIFEST
 from .training import Run, train
@@ -141,6 +142,8 @@ def load(path, model=None, device: str = "cpu", trust_code: bool = False, _fixes
         raise ModelError(f"model= takes an instance of your nn.Module class or its spec 'file.py:Class', got "
                          f"{type(model).__name__}")
     ckpt_io.load_weights(model, state["model"], state["path"], cfg.model.name)
+    if cfg.model.flatten and info.kind == "image":   # trained on flattened images (models/flat.py)
+        model = FlatInput(model)
     dev = resolve_device(device)
     model.to(dev)
     if cfg.train.channels_last and info.kind == "image":
