@@ -269,3 +269,9 @@ def test_a_checkpoint_with_a_damaged_table_record_is_refused(iris_run, tmp_path)
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="data.table must be a mapping"):
         nettrain.load(tmp_path / "bad.pt")
+
+
+def test_a_table_of_the_target_alone_is_refused(tmp_path, capsys):
+    csv_path = write(tmp_path / "t.csv", "y\n1\n2\n")
+    assert fit_cli(tmp_path, "--dataset", "csv", "--data-dir", str(csv_path), "--target", "y") == 2
+    assert "no column besides the target 'y'" in error_line(capsys)

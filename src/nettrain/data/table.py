@@ -246,6 +246,8 @@ def source(frame: dict, target: str, task: str, seed: int, where, prep: Optional
     if target not in frame:
         raise DataError(f"there is no target column {target!r}{_closest(target, frame)}; the columns are: "
                         f"{', '.join(map(repr, frame))[:300]}; set --target to one of them")
+    if len(frame) < 2:
+        raise DataError(f"the table has no column besides the target {target!r}; give at least one input column")
     values = frame[target]
     if prep is None:
         task = infer_task(values, task, target)
