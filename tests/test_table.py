@@ -223,13 +223,13 @@ def test_evaluate_on_another_csv_applies_the_trained_preprocessing(tmp_path, cap
                    "1") == 0
     (tmp_path / "other").mkdir()
     other = fruit_csv(tmp_path / "other")
-    write(other, other.read_text().replace(",red,", ",purple,"))   # a level training never saw: all zeros
+    write(other, other.read_text().replace(",red,", ",blue,"))   # a level training never saw: all zeros
     model = nettrain.load(tmp_path / "run")
     probs = model.predict(str(other)).probs   # every row, encoded as in training
     labels = ["apple" if i % 2 == 0 else "grape" for i in range(40)]
     _, test = split(40, labels, 0)
     y = torch.tensor([i % 2 for i in test])
-    result = model.evaluate(data_dir=str(other))   # its held-out 20%: relearned, "purple" would be a level
+    result = model.evaluate(data_dir=str(other))   # its held-out 20%: relearned, "blue" would be a level
     assert result["examples"] == 8
     assert result["loss"] == pytest.approx(-probs[test, y].log().mean().item(), rel=1e-4)
     assert main(["evaluate", str(tmp_path / "run"), "--data-dir", str(tmp_path / "missing.csv")]) == 2
@@ -275,3 +275,16 @@ def test_a_table_of_the_target_alone_is_refused(tmp_path, capsys):
     csv_path = write(tmp_path / "t.csv", "y\n1\n2\n")
     assert fit_cli(tmp_path, "--dataset", "csv", "--data-dir", str(csv_path), "--target", "y") == 2
     assert "no column besides the target 'y'" in error_line(capsys)
+
+
+def test_a_run_made_before_the_table_keys_existed_still_resumes(tmp_path):
+    """A checkpoint's config without data.target/data.task (an older nettrain's) reads them as their defaults: a
+    resume must not see `data.task: None -> auto` as a change and refuse."""
+    run = tmp_path / "run"
+    nettrain.fit(dataset="two-gaussians", epochs=1, run_dir=str(run), **FAST)
+    for name in ("last.pt", "best.pt"):
+        state = torch.load(run / name, weights_only=True)
+        del state["config"]["data"]["target"], state["config"]["data"]["task"]
+        torch.save(state, run / name)
+    resumed = nettrain.fit(resume=str(run), epochs=2)
+    assert [row["epoch"] for row in resumed.metrics] == [1, 2]

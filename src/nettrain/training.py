@@ -78,7 +78,8 @@ def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextl
         run = RunDir.open(resume_dir)
         held.callback(run.unlock)
         state = _resume_state(run, progress)
-        saved = state["config"] if state is not None else Config.load(run.config).to_dict()
+        # through Config: a key added since the run was made (data.task) reads as its default, not as a change
+        saved = (Config.from_dict(state["config"]) if state is not None else Config.load(run.config)).to_dict()
         changed = changes({**saved, "run": {}}, {**cfg.to_dict(), "run": {}})
         check_changes(run.path, changed)
         if any(k in RECORDED for k in changed):   # config.yaml says so once an epoch of the new length is kept
