@@ -169,7 +169,8 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "sch
 
 # Short names for the keys people change most (CLI flags and nettrain.fit keywords).
 SHORTCUTS = {
-    "dataset": "data.name", "data_dir": "data.dir", "target": "data.target", "download": "data.download", "image_size": "data.image_size",
+    "dataset": "data.name", "data_dir": "data.dir", "download": "data.download", "image_size": "data.image_size",
+    "target": "data.target",
     "model": "model.name", "optimizer": "optim.name", "lr": "optim.lr", "weight_decay": "optim.weight_decay",
     "momentum": "optim.momentum", "scheduler": "sched.name", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "seed": "train.seed", "loss": "train.loss", "device": "train.device",
