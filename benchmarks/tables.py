@@ -64,7 +64,7 @@ def main():
                 if not goal:
                     failed.append(f"{name} seed {seed}")
                 rows.append((name, seed, shown, ref_shown, seconds, ref_seconds, "yes" if goal else "NO"))
-    print(f"| dataset | seed | nettrain | reference(s) | nettrain s | references s | goal met |")
+    print("| dataset | seed | nettrain | reference(s) | nettrain s | references s | goal met |")
     print("|---|---|---|---|---|---|---|")
     for name, seed, shown, ref_shown, s, rs, ok in rows:
         print(f"| {name} | {seed} | {shown} | {ref_shown} | {s:.1f} | {rs:.1f} | {ok} |")
