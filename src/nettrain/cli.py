@@ -4,6 +4,7 @@
     nettrain fit --resume RUN_DIR [--model SPEC] [--trust-code]
     nettrain evaluate RUN_DIR_OR_CHECKPOINT [--data-dir DIR] [--model SPEC] [--trust-code]
     nettrain predict RUN_DIR_OR_CHECKPOINT FILE_OR_FOLDER... [--topk 3] [--json] [--model SPEC] [--trust-code]
+    nettrain predict RUN_DIR_OR_CHECKPOINT --file rows.csv [--json]       (a model trained on a table)
     nettrain list
 
 A user error (`NettrainError`) prints one line and exits with code 2; anything else is a bug and keeps its
@@ -27,7 +28,8 @@ FIT_FLAGS = {
     "--config": (None, str, "YAML config file (a recipe, or a run's config.yaml to repeat it)"),
     "--resume": (None, str, "continue the run in this directory from its last checkpoint"),
     "--dataset": ("dataset", str, "dataset name (nettrain list)"),
-    "--data-dir": ("data_dir", str, "data directory (default: $NETTRAIN_DATA, else ./data)"),
+    "--data-dir": ("data_dir", str, "data directory (default: $NETTRAIN_DATA, else ./data); for csv, the file"),
+    "--target": ("target", str, "csv: the column to predict (data.target)"),
     "--model": ("model", str, "model name, package.module:Class or path/file.py:Class"),
     "--optimizer": ("optimizer", str, "sgd, adam, adamw, rmsprop, adagrad, adadelta, muon, or a torch.optim.Optimizer "
                                       "class: torch.optim.ASGD, package.module:Class, path/file.py:Class "
@@ -79,10 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     _model_flags(ev)
     ev.add_argument("--data-dir", help="evaluate on the test split found in this directory instead")
     ev.add_argument("--device", default="auto")
-    pr = sub.add_parser("predict", help="predict the classes of image files")
+    pr = sub.add_parser("predict", help="predict the classes of image files, or a table's rows")
     pr.add_argument("checkpoint", help="run directory or checkpoint file")
-    pr.add_argument("inputs", nargs="+", help="image files or folders of images")
-    pr.add_argument("--topk", type=int, default=3, help="classes to show per input (default 3)")
+    pr.add_argument("inputs", nargs="*", help="image files or folders of images; or CSV files of rows (tables)")
+    pr.add_argument("--file", action="append", default=[], help="a CSV file of rows to predict (tables; repeatable)")
+    pr.add_argument("--topk", type=int, default=None, help="classes to show per input (default 3; tables 1)")
     pr.add_argument("--json", action="store_true", help="print JSON for machines")
     pr.add_argument("--device", default="cpu")
     _model_flags(pr)
@@ -157,10 +160,18 @@ def cmd_predict(args) -> int:
     from . import api
     from .data.images import read_image
     from .errors import printable
-    if args.topk < 1:
+    if args.topk is not None and args.topk < 1:
         raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
     model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
                      _fixes=CLI_FIXES)
+    if model.info.kind == "table":
+        return _predict_rows(model, args.inputs + args.file, args.topk or 1, args.json)
+    if args.file:
+        raise NettrainError("--file gives CSV rows to a model trained on a table; give image files and folders "
+                            "as arguments")
+    if not args.inputs:
+        raise NettrainError("nothing to predict: give image files or folders after the run directory")
+    args.topk = args.topk or 3
     if model.info.kind != "image":
         raise NettrainError("predict from files needs a model trained on images; use the Python API for vectors")
     c, h, _ = model.info.shape
@@ -186,6 +197,33 @@ def cmd_predict(args) -> int:
             shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
             print(f"{printable(r['file'])}: {shown}")
     return 1 if errors else 0
+
+
+def _predict_rows(model, files: list, topk: int, as_json: bool) -> int:
+    """One line per row of each CSV file: the class and its probability (or the top k), or the predicted value.
+    Every file is read and checked before anything is printed: a bad cell stops the command with one line."""
+    from .errors import printable
+    if not files:
+        raise NettrainError("nothing to predict: give a CSV file of rows (nettrain predict RUN --file rows.csv)")
+    done = [(f, model.predict(f)) for f in files]
+    results = []
+    for f, preds in done:
+        rows = preds.topk(topk) if preds.probs is not None else preds.values.tolist()
+        for i, row in enumerate(rows, 1):
+            entry = {"file": str(f), "row": i}
+            if preds.probs is not None:
+                entry["predictions"] = [{"class": c, "probability": round(p, 6)} for c, p in row]
+            else:
+                entry["value"] = row[0] if len(row) == 1 else row
+            results.append(entry)
+    if as_json:
+        print(json.dumps({"predictions": results, "errors": []}, indent=2))
+        return 0
+    for r in results:
+        shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]) \
+            if "predictions" in r else (f"{r['value']:.6g}" if isinstance(r["value"], float) else str(r["value"]))
+        print(f"{printable(r['file'])} row {r['row']}: {shown}")
+    return 0
 
 
 def cmd_list() -> int:

@@ -93,6 +93,8 @@ class DataConfig:
     alternate_flip: bool = False      # with flip: mirror each image every other epoch (a seeded half first), not by a
                                       # coin per epoch (in-memory data; the DataLoader path keeps coins)
     normalize: bool = True            # subtract the dataset's mean, divide by its std
+    target: Optional[str] = None      # csv: the column to predict (data/table.py)
+    task: str = choice("auto", "auto", "classification", "regression")  # csv: auto reads it from the target column
 
 
 @dataclass
@@ -171,6 +173,7 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "sch
 # Short names for the keys people change most (CLI flags and nettrain.fit keywords).
 SHORTCUTS = {
     "dataset": "data.name", "data_dir": "data.dir", "download": "data.download", "image_size": "data.image_size",
+    "target": "data.target",
     "model": "model.name", "optimizer": "optim.name", "lr": "optim.lr", "weight_decay": "optim.weight_decay",
     "momentum": "optim.momentum", "scheduler": "sched.name", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "seed": "train.seed", "loss": "train.loss", "device": "train.device",

@@ -15,10 +15,11 @@ from torch import nn
 
 from ._malloc import freed_memory_kept
 from .config import Config
-from .data import ArrayData, DataInfo, from_user_data, load_data, make_batches
+from .data import ArrayData, DataInfo, from_user_data, load_data, make_batches, table
 from .data.images import read_image
 from .engine.device import resolve_precision
 from .engine.loop import evaluate as evaluate_pass
+from .engine.metrics import classification_metrics
 from .engine.optim import build_loss, default_loss_for
 from .errors import DataError, NettrainError, printable
 
@@ -129,6 +130,8 @@ class Predictor:
         return x
 
     def _batch(self, inputs) -> torch.Tensor:
+        if self.info.kind == "table":   # rows: a CSV file, dicts or a DataFrame, encoded as in training
+            return table.predict_batch(inputs, self.info.table)
         if self.info.kind == "vector":
             return self._vector_batch(inputs)
         if isinstance(inputs, (np.ndarray, torch.Tensor)):
@@ -169,7 +172,7 @@ class Predictor:
         out = torch.cat(outs) if outs else torch.zeros(0, self.info.outputs)
         if self.info.task == "classification":
             return Predictions(out.softmax(1), None, self.classes)
-        return Predictions(None, out, None)
+        return Predictions(None, table.outputs(out, self.info.table), None)
 
     def _predict_items(self, items, batch_size: int, collate_fn) -> Predictions:
         """Raw items, each paired with a placeholder target (the collate function expects (input, target) pairs;
@@ -207,6 +210,9 @@ class Predictor:
             loss_fn = self.loss_fn or build_loss(loss_config(cfg, self.info.task), self.gate)
             return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
                                  self.info.outputs)
+        if data is not None and self.info.kind == "table":   # arrays would skip the table's preprocessing
+            raise DataError("this model was trained on a table; evaluate it on the held-out rows of another CSV "
+                            "file: model.evaluate(data_dir='other.csv') (nettrain evaluate RUN --data-dir other.csv)")
         if data is not None:
             split = from_user_data(data, data, self.classes, cfg.data, collate_fn).test   # all: no held-out split
             if not isinstance(split, ArrayData):   # its batches would skip the model's preprocessing
@@ -223,7 +229,7 @@ class Predictor:
             if data_dir is not None:
                 _check_data_dir(data_dir, cfg.data.name)
             dcfg = cfg.override({"data.dir": str(data_dir)}).data if data_dir else cfg.data
-            loaded = load_data(dcfg)
+            loaded = load_data(dcfg, self.info.table)   # a table: encoded as in training, not learned anew
             split = loaded.test
             if list(loaded.info.shape) != list(self.info.shape):
                 raise DataError(f"the data in {data_dir or dcfg.dir} has inputs of shape {loaded.info.shape}, "
@@ -232,14 +238,19 @@ class Predictor:
         batches = make_batches(split, self.info, cfg.data, self.device, batch_size or cfg.train.eval_batch_size,
                                train=False, channels_last=cfg.train.channels_last)
         with freed_memory_kept(self.device.type == "cpu"), self.precision.small_linears_in_float32(self.module):
-            return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
-                                 self.info.outputs, cfg.train.tta, cfg.train.tta_shift)
+            result = evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
+                                   self.info.outputs, cfg.train.tta, cfg.train.tta_shift)
+        return table.in_target_units(result, self.info.table)
 
 
 def _check_data_dir(data_dir, dataset: str):
     """Another data directory must exist and be read: a dataset that reads no files would silently evaluate on its
     own bundled or generated data instead."""
     from .data.sources import READS_NO_FILES
+    if dataset == "csv":   # a table is one file
+        if not Path(data_dir).is_file():
+            raise DataError(f"CSV file {printable(data_dir)} does not exist; give the table to evaluate on")
+        return
     if dataset in READS_NO_FILES:
         raise DataError(f"this model was trained on {dataset}, which is {READS_NO_FILES[dataset]} and reads no data "
                         f"directory; leave out data_dir (--data-dir)")
@@ -251,14 +262,19 @@ def _check_data_dir(data_dir, dataset: str):
 def format_report(result: dict, classes, split: str = "test") -> str:
     n = result["examples"]
     if "acc" not in result:
-        return f"{split}: loss {result['loss']:.5f}  mse {result['mse']:.5f}  mae {result['mae']:.5f}  ({n} examples)"
+        r2 = f"  r2 {result['r2']:.4f}" if result.get("r2") is not None else ""
+        return f"{split}: loss {result['loss']:.5f}  mse {result['mse']:.5f}  mae {result['mae']:.5f}{r2}  " \
+               f"({n} examples)"
     cm = result["confusion"]
-    lines = [f"{split}: loss {result['loss']:.4f}  accuracy {result['acc']:.2%} ({int(cm.diag().sum())}/{n})"]
+    m = classification_metrics(cm)
+    lines = [f"{split}: loss {result['loss']:.4f}  accuracy {result['acc']:.2%} ({int(cm.diag().sum())}/{n})  "
+             f"macro precision {m['macro']['precision']:.2%}  recall {m['macro']['recall']:.2%}  "
+             f"F1 {m['macro']['f1']:.2%}"]
     width = max(8, max(len(c) for c in classes))
-    lines.append(f"  {'class':<{width}}  accuracy")
-    for name, correct, total in zip(classes, cm.diag().tolist(), cm.sum(1).tolist()):
+    lines.append(f"  {'class':<{width}}  accuracy (recall)      precision  F1")
+    for i, (name, correct, total) in enumerate(zip(classes, cm.diag().tolist(), cm.sum(1).tolist())):
         acc = f"{correct / total:7.2%}  ({correct}/{total})" if total else "      -"
-        lines.append(f"  {name:<{width}}  {acc}")
+        lines.append(f"  {name:<{width}}  {acc:<21}  {m['precision'][i]:7.2%}  {m['f1'][i]:7.2%}")
     if len(classes) <= 20:
         cell = max(5, len(str(int(cm.max()))) + 1)
         lines.append("  confusion matrix (rows: true class, columns: predicted)")

@@ -5,6 +5,7 @@
         environment.json       versions, device, precision, command line
         metrics.csv            one row per epoch
         confusion_matrix.csv   test-split confusion matrix (classification)
+        test_metrics.json      the test split's loss and metrics (per-class precision/recall/F1, or MSE/MAE/R^2)
         last.pt, best.pt       checkpoints (torch.load(..., weights_only=True))
         best.safetensors       best weights only
         tensorboard/           TensorBoard event files
@@ -47,7 +48,8 @@ def write_atomically(path: Path, text: str):
 # and one `run.claim(path)` before it is written: the record of claimed files (MANIFEST) is what --overwrite deletes.
 RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metrics": "metrics.csv",
              "confusion": "confusion_matrix.csv", "last": "last.pt", "best": "best.pt",
-             "best_safetensors": "best.safetensors", "tensorboard": "tensorboard", "events": "events.jsonl"}
+             "best_safetensors": "best.safetensors", "tensorboard": "tensorboard", "events": "events.jsonl",
+             "test_metrics": "test_metrics.json"}
 # the record of every file nettrain wrote into the run, relative to it, rewritten atomically when one is added
 MANIFEST = ".nettrain-run.json"
 
@@ -217,6 +219,7 @@ class RunDir:
     config, environment, metrics = _file("config"), _file("environment"), _file("metrics")
     confusion, tensorboard, events = _file("confusion"), _file("tensorboard"), _file("events")
     last, best, best_safetensors = _file("last"), _file("best"), _file("best_safetensors")
+    test_metrics = _file("test_metrics")
 
     def write_config(self, text: str):
         write_atomically(self.claim(self.config), text)
@@ -247,6 +250,9 @@ class RunDir:
         for name, row in zip(classes, matrix.tolist()):
             w.writerow([name] + row)
         write_atomically(self.claim(self.confusion), text.getvalue())
+
+    def write_test_metrics(self, summary: dict):
+        write_atomically(self.claim(self.test_metrics), json.dumps(summary, indent=2))
 
     def add_event(self, **event):
         """Append one line to events.jsonl (resumes: when, from which epoch, what changed)."""

@@ -25,7 +25,9 @@ from .config import Config, check_parallelism
 from .data import Data, DataInfo, load_data, make_batches
 from .engine import checkpoint as ckpt_io
 from .engine.device import describe, resolve_device, resolve_precision
+from .data.table import in_target_units
 from .engine.lookahead import Lookahead
+from .engine.metrics import summary as metrics_summary
 from .engine.loop import Step, evaluate as evaluate_pass, forward, train_epoch
 from .engine.optim import build_loss, build_optimizer, build_scheduler, fast_forward
 from .engine.progress import Progress
@@ -79,7 +81,8 @@ def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextl
         run = RunDir.open(resume_dir)
         held.callback(run.unlock)
         state = _resume_state(run, progress)
-        saved = state["config"] if state is not None else Config.load(run.config).to_dict()
+        # through Config: a key added since the run was made (data.task) reads as its default, not as a change
+        saved = (Config.from_dict(state["config"]) if state is not None else Config.load(run.config)).to_dict()
         changed = changes({**saved, "run": {}}, {**cfg.to_dict(), "run": {}})
         check_changes(run.path, changed)
         if any(k in RECORDED for k in changed):   # config.yaml says so once an epoch of the new length is kept
@@ -236,8 +239,9 @@ class _Training:
 
     def evaluate(self, batches) -> dict:
         tc = self.cfg.train
-        return evaluate_pass(self.eval_model, batches, self.step.loss_fn, self.precision, self.classification,
-                             self.info.outputs, tc.tta, tc.tta_shift)
+        return in_target_units(evaluate_pass(self.eval_model, batches, self.step.loss_fn, self.precision,
+                                             self.classification, self.info.outputs, tc.tta, tc.tta_shift),
+                               self.info.table)
 
 
 def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh: bool,
@@ -527,6 +531,7 @@ def _test(t: _Training, run: RunDir, progress: Progress, final_va: Optional[dict
                                        input_dtype=t.input_dtype))
     if t.classification:
         run.write_confusion(test["confusion"], t.info.classes)
+    run.write_test_metrics(metrics_summary(test, t.info.classes))
     progress.say(format_report(test, t.info.classes, "test"))
     return test
 

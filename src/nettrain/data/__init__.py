@@ -15,6 +15,7 @@ from .arrays import ArrayData, DataInfo, channel_stats, images_from_numpy, split
 from .batches import BatchPrep, InMemoryBatches, LoaderBatches
 from .custom import CustomData, class_names, custom_data, wanted as wants_custom
 from .sources import DATASETS, Source, data_root, load_source
+from . import table  # noqa: F401,E402  (registers csv, iris, wine, breast-cancer, diabetes)
 
 __all__ = ["DATASETS", "ArrayData", "Data", "DataInfo", "load_data", "from_user_data", "make_batches",
            "data_root", "images_from_numpy"]
@@ -79,7 +80,7 @@ def from_source(src: Source, cfg) -> Data:
     dtype = str(train.x.dtype).removeprefix("torch.") if src.kind == "vector" and isinstance(train, ArrayData) \
         and not train.x.is_floating_point() else None
     info = DataInfo(kind=src.kind, shape=shape, task=src.task, classes=classes, outputs=outputs,
-                    mean=mean, std=std, image_size=src.image_size, dtype=dtype)
+                    mean=mean, std=std, image_size=src.image_size, dtype=dtype, table=src.table)
     return Data(train, val, test, info)
 
 
@@ -95,8 +96,9 @@ def _check_crop(padding: int, kind: str, shape: list):
                           f"use at most {min(shape[1:]) - 1} (4 is usual for 32x32 images)")
 
 
-def load_data(cfg) -> Data:
-    return from_source(load_source(cfg), cfg)
+def load_data(cfg, prep: Optional[dict] = None) -> Data:
+    """`prep`: a trained table model's preprocessing, applied to the data instead of learned from it."""
+    return from_source(load_source(cfg, prep), cfg)
 
 
 def tensor_images(x: torch.Tensor) -> torch.Tensor:

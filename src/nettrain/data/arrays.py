@@ -17,7 +17,7 @@ from ..errors import DataError
 
 @dataclass
 class DataInfo:
-    kind: str                       # "image" (uint8 N,C,H,W), "vector" (N,D) or "custom" (see custom.py)
+    kind: str                       # "image" (uint8 N,C,H,W), "vector" (N,D), "table" (N,D; table.py) or "custom"
     shape: list                     # one input's shape: [C, H, W] or [D]; [] for custom (not fixed)
     task: str = "classification"    # or "regression"
     classes: Optional[list] = None  # class names (classification)
@@ -27,6 +27,7 @@ class DataInfo:
     image_size: Optional[int] = None  # files given to predict are resized to this (image folders)
     dtype: Optional[str] = None     # vectors of integers (token ids) stay this torch dtype, e.g. "int64"; None: float32
     collate: Optional[str] = None   # custom: the user's collate function as module:qualname; None: torch's default
+    table: Optional[dict] = None    # table: its preprocessing, plain data (data/table.py)
 
     def to_dict(self) -> dict:
         return asdict(self)

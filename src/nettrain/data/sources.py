@@ -31,6 +31,7 @@ class Source:
     task: str = "classification"
     kind: str = "image"
     image_size: Optional[int] = None
+    table: Optional[dict] = None    # a table's preprocessing (data/table.py)
 
 
 def _download_failed(name: str, where: Path, e: Exception) -> DataError:
@@ -224,9 +225,13 @@ def data_root(cfg) -> Path:
     return Path(cfg.dir or os.environ.get("NETTRAIN_DATA") or "data").expanduser()
 
 
-def load_source(cfg) -> Source:
+def load_source(cfg, prep: Optional[dict] = None) -> Source:
+    """`prep`: a trained table model's preprocessing, applied instead of learned again (data/table.py)."""
     builder = DATASETS.get(cfg.name)
     root = data_root(cfg)
     if cfg.name in ("npz", "imagefolder") and not root.is_dir():
         raise DataError(f"data directory {root} does not exist; give the folder of your data with --data-dir")
-    return builder(cfg, root)
+    if cfg.name != "csv" and (cfg.target is not None or cfg.task != "auto"):   # not silently ignored
+        raise DataError(f"data.target and data.task choose the column to predict in --dataset csv; {cfg.name} has "
+                        f"its own targets: leave them out")
+    return builder(cfg, root) if prep is None else builder(cfg, root, prep=prep)

@@ -16,7 +16,7 @@ MAX_INPUT_VALUES = 2 ** 25   # one input's values (C*H*W): 3x3344x3344 images, f
 MAX_OUTPUTS = 1_000_000      # classes or regression targets
 MAX_IMAGE_SIZE = 16384
 DATA_KEYS = ("kind", "shape", "task", "classes", "outputs", "mean", "std", "image_size")
-OPTIONAL_DATA_KEYS = ("dtype", "collate")   # absent from checkpoints written before they existed
+OPTIONAL_DATA_KEYS = ("dtype", "collate", "table")   # absent from checkpoints written before they existed
 INTEGER_DTYPES = ("int8", "int16", "int32", "int64")   # vectors of token ids (DataInfo.dtype)
 CODE_KEYS = ("spec", "file", "name", "sha256")
 
@@ -85,8 +85,8 @@ def data_problem(d) -> Optional[str]:
         return "data must have exactly the keys " + ", ".join(DATA_KEYS) + \
             (f"; it has {', '.join(extra)}" if extra else "") + (f"; it lacks {', '.join(missing)}" if missing else "")
     kind, task, shape, outputs, classes = d["kind"], d["task"], d["shape"], d["outputs"], d["classes"]
-    if kind not in ("image", "vector", "custom"):
-        return f"data.kind must be image, vector or custom, got {kind!r}"
+    if kind not in ("image", "vector", "table", "custom"):
+        return f"data.kind must be image, vector, table or custom, got {kind!r}"
     if task not in ("classification", "regression"):
         return f"data.task must be classification or regression, got {task!r}"
     dtype, collate = d.get("dtype"), d.get("collate")
@@ -121,6 +121,11 @@ def data_problem(d) -> Optional[str]:
             return f"data.{key} must have one value per channel ({channels}), got {len(d[key])}"
     if kind == "image" and not all(s > 0 for s in d["std"]):
         return f"data.std must be positive, got {d['std']}"
+    if kind == "table" or d.get("table") is not None:   # a table's preprocessing, checked by its own module
+        from ..data.table import problem as table_problem
+        found = table_problem(d.get("table"), d) if kind == "table" else "data.table must be null unless kind is table"
+        if found:
+            return found
     size = d["image_size"]
     if size is not None and (not _int(size) or not 1 <= size <= MAX_IMAGE_SIZE):
         return f"data.image_size must be null or an integer from 1 to {MAX_IMAGE_SIZE}, got {size!r}"

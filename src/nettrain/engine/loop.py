@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 
 from .lookahead import Lookahead
+from .metrics import regression_metrics
 
 
 def forward(model, x):
@@ -103,13 +104,12 @@ def tta_forward(model, x, shift: int = 0):
 @torch.no_grad()
 def evaluate(model, batches, loss_fn, precision, classification: bool, num_classes: int = 0, tta: bool = False,
              tta_shift: int = 0) -> dict:
-    """Loss and accuracy (with the confusion matrix) or MSE/MAE, summed exactly over every example."""
+    """Loss and accuracy (with the confusion matrix), or MSE, MAE and R^2 (metrics.py), over every example."""
     was_training = model.training
     model.eval()
     device = precision.device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    abs_sum = torch.zeros((), device=device, dtype=torch.float64)
-    sq_sum = torch.zeros((), device=device, dtype=torch.float64)
+    outs, ys = [], []   # regression: R^2 needs the targets' spread, so the values are kept (N x outputs floats)
     confusion = torch.zeros(num_classes * num_classes, device=device, dtype=torch.long)
     seen = 0
     for x, y in batches:
@@ -121,9 +121,8 @@ def evaluate(model, batches, loss_fn, precision, classification: bool, num_class
         if classification:
             confusion += torch.bincount(y * num_classes + out.argmax(1), minlength=num_classes * num_classes)
         else:
-            diff = (out - y.view_as(out).float()).double()
-            abs_sum += diff.abs().mean(dim=tuple(range(1, diff.ndim))).sum() if diff.ndim > 1 else diff.abs().sum()
-            sq_sum += diff.pow(2).mean(dim=tuple(range(1, diff.ndim))).sum() if diff.ndim > 1 else diff.pow(2).sum()
+            outs.append(out)
+            ys.append(y.view_as(out).float())
         seen += len(y)
     model.train(was_training)
     n = max(seen, 1)
@@ -132,5 +131,6 @@ def evaluate(model, batches, loss_fn, precision, classification: bool, num_class
         cm = confusion.view(num_classes, num_classes).cpu()
         result.update(acc=cm.diag().sum().item() / n, confusion=cm)
     else:
-        result.update(mse=sq_sum.item() / n, mae=abs_sum.item() / n)
+        result.update(regression_metrics(torch.cat(outs), torch.cat(ys)) if outs else
+                      {"mse": 0.0, "mae": 0.0, "r2": None})
     return result
