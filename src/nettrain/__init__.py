@@ -4,18 +4,27 @@
     run = nettrain.fit(dataset="digits", epochs=5)
     model = nettrain.load(run.dir)
     print(model.predict(images).labels)
+
+Importing nettrain changes nothing in the process: torch is loaded when the API is first used (so that
+`nettrain.cli` can choose how its own process's OpenMP threads wait before torch loads, see _omp.py), and no
+environment variable, RNG or allocator setting is touched by the import.
 """
 __version__ = "0.1.0"
 
-import os as _os
-
-from ._omp import choose_wait_policy as _choose_wait_policy
-
-# Must run before torch is imported: libgomp reads OMP_WAIT_POLICY once, when it loads. See _omp.py.
-_choose_wait_policy(_os.environ)
-
-from .api import Predictions, Predictor, Run, fit, load  # noqa: E402
-from .config import Config  # noqa: E402
-from .errors import NettrainError  # noqa: E402
-
 __all__ = ["fit", "load", "Run", "Predictor", "Predictions", "Config", "NettrainError", "__version__"]
+
+_WHERE = {"fit": "api", "load": "api", "Run": "api", "Predictor": "api", "Predictions": "api", "Config": "config",
+          "NettrainError": "errors"}
+
+
+def __getattr__(name):   # PEP 562: the public names, imported on first use
+    if name in _WHERE:
+        import importlib
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nettrain' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from .config import SHORTCUTS, parse_value
 from .errors import NettrainError
-from .trust import CLI_FIXES, RESUME_CLI_FIXES
 
 # flag -> (config key, type, help)
 FIT_FLAGS = {
@@ -109,6 +108,7 @@ def parse_extra(extra: list) -> dict:
 
 def cmd_fit(args, extra) -> int:
     from . import api
+    from .trust import RESUME_CLI_FIXES
     options = {}
     for flag, (key, _, _) in FIT_FLAGS.items():
         value = getattr(args, flag[2:].replace("-", "_"))
@@ -118,12 +118,14 @@ def cmd_fit(args, extra) -> int:
         if getattr(args, flag[2:]):
             options[key] = True
     options.update(parse_extra(extra))
-    api.fit(args.config, resume=args.resume, trust_code=args.trust_code, _fixes=RESUME_CLI_FIXES, **options)
+    api.fit(args.config, resume=args.resume, trust_code=args.trust_code, _fixes=RESUME_CLI_FIXES, tune_process=True,
+            **options)
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from . import api
+    from .trust import CLI_FIXES
     model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
                      _fixes=CLI_FIXES)
     result = model.evaluate(data_dir=args.data_dir)
@@ -151,6 +153,7 @@ def _expand(inputs) -> list:
 def cmd_predict(args) -> int:
     from . import api
     from .data.images import read_image
+    from .trust import CLI_FIXES
     from .errors import printable
     if args.topk < 1:
         raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
@@ -201,7 +204,16 @@ def cmd_list() -> int:
     return 0
 
 
+def tune_own_process():
+    """The command owns its process, so it tunes it for training (a library call does not, see api.fit): OpenMP's
+    wait policy, chosen before torch loads (_omp.py), and glibc keeping freed memory while training (_malloc.py)."""
+    from . import _malloc, _omp
+    _omp.choose_wait_policy(os.environ)
+    _malloc.allow_tuning()
+
+
 def main(argv=None) -> int:
+    tune_own_process()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:

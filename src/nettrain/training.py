@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from ._malloc import freed_memory_kept
+from . import __version__, _process
+from ._malloc import freed_memory_kept, tuning
 from .config import Config, check_parallelism
 from .data import Data, DataInfo, load_data, make_batches
 from .engine import checkpoint as ckpt_io
@@ -50,7 +50,14 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
           gate: Optional[Gate] = None, loss=None) -> Run:
     """Train as `cfg` says: on the user's `module` and `data` when given (else the config's model and dataset), in a
     new run directory, or continuing `resume_dir` from its last checkpoint. `gate` (trust.py): how the user specs
-    of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it)."""
+    of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it).
+    The caller's RNGs and thread count are as they were afterwards (_process.py)."""
+    with _process.kept(resolve_device(cfg.train.device)):
+        return _train(cfg, module, data, resume_dir, gate, loss)
+
+
+def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path],
+           gate: Optional[Gate] = None, loss=None) -> Run:
     t0 = time.perf_counter()
     tc = cfg.train
     check_parallelism(cfg)
@@ -85,7 +92,7 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
     # Large activations are allocated and freed every step: keep the freed memory for reuse (see _malloc.py).
     # Small linear layers run in float32 under CPU bf16 autocast, where it is faster (see engine/device.py); a
     # compiled model is left to the compiler.
-    with freed_memory_kept(device.type == "cpu"), \
+    with freed_memory_kept(device.type == "cpu" and tuning()), \
             t.precision.small_linears_in_float32(t.module, t.eval_model, enabled=not tc.compile):
         try:
             final_va = _epochs(t, run, tb, progress, history, best, start_epoch)
