@@ -17,12 +17,17 @@ _WHERE = {"fit": "api", "load": "api", "Run": "api", "Predictor": "api", "Predic
           "NettrainError": "errors"}
 
 
-def __getattr__(name):   # PEP 562: the public names, imported on first use
+def __getattr__(name):   # PEP 562: the public names and the submodules (nettrain.training), imported on first use
+    import importlib
     if name in _WHERE:
-        import importlib
         value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
         globals()[name] = value
         return value
+    try:
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":   # the submodule exists but something it imports does not
+            raise
     raise AttributeError(f"module 'nettrain' has no attribute {name!r}")
 
 
