@@ -68,8 +68,9 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     t = _build(cfg, module, data, fresh=resume_dir is None, gate=gate, loss=loss)
 
     # the run directory: a new one, or the one being resumed
-    history, best, start_epoch = [], {"metric": "val_acc" if t.classification else "val_loss", "value": None,
-                                      "epoch": None}, 0
+    # The test split may be shown each epoch, but only a real validation split chooses the model (see _epochs).
+    history, best, start_epoch = [], {"metric": ("val_acc" if t.classification else "val_loss") if t.has_val
+                                      else LAST, "value": None, "epoch": None}, 0
     if resume_dir is not None:
         run = RunDir(resume_dir)
         history, best, start_epoch = _resume(t, run, progress)
@@ -86,8 +87,12 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         tb.graph(t.module, t.val_batches or t.train_batches)
     n_params = sum(p.numel() for p in t.module.parameters())
     progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples:,} train, "
-                 f"{len(t.data.val) if t.data.val is not None else 0:,} val) | {cfg.model.name} ({n_params:,} "
+                 f"{len(t.data.val) if t.data.val is not None else 0:,} {'val' if t.has_val else 'test'}) | {cfg.model.name} ({n_params:,} "
                  f"parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
+    if not t.has_val and t.val_batches is not None and start_epoch < tc.epochs:
+        model = "EMA of the weights" if tc.ema else "last epoch's weights"
+        progress.say(f"no validation split: the test split is shown each epoch but chooses nothing; the model is the "
+                     f"{model} (to keep the best epoch, hold out data: --data.val_fraction 0.1)")
 
     # Large activations are allocated and freed every step: keep the freed memory for reuse (see _malloc.py).
     # Small linear layers run in float32 under CPU bf16 autocast, where it is faster (see engine/device.py); a
@@ -105,11 +110,17 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
             tb.close()
         test = _test(t, run, progress, final_va)
     seconds = time.perf_counter() - t0
-    if best["epoch"] is not None:
+    if best["epoch"] is not None and best["metric"] != LAST:
         progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
                      f"{seconds:.1f}s in all")
+    elif best["epoch"] is not None:
+        progress.say(f"model: the {'EMA weights after' if tc.ema else 'weights of'} epoch {best['epoch']} (the last; "
+                     f"no validation split chose among epochs) -> {run.best}; {seconds:.1f}s in all")
     predictor = Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision, loss_fn=t.step.loss_fn)
     return Run(run.path, history, predictor, test, seconds)
+
+
+LAST = "last epoch"   # best["metric"] of a run without a validation split: best.pt holds the last epoch's weights
 
 
 def _seed_everything(seed: int):
@@ -145,6 +156,11 @@ class _Training:
     @property
     def classification(self) -> bool:
         return self.info.task == "classification"
+
+    @property
+    def has_val(self) -> bool:
+        """A validation split of its own (val_fraction, a val/ folder, val_data=): the test split never chooses."""
+        return self.data.val is not None and self.data.val_chooses
 
     @property
     def eval_model(self) -> nn.Module:
@@ -304,7 +320,7 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": va.get("loss"),
                "val_acc": va.get("acc"), "val_mae": va.get("mae"), "lr": t.step.optimizer.param_groups[0]["lr"],
                "seconds": round(tr["seconds"], 3), "images_per_s": round(tr["images"] / tr["seconds"], 1),
-               "data_wait": round(tr["data_wait"], 4)}
+               "data_wait": round(tr["data_wait"], 4), "val_split": ("val" if t.has_val else "test") if va else None}
         history.append(row)
         run.write_metrics(history)
         tb.scalars(row, epoch)
@@ -314,9 +330,12 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
             raise DivergedError(f"training diverged: the train loss is {row['train_loss']} in epoch {epoch}; lower "
                                 f"the learning rate (optim.lr is {t.cfg.optim.lr:g}) or clip the gradients "
                                 f"(--train.grad_clip 1.0){kept}")
-        value = row[best["metric"]]
-        improved = value is not None and (best["value"] is None or (value > best["value"] if t.classification
-                                                                   else value < best["value"]))
+        if best["metric"] == LAST:   # no validation split: the model is the last epoch's (the test chooses nothing)
+            value, improved = None, True
+        else:
+            value = row[best["metric"]]
+            improved = value is not None and (best["value"] is None or (value > best["value"] if t.classification
+                                                                       else value < best["value"]))
         if improved:
             best.update(value=value, epoch=epoch)
         state = _checkpoint(t, epoch, history, best)

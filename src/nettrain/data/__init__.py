@@ -25,6 +25,7 @@ class Data:
     val: Optional[object]     # validated on after each epoch (the test split unless val_fraction > 0)
     test: Optional[object]
     info: DataInfo
+    val_chooses: bool = False  # val is a validation split, which may choose the model; the test split never does
 
 
 def _stats(train) -> tuple:
@@ -75,7 +76,7 @@ def from_source(src: Source, cfg) -> Data:
         classes, outputs = None, int(train.y.shape[1]) if train.y.ndim > 1 else 1
     info = DataInfo(kind=src.kind, shape=shape, task=src.task, classes=classes, outputs=outputs,
                     mean=mean, std=std, image_size=src.image_size)
-    return Data(train, val, test, info)
+    return Data(train, val, test, info, val_chooses=val is not None and (val is not test or src.test_is_val))
 
 
 def _check_crop(padding: int, kind: str, shape: list):
@@ -192,7 +193,8 @@ def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
             if a.shape[1:] != b.shape[1:]:
                 raise DataError(f"val_data's {name} are shaped {tuple(b.shape[1:])} each but data's are "
                                 f"{tuple(a.shape[1:])}; give both splits one shape (resize or reshape val_data)")
-    return from_source(Source(train_data, test_data, classes, task=task, kind=kind), cfg)
+    return from_source(Source(train_data, test_data, classes, task=task, kind=kind, test_is_val=test is not None),
+                       cfg)
 
 
 def make_batches(data, info: DataInfo, cfg, device, batch_size: int, *, train: bool, shuffle=False,

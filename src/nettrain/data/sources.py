@@ -31,6 +31,7 @@ class Source:
     task: str = "classification"
     kind: str = "image"
     image_size: Optional[int] = None
+    test_is_val: bool = False       # `test` is a validation split (a val/ folder, val_data=): it may choose the model
 
 
 def _download_failed(name: str, where: Path, e: Exception) -> DataError:
