@@ -79,3 +79,17 @@ def test_fit_leaves_no_hooks_on_the_users_module(tmp_path):
     nettrain.fit(model=net, data=(torch.randn(32, 3, generator=g), torch.arange(32) % 2), epochs=1,
                  run_dir=tmp_path / "run", **{**QUIET, "precision": "bf16-mixed"})
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())
+
+
+def test_an_optimizers_own_options_are_flags(tmp_path):
+    # rmsprop's alpha as --optim.alpha, as `nettrain list` advertises it, not only as --optim.args '{alpha: 0.9}'
+    run = _tiny(tmp_path, optimizer="rmsprop", **{"optim.alpha": 0.9})
+    assert nettrain.Config.load(run.dir / "config.yaml").optim.args == {"alpha": 0.9}
+    state = torch.load(run.dir / "last.pt", weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["alpha"] == 0.9
+
+
+def test_an_option_the_optimizer_does_not_take_is_refused_naming_the_valid_ones(tmp_path):
+    with pytest.raises(nettrain.NettrainError, match=r"unknown key optim.alpha .*and optimizer adam's own: amsgrad"):
+        _tiny(tmp_path, optimizer="adam", **{"optim.alpha": 0.9})
+    assert not (tmp_path / "run").exists()

@@ -262,9 +262,39 @@ def _all_dotted() -> list:
     return [f"{s}.{f.name}" for s, c in SECTIONS.items() for f in dataclasses.fields(c)]
 
 
+# Sections whose other keys are the chosen class's own keyword arguments, kept in its `args`: `--optim.alpha 0.9` is
+# `--optim.args '{alpha: 0.9}'`, as `nettrain list` shows each optimizer's options. Which keywords a class takes is
+# known only with torch: engine/optim.py registers here, per section, a function from the class's name to its
+# keywords (None: not known without importing user code, so only `args` takes them). Without it, keys are strict.
+OWN_KEYWORDS: dict = {}
+
+
+def _own_options(name: str, section_cls, fields: dict, values: dict, errors: list) -> dict:
+    """`values` with the keys that are the chosen class's own keywords moved into the section's args; other unknown
+    keys are refused, naming both the section's keys and the class's."""
+    extra = [k for k in values if k not in fields]
+    if name not in OWN_KEYWORDS or not extra:
+        return values
+    chosen = values.get("name", section_cls().name)
+    own = OWN_KEYWORDS[name](chosen) if isinstance(chosen, str) else None
+    if not own:
+        return values
+    args = values.get("args") or {}
+    if not isinstance(args, dict):
+        return values   # reported as args' own type error
+    taken = {k: values[k] for k in extra if k in own}
+    for key in extra:
+        if key not in own:
+            errors.append(f"unknown key {name}.{key}{closest(key, list(fields) + list(own))} (valid: "
+                          f"{', '.join(fields)}; and optimizer {chosen}'s own: {', '.join(own)})")
+    rest = {k: v for k, v in values.items() if k not in extra}
+    return {**rest, "args": {**args, **taken}}   # the key by name wins: a flag over the config file's args
+
+
 def _build_section(name, section_cls, values: dict, errors: list):
     hints = typing.get_type_hints(section_cls)
     fields = {f.name: f for f in dataclasses.fields(section_cls)}
+    values = _own_options(name, section_cls, fields, values, errors)
     kwargs = {}
     for key, value in values.items():
         if key not in fields:

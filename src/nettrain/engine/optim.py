@@ -12,6 +12,7 @@ import warnings
 import torch
 from torch import nn
 
+from .. import config
 from ..errors import ConfigError, closest
 from ..registry import Registry
 from .muon import Muon
@@ -34,6 +35,21 @@ for _name, _cls, _help in [
 
 
 FUSED = ("adam", "adamw")
+
+
+def own_keywords(name: str):
+    """A registered optimizer's own keywords, beyond the optim section's keys (config.py takes `optim.<keyword>` for
+    them); None for a class of the user's, whose file is not imported to read its signature."""
+    if name not in OPTIMIZERS:
+        return None
+    from ..config import OptimConfig
+    import dataclasses
+    fields = {f.name for f in dataclasses.fields(OptimConfig)}
+    return [p for p in inspect.signature(OPTIMIZERS.get(name)).parameters
+            if p not in ("params", "self") and p not in fields]
+
+
+config.OWN_KEYWORDS["optim"] = own_keywords
 
 
 def _user_class(name: str, kind: str, gate):
