@@ -83,7 +83,9 @@ class DataConfig:
     image_size: Optional[int] = bounded(None, 1, MAX_IMAGE_SIZE, note="each decoded image takes size^2 x channels "
                                         "bytes of memory; resize larger images before training")
     channels: Optional[int] = None    # 1 (grayscale) or 3 (RGB) for image folders; default: 3
-    val_fraction: float = 0.0         # hold out this share of train for validation (0: validate on test)
+    # hold out this share of train for validation, which chooses best.pt (None/0: none; the test split is shown
+    # each epoch). Arrays given with no test split: None holds 20% out as the test split, 0 trains on all of them.
+    val_fraction: Optional[float] = bounded(None, 0, 1, below=True, note="a share of the training data, e.g. 0.1")
     # seed of the train/test split for datasets that have none
     split_seed: int = bounded(0, 0, MAX_SEED, note=SEED_NOTE)
     in_memory: str = choice("auto", "auto", "yes", "no")  # "no": torchvision DataLoader (large folders)
@@ -93,6 +95,12 @@ class DataConfig:
     alternate_flip: bool = False      # with flip: mirror each image every other epoch (a seeded half first), not by a
                                       # coin per epoch (in-memory data; the DataLoader path keeps coins)
     normalize: bool = True            # subtract the dataset's mean, divide by its std
+    # the normalization's per-channel mean and std in [0, 1] units (a tutorial's Normalize((0.5,), (0.5,))), instead
+    # of the dataset's own
+    mean: Optional[list] = None
+    std: Optional[list] = None
+    limit: Optional[int] = bounded(None, 1)   # train on a seeded subset of this many training examples
+    task: str = choice("auto", "auto", "classification", "regression")   # arrays' targets: auto = by their type
 
 
 @dataclass
