@@ -26,7 +26,7 @@ from .engine import checkpoint as ckpt_io
 from .engine.device import describe, resolve_device, resolve_precision
 from .engine.lookahead import Lookahead
 from .engine.loop import Step, evaluate as evaluate_pass, train_epoch
-from .engine.optim import build_loss, build_optimizer, build_scheduler, fast_forward
+from .engine.optim import build_loss, build_optimizer, build_scheduler, fast_forward, loss_for_outputs
 from .engine.progress import Progress
 from .errors import ConfigError, DivergedError
 from .models import build_model, check_fits
@@ -76,7 +76,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         history, best, start_epoch = _resume(t, run, progress)
     else:
         run = RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite)
-        _write_config(run, cfg)
+        _write_config(run, t.cfg)   # as built: with the loss chosen for the model's outputs
     device = t.precision.device
     run.write_environment(device=describe(device), precision=t.precision.name, nettrain=__version__,
                           threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
@@ -116,7 +116,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     elif best["epoch"] is not None:
         progress.say(f"model: the {'EMA weights after' if tc.ema else 'weights of'} epoch {best['epoch']} (the last; "
                      f"no validation split chose among epochs) -> {run.best}; {seconds:.1f}s in all")
-    predictor = Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision, loss_fn=t.step.loss_fn)
+    predictor = Predictor(ckpt_io.unwrap(t.eval_model), t.info, t.cfg, device, t.precision, loss_fn=t.step.loss_fn)
     return Run(run.path, history, predictor, test, seconds)
 
 
@@ -190,6 +190,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     if module is None:
         module = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args, gate)
     check_fits(module, cfg.model.name, info.shape, info.outputs, info.task)
+    cfg = _loss_for_model(cfg, module, info)
     channels_last = _channels_last(cfg, info)
     module.to(device)
     if channels_last:
@@ -223,6 +224,24 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
                 lookahead)
     return _Training(cfg, data, info, precision, module, step, train_batches, val_batches, steps_per_epoch,
                      input_dtype, _code_origins(cfg, gate))
+
+
+def _loss_for_model(cfg: Config, module: nn.Module, info: DataInfo) -> Config:
+    """The config with the loss that suits the classifier's outputs (engine/optim.py's loss_for_outputs), judged once
+    on a probe batch of two zero inputs before training: no check, and no host sync, in the training steps."""
+    if info.task != "classification" or cfg.train.loss not in ("cross-entropy", "nll"):
+        return cfg
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros(2, *info.shape, device=next(module.parameters(), torch.zeros(0)).device))
+    finally:
+        module.train(was_training)
+    loss, note = loss_for_outputs(cfg.train.loss, out, cfg.train.label_smoothing)
+    if note:
+        print(note if note.startswith("warning") else f"nettrain: {note}", file=sys.stderr)
+    return cfg.override({"train.loss": loss}) if loss != cfg.train.loss else cfg
 
 
 def _code_origins(cfg: Config, gate: Optional[Gate]) -> dict:

@@ -227,6 +227,26 @@ def build_loss(cfg, gate=None, obj=None):
     return checked
 
 
+def loss_for_outputs(loss: str, outputs: torch.Tensor, label_smoothing: float = 0.0) -> tuple:
+    """(the loss, a line to say or None) for a classifier whose outputs on a probe batch are `outputs`.
+
+    Rows whose exp sums to 1 are log-probabilities (a model ending in LogSoftmax or F.log_softmax): the default
+    cross-entropy becomes nll, which is what the tutorials use on them (cross-entropy's own log_softmax leaves
+    log-probabilities as they are, so the numbers agree; with label smoothing cross-entropy stays). nll on raw scores
+    is not a loss at all (the tutorial's run reached a test loss of -402): said once, before training."""
+    rows = outputs.detach().float()
+    log_probs = rows.ndim == 2 and rows.shape[1] > 1 and bool(torch.isfinite(rows).all()) and \
+        bool(torch.allclose(rows.exp().sum(1), torch.ones(len(rows), device=rows.device), atol=1e-3))
+    if loss == "cross-entropy" and log_probs and not label_smoothing:
+        return "nll", ("the model outputs log-probabilities (each row's exp sums to 1, as after log_softmax): "
+                       "loss nll")
+    if loss == "nll" and not log_probs:
+        return loss, ("warning: loss nll takes log-probabilities, but the model outputs raw scores (a row's exp "
+                      "does not sum to 1), so the loss can fall below 0 without learning; end the model in "
+                      "log_softmax, or use --loss cross-entropy")
+    return loss, None
+
+
 def default_loss_for(task: str, loss: str) -> str:
     """The loss for the task. Regression with the classification default means the user did not choose: MSE. A
     built-in loss that cannot take the task's targets is named now, not as a shape error in the first step."""
