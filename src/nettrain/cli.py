@@ -198,6 +198,7 @@ def cmd_list() -> int:
             print(f"  {name:<{width}}  {help_}")
     print("models also: package.module:Class or path/to/file.py:Class (your own nn.Module, with --model.args.*)")
     print("losses also: package.module:function or path/to/file.py:function")
+    print("optimizers' own options are flags: --optim.<keyword> (e.g. --optimizer rmsprop --optim.alpha 0.9)")
     print("optimizers and schedulers also: a torch.optim.Optimizer / LRScheduler class by import path "
           "(torch.optim.ASGD, package.module:Class, path/to/file.py:Class), with --optim.args / --sched.args")
     print(f"config shortcuts: {', '.join(sorted(SHORTCUTS))}")
