@@ -86,9 +86,9 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
             tb.images(t.data.train.x[:64])
         tb.graph(t.module, t.val_batches or t.train_batches)
     n_params = sum(p.numel() for p in t.module.parameters())
-    progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples:,} train, "
-                 f"{len(t.data.val) if t.data.val is not None else 0:,} {'val' if t.has_val else 'test'}) | {cfg.model.name} ({n_params:,} "
-                 f"parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
+    held_out = f"{len(t.data.val) if t.data.val is not None else 0:,} {'val' if t.has_val else 'test'}"
+    progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples:,} train, {held_out}) | {cfg.model.name} "
+                 f"({n_params:,} parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
     if not t.has_val and t.val_batches is not None and start_epoch < tc.epochs:
         model = "EMA of the weights" if tc.ema else "last epoch's weights"
         progress.say(f"no validation split: the test split is shown each epoch but chooses nothing; the model is the "
@@ -233,8 +233,8 @@ def _loss_for_model(cfg: Config, module: nn.Module, info: DataInfo) -> Config:
         return cfg
     was_training = module.training
     module.eval()
-    try:
-        with torch.no_grad():
+    try:   # a forward that draws random numbers must not shift the run's: the RNG is put back
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
             out = module(torch.zeros(2, *info.shape, device=next(module.parameters(), torch.zeros(0)).device))
     finally:
         module.train(was_training)
