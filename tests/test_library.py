@@ -70,7 +70,10 @@ def test_fit_tunes_the_allocator_only_when_asked(tmp_path, monkeypatch):
     monkeypatch.setattr(nettrain.training, "freed_memory_kept", recording)
     _tiny(tmp_path, "plain")
     _tiny(tmp_path, "tuned", tune_process=True)
-    assert calls == [False, True] and not _malloc.tuning()
+    from nettrain.cli import main   # the command tunes its own process while it runs
+    assert main(["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--device", "cpu",
+                 "--run-dir", str(tmp_path / "cli"), "--run.progress", "none", "--run.tensorboard", "false"]) == 0
+    assert calls == [False, True, True] and not _malloc.tuning()
 
 
 def test_fit_leaves_no_hooks_on_the_users_module(tmp_path):

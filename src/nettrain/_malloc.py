@@ -12,7 +12,7 @@ The memory then stays with the process until training ends, when the settings ar
 is returned (`malloc_trim`). A user's own MALLOC_* tuning is left alone, and nothing happens outside glibc.
 
 glibc's settings belong to the whole process, and mallopt cannot read back what they were: the `nettrain` command
-owns its process and allows the tuning (`allow_tuning`); a library call (`nettrain.fit`) leaves the caller's
+owns its process and allows the tuning while it runs (`tuning_allowed`); a library call (`nettrain.fit`) leaves the caller's
 allocator alone unless asked (`fit(tune_process=True)`, `tuning_allowed`).
 """
 from __future__ import annotations
@@ -49,12 +49,6 @@ def _glibc():
 
 
 _allowed = False   # may nettrain tune this process's allocator (the CLI's own process, or when asked)
-
-
-def allow_tuning():
-    """The process is nettrain's (the command line): training may keep freed memory."""
-    global _allowed
-    _allowed = True
 
 
 def tuning() -> bool:

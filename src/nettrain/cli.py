@@ -207,14 +207,19 @@ def cmd_list() -> int:
 
 def tune_own_process():
     """The command owns its process, so it tunes it for training (a library call does not, see api.fit): OpenMP's
-    wait policy, chosen before torch loads (_omp.py), and glibc keeping freed memory while training (_malloc.py)."""
-    from . import _malloc, _omp
+    wait policy, chosen before torch loads (_omp.py); main() also lets training keep freed memory (_malloc.py)."""
+    from . import _omp
     _omp.choose_wait_policy(os.environ)
-    _malloc.allow_tuning()
 
 
 def main(argv=None) -> int:
     tune_own_process()
+    from ._malloc import tuning_allowed
+    with tuning_allowed():   # for the command only: main() called from Python leaves the caller's allocator after
+        return _run(argv)
+
+
+def _run(argv) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
