@@ -82,7 +82,8 @@ def run_timed(cmd, cwd=None, env=None, timeout=None) -> Timed:
 
 def all_metrics(run_dir) -> list:
     with open(Path(run_dir) / "metrics.csv", newline="") as f:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in csv.DictReader(f)]
+        return [{k: (None if v in ("", None) else v if k == "val_split" else float(v)) for k, v in r.items()}
+                for r in csv.DictReader(f)]
 
 
 def last_metrics(run_dir) -> dict:

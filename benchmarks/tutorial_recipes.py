@@ -125,7 +125,8 @@ def read_metrics(path: Path) -> list:
     if not path.exists():
         return []
     with open(path, newline="", encoding="utf-8") as f:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: (None if v in ("", None) else v if k == "val_split" else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(f)]
 
 
 def parse_result(out: str) -> dict:

@@ -125,6 +125,7 @@ def test_load_predicts_like_the_trained_model(tudui_run):
     assert torch.allclose(last.predict(x).probs, tudui_run.model.predict(x).probs, atol=1e-6)
     best = nettrain.load(tudui_run.dir)   # a run directory means its best.pt
     best_epoch = torch.load(tudui_run.dir / "best.pt", weights_only=True)["epoch"]
+    # val_data= is a validation split: it chooses best.pt
     assert best_epoch == max(range(1, 3), key=lambda e: (tudui_run.metrics[e - 1]["val_acc"], -e))
     assert best.predict(x).labels == best.predict(list(x)).labels
 

@@ -41,7 +41,9 @@ def test_progress_lines_and_test_report_are_printed(tmp_path, capsys):
                  str(tmp_path / "run"), "--run.progress", "lines", "--run.tensorboard", "false"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("nettrain: two-gaussians") and "epoch 1/2" in out and "epoch 2/2" in out
-    assert "test: loss" in out and "confusion matrix" in out and "best val_acc" in out
+    assert "test: loss" in out and "confusion matrix" in out and "| test loss" in out
+    # no validation split: the test split chose nothing, the model is the last epoch's
+    assert "(200 train, 200 test)" in out and "best val_acc" not in out and "model: the weights of epoch 2" in out
 
 
 def test_dotted_options_reach_the_run(tmp_path):

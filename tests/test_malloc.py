@@ -62,7 +62,7 @@ def test_a_users_own_malloc_tuning_is_left_alone(libc, monkeypatch):
         assert mapped_while_alive(libc) >= LARGE
 
 
-def test_training_and_evaluating_on_the_cpu_keep_freed_memory(tmp_path, monkeypatch):
+def test_training_and_evaluating_on_the_cpu_keep_freed_memory_when_the_process_is_nettrains(tmp_path, monkeypatch):
     calls = []
     real = _malloc.freed_memory_kept
 
@@ -75,7 +75,9 @@ def test_training_and_evaluating_on_the_cpu_keep_freed_memory(tmp_path, monkeypa
     g = np.random.default_rng(0)
     x, y = g.normal(size=(64, 4)).astype(np.float32), g.integers(0, 2, 64)
     run = nettrain.fit(data=(x, y), model="mlp", epochs=1, device="cpu", run_dir=tmp_path / "run",
-                       **{"run.progress": "none"})
+                       tune_process=True, **{"run.progress": "none"})
     assert calls == [True]
-    run.model.evaluate(data=(x, y))
-    assert calls == [True, True]
+    run.model.evaluate(data=(x, y))   # a library call: the caller's allocator is left alone
+    with _malloc.tuning_allowed():    # as the command allows it for its own process
+        run.model.evaluate(data=(x, y))
+    assert calls == [True, False, True]

@@ -83,13 +83,15 @@ def test_confusion_matrix_csv(classification_run):
 
 
 def test_best_and_last_checkpoints(classification_run):
+    # no validation split: the test split, shown each epoch (labelled test), does not choose the model
     d = classification_run.dir
     last = torch.load(d / "last.pt", weights_only=True)
     best = torch.load(d / "best.pt", weights_only=True)
-    accs = [r["val_acc"] for r in classification_run.metrics]
-    assert last["epoch"] == 3 and best["epoch"] == accs.index(max(accs)) + 1
-    assert best["best"] == {"metric": "val_acc", "value": max(accs), "epoch": best["epoch"]}
+    assert last["epoch"] == 3 and best["epoch"] == 3
+    assert best["best"] == {"metric": "last epoch", "value": None, "epoch": 3}
+    assert all(torch.equal(best["model"][k], v) for k, v in last["model"].items())
     assert len(last["history"]) == 3
+    assert [r["val_split"] for r in read_metrics(d / "metrics.csv")] == ["test"] * 3
     from safetensors import safe_open
     with safe_open(str(d / "best.safetensors"), "pt") as f:
         assert json.loads(f.metadata()["classes"]) == ["0", "1"]
@@ -411,3 +413,22 @@ def test_a_record_edited_by_hand_deletes_nothing_outside_the_run(tmp_path):
                                                                                      str(tmp_path / "outside.txt")]}))
     fit_into(run_dir, overwrite=True)
     assert (tmp_path / "outside.txt").read_text() == "keep me"
+
+
+def test_a_validation_split_chooses_best_pt_and_the_test_split_never_does(tmp_path, capsys):
+    run = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=3, lr=0.01, seed=1, run_dir=tmp_path / "val",
+                       **{"model.args.hidden": [8], "data.val_fraction": 0.2, **QUIET, "run.progress": "lines"})
+    best = torch.load(run.dir / "best.pt", weights_only=True)
+    accs = [r["val_acc"] for r in run.metrics]
+    assert best["best"] == {"metric": "val_acc", "value": max(accs), "epoch": accs.index(max(accs)) + 1}
+    assert [r["val_split"] for r in read_metrics(run.dir / "metrics.csv")] == ["val"] * 3
+    out = capsys.readouterr().out
+    assert "| val loss" in out and "--data.val_fraction" not in out
+
+
+def test_without_a_validation_split_the_log_says_test_and_suggests_one_once(tmp_path, capsys):
+    nettrain.fit(dataset="two-gaussians", model="mlp", epochs=2, run_dir=tmp_path / "r",
+                 **{"model.args.hidden": [8], **QUIET, "run.progress": "lines"})
+    out = capsys.readouterr().out
+    assert out.count("--data.val_fraction 0.1") == 1 and "| test loss" in out and "| val loss" not in out
+    assert "model: the weights of epoch 2 (the last" in out

@@ -21,10 +21,11 @@ def accumulator(run_dir):
 def test_scalars_per_epoch(tb_run):
     ea = accumulator(tb_run.dir)
     tags = ea.Tags()["scalars"]
-    for tag in ("loss/train", "loss/val", "accuracy/train", "accuracy/val", "lr"):
+    for tag in ("loss/train", "loss/test", "accuracy/train", "accuracy/test", "lr"):   # no validation split
         assert tag in tags
         assert [e.step for e in ea.Scalars(tag)] == [1, 2]
-    assert [e.value for e in ea.Scalars("accuracy/val")] == \
+    assert "accuracy/val" not in tags
+    assert [e.value for e in ea.Scalars("accuracy/test")] == \
         pytest.approx([r["val_acc"] for r in tb_run.metrics], rel=1e-6)
 
 

@@ -4,37 +4,32 @@
     run = nettrain.fit(dataset="digits", epochs=5)
     model = nettrain.load(run.dir)
     print(model.predict(images).labels)
+
+Importing nettrain changes nothing in the process: torch is loaded when the API is first used (so that
+`nettrain.cli` can choose how its own process's OpenMP threads wait before torch loads, see _omp.py), and no
+environment variable, RNG or allocator setting is touched by the import.
 """
 __version__ = "0.1.0"
 
-import os as _os
-import sys as _sys
-
-try:
-    from ._omp import choose_wait_policy as _choose_wait_policy
-
-    # Must run before torch is imported: libgomp reads OMP_WAIT_POLICY once, when it loads. See _omp.py.
-    _choose_wait_policy(_os.environ)
-
-    from .config import Config  # noqa: E402
-    from .errors import NettrainError  # noqa: E402
-except KeyboardInterrupt:
-    # Ctrl-C in the first moments of the `nettrain` command, which imports this package before any code of the
-    # command runs (`python -m nettrain` says "-m" in argv[0] until then): exit as the command does, without a
-    # traceback. A program that imports nettrain gets its KeyboardInterrupt.
-    if _sys.argv[:1] == ["-m"] or _os.path.basename(_sys.argv[0]) == "nettrain":
-        print("nettrain: interrupted", file=_sys.stderr)
-        raise SystemExit(130) from None
-    raise
-
 __all__ = ["fit", "load", "Run", "Predictor", "Predictions", "Config", "NettrainError", "__version__"]
-_API = {"fit", "load", "Run", "Predictor", "Predictions"}
+
+_WHERE = {"fit": "api", "load": "api", "Run": "api", "Predictor": "api", "Predictions": "api", "Config": "config",
+          "NettrainError": "errors"}
 
 
-def __getattr__(name):
-    """The API (and torch, seconds to import) loads on first use: `nettrain` the command imports this package
-    first, and a Ctrl-C during that import could not be answered without a traceback (cli.main catches it)."""
-    if name in _API:
-        from . import api
-        return getattr(api, name)
+def __getattr__(name):   # PEP 562: the public names and the submodules (nettrain.training), imported on first use
+    import importlib
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    try:
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":   # the submodule exists but something it imports does not
+            raise
     raise AttributeError(f"module 'nettrain' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

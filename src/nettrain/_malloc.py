@@ -10,6 +10,10 @@ run 74 s instead of 95 s, with the same results bit for bit and 2-4% more peak m
 
 The memory then stays with the process until training ends, when the settings are put back and the free memory
 is returned (`malloc_trim`). A user's own MALLOC_* tuning is left alone, and nothing happens outside glibc.
+
+glibc's settings belong to the whole process, and mallopt cannot read back what they were: the `nettrain` command
+owns its process and allows the tuning while it runs (`tuning_allowed`); a library call (`nettrain.fit`) leaves the caller's
+allocator alone unless asked (`fit(tune_process=True)`, `tuning_allowed`).
 """
 from __future__ import annotations
 
@@ -42,6 +46,26 @@ def _glibc():
     if any(k.startswith(("MALLOC_", "GLIBC_TUNABLES")) for k in os.environ):
         return None
     return _load_glibc()
+
+
+_allowed = False   # may nettrain tune this process's allocator (the CLI's own process, or when asked)
+
+
+def tuning() -> bool:
+    """Whether training in this process may change glibc's settings."""
+    return _allowed
+
+
+@contextlib.contextmanager
+def tuning_allowed(allowed: bool = True):
+    """Within the block, training may tune the allocator if `allowed` (or if it already could)."""
+    global _allowed
+    before = _allowed
+    _allowed = before or allowed
+    try:
+        yield
+    finally:
+        _allowed = before
 
 
 _open = None   # the outermost block's result while one is open: evaluate() may run inside a training run

@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ._malloc import tuning_allowed
 from .config import SECTIONS, Config
 from .data import DataInfo, from_user_data
 from .data.images import is_image_file
@@ -67,10 +68,12 @@ def _given_kinds(options: dict) -> set:
 
 
 def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None, resume=None,
-        trust_code: bool = False, _fixes: Optional[dict] = None, **options) -> Run:
+        trust_code: bool = False, tune_process: bool = False, _fixes: Optional[dict] = None, **options) -> Run:
     """Train a model; returns the Run (its directory, metrics and trained model). See the module docstring.
     A resumed run's config is data: the user code it names runs only as trust.py allows (`trust_code=True` to
-    trust it, or give the model again).
+    trust it, or give the model again). The caller's process is left as it was (RNGs, threads, allocator);
+    `tune_process=True` lets training on the CPU keep freed memory in the process, as the command does
+    (_malloc.py).
 
     `data`/`val_data` may also be a torch Dataset batched by your `collate_fn` (items of any shape: sequences
     padded per batch), or a ready DataLoader, used with its own batch size, sampler and collate (data/custom.py).
@@ -111,7 +114,8 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
     if loss is not None:   # the config holds a name: the function's, or the loss module's class
         named = loss if isinstance(loss, types.FunctionType) else type(loss)
         cfg = cfg.override({"train.loss": f"{named.__module__}:{named.__qualname__}"})
-    return train(cfg, module, user_data, Path(resume) if resume is not None else None, gate, loss)
+    with tuning_allowed(tune_process):
+        return train(cfg, module, user_data, Path(resume) if resume is not None else None, gate, loss)
 
 
 # ---- load ------------------------------------------------------------------------------------------

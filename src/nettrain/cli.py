@@ -21,7 +21,6 @@ from pathlib import Path
 from .config import SHORTCUTS, parse_value
 from . import signals
 from .errors import NettrainError
-from .trust import CLI_FIXES, RESUME_CLI_FIXES
 
 # flag -> (config key, type, help)
 FIT_FLAGS = {
@@ -117,6 +116,7 @@ def parse_extra(extra: list) -> dict:
 
 def cmd_fit(args, extra) -> int:
     from . import api
+    from .trust import RESUME_CLI_FIXES
     options = {}
     for flag, (key, _, _) in FIT_FLAGS.items():
         value = getattr(args, flag[2:].replace("-", "_"))
@@ -126,12 +126,14 @@ def cmd_fit(args, extra) -> int:
         if getattr(args, flag[2:]):
             options[key] = True
     options.update(parse_extra(extra))
-    api.fit(args.config, resume=args.resume, trust_code=args.trust_code, _fixes=RESUME_CLI_FIXES, **options)
+    api.fit(args.config, resume=args.resume, trust_code=args.trust_code, _fixes=RESUME_CLI_FIXES, tune_process=True,
+            **options)
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from . import api
+    from .trust import CLI_FIXES
     model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
                      _fixes=CLI_FIXES)
     result = model.evaluate(data_dir=args.data_dir)
@@ -159,6 +161,7 @@ def _expand(inputs) -> list:
 def cmd_predict(args) -> int:
     from . import api
     from .data.images import read_image
+    from .trust import CLI_FIXES
     from .errors import printable
     if args.topk is not None and args.topk < 1:
         raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
@@ -238,6 +241,7 @@ def cmd_list() -> int:
             print(f"  {name:<{width}}  {help_}")
     print("models also: package.module:Class or path/to/file.py:Class (your own nn.Module, with --model.args.*)")
     print("losses also: package.module:function or path/to/file.py:function")
+    print("optimizers' own options are flags: --optim.<keyword> (e.g. --optimizer rmsprop --optim.alpha 0.9)")
     print("optimizers and schedulers also: a torch.optim.Optimizer / LRScheduler class by import path "
           "(torch.optim.ASGD, package.module:Class, path/to/file.py:Class), with --optim.args / --sched.args")
     print(f"config shortcuts: {', '.join(sorted(SHORTCUTS))}")
@@ -252,10 +256,20 @@ def _print_traceback(e: BaseException):
     traceback.print_exception(e, file=sys.stderr)
 
 
+def tune_own_process():
+    """The command owns its process, so it tunes it for training (a library call does not, see api.fit): OpenMP's
+    wait policy, chosen before torch loads (_omp.py); main() also lets training keep freed memory (_malloc.py)."""
+    from . import _omp
+    _omp.choose_wait_policy(os.environ)
+
+
 def main(argv=None) -> int:
     try:
         with signals.stop_signals():   # SIGTERM, SIGHUP: as Ctrl-C (signals.py)
-            return _main(argv)
+            tune_own_process()
+            from ._malloc import tuning_allowed
+            with tuning_allowed():   # for the command only: main() called from Python leaves the caller's allocator
+                return _main(argv)
     except BaseException as e:   # also Ctrl-C during start-up (imports, data loading): no traceback
         if not isinstance(e, KeyboardInterrupt) and signals.received is None:
             raise

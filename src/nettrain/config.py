@@ -83,7 +83,9 @@ class DataConfig:
     image_size: Optional[int] = bounded(None, 1, MAX_IMAGE_SIZE, note="each decoded image takes size^2 x channels "
                                         "bytes of memory; resize larger images before training")
     channels: Optional[int] = None    # 1 (grayscale) or 3 (RGB) for image folders; default: 3
-    val_fraction: float = 0.0         # hold out this share of train for validation (0: validate on test)
+    # hold out this share of train for validation, which chooses best.pt (None/0: none; the test split is shown
+    # each epoch). Arrays given with no test split: None holds 20% out as the test split, 0 trains on all of them.
+    val_fraction: Optional[float] = bounded(None, 0, 1, below=True, note="a share of the training data, e.g. 0.1")
     # seed of the train/test split for datasets that have none
     split_seed: int = bounded(0, 0, MAX_SEED, note=SEED_NOTE)
     in_memory: str = choice("auto", "auto", "yes", "no")  # "no": torchvision DataLoader (large folders)
@@ -94,7 +96,13 @@ class DataConfig:
                                       # coin per epoch (in-memory data; the DataLoader path keeps coins)
     normalize: bool = True            # subtract the dataset's mean, divide by its std
     target: Optional[str] = None      # csv: the column to predict (data/table.py)
-    task: str = choice("auto", "auto", "classification", "regression")  # csv: auto reads it from the target column
+    # auto: read from the target column (csv) or the targets' type (arrays)
+    task: str = choice("auto", "auto", "classification", "regression")
+    # the normalization's per-channel mean and std in [0, 1] units (a tutorial's Normalize((0.5,), (0.5,))), instead
+    # of the dataset's own
+    mean: Optional[list] = None
+    std: Optional[list] = None
+    limit: Optional[int] = bounded(None, 1)   # train on a seeded subset of this many training examples
 
 
 @dataclass
@@ -268,9 +276,39 @@ def _all_dotted() -> list:
     return [f"{s}.{f.name}" for s, c in SECTIONS.items() for f in dataclasses.fields(c)]
 
 
+# Sections whose other keys are the chosen class's own keyword arguments, kept in its `args`: `--optim.alpha 0.9` is
+# `--optim.args '{alpha: 0.9}'`, as `nettrain list` shows each optimizer's options. Which keywords a class takes is
+# known only with torch: engine/optim.py registers here, per section, a function from the class's name to its
+# keywords (None: not known without importing user code, so only `args` takes them). Without it, keys are strict.
+OWN_KEYWORDS: dict = {}
+
+
+def _own_options(name: str, section_cls, fields: dict, values: dict, errors: list) -> dict:
+    """`values` with the keys that are the chosen class's own keywords moved into the section's args; other unknown
+    keys are refused, naming both the section's keys and the class's."""
+    extra = [k for k in values if k not in fields]
+    if name not in OWN_KEYWORDS or not extra:
+        return values
+    chosen = values.get("name", section_cls().name)
+    own = OWN_KEYWORDS[name](chosen) if isinstance(chosen, str) else None
+    if not own:
+        return values
+    args = values.get("args") or {}
+    if not isinstance(args, dict):
+        return values   # reported as args' own type error
+    taken = {k: values[k] for k in extra if k in own}
+    for key in extra:
+        if key not in own:
+            errors.append(f"unknown key {name}.{key}{closest(key, list(fields) + list(own))} (valid: "
+                          f"{', '.join(fields)}; and optimizer {chosen}'s own: {', '.join(own)})")
+    rest = {k: v for k, v in values.items() if k not in extra}
+    return {**rest, "args": {**args, **taken}}   # the key by name wins: a flag over the config file's args
+
+
 def _build_section(name, section_cls, values: dict, errors: list):
     hints = typing.get_type_hints(section_cls)
     fields = {f.name: f for f in dataclasses.fields(section_cls)}
+    values = _own_options(name, section_cls, fields, values, errors)
     kwargs = {}
     for key, value in values.items():
         if key not in fields:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._malloc import freed_memory_kept
+from ._malloc import freed_memory_kept, tuning
 from .config import Config
 from .data import ArrayData, DataInfo, from_user_data, load_data, make_batches, table
 from .data.images import read_image
@@ -237,7 +237,8 @@ class Predictor:
         loss_fn = self.loss_fn or build_loss(loss_config(cfg, self.info.task), self.gate)
         batches = make_batches(split, self.info, cfg.data, self.device, batch_size or cfg.train.eval_batch_size,
                                train=False, channels_last=cfg.train.channels_last)
-        with freed_memory_kept(self.device.type == "cpu"), self.precision.small_linears_in_float32(self.module):
+        with freed_memory_kept(self.device.type == "cpu" and tuning()), \
+                self.precision.small_linears_in_float32(self.module):
             result = evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
                                    self.info.outputs, cfg.train.tta, cfg.train.tta_shift)
         return table.in_target_units(result, self.info.table)

@@ -34,8 +34,11 @@ from .atomic import temporary, write_error, write_text
 from .errors import NettrainError
 from .runlock import RunLock
 
+# val_* are the split evaluated each epoch; val_split names it: "val" (a validation split, which chooses best.pt)
+# or "test" (no validation split: shown only, best.pt is the last epoch). Appended last: existing readers keep theirs.
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_mae", "lr", "seconds",
-                  "images_per_s", "data_wait"]
+                  "images_per_s", "data_wait", "val_split"]
+TEXT_COLUMNS = {"val_split"}
 
 
 def write_atomically(path: Path, text: str):
@@ -266,9 +269,15 @@ class RunDir:
 
 
 def read_metrics(path) -> list:
-    """metrics.csv as a list of dicts of floats (empty cells -> None)."""
+    """metrics.csv as a list of dicts of floats (empty cells -> None; val_split stays a string)."""
     with open(path, newline="", encoding="utf-8") as f:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: _cell(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _cell(key: str, value):
+    if value in ("", None):
+        return None
+    return value if key in TEXT_COLUMNS else float(value)
 
 
 class TensorBoardLog:
@@ -289,8 +298,9 @@ class TensorBoardLog:
     def scalars(self, row: dict, epoch: int):
         if self.writer is None:
             return
-        for key, tag in (("train_loss", "loss/train"), ("val_loss", "loss/val"), ("train_acc", "accuracy/train"),
-                         ("val_acc", "accuracy/val"), ("val_mae", "mae/val"), ("lr", "lr"),
+        split = row.get("val_split") or "val"   # the test split shown each epoch is labelled test, not val
+        for key, tag in (("train_loss", "loss/train"), ("val_loss", f"loss/{split}"), ("train_acc", "accuracy/train"),
+                         ("val_acc", f"accuracy/{split}"), ("val_mae", f"mae/{split}"), ("lr", "lr"),
                          ("images_per_s", "speed/images_per_s")):
             if row.get(key) is not None:
                 self.writer.add_scalar(tag, row[key], epoch)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from ._malloc import freed_memory_kept
+from . import __version__, _process
+from ._malloc import freed_memory_kept, tuning
 from .config import Config, check_parallelism
 from .data import Data, DataInfo, load_data, make_batches
 from .engine import checkpoint as ckpt_io
@@ -29,7 +29,7 @@ from .data.table import in_target_units
 from .engine.lookahead import Lookahead
 from .engine.metrics import summary as metrics_summary
 from .engine.loop import Step, evaluate as evaluate_pass, forward, train_epoch
-from .engine.optim import build_loss, build_optimizer, build_scheduler, fast_forward
+from .engine.optim import build_loss, build_optimizer, build_scheduler, fast_forward, loss_for_outputs
 from .engine.progress import Progress
 from .errors import ConfigError, DivergedError, ModelError, NettrainError
 from .engine.probe import Probe, probe_batch, say
@@ -63,13 +63,14 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
     """Train as `cfg` says: on the user's `module` and `data` when given (else the config's model and dataset), in a
     new run directory, or continuing `resume_dir` from its last checkpoint. `gate` (trust.py): how the user specs
     of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it). The run
-    directory is locked (runlock.py) while this writes into it."""
-    with contextlib.ExitStack() as held:
+    directory is locked (runlock.py) while this writes into it. The caller's RNGs and thread count are as they
+    were afterwards (_process.py)."""
+    with _process.kept(resolve_device(cfg.train.device)), contextlib.ExitStack() as held:
         return _train(cfg, module, data, resume_dir, held, gate, loss)
 
 
-def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextlib.ExitStack,
-           gate: Optional[Gate], loss) -> Run:
+def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path],
+           held: contextlib.ExitStack, gate: Optional[Gate], loss) -> Run:
     t0 = time.perf_counter()
     tc = cfg.train
     check_parallelism(cfg)
@@ -92,18 +93,19 @@ def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextl
     cfg, tc = t.cfg, t.cfg.train   # with the speed choices dropped for a user's model (engine/probe.py)
 
     # the run directory: a new one, or the one being resumed
-    history, best, start_epoch = [], {"metric": "val_acc" if t.classification else "val_loss", "value": None,
-                                      "epoch": None}, 0
+    # The test split may be shown each epoch, but only a real validation split chooses the model (see _epochs).
+    history, best, start_epoch = [], {"metric": ("val_acc" if t.classification else "val_loss") if t.has_val
+                                      else LAST, "value": None, "epoch": None}, 0
     if state is not None:
         check_data(run.path, state.get("data_fingerprint"), data_fingerprint(t.data.train))
         history, best, start_epoch = _resume(t, run, state, progress)
         if start_epoch >= tc.epochs:   # nothing to train: nothing is written, not even the environment
-            return Run(run.path, history, Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, t.precision.device,
-                                                    t.precision), {}, time.perf_counter() - t0)
+            return Run(run.path, history, Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, cfg,
+                                                    t.precision.device, t.precision), {}, time.perf_counter() - t0)
     elif run is None:
         run = RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite)
         held.callback(run.unlock)
-        _write_config(run, cfg)
+        _write_config(run, t.cfg)   # as built: the loss chosen for the model's outputs, the speed choices it keeps
     device = t.precision.device
     if resume_dir is None or state is None:
         run.write_environment(device=describe(device), precision=t.precision.name, nettrain=__version__,
@@ -118,17 +120,21 @@ def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextl
         if t.info.kind != "custom":   # a custom batch input may be a tuple or dict, which the graph cannot trace
             tb.graph(t.module, t.val_batches or t.train_batches)
     n_params = sum(p.numel() for p in t.module.parameters())
-    progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples:,} train, "
-                 f"{len(t.data.val) if t.data.val is not None else 0:,} val) | {cfg.model.name} ({n_params:,} "
-                 f"parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
+    held_out = f"{len(t.data.val) if t.data.val is not None else 0:,} {'val' if t.has_val else 'test'}"
+    progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples:,} train, {held_out}) | {cfg.model.name} "
+                 f"({n_params:,} parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
     for note in t.data.notes:
         progress.say(f"nettrain: {note}")
+    if not t.has_val and t.val_batches is not None and start_epoch < tc.epochs:
+        model = "EMA of the weights" if tc.ema else "last epoch's weights"
+        progress.say(f"no validation split: the test split is shown each epoch but chooses nothing; the model is the "
+                     f"{model} (to keep the best epoch, hold out data: --data.val_fraction 0.1)")
 
     # Large activations are allocated and freed every step: keep the freed memory for reuse (see _malloc.py).
     # Small linear layers run in float32 under CPU bf16 autocast, where it is faster (see engine/device.py); a
     # compiled model is left to the compiler.
     where = {"epoch": start_epoch}
-    with freed_memory_kept(device.type == "cpu"), \
+    with freed_memory_kept(device.type == "cpu" and tuning()), \
             t.precision.small_linears_in_float32(t.module, t.eval_model, enabled=not tc.compile):
         try:
             try:
@@ -147,12 +153,18 @@ def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextl
             raise ModelError(f"{failure(e, t.module)} in epoch {len(history) + 1} (the data's inputs are shaped "
                              f"{t.info.shape} each); fix the code there (--debug prints the whole traceback)") from e
     seconds = time.perf_counter() - t0
-    if best["epoch"] is not None:
+    if best["epoch"] is not None and best["metric"] != LAST:
         progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
                      f"{seconds:.1f}s in all")
+    elif best["epoch"] is not None:
+        progress.say(f"model: the {'EMA weights after' if tc.ema else 'weights of'} epoch {best['epoch']} (the last; "
+                     f"no validation split chose among epochs) -> {run.best}; {seconds:.1f}s in all")
     predictor = Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, cfg, device, t.precision,
                           loss_fn=t.step.loss_fn, collate_fn=getattr(t.data.train, "collate_fn", None))
     return Run(run.path, history, predictor, test, seconds)
+
+
+LAST = "last epoch"   # best["metric"] of a run without a validation split: best.pt holds the last epoch's weights
 
 
 def _stopped(run: RunDir, epoch: Optional[int], epochs: int) -> str:
@@ -229,6 +241,11 @@ class _Training:
         return self.info.task == "classification"
 
     @property
+    def has_val(self) -> bool:
+        """A validation split of its own (val_fraction, a val/ folder, val_data=): the test split never chooses."""
+        return self.data.val is not None and self.data.val_chooses
+
+    @property
     def eval_model(self) -> nn.Module:
         """What validation, the test and predictions use: the EMA average when there is one."""
         return self.step.ema.module if self.step.ema is not None else self.step.model
@@ -263,7 +280,9 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     if info.kind == "image" and (user or cfg.model.flatten):   # a built-in model only when asked, as load does
         module, cfg = _flat_input(module, cfg, info)
         tc = cfg.train
-    check_fits(module, cfg.model.name, info.shape, info.outputs, info.task, _example(data))
+    example = _example(data)
+    check_fits(module, cfg.model.name, info.shape, info.outputs, info.task, example)
+    cfg = _loss_for_model(cfg, module, info, example)
     module.to(device)
     loss_fn = build_loss(loss_config(cfg, info.task), gate, loss)
     # A user's model gets each speed choice only when it computes the same with it (engine/probe.py); the choices
@@ -325,6 +344,26 @@ def _example(data: Data):
     if data.info.dtype is not None:
         return data.train.x[:2]
     return None
+
+
+def _loss_for_model(cfg: Config, module: nn.Module, info: DataInfo, example=None) -> Config:
+    """The config with the loss that suits the classifier's outputs (engine/optim.py's loss_for_outputs), judged once
+    on the model check's input (two zero inputs, or the data's first items) before training: no check, and no host sync, in the training steps."""
+    if info.task != "classification" or cfg.train.loss not in ("cross-entropy", "nll"):
+        return cfg
+    was_training = module.training
+    module.eval()
+    try:   # a forward that draws random numbers must not shift the run's: the RNG is put back
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            x = example if example is not None else \
+                torch.zeros(2, *info.shape, device=next(module.parameters(), torch.zeros(0)).device)
+            out = forward(module, x)
+    finally:
+        module.train(was_training)
+    loss, note = loss_for_outputs(cfg.train.loss, out, cfg.train.label_smoothing)
+    if note:
+        print(note if note.startswith("warning") else f"nettrain: {note}", file=sys.stderr)
+    return cfg.override({"train.loss": loss}) if loss != cfg.train.loss else cfg
 
 
 def _code_origins(cfg: Config, gate: Optional[Gate], collate: Optional[str] = None) -> dict:
@@ -464,7 +503,7 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": va.get("loss"),
                "val_acc": va.get("acc"), "val_mae": va.get("mae"), "lr": t.step.optimizer.param_groups[0]["lr"],
                "seconds": round(tr["seconds"], 3), "images_per_s": round(tr["images"] / tr["seconds"], 1),
-               "data_wait": round(tr["data_wait"], 4)}
+               "data_wait": round(tr["data_wait"], 4), "val_split": ("val" if t.has_val else "test") if va else None}
         history.append(row)
         run.write_metrics(history)
         tb.scalars(row, epoch)
@@ -474,9 +513,12 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
             raise DivergedError(f"training diverged: the train loss is {row['train_loss']} in epoch {epoch}; lower "
                                 f"the learning rate (optim.lr is {t.cfg.optim.lr:g}) or clip the gradients "
                                 f"(--train.grad_clip 1.0){kept}")
-        value = row[best["metric"]]
-        improved = value is not None and (best["value"] is None or (value > best["value"] if t.classification
-                                                                   else value < best["value"]))
+        if best["metric"] == LAST:   # no validation split: the model is the last epoch's (the test chooses nothing)
+            value, improved = None, True
+        else:
+            value = row[best["metric"]]
+            improved = value is not None and (best["value"] is None or (value > best["value"] if t.classification
+                                                                       else value < best["value"]))
         if improved:
             best.update(value=value, epoch=epoch)
         state = _checkpoint(t, epoch, history, best)

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -28,6 +29,7 @@ class Data:
     test: Optional[object]
     info: DataInfo
     notes: list = field(default_factory=list)   # lines fit says before training (how the user's DataLoader is used)
+    val_chooses: bool = False  # val is a validation split, which may choose the model; the test split never does
 
 
 def _stats(train) -> tuple:
@@ -44,7 +46,7 @@ def from_source(src: Source, cfg) -> Data:
     if isinstance(test, ArrayData) and len(test) == 0:   # its accuracy would read 0.0 and pick the "best" epoch
         raise DataError("the validation split is empty; give it at least one example, or leave it out and 20% of "
                         "the training data is held out")
-    if test is None and isinstance(train, ArrayData):
+    if test is None and isinstance(train, ArrayData) and cfg.val_fraction != 0:   # 0: the user holds out nothing
         train, test = split(train, 0.2, cfg.split_seed)
     val = test
     if cfg.val_fraction:
@@ -54,12 +56,16 @@ def from_source(src: Source, cfg) -> Data:
     if isinstance(train, ArrayData) and len(train) == 0:
         raise DataError(f"no training examples are left after holding {len(val)} out for validation; "
                         f"give more examples, or a validation split of your own")
+    if cfg.limit and len(train) > cfg.limit:
+        train = _limited(train, cfg.limit, cfg.split_seed + 2)
     if src.kind == "image":
         x0 = train.x if isinstance(train, ArrayData) else train[0][0].unsqueeze(0)
         shape = list(x0.shape[1:])
         mean, std = _stats(train)
     else:
         shape, mean, std = list(train.x.shape[1:]), [], []
+    if cfg.mean is not None or cfg.std is not None:
+        mean, std = _given_normalization(cfg, src.kind, shape, mean, std)
     _check_crop(cfg.crop_padding, src.kind, shape)
     if src.task == "classification":
         classes = src.classes
@@ -81,7 +87,36 @@ def from_source(src: Source, cfg) -> Data:
         and not train.x.is_floating_point() else None
     info = DataInfo(kind=src.kind, shape=shape, task=src.task, classes=classes, outputs=outputs,
                     mean=mean, std=std, image_size=src.image_size, dtype=dtype, table=src.table)
-    return Data(train, val, test, info)
+    return Data(train, val, test, info, val_chooses=val is not None and (val is not test or src.test_is_val))
+
+
+def _limited(train, limit: int, seed: int):
+    """A seeded subset of `limit` training examples (data.limit), kept in the dataset's order: every class has its
+    share, where the first N could all be one class in a sorted dataset."""
+    keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    if isinstance(train, ArrayData):
+        return train.subset(keep)
+    return torch.utils.data.Subset(train, keep.tolist())
+
+
+def _given_normalization(cfg, kind: str, shape: list, mean: list, std: list) -> tuple:
+    """data.mean / data.std (a tutorial's Normalize values, per channel in [0, 1] units) instead of the dataset's;
+    one value serves every channel."""
+    if kind != "image":
+        raise ConfigError(f"data.mean and data.std normalize images' channels, but this dataset's inputs are vectors "
+                          f"of shape {shape}; leave them out")
+    out = []
+    for key, given, own in (("mean", cfg.mean, mean), ("std", cfg.std, std)):
+        if given is None:
+            out.append(own)
+            continue
+        if len(given) not in (1, shape[0]) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                    for v in given):
+            raise ConfigError(f"data.{key} must be a list of 1 or {shape[0]} numbers (one per channel), got {given}")
+        if key == "std" and min(given) <= 0:
+            raise ConfigError(f"data.std must be positive (each channel is divided by it), got {given}")
+        out.append([float(v) for v in given] * (shape[0] if len(given) == 1 else 1))
+    return out[0], out[1]
 
 
 def _check_crop(padding: int, kind: str, shape: list):
@@ -101,14 +136,45 @@ def load_data(cfg, prep: Optional[dict] = None) -> Data:
     return from_source(load_source(cfg, prep), cfg)
 
 
-def tensor_images(x: torch.Tensor) -> torch.Tensor:
+def tensor_images(x: torch.Tensor, what: str = "data") -> torch.Tensor:
     """Images as torchvision's ToTensor gives them, floats in [0, 1] shaped (N, C, H, W) with 1 or 3 channels, as
-    the uint8 images nettrain keeps (exact for pixels that were 8-bit; predict reads floats the same way). Other
+    the uint8 images nettrain keeps (exact for pixels that were 8-bit; predict reads floats the same way). The same
+    images normalized to [-1, 1] (the tutorials' Normalize((0.5,)*C, (0.5,)*C)) are mapped back to their pixels,
+    saying so: taken as feature vectors they trained silently without image layers' sizes or augmentation. Other
     floats are left as they are: vectors."""
-    if x.is_floating_point() and x.ndim == 4 and x.shape[1] in (1, 3) and x.numel() and \
-            bool(x.min() >= 0) and bool(x.max() <= 1):
+    if not (x.is_floating_point() and x.ndim == 4 and x.shape[1] in (1, 3) and x.numel()):
+        return x
+    low, high = float(x.min()), float(x.max())
+    if low >= 0 and high <= 1:
         return (x * 255).round().to(torch.uint8)
+    if low >= -1 and high <= 1:
+        print(f"nettrain: {what}'s inputs are {x.shape[1]}-channel images normalized to [-1, 1] (Normalize(0.5, 0.5)); "
+              f"taken as those images, which nettrain normalizes by their own mean and std", file=sys.stderr)
+        return ((x + 1) * 127.5).round().to(torch.uint8)
     return x
+
+
+def _task(y: torch.Tensor, asked: str, what: str) -> str:
+    """Classification for integer targets, regression for floats; but floats that are all whole numbers with few
+    distinct values (torch.Tensor(labels) of class indices) are class labels, said in one line (data.task
+    overrides)."""
+    if asked == "regression":
+        return "regression"
+    if not y.is_floating_point():
+        return "classification"
+    whole = y.ndim == 1 and len(y) and bool((y == y.round()).all()) and float(y.min()) >= 0
+    if asked == "classification":
+        if not whole:
+            raise DataError(f"{what}: data.task is classification, but the targets are not class indices 0, 1, 2, ... "
+                            f"(floats with fractions, negative values, or several per input); give integer labels")
+        return "classification"
+    distinct = len(torch.unique(y)) if whole else 0
+    if whole and distinct <= min(100, max(2, len(y) // 2)):
+        print(f"nettrain: {what}'s targets are floats holding {distinct} distinct whole numbers "
+              f"(0 to {int(y.max())}): taken as class labels; for regression set data.task to regression",
+              file=sys.stderr)
+        return "classification"
+    return "regression"
 
 
 def image_layout(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -148,7 +214,8 @@ def from_user_data(train, test=None, classes=None, cfg=None, collate_fn=None) ->
     with a `collate_fn`, a DataLoader, or inputs that are tuples/dicts of parts, batched as custom.py says."""
     if wants_custom(train, test, collate_fn):
         train_data, val_data, info, notes = custom_data(train, test, classes, collate_fn, cfg)
-        return Data(train_data, val_data, val_data, info, notes)
+        # the user's val_data may choose the model (as for arrays); 20% of their Dataset held out is a test split
+        return Data(train_data, val_data, val_data, info, notes, val_chooses=test is not None)
     if classes is None:   # a torchvision Dataset names its classes
         classes = class_names(train) if isinstance(train, torch.utils.data.Dataset) else None
 
@@ -181,9 +248,9 @@ def from_user_data(train, test=None, classes=None, cfg=None, collate_fn=None) ->
                             f"{tuple(y.shape)}; for several values per input give float targets (regression)")
         for tensor, name in ((x, "inputs"), (y, "targets")):
             check_finite(tensor, f"{what}'s {name}")
-        return tensor_images(x), y
+        return tensor_images(x, what), y
     x, y = to_arrays(train, "data")
-    task = "classification" if not y.is_floating_point() else "regression"
+    task = _task(y, cfg.task if cfg is not None else "auto", "data")
     kind = "image" if x.dtype == torch.uint8 and x.ndim in (3, 4) else "vector"
 
     def shaped(x, y, what) -> ArrayData:
@@ -215,7 +282,8 @@ def from_user_data(train, test=None, classes=None, cfg=None, collate_fn=None) ->
             if a.shape[1:] != b.shape[1:]:
                 raise DataError(f"val_data's {name} are shaped {tuple(b.shape[1:])} each but data's are "
                                 f"{tuple(a.shape[1:])}; give both splits one shape (resize or reshape val_data)")
-    return from_source(Source(train_data, test_data, classes, task=task, kind=kind), cfg)
+    return from_source(Source(train_data, test_data, classes, task=task, kind=kind, test_is_val=test is not None),
+                       cfg)
 
 
 def make_batches(data, info: DataInfo, cfg, device, batch_size: int, *, train: bool, shuffle=False,

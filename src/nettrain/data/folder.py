@@ -164,4 +164,4 @@ def load_image_folder(cfg, root: Path) -> Source:
     else:
         train = FolderDataset(splits["train"], channels, size)
         test = FolderDataset(splits[test_split], channels, size) if test_split else None
-    return Source(train, test, classes, image_size=size)
+    return Source(train, test, classes, image_size=size, test_is_val=test_split == "val")

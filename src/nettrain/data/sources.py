@@ -32,6 +32,7 @@ class Source:
     kind: str = "image"
     image_size: Optional[int] = None
     table: Optional[dict] = None    # a table's preprocessing (data/table.py)
+    test_is_val: bool = False       # `test` is a validation split (a val/ folder, val_data=): it may choose the model
 
 
 def _download_failed(name: str, where: Path, e: Exception) -> DataError:

@@ -58,7 +58,10 @@ def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: 
         with s.precision.autocast():
             out = forward(model, x)
             loss = s.loss_fn(out, y)
-        s.scaler.scale(loss / s.accumulate if s.accumulate > 1 else loss).backward()
+        # the mean over the accumulation group: a short last group (batches not a multiple of accumulate) is
+        # divided by its own size, not by accumulate, which would under-weight its step
+        group = min(s.accumulate, n_batches - i // s.accumulate * s.accumulate)
+        s.scaler.scale(loss / group if group > 1 else loss).backward()
         if (i + 1) % s.accumulate == 0 or i + 1 == n_batches:
             if s.grad_clip:
                 s.scaler.unscale_(opt)

@@ -12,6 +12,7 @@ import warnings
 import torch
 from torch import nn
 
+from .. import config
 from ..errors import ConfigError, closest
 from ..registry import Registry
 from .muon import Muon
@@ -34,6 +35,21 @@ for _name, _cls, _help in [
 
 
 FUSED = ("adam", "adamw")
+
+
+def own_keywords(name: str):
+    """A registered optimizer's own keywords, beyond the optim section's keys (config.py takes `optim.<keyword>` for
+    them); None for a class of the user's, whose file is not imported to read its signature."""
+    if name not in OPTIMIZERS:
+        return None
+    from ..config import OptimConfig
+    import dataclasses
+    fields = {f.name for f in dataclasses.fields(OptimConfig)}
+    return [p for p in inspect.signature(OPTIMIZERS.get(name)).parameters
+            if p not in ("params", "self") and p not in fields]
+
+
+config.OWN_KEYWORDS["optim"] = own_keywords
 
 
 def _user_class(name: str, kind: str, gate):
@@ -210,6 +226,26 @@ def build_loss(cfg, gate=None, obj=None):
                               f"(reduce it, e.g. with .mean())")
         return loss
     return checked
+
+
+def loss_for_outputs(loss: str, outputs: torch.Tensor, label_smoothing: float = 0.0) -> tuple:
+    """(the loss, a line to say or None) for a classifier whose outputs on a probe batch are `outputs`.
+
+    Rows whose exp sums to 1 are log-probabilities (a model ending in LogSoftmax or F.log_softmax): the default
+    cross-entropy becomes nll, which is what the tutorials use on them (cross-entropy's own log_softmax leaves
+    log-probabilities as they are, so the numbers agree; with label smoothing cross-entropy stays). nll on raw scores
+    is not a loss at all (the tutorial's run reached a test loss of -402): said once, before training."""
+    rows = outputs.detach().float()
+    log_probs = rows.ndim == 2 and rows.shape[1] > 1 and bool(torch.isfinite(rows).all()) and \
+        bool(torch.allclose(rows.exp().sum(1), torch.ones(len(rows), device=rows.device), atol=1e-3))
+    if loss == "cross-entropy" and log_probs and not label_smoothing:
+        return "nll", ("the model outputs log-probabilities (each row's exp sums to 1, as after log_softmax): "
+                       "loss nll")
+    if loss == "nll" and not log_probs:
+        return loss, ("warning: loss nll takes log-probabilities, but the model outputs raw scores (a row's exp "
+                      "does not sum to 1), so the loss can fall below 0 without learning; end the model in "
+                      "log_softmax, or use --loss cross-entropy")
+    return loss, None
 
 
 def default_loss_for(task: str, loss: str) -> str:

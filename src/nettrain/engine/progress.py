@@ -8,8 +8,8 @@ def fmt_row(row: dict, epochs: int) -> str:
     parts = [f"epoch {int(row['epoch'])}/{epochs}", f"train loss {row['train_loss']:.4f}"]
     if row.get("train_acc") is not None:
         parts.append(f"acc {row['train_acc']:.2%}")
-    if row.get("val_loss") is not None:
-        parts.append(f"| val loss {row['val_loss']:.4f}")
+    if row.get("val_loss") is not None:   # "test" when there is no validation split: shown, never chosen on
+        parts.append(f"| {row.get('val_split') or 'val'} loss {row['val_loss']:.4f}")
     if row.get("val_acc") is not None:
         parts.append(f"acc {row['val_acc']:.2%}")
     if row.get("val_mae") is not None:
