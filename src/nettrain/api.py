@@ -26,6 +26,7 @@ from .engine.device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, ModelError, NettrainError
 from .models import MODELS, build_model
 from .predictor import Predictions, Predictor, format_report
+from .runs import MANIFEST
 from .training import Run, train
 from .trust import API_FIXES, RESUME_FIXES, Gate
 
@@ -74,13 +75,19 @@ def fit(config=None, *, data=None, val_data=None, classes=None, resume=None, tru
     gate = None
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.yaml").exists() or not (run_dir / "last.pt").exists():
-            raise CheckpointError(f"{run_dir} is not a run directory with a checkpoint to resume (no config.yaml "
-                                  f"or last.pt); give the directory of a run started by nettrain fit")
+        if not (run_dir / "config.yaml").exists():   # without last.pt it starts again from epoch 0 (training.py)
+            if (run_dir / MANIFEST).exists():
+                raise CheckpointError(f"{run_dir} has no config.yaml to resume: the run stopped before it wrote it; "
+                                      f"start it again with nettrain fit ... --run-dir {run_dir} --overwrite")
+            raise CheckpointError(f"{run_dir} is not a run directory with a checkpoint to resume (no config.yaml); "
+                                  f"give the directory of a run started by nettrain fit")
         cfg = resolve_config(run_dir / "config.yaml", options)
         own = _given_kinds(options) | ({"model"} if module is not None else set()) | \
             ({"loss"} if loss is not None else set())
-        gate = Gate(run_dir, ckpt_io.load(run_dir / "last.pt").get("code"), trust_code, own,
+        # the code record of either checkpoint (the same specs); none when the run stopped before its first
+        # checkpoint, and then its config's own code is not imported unasked either
+        saved = next((p for p in (run_dir / "last.pt", run_dir / "best.pt") if p.exists()), None)
+        gate = Gate(run_dir, ckpt_io.load(saved).get("code") if saved else None, trust_code, own,
                     _fixes or RESUME_FIXES)
     else:
         cfg = resolve_config(config, options)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from .config import SHORTCUTS, parse_value
+from . import signals
 from .errors import NettrainError
 from .trust import CLI_FIXES, RESUME_CLI_FIXES
 
@@ -202,9 +203,23 @@ def cmd_list() -> int:
 
 
 def main(argv=None) -> int:
+    try:
+        with signals.stop_signals():   # SIGTERM, SIGHUP: as Ctrl-C (signals.py)
+            return _main(argv)
+    except BaseException as e:   # also Ctrl-C during start-up (imports, data loading): no traceback
+        if not isinstance(e, KeyboardInterrupt) and signals.received is None:
+            raise
+        print(f"nettrain: {signals.describe(e)}", file=sys.stderr)
+        return signals.exit_code(e)
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
+        if args.command is not None:
+            with signals.deferred():   # torch's import does not survive a KeyboardInterrupt inside it
+                from . import api  # noqa: F401
         if args.command == "fit":
             return cmd_fit(args, extra)
         if extra:
@@ -220,9 +235,6 @@ def main(argv=None) -> int:
     except NettrainError as e:
         print(f"nettrain: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("nettrain: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:   # the reader left (`nettrain list | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # Python's exit flush would raise again
         return 141

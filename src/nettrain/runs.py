@@ -8,8 +8,12 @@
         last.pt, best.pt       checkpoints (torch.load(..., weights_only=True))
         best.safetensors       best weights only
         tensorboard/           TensorBoard event files
+        events.jsonl           one line per resume: when, from which epoch, what changed
+        .nettrain-run.json     the record of every file nettrain wrote here (what --overwrite deletes)
+        .nettrain-lock         the writers' lock (runlock.py): one fit or resume at a time
 
-An existing directory is never overwritten unless asked (`--overwrite`).
+An existing directory is never overwritten unless asked (`--overwrite`), and then only the files nettrain recorded
+writing there are deleted.
 """
 from __future__ import annotations
 
@@ -19,35 +23,50 @@ import itertools
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from .atomic import temporary, write_error, write_text
 from .errors import NettrainError
+from .runlock import RunLock
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_mae", "lr", "seconds",
                   "images_per_s", "data_wait"]
 
 
 def write_atomically(path: Path, text: str):
-    """Replace `path` by `text` so that a reader (a resume, a report) sees the old file or the new one, never half."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:   # newline="": csv's own line ends are kept
-        f.write(text)
-    os.replace(tmp, path)
+    """Replace `path` by `text` so that a reader (a resume, a report) sees the old file or the new one, never half;
+    a full disk or a read-only folder is one line (atomic.py)."""
+    write_text(path, text)
 
 
-# Everything nettrain writes into a run directory, by RunDir's name for it (a new kind of output is added here):
-# --overwrite deletes a directory only when it holds nothing else, so a folder of the user's is never taken for a run.
+# Everything nettrain writes into a run directory, by RunDir's name for it. A new kind of output is one line here
+# and one `run.claim(path)` before it is written: the record of claimed files (MANIFEST) is what --overwrite deletes.
 RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metrics": "metrics.csv",
              "confusion": "confusion_matrix.csv", "last": "last.pt", "best": "best.pt",
-             "best_safetensors": "best.safetensors", "tensorboard": "tensorboard"}
-# and what an interrupted atomic write leaves: write_atomically's name.tmp, checkpoint.save's .name.tmp
-RUN_NAMES = set(RUN_FILES.values()) | {Path(f).with_suffix(".tmp").name for f in RUN_FILES.values()} | \
-    {f".{f}.tmp" for f in RUN_FILES.values()}
+             "best_safetensors": "best.safetensors", "tensorboard": "tensorboard", "events": "events.jsonl"}
+# the record of every file nettrain wrote into the run, relative to it, rewritten atomically when one is added
+MANIFEST = ".nettrain-run.json"
+
+
+def _checked_path(path) -> Path:
+    """--run-dir as given, refused in one line where a run cannot or must not go."""
+    if not str(path).strip():
+        raise NettrainError("--run-dir is empty (it would be the current folder); give a directory name, or leave "
+                            "it out for runs/<time>-<dataset>-<model>")
+    path = Path(path)
+    if path.is_symlink():
+        raise NettrainError(f"run directory {path} is a symbolic link (to {os.readlink(path)}); give the real "
+                            f"directory, so that --overwrite and the lock act on what they name")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise NettrainError(f"cannot make run directory {path}: {parent} is a file; choose another --run-dir")
+    if path.exists() and not path.is_dir():
+        raise NettrainError(f"{path} is a file, not a run directory; choose another --run-dir")
+    return path
 
 
 def _file(key: str) -> property:
@@ -55,11 +74,19 @@ def _file(key: str) -> property:
 
 
 class RunDir:
+    """A run directory. Files are written through `claim` first, so the record (MANIFEST) names every file
+    nettrain wrote there, even one a kill interrupted; `--overwrite` deletes those and nothing else. A writer
+    holds the directory's lock (`lock`) while it writes."""
+
     def __init__(self, path):
         self.path = Path(path)
+        self._claimed = None   # the record's names, read when first needed
+        self._lock = None
 
     @classmethod
     def create(cls, path, dataset: str, model: str, overwrite: bool) -> "RunDir":
+        """A new run directory, locked for this process: the default name, an empty or new `path`, or (with
+        `overwrite`) a previous run's directory with the files it recorded deleted."""
         if path is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             safe_model = model.replace("/", "_").replace(":", "_").replace(".py", "")
@@ -71,33 +98,128 @@ class RunDir:
                 path = base if n == 1 else base.with_name(f"{base.name}-{n}")
                 try:
                     path.mkdir()
-                    return cls(path)
                 except FileExistsError:
                     continue
-        path = Path(path)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                return cls(path)._start()
+        path = _checked_path(path)
+        if path.exists() and any(path.iterdir()):
             if not overwrite:
                 raise NettrainError(f"run directory {path} already exists; choose another --run-dir, "
                                     f"add --overwrite to replace it, or --resume {path} to continue it")
-            if not path.is_dir():
-                raise NettrainError(f"{path} is a file, not a run directory; choose another --run-dir")
-            names = {p.name for p in path.iterdir()}
-            if names - RUN_NAMES or RUN_FILES["config"] not in names:
-                extra = sorted(names - RUN_NAMES)[:3]
-                why = f"it holds {', '.join(extra)}, which nettrain did not write" if extra else "it has no config.yaml"
-                raise NettrainError(f"{path} is not a nettrain run directory ({why}); refusing to overwrite it: "
-                                    f"choose another --run-dir")
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+            run = cls(path)
+            run._refuse_unless_a_run()
+            run.lock()   # before deleting: the run may be running
+            try:
+                run._delete_recorded()
+            except BaseException:
+                run.unlock()
+                raise
+            return run._start(locked=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_error(path, e) from None
+        return cls(path)._start()
+
+    @classmethod
+    def open(cls, path) -> "RunDir":
+        """An existing run directory, locked for this process (resume)."""
+        run = cls(path)
+        run.lock()
+        return run
+
+    def _start(self, locked: bool = False) -> "RunDir":
+        if not locked:
+            self.lock()
+        try:
+            self._claimed = set()
+            write_text(self.path / MANIFEST, json.dumps({"files": []}))
+        except BaseException:
+            self.unlock()
+            raise
+        return self
+
+    # ---- the lock ----
+    def lock(self, command: str = None) -> RunLock:
+        """Take the directory's writer lock (RunLock), held until `unlock` or the process's end."""
+        if self._lock is None:
+            self._lock = RunLock(self.path, command).acquire()
+        return self._lock
+
+    def unlock(self):
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    # ---- the record of nettrain's files ----
+    def recorded(self) -> set:
+        """The names (relative to the directory) nettrain recorded writing here; None if there is no record."""
+        try:
+            return set(json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def claim(self, path) -> Path:
+        """Record `path` (in this directory) as nettrain's before it is written, so --overwrite may delete it, and
+        its interrupted temporary, later; returns `path`."""
+        path = Path(path)
+        name = path.relative_to(self.path).as_posix()
+        if self._claimed is None:
+            self._claimed = self.recorded() or set()
+        if name not in self._claimed:
+            self._claimed.add(name)
+            write_text(self.path / MANIFEST, json.dumps({"files": sorted(self._claimed)}, indent=1))
+        return path
+
+    def _refuse_unless_a_run(self):
+        refuse = f"refusing to overwrite {self.path}"
+        files = self.recorded()
+        if files is None:
+            raise NettrainError(f"{refuse}: it has no {MANIFEST}, the record nettrain keeps of the files it wrote, so "
+                                f"it is not a nettrain run directory (or predates the record); choose another "
+                                f"--run-dir, or delete it yourself")
+        mine = [n for n in RUN_FILES.values() if (self.path / n).exists() and n != RUN_FILES["tensorboard"]
+                and n not in files]
+        if mine:   # a new run would write over them
+            raise NettrainError(f"{refuse}: it holds {', '.join(mine)}, which nettrain did not record writing; move "
+                                f"them away, or choose another --run-dir")
+
+    def _delete_recorded(self):
+        """Delete the files the record names (and their temporaries), then the folders this emptied; nothing
+        else in the directory is touched."""
+        root = self.path.resolve()
+        folders = set()
+        for name in self.recorded() or ():
+            p = self.path / name
+            if Path(name).is_absolute() or ".." in Path(name).parts or \
+                    (not p.is_symlink() and not p.resolve().is_relative_to(root)):
+                continue   # not a name nettrain writes: a record edited by hand deletes nothing outside the run
+            for f in (p, temporary(p)):
+                try:
+                    if f.is_symlink() or f.is_file():
+                        f.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    raise write_error(f, e) from None
+            folders.update(q for q in p.parents if q != self.path and self.path in q.parents)
+        try:
+            temporary(self.path / MANIFEST).unlink()
+        except OSError:
+            pass
+        for folder in sorted(folders, key=lambda q: len(q.parts), reverse=True):
+            try:
+                folder.rmdir()   # only when empty: a folder of the user's inside stays
+            except OSError:
+                pass
 
     # ---- paths ----
     config, environment, metrics = _file("config"), _file("environment"), _file("metrics")
-    confusion, tensorboard = _file("confusion"), _file("tensorboard")
+    confusion, tensorboard, events = _file("confusion"), _file("tensorboard"), _file("events")
     last, best, best_safetensors = _file("last"), _file("best"), _file("best_safetensors")
 
     def write_config(self, text: str):
-        write_atomically(self.config, text)
+        write_atomically(self.claim(self.config), text)
 
     def write_environment(self, **extra):
         env = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
@@ -107,7 +229,7 @@ class RunDir:
             env["torchvision"] = version("torchvision")
         except Exception:
             pass
-        self.environment.write_text(json.dumps(env, indent=2, default=str), encoding="utf-8")
+        write_atomically(self.claim(self.environment), json.dumps(env, indent=2, default=str))
 
     def write_metrics(self, rows: list):
         """Rewrite metrics.csv from all rows so far (a resumed run drops rows of an interrupted epoch)."""
@@ -116,14 +238,25 @@ class RunDir:
         w.writeheader()
         for row in rows:
             w.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRIC_COLUMNS})
-        write_atomically(self.metrics, text.getvalue())
+        write_atomically(self.claim(self.metrics), text.getvalue())
 
     def write_confusion(self, matrix, classes):
-        with open(self.confusion, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["true \\ predicted"] + list(classes))
-            for name, row in zip(classes, matrix.tolist()):
-                w.writerow([name] + row)
+        text = io.StringIO()
+        w = csv.writer(text)
+        w.writerow(["true \\ predicted"] + list(classes))
+        for name, row in zip(classes, matrix.tolist()):
+            w.writerow([name] + row)
+        write_atomically(self.claim(self.confusion), text.getvalue())
+
+    def add_event(self, **event):
+        """Append one line to events.jsonl (resumes: when, from which epoch, what changed)."""
+        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **event}, default=str) + "\n"
+        path = self.claim(self.events)
+        try:
+            with open(path, "a", encoding="utf-8") as f:   # one short append: a kill leaves it whole or absent
+                f.write(line)
+        except OSError as e:
+            raise write_error(path, e) from None
 
 
 def read_metrics(path) -> list:
@@ -139,7 +272,13 @@ class TensorBoardLog:
         self.writer = None
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(run.tensorboard), purge_step=purge_step)
+            before = set(run.tensorboard.iterdir()) if run.tensorboard.is_dir() else set()
+            try:
+                self.writer = SummaryWriter(str(run.tensorboard), purge_step=purge_step)
+            except OSError as e:
+                raise write_error(run.tensorboard / "events", e) from None
+            for f in set(run.tensorboard.iterdir()) - before:   # the event file it has just opened
+                run.claim(f)
 
     def scalars(self, row: dict, epoch: int):
         if self.writer is None:

@@ -5,6 +5,7 @@ directory, train epoch by epoch (validating, logging and checkpointing each), an
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -31,9 +32,15 @@ from .engine.progress import Progress
 from .errors import ConfigError, DivergedError
 from .models import build_model, check_fits
 from .predictor import Predictor, format_report, loss_config
+from .resume import RECORDED, changes, check_changes, check_data, data_fingerprint
 from .runs import RunDir, TensorBoardLog
 from .trust import Gate, remember
 from .usercode import is_user_spec, origin
+
+
+# Seconds to wait between the best.pt and last.pt writes of an improving epoch, so that a test can kill the run
+# there (benchmarks/kill_campaign.py); read once, unset in real use.
+_PAUSE_BETWEEN_CHECKPOINTS = float(os.environ.get("NETTRAIN_TEST_PAUSE_BETWEEN_CHECKPOINTS") or 0)
 
 
 @dataclass
@@ -50,30 +57,56 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
           gate: Optional[Gate] = None, loss=None) -> Run:
     """Train as `cfg` says: on the user's `module` and `data` when given (else the config's model and dataset), in a
     new run directory, or continuing `resume_dir` from its last checkpoint. `gate` (trust.py): how the user specs
-    of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it)."""
+    of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it). The
+    run directory is locked (runlock.py) while this writes into it."""
+    with contextlib.ExitStack() as held:
+        return _train(cfg, module, data, resume_dir, held, gate, loss)
+
+
+def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextlib.ExitStack,
+           gate: Optional[Gate], loss) -> Run:
     t0 = time.perf_counter()
     tc = cfg.train
     check_parallelism(cfg)
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    _seed_everything(tc.seed)
     progress = Progress(cfg.run.progress, tc.epochs)
-    t = _build(cfg, module, data, fresh=resume_dir is None, gate=gate, loss=loss)
+    run, state, record_config = None, None, None
+    if resume_dir is not None:   # before anything is built: a refused change must not reach the optimizer
+        run = RunDir.open(resume_dir)
+        held.callback(run.unlock)
+        state = _resume_state(run, progress)
+        saved = state["config"] if state is not None else Config.load(run.config).to_dict()
+        changed = changes({**saved, "run": {}}, {**cfg.to_dict(), "run": {}})
+        check_changes(run.path, changed)
+        if any(k in RECORDED for k in changed):   # config.yaml says so once an epoch of the new length is kept
+            record_config = Config.from_dict(saved).override({k: changed[k][1] for k in changed if k in RECORDED})
+    _seed_everything(tc.seed)
+    t = _build(cfg, module, data, fresh=state is None, gate=gate, loss=loss)
 
     # the run directory: a new one, or the one being resumed
     history, best, start_epoch = [], {"metric": "val_acc" if t.classification else "val_loss", "value": None,
                                       "epoch": None}, 0
-    if resume_dir is not None:
-        run = RunDir(resume_dir)
-        history, best, start_epoch = _resume(t, run, progress)
-    else:
+    if state is not None:
+        check_data(run.path, state.get("data_fingerprint"), data_fingerprint(t.data.train))
+        history, best, start_epoch = _resume(t, run, state, progress)
+        if start_epoch >= tc.epochs:   # nothing to train: nothing is written, not even the environment
+            predictor = Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, t.precision.device, t.precision,
+                                  loss_fn=t.step.loss_fn)
+            return Run(run.path, history, predictor, {}, time.perf_counter() - t0)
+    elif run is None:
         run = RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite)
+        held.callback(run.unlock)
         _write_config(run, cfg)
     device = t.precision.device
-    run.write_environment(device=describe(device), precision=t.precision.name, nettrain=__version__,
-                          threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
+    if resume_dir is None or state is None:
+        run.write_environment(device=describe(device), precision=t.precision.name, nettrain=__version__,
+                              threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
+    if resume_dir is not None:
+        run.add_event(event="resume", from_epoch=start_epoch, epochs=tc.epochs, threads=torch.get_num_threads(),
+                      device=describe(device), changed={k: list(v) for k, v in changed.items()}, argv=sys.argv)
     tb = TensorBoardLog(run, cfg.run.tensorboard, purge_step=start_epoch + 1 if resume_dir else None)
-    if resume_dir is None:
+    if start_epoch == 0:
         if t.info.kind == "image" and hasattr(t.data.train, "x"):
             tb.images(t.data.train.x[:64])
         tb.graph(t.module, t.val_batches or t.train_batches)
@@ -85,24 +118,62 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
     # Large activations are allocated and freed every step: keep the freed memory for reuse (see _malloc.py).
     # Small linear layers run in float32 under CPU bf16 autocast, where it is faster (see engine/device.py); a
     # compiled model is left to the compiler.
+    where = {"epoch": start_epoch}
     with freed_memory_kept(device.type == "cpu"), \
             t.precision.small_linears_in_float32(t.module, t.eval_model, enabled=not tc.compile):
         try:
-            final_va = _epochs(t, run, tb, progress, history, best, start_epoch)
+            try:
+                final_va = _epochs(t, run, tb, progress, history, best, start_epoch, where, record_config)
+            finally:
+                tb.close()
+            test = _test(t, run, progress, final_va)
         except KeyboardInterrupt:   # say how to go on; the checkpoints are whole (written atomically)
-            how = (f"{run.last} keeps epoch {len(history)}; continue with: nettrain fit --resume {run.path}"
-                   if run.last.exists() else "no epoch had finished, so there is nothing to resume")
-            print(f"\nnettrain: stopped in epoch {len(history) + 1}; {how}", file=sys.stderr)
+            print(f"\n{_stopped(run, where['epoch'], tc.epochs)}", file=sys.stderr)
             raise
-        finally:
-            tb.close()
-        test = _test(t, run, progress, final_va)
     seconds = time.perf_counter() - t0
     if best["epoch"] is not None:
         progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
                      f"{seconds:.1f}s in all")
     predictor = Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision, loss_fn=t.step.loss_fn)
     return Run(run.path, history, predictor, test, seconds)
+
+
+def _stopped(run: RunDir, epoch: Optional[int], epochs: int) -> str:
+    """What an interrupted fit says: where it stopped, the epoch last.pt really holds (read from it: the
+    interruption may have come between an epoch's end and its checkpoint) and how to go on."""
+    kept, where = ckpt_io.saved_epoch(run.last), run.last
+    best = ckpt_io.saved_epoch(run.best) if run.best.exists() else None
+    if best is not None and (kept is None or best > kept):   # best.pt is written first: newer after a stop between
+        kept, where = best, run.best
+    if kept is not None and kept >= epochs:
+        return f"nettrain: stopped after the last epoch, in the test; {where} keeps epoch {kept} (the " \
+               f"finished run); nettrain evaluate {run.path} runs the test"
+    at = f"stopped in epoch {epoch} of {epochs}" if epoch else "stopped before the first epoch"
+    if kept is None:
+        return f"nettrain: {at}; no epoch had been kept, so nettrain fit --resume {run.path} starts it again"
+    return f"nettrain: {at}; {where} keeps epoch {kept}; continue with: nettrain fit --resume {run.path}"
+
+
+def _resume_state(run: RunDir, progress: Progress) -> Optional[dict]:
+    """The checkpoint a resume continues from: last.pt, or best.pt when it is newer (best.pt is written before
+    last.pt, so a kill between the two leaves the newer epoch in best.pt alone); None when the run was stopped
+    before its first checkpoint (it starts again from epoch 0)."""
+    last = ckpt_io.load(run.last) if run.last.exists() else None
+    best_epoch = ckpt_io.saved_epoch(run.best) if run.best.exists() else None
+    if best_epoch is not None and (last is None or best_epoch > last["epoch"]):
+        progress.say(f"resuming from {run.best} (epoch {best_epoch}): it was written just before {run.last} "
+                     f"{'was' if last is None else 'of that epoch was'} replaced when the run stopped")
+        state = ckpt_io.load(run.best)
+        # last.pt catches up (the same checkpoint): a run stopped there in its last epoch is then whole
+        ckpt_io.save(run.claim(run.last), {k: v for k, v in state.items() if k != "path"})
+        return state
+    if last is not None and best_epoch is not None and last["best"]["epoch"] is not None \
+            and best_epoch < last["best"]["epoch"] == last["epoch"]:
+        # a run of an older nettrain, killed between the last.pt and best.pt writes: last.pt is the best epoch
+        progress.say(f"{run.best} held epoch {best_epoch}, {run.last} the best epoch {last['epoch']}: best.pt is "
+                     f"rewritten from it")
+        _save_best(run, last)
+    return last
 
 
 def _seed_everything(seed: int):
@@ -134,6 +205,7 @@ class _Training:
     steps_per_epoch: int               # optimizer steps (batches / accumulate)
     input_dtype: Optional[torch.dtype]   # in-memory images stored rounded to it (see _input_dtype), or None
     code: dict = field(default_factory=dict)   # kind -> where the user's code came from (checkpoints record it)
+    fingerprint: dict = field(default_factory=dict)   # of the training data (resume.data_fingerprint)
 
     @property
     def classification(self) -> bool:
@@ -199,7 +271,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     step = Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema,
                 lookahead)
     return _Training(cfg, data, info, precision, module, step, train_batches, val_batches, steps_per_epoch,
-                     input_dtype, _code_origins(cfg, gate))
+                     input_dtype, _code_origins(cfg, gate), data_fingerprint(data.train))
 
 
 def _code_origins(cfg: Config, gate: Optional[Gate]) -> dict:
@@ -239,12 +311,12 @@ def _channels_last(cfg: Config, info: DataInfo) -> bool:
     return cfg.train.channels_last and info.kind == "image"
 
 
-def _resume(t: _Training, run: RunDir, progress: Progress):
-    """Put the last checkpoint's weights, optimizer, schedule, averages and RNG back; returns its history, best
+def _resume(t: _Training, run: RunDir, state: dict, progress: Progress):
+    """Put the checkpoint's weights, optimizer, schedule, averages and RNG back; returns its history, best
     and epoch. Given more or fewer epochs than it was started with, the lr schedule is refitted to the new end."""
     s, tc = t.step, t.cfg.train
-    state = ckpt_io.load(run.last)
-    ckpt_io.load_weights(t.module, state.get("train_model") or state["model"], str(run.last), t.cfg.model.name)
+    where = state["path"]
+    ckpt_io.load_weights(t.module, state.get("train_model") or state["model"], where, t.cfg.model.name)
     start_epoch = state["epoch"]
     saved_epochs = state["config"]["train"]["epochs"]
     if saved_epochs == tc.epochs or start_epoch >= tc.epochs:   # an interrupted run: continue exactly
@@ -255,7 +327,6 @@ def _resume(t: _Training, run: RunDir, progress: Progress):
         progress.say(f"resuming {run.path} at epoch {start_epoch} of {tc.epochs}: the lr schedule is "
                      f"{'stretched' if tc.epochs > saved_epochs else 'shortened'} from {saved_epochs} to "
                      f"{tc.epochs} epochs")
-        _write_config(run, t.cfg)   # now an N-epoch run: a plain --resume continues it, not stops at the old end
     s.scaler.load_state_dict(state["scaler"])
     if s.ema is not None and state.get("ema"):
         s.ema.load_state_dict(state["ema"])
@@ -264,6 +335,10 @@ def _resume(t: _Training, run: RunDir, progress: Progress):
     ckpt_io.set_rng_state(state["rng"])
     if start_epoch >= tc.epochs:
         progress.say(f"{run.path} already finished its {start_epoch} epochs; give --epochs N to train further")
+    elif state.get("threads") not in (None, torch.get_num_threads()):
+        print(f"warning: {run.path} was trained on {state['threads']} threads and resumes on "
+              f"{torch.get_num_threads()}: the result will not be bit for bit an uninterrupted run's (--train.threads "
+              f"{state['threads']} resumes exactly)", file=sys.stderr)
     return state["history"], state["best"], start_epoch
 
 
@@ -275,19 +350,22 @@ def _checkpoint(t: _Training, epoch: int, history: list, best: dict) -> dict:
              "ema": s.ema.state_dict() if s.ema is not None else None,
              "lookahead": s.lookahead.state_dict() if s.lookahead is not None else None, "epoch": epoch,
              "rng": ckpt_io.rng_state(), "config": t.cfg.to_dict(), "data": t.info.to_dict(), "history": history,
-             "best": best, "nettrain_version": __version__, "code": t.code}
+             "best": best, "nettrain_version": __version__, "code": t.code, "threads": torch.get_num_threads(),
+             "data_fingerprint": t.fingerprint}
     if s.ema is not None:   # training resumes from the raw weights; predictions use the average
         state["train_model"] = ckpt_io.clean_state_dict(t.module)
     return state
 
 
 def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, history: list, best: dict,
-            start_epoch: int) -> Optional[dict]:
+            start_epoch: int, where: dict, record_config: Optional[Config] = None) -> Optional[dict]:
     """Train from `start_epoch` to the end, validating, logging and checkpointing each epoch; returns the last
-    epoch's validation (None if it did not validate)."""
+    epoch's validation (None if it did not validate). where["epoch"] is the epoch in progress; `record_config`,
+    a resume's new config.yaml, is written once the first epoch under it is kept."""
     tc = t.cfg.train
     final_va = None
     for epoch in range(start_epoch + 1, tc.epochs + 1):
+        where["epoch"] = epoch
         t.train_batches.set_epoch(epoch)
         progress.start_epoch(epoch, len(t.train_batches))
         tr = train_epoch(t.step, t.train_batches, t.classification, progress)
@@ -313,13 +391,43 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
         if improved:
             best.update(value=value, epoch=epoch)
         state = _checkpoint(t, epoch, history, best)
-        ckpt_io.save(run.last, state)
+        _check_finite(state, epoch, run, t.cfg.optim.lr)
+        # best first: a kill between the two writes leaves best.pt ahead of last.pt (a resume starts from the
+        # newer), never behind last.pt's record of the best epoch
         if improved or not run.best.exists():
-            ckpt_io.save(run.best, state)
-            ckpt_io.save_safetensors(run.best_safetensors, state["model"],
-                                     {"classes": t.info.classes, "data": t.info.to_dict(), "epoch": epoch,
-                                      "model": t.cfg.model.name})
+            _save_best(run, state)
+            if _PAUSE_BETWEEN_CHECKPOINTS:   # the kill campaign's window (benchmarks/kill_campaign.py)
+                time.sleep(_PAUSE_BETWEEN_CHECKPOINTS)
+        ckpt_io.save(run.claim(run.last), state)
+        if record_config is not None:
+            _write_config(run, record_config)
+            record_config = None
     return final_va
+
+
+def _save_best(run: RunDir, state: dict):
+    info = state["data"]
+    ckpt_io.save_safetensors(run.claim(run.best_safetensors), state["model"],
+                             {"classes": info.get("classes"), "data": info, "epoch": state["epoch"],
+                              "model": state["config"]["model"]["name"]})
+    ckpt_io.save(run.claim(run.best), state)
+
+
+def _check_finite(state: dict, epoch: int, run: RunDir, lr: float):
+    """A finite loss does not make finite weights (a BatchNorm running variance can overflow alone): every float
+    tensor of the weights is checked, with one device sync an epoch, before a checkpoint keeps it."""
+    tensors = {name: v for part in ("model", "train_model") for name, v in (state.get(part) or {}).items()
+               if v.is_floating_point()}
+    if not tensors:
+        return
+    finite = torch.stack([torch.isfinite(v).all() for v in tensors.values()])
+    if bool(finite.all()):
+        return
+    name = list(tensors)[int((~finite).nonzero()[0])]
+    kept = f"; {run.last} keeps epoch {epoch - 1}" if run.last.exists() else ""
+    raise DivergedError(f"training diverged: {name} holds inf or NaN after epoch {epoch} (the loss is finite); "
+                        f"lower the learning rate (optim.lr is {lr:g}) or clip the gradients (--train.grad_clip "
+                        f"1.0){kept}")
 
 
 def _test(t: _Training, run: RunDir, progress: Progress, final_va: Optional[dict]) -> dict:

@@ -12,6 +12,7 @@ The best weights are also written as `.safetensors` (weights only, with the clas
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_file
 from ..errors import CheckpointError
 from . import checkfields as fields
 
@@ -47,17 +49,40 @@ def clean_state_dict(model: torch.nn.Module) -> dict:
 
 
 def _atomic(path: Path, write):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)   # a reader, or a kill -9, sees the old file or the new one, never half of one
+    """A reader, or a kill -9, sees the old file or the new one, never half of one; a full disk or a read-only
+    folder is one line, and the temporary is removed (atomic.write_file)."""
+    write_file(path, write, sync=True)
+
+
+def _torch_save(checkpoint: dict, path: Path):
+    try:
+        torch.save(checkpoint, path)
+    except RuntimeError as e:   # torch's writer reports a failed write(2) as "unexpected pos ..." without errno
+        if "unexpected pos" not in str(e) and "failed writing" not in str(e):
+            raise
+        raise OSError(errno.ENOSPC if _nearly_full(path) else errno.EIO, str(e).splitlines()[0]) from None
+
+
+def _nearly_full(path: Path) -> bool:
+    try:
+        st = os.statvfs(path.parent)
+        return st.f_bavail * st.f_frsize < 64 * 2**20
+    except OSError:
+        return False
 
 
 def save(path, checkpoint: dict):
     checkpoint = {"format_version": FORMAT_VERSION, **checkpoint}
-    _atomic(path, lambda p: torch.save(checkpoint, p))
+    _atomic(path, lambda p: _torch_save(checkpoint, p))
+
+
+def saved_epoch(path) -> "int | None":
+    """The epoch a checkpoint file really holds (None if there is none or it cannot be read), read without
+    loading its tensors' data (mmap): what a message about it may say."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:
+        return None
 
 
 def save_safetensors(path, state_dict: dict, metadata: dict):

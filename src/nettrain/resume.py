@@ -1,0 +1,75 @@
+"""What a resume may change, and how a run is picked up again.
+
+A resume continues the run its checkpoint describes. It may change only:
+
+- `train.epochs`: the schedule's length (the lr schedule is refitted to the new end; the run's config.yaml then
+  records the new length, once an epoch of it is safely kept);
+- keys that do not change the numbers the run computes, only where and how it runs or what it shows:
+  `run.progress`, `run.tensorboard`, `run.dir`, `run.overwrite`, `data.dir` (the same data elsewhere),
+  `data.download`, `train.device` and `train.threads` (the same arithmetic; another thread count or device is not
+  bit for bit the same, which a resume says in a warning).
+
+Anything else (the lr, the batch size, the optimizer, the model, the data...) would make a different run under the
+old one's name, or fail on the old optimizer's state: it is refused in one line naming the keys, with the way to
+make that run (a new run from the old one's config.yaml with the change).
+"""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from .errors import ConfigError, DataError
+
+RESUMABLE = {"train.epochs", "run.progress", "run.tensorboard", "run.dir", "run.overwrite", "data.dir",
+             "data.download", "train.device", "train.threads"}
+# kept in config.yaml after a resume (the others are this session's, not the run's)
+RECORDED = {"train.epochs"}
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def changes(saved: dict, now: dict) -> dict:
+    """{dotted key: (saved value, new value)} for every key whose value differs between two config dicts."""
+    a, b = flatten(saved), flatten(now)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def check_changes(run_path, changed: dict):
+    """Refuse, in one line, a resume that changes what only a new run may change."""
+    refused = {k: v for k, v in changed.items() if k not in RESUMABLE}
+    if refused:
+        what = ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in refused.items())
+        flags = " ".join(f"--{k} {new}" for k, (_, new) in refused.items())
+        raise ConfigError(f"--resume continues {run_path} as it was started and cannot change {what}; start a new "
+                          f"run with the change: nettrain fit --config {run_path}/config.yaml {flags} --run-dir NEW "
+                          f"(a resume may change only {', '.join(sorted(RESUMABLE))})")
+
+
+def data_fingerprint(train) -> dict:
+    """The training split's size and a hash of 64 examples spread over it (inputs and targets): recorded in every
+    checkpoint, so a resume pointed at other data (a moved `data.dir`, other arrays) is refused by name."""
+    if not hasattr(train, "x"):   # a DataLoader over files: its size is what is known without reading them
+        return {"size": len(train)}
+    n = len(train.y)
+    index = torch.linspace(0, n - 1, min(n, 64)).long() if n else torch.zeros(0, dtype=torch.long)
+    h = hashlib.sha256()
+    for t in (train.x[index], train.y[index]):
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return {"size": n, "sample": h.hexdigest()[:16]}
+
+
+def check_data(run_path, saved: dict, now: dict):
+    if saved and saved != now:
+        raise DataError(f"{run_path} was trained on other data ({saved.get('size')} training examples, sample hash "
+                        f"{saved.get('sample', '-')}) than it would resume on ({now.get('size')}, "
+                        f"{now.get('sample', '-')}); point --data-dir at the data it was trained on, or start a new run")
