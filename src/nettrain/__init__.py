@@ -27,8 +27,8 @@ except KeyboardInterrupt:
         raise SystemExit(130) from None
     raise
 
-__all__ = ["fit", "load", "Run", "Predictor", "Predictions", "Config", "NettrainError", "__version__"]
-_API = {"fit", "load", "Run", "Predictor", "Predictions"}
+__all__ = ["fit", "load", "report", "Run", "Predictor", "Predictions", "Config", "NettrainError", "__version__"]
+_API = {"fit", "load", "report", "Run", "Predictor", "Predictions"}
 
 
 def __getattr__(name):
