@@ -171,31 +171,30 @@ def per_class_scores(rec: Record) -> Optional[Figure]:
 # ---- from predictions.npz ----
 
 def _image_grid(images: np.ndarray, titles: list, wrong: np.ndarray, suptitle: str) -> Figure:
-    """The images side by side, each under its title (red and framed when wrong). One axes and one montage
+    """The images side by side, each over its title (red and framed when wrong). One axes and one montage
     image, not an axes per image: a grid of 24 costs as much as one plot."""
     n, h, w, c = images.shape
     cols = min(8, n)
     rows = math.ceil(n / cols)
+    cell, title = 1.45, 0.42   # inches: an image, and its two-line title under it
     gap = max(1, w // 8)
-    montage = np.full((rows * (h + gap) + gap, cols * (w + gap) + gap, 3), 255, dtype=np.uint8)
+    below = math.ceil((h + gap) * title / cell)   # the title's room, in pixels of the images' scale
+    pitch_y, pitch_x = h + gap + below, w + gap
+    montage = np.full((rows * pitch_y + gap, cols * pitch_x + gap, 3), 255, dtype=np.uint8)
     for k, image in enumerate(images):
         r, q = divmod(k, cols)
-        y, x = gap + r * (h + gap), gap + q * (w + gap)
+        y, x = gap + r * pitch_y, gap + q * pitch_x
         montage[y:y + h, x:x + w] = image if c == 3 else image[..., :1]
-    cell = 1.45
-    fig = _figure(cell * cols + 0.2, (cell + 0.42) * rows + 0.45, left=0.1, bottom=0.05, right=0.1, top=0.45)
+    fig = _figure(cell * cols + 0.2, (cell + title) * rows + 0.45, left=0.1, bottom=0.05, right=0.1, top=0.45)
     ax = fig.subplots()
     ax.imshow(montage, interpolation="nearest", aspect="auto")
     ax.set_axis_off()
-    for k, (title, bad) in enumerate(zip(titles, wrong)):
+    for k, (text, bad) in enumerate(zip(titles, wrong)):
         r, q = divmod(k, cols)
-        y, x = gap + r * (h + gap), gap + q * (w + gap)
-        colour = WRONG if bad else RIGHT
-        ax.text(x + w / 2, y + h + gap * 0.3, title, ha="center", va="top", fontsize=8, color=colour)
+        y, x = gap + r * pitch_y, gap + q * pitch_x
+        ax.text(x + w / 2, y + h + gap / 2, text, ha="center", va="top", fontsize=8, color=WRONG if bad else RIGHT)
         if bad:
             ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=WRONG, linewidth=2.5))
-    # room under each image for its two-line title
-    ax.set_ylim(montage.shape[0] + (h + gap) * 0.0, 0)
     fig.suptitle(suptitle, fontsize=10)
     return fig
 

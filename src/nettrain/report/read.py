@@ -60,10 +60,12 @@ def check_run_dir(path) -> Path:
 
 
 def read(path) -> Record:
+    """Everything the run directory holds that the report shows; what is missing is left out."""
     rec = Record(Path(path))
     readers = ((RUN_FILES["config"], _config), (RUN_FILES["environment"], _environment),
                (RUN_FILES["metrics"], _metrics), (RUN_FILES["confusion"], _confusion),
-               (RUN_FILES["events"], _events), (RUN_FILES["predictions"], _predictions), (RUN_FILES["model_summary"], _summary))
+               (RUN_FILES["events"], _events), (RUN_FILES["predictions"], _predictions),
+               (RUN_FILES["model_summary"], _summary))
     for name, reader in readers:
         file = rec.path / name
         if not file.exists():
