@@ -56,7 +56,7 @@ def _examples(test) -> tuple:
         return test.x[:MAX_EXAMPLES], test.y[:MAX_EXAMPLES]
     items = [test[i] for i in range(min(len(test), MAX_GATHERED))]
     x = tensor_images(torch.stack([torch.as_tensor(item[0]) for item in items]))
-    return x, torch.as_tensor([item[1] for item in items])
+    return x, torch.stack([torch.as_tensor(item[1]) for item in items])   # class indices, or regression targets
 
 
 def _predictions(predictor, x: torch.Tensor, y: torch.Tensor) -> dict:
