@@ -70,7 +70,7 @@ def main():
         spent = sum(r["costs"])
         per = statistics.median(r["costs"]) if r["costs"] else 0.0
         print(f"{label:>14}: {len(r['costs'])} live updates, median {per * 1000:.0f} ms each "
-              f"({100 * per / epoch:.1f}% of a median epoch of {epoch:.2f} s; the first, importing matplotlib: "
+              f"({100 * per / epoch:.1f}% of a median epoch of {epoch:.2f} s; the first (fonts loaded): "
               f"{r['costs'][0] * 1000 if r['costs'] else 0:.0f} ms); all updates {spent:.2f} s = "
               f"{100 * spent / r['wall']:.1f}% of the fit's {r['wall']:.1f} s; at the end: "
               + ", ".join(f"{k} {v:.2f} s" for k, v in r["end"].items()))

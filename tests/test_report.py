@@ -3,6 +3,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -249,3 +250,12 @@ def test_the_environment_names_the_git_commit(tmp_path, monkeypatch):
     assert git_commit() == sha
     (tmp_path / "a.py").write_text("2")
     assert git_commit() == f"{sha} + changes"
+
+
+def test_the_report_imports_no_training_code():
+    """It is built from the run directory alone: nothing of the data, models, engine or training is loaded."""
+    code = ("import sys, nettrain.report, nettrain.report.live, nettrain.report.figures; "
+            "print(sorted(m for m in sys.modules if m.startswith(('nettrain.training', 'nettrain.engine', "
+            "'nettrain.models', 'nettrain.data', 'nettrain.predictor', 'nettrain.evidence'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
