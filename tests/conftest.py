@@ -54,3 +54,22 @@ def nettrain_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("nettrain-home")
     monkeypatch.setenv("NETTRAIN_HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def catalogue_errors(request, monkeypatch):
+    """With NETTRAIN_CATALOGUE=FILE set, every user error (NettrainError) a test provokes in this process is appended
+    to FILE with the test's id: docs/make_bad_inputs.py turns them into the docs' catalogue of bad inputs, so the
+    catalogue is what the tests check, not a list kept by hand."""
+    path = os.environ.get("NETTRAIN_CATALOGUE")
+    if not path:
+        return
+    import json
+    from nettrain.errors import NettrainError
+    original = NettrainError.__init__
+
+    def recorded(self, *args):
+        original(self, *args)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"test": request.node.nodeid, "message": str(self)}) + "\n")
+    monkeypatch.setattr(NettrainError, "__init__", recorded)

@@ -26,6 +26,7 @@ from .engine import checkpoint as ckpt_io
 from .engine.device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, ModelError, NettrainError
 from .models import MODELS, build_model
+from .models.flat import FlatInput
 from .predictor import Predictions, Predictor, format_report
 from .runs import MANIFEST
 from .training import Run, train
@@ -66,11 +67,19 @@ def _given_kinds(options: dict) -> set:
     return {kind for kind, names in OWN_KEYS.items() if names & keys}
 
 
-def fit(config=None, *, data=None, val_data=None, classes=None, resume=None, trust_code: bool = False,
-        _fixes: Optional[dict] = None, **options) -> Run:
+def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None, resume=None,
+        trust_code: bool = False, _fixes: Optional[dict] = None, **options) -> Run:
     """Train a model; returns the Run (its directory, metrics and trained model). See the module docstring.
     A resumed run's config is data: the user code it names runs only as trust.py allows (`trust_code=True` to
-    trust it, or give the model again)."""
+    trust it, or give the model again).
+
+    `data`/`val_data` may also be a torch Dataset batched by your `collate_fn` (items of any shape: sequences
+    padded per batch), or a ready DataLoader, used with its own batch size, sampler and collate (data/custom.py).
+    A resume with your DataLoader is exact only when its order is: nettrain calls `sampler.set_epoch(epoch)`
+    before each epoch when the sampler has one (a DistributedSampler, seeded); a Dataset nettrain batches itself
+    is ordered by (seed, epoch) and always resumes exactly."""
+    if collate_fn is not None and data is None:
+        raise ConfigError("collate_fn= batches the items of data=; give data= (a torch Dataset) with it")
     module = options.pop("model") if isinstance(options.get("model"), nn.Module) else None
     loss = options.pop("loss") if options.get("loss") is not None and not isinstance(options["loss"], str) else None
     gate = None
@@ -85,10 +94,10 @@ def fit(config=None, *, data=None, val_data=None, classes=None, resume=None, tru
         cfg = resolve_config(run_dir / "config.yaml", options)
         own = _given_kinds(options) | ({"model"} if module is not None else set()) | \
             ({"loss"} if loss is not None else set())
-        # the code record of either checkpoint (the same specs); none when the run stopped before its first
-        # checkpoint, and then its config's own code is not imported unasked either
-        saved = next((p for p in (run_dir / "last.pt", run_dir / "best.pt") if p.exists()), None)
-        gate = Gate(run_dir, ckpt_io.load(saved).get("code") if saved else None, trust_code, own,
+        # the code record of the run's checkpoint (best.pt is the newer after a stop between the two writes); a run
+        # stopped before its first checkpoint has none, and its config's specs go through the trust store alone
+        kept = [p for p in (run_dir / "last.pt", run_dir / "best.pt") if p.exists()]
+        gate = Gate(run_dir, ckpt_io.load(kept[0]).get("code") if kept else None, trust_code, own,
                     _fixes or RESUME_FIXES)
     else:
         cfg = resolve_config(config, options)
@@ -97,7 +106,7 @@ def fit(config=None, *, data=None, val_data=None, classes=None, resume=None, tru
         if "dataset" in options or "data.name" in options:
             raise ConfigError("give either dataset=<name> or data=(x, y), not both")
         cfg = cfg.override({"data.name": "arrays"})
-        user_data = from_user_data(data, val_data, classes, cfg.data)
+        user_data = from_user_data(data, val_data, classes, cfg.data, collate_fn)
     if module is not None:
         cfg = cfg.override({"model.name": f"{type(module).__module__}:{type(module).__qualname__}"})
     if loss is not None:   # the config holds a name: the function's, or the loss module's class
@@ -108,12 +117,15 @@ def fit(config=None, *, data=None, val_data=None, classes=None, resume=None, tru
 
 # ---- load ------------------------------------------------------------------------------------------
 
-def load(path, model=None, device: str = "cpu", trust_code: bool = False, _fixes: Optional[dict] = None) -> Predictor:
+def load(path, model=None, device: str = "cpu", trust_code: bool = False, _fixes: Optional[dict] = None,
+         collate_fn=None) -> Predictor:
     """A trained model from a run directory (its best.pt) or a checkpoint file.
 
     A checkpoint is data: the user code its config names (a model class, a loss) is imported only when it is the
     user's own, trained on this machine and unchanged since (see trust.py), or with `trust_code=True`. Otherwise
-    give `model`: an instance of your own class, or its spec ("my_nets.py:Net", built with the run's model.args)."""
+    give `model`: an instance of your own class, or its spec ("my_nets.py:Net", built with the run's model.args).
+    A model trained on a Dataset with a collate function predicts on raw items through it: the checkpoint records
+    the function's module:qualname, resolved by the same rules, or give it again as `collate_fn`."""
     fixes = _fixes or API_FIXES
     state = ckpt_io.load(path)
     cfg = Config.from_dict(state["config"]).override({"data.download": False})   # reading a file fetches nothing
@@ -131,12 +143,20 @@ def load(path, model=None, device: str = "cpu", trust_code: bool = False, _fixes
         raise ModelError(f"model= takes an instance of your nn.Module class or its spec 'file.py:Class', got "
                          f"{type(model).__name__}")
     ckpt_io.load_weights(model, state["model"], state["path"], cfg.model.name)
+    if cfg.model.flatten and info.kind == "image":   # trained on flattened images (models/flat.py)
+        model = FlatInput(model)
     dev = resolve_device(device)
     model.to(dev)
     if cfg.train.channels_last and info.kind == "image":
         model.to(memory_format=torch.channels_last)
+    if collate_fn is None and info.kind == "custom" and info.collate:
+        try:
+            collate_fn = gate.resolve(info.collate, "collate")
+        except ModelError as e:   # a function gone from its module, or not a plain function
+            raise ModelError(f"{e}; {fixes.get('collate', 'give collate_fn=')}") from None
     return Predictor(model.eval(), info, cfg, dev,
-                     resolve_precision(cfg.train.precision, dev, info.kind, cfg.train.small_linears_fp32), gate)
+                     resolve_precision(cfg.train.precision, dev, info.kind, cfg.train.small_linears_fp32), gate,
+                     collate_fn=collate_fn)
 
 
 def _check_size(cfg: Config, info: DataInfo, state: dict):

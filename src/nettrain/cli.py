@@ -52,6 +52,7 @@ SWITCHES = {"--download": ("download", "let torchvision download the dataset if 
             "--compile": ("compile", "torch.compile the model")}
 
 
+DEBUG_HELP = "on an error, print the whole traceback instead of one line (also: NETTRAIN_DEBUG=1)"
 TRUST_HELP = ("import the user code (model class, loss, optimizer) that the checkpoint or run directory names, "
               "as if you had written it: only for files whose source you trust")
 
@@ -65,6 +66,7 @@ def _model_flags(p):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nettrain", description="Train, evaluate and run PyTorch models in one command.")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,report,list}")
     fit = sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
                          "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'); see `nettrain list`.")
@@ -88,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="draw a run's figures and write its report.html (a self-contained page)")
     rp.add_argument("run", help="run directory")
     sub.add_parser("list", help="list datasets, models, optimizers, losses and schedulers")
+    for command in sub.choices.values():   # also after the command; SUPPRESS keeps a --debug given before it
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return p
 
 
@@ -205,6 +209,14 @@ def cmd_list() -> int:
     return 0
 
 
+def _print_traceback(e: BaseException):
+    """The whole story of a user error for --debug: the exception it was raised from (kept as its context even
+    where the one-line message hid it with `from None`), then the error itself."""
+    import traceback
+    e.__suppress_context__ = False
+    traceback.print_exception(e, file=sys.stderr)
+
+
 def main(argv=None) -> int:
     try:
         with signals.stop_signals():   # SIGTERM, SIGHUP: as Ctrl-C (signals.py)
@@ -239,7 +251,10 @@ def _main(argv=None) -> int:
         parser.print_help()
         return 2
     except NettrainError as e:
-        print(f"nettrain: error: {e}", file=sys.stderr)
+        if args.debug or os.environ.get("NETTRAIN_DEBUG", "") not in ("", "0"):
+            _print_traceback(e)
+        else:
+            print(f"nettrain: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:   # the reader left (`nettrain list | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # Python's exit flush would raise again

@@ -99,6 +99,9 @@ class DataConfig:
 class ModelConfig:
     name: str = "cnn"                 # registered name, `package.module:Class` or `path/file.py:Class`
     args: dict = field(default_factory=dict)  # keyword arguments for the model (e.g. hidden: [512, 128])
+    # hand images to the model flattened to C*H*W values (models/flat.py); null: when its first layer is an
+    # nn.Linear taking them and it fails on the images as they are (a fit records what it decided)
+    flatten: Optional[bool] = None
 
 
 @dataclass

@@ -40,8 +40,11 @@ def record(run, predictor, test, result: dict) -> None:
     write_text(run.claim(run.path / RUN_FILES["model_summary"]), model_summary(predictor))
     if test is None or len(test) == 0:
         return
-    x, y = _examples(test)
-    arrays = _predictions(predictor, x, y)
+    if predictor.info.kind == "custom":   # batches of the user's own making: no fixed inputs to show or grid
+        arrays = {"task": np.array(predictor.info.task), "kind": np.array("custom")}
+    else:
+        x, y = _examples(test)
+        arrays = _predictions(predictor, x, y)
     arrays.update({f"test_{k}": np.array(float(result[k])) for k in ("loss", "acc", "mse", "mae") if k in result})
 
     def save(tmp):
@@ -67,9 +70,9 @@ def _predictions(predictor, x: torch.Tensor, y: torch.Tensor) -> dict:
         probs = predictor.predict(x, batch_size=batch).probs
         arrays.update(_classification(probs, y.long(), x if info.kind == "image" else None),
                       classes=np.array([str(c) for c in info.classes]))
-        if info.kind == "vector" and list(info.shape) == [2]:
+        if info.kind == "vector" and list(info.shape) == [2] and info.dtype is None:
             arrays.update(_boundary(predictor, x, y))
-    elif info.kind == "vector" and list(info.shape) == [1] and info.outputs == 1:
+    elif info.kind == "vector" and list(info.shape) == [1] and info.outputs == 1 and info.dtype is None:
         arrays.update(_curve(predictor, x, y))
     return arrays
 
@@ -117,8 +120,11 @@ def model_summary(predictor) -> str:
     it cannot trace is named in one line instead: the summary is a nicety, the run is whole without it."""
     import torchinfo
     info = predictor.info
+    if info.kind == "custom":   # its inputs have no fixed shape to trace with
+        return "(no summary: this model takes batches of the user's own making, with no fixed input shape)\n"
+    dtype = getattr(torch, info.dtype) if info.dtype else torch.float32   # token ids stay integers
     try:
-        stats = torchinfo.summary(predictor.module, input_size=(1, *info.shape), dtypes=[torch.float32],
+        stats = torchinfo.summary(predictor.module, input_size=(1, *info.shape), dtypes=[dtype],
                                   device=predictor.device, depth=4, verbose=0, mode="eval",
                                   col_names=("output_size", "num_params", "trainable"), row_settings=("var_names",))
         return str(stats) + "\n"

@@ -58,8 +58,9 @@ class Predictor:
     """A trained model with the preprocessing it was trained with: what `nettrain.load` returns."""
 
     def __init__(self, module: nn.Module, info: DataInfo, config: Config, device=None, precision=None, gate=None,
-                 loss_fn=None):
+                 loss_fn=None, collate_fn=None):
         self.module, self.info, self.config = module.eval(), info, config
+        self.collate_fn = collate_fn   # custom data: how raw items become a batch (None: torch's default collate)
         self.gate = gate   # trust.Gate for a loaded checkpoint: its config's user loss is data (see trust.py)
         self.loss_fn = loss_fn   # the training's own loss (a fit's Predictor), else built from the config
         self.device = device or next(module.parameters()).device
@@ -110,12 +111,17 @@ class Predictor:
 
     def _vector_batch(self, inputs) -> torch.Tensor:
         shape = list(self.info.shape)
-        wanted = f"this model takes numbers shaped (N, {', '.join(map(str, shape))})"
+        ids = self.info.dtype is not None   # token ids: integers, as trained (never cast to float)
+        wanted = f"this model takes {'integer token ids' if ids else 'numbers'} shaped " \
+                 f"(N, {', '.join(map(str, shape))})"
         try:
-            x = torch.as_tensor(np.asarray(inputs, dtype=np.float32) if not isinstance(inputs, torch.Tensor)
-                                else inputs).float()
+            x = torch.as_tensor(np.asarray(inputs, dtype=None if ids else np.float32)
+                                if not isinstance(inputs, torch.Tensor) else inputs)
         except (TypeError, ValueError) as e:
             raise DataError(f"{wanted}, not files or text ({e})") from None
+        if ids and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+            raise DataError(f"{wanted}, got {x.dtype}; give integer arrays or tensors")
+        x = x.to(getattr(torch, self.info.dtype)) if ids else x.float()
         if list(x.shape) == shape:   # one input without its batch dimension
             x = x.unsqueeze(0)
         if list(x.shape[1:]) != shape:
@@ -145,8 +151,12 @@ class Predictor:
         return torch.cat(parts)
 
     @torch.no_grad()
-    def predict(self, inputs, batch_size: int = 256) -> Predictions:
-        """inputs: file paths, PIL images, uint8 numpy arrays (HW/HWC/NHWC), tensors (CHW/NCHW), or vectors."""
+    def predict(self, inputs, batch_size: int = 256, collate_fn=None) -> Predictions:
+        """inputs: file paths, PIL images, uint8 numpy arrays (HW/HWC/NHWC), tensors (CHW/NCHW), or vectors; for a
+        model trained on a Dataset through a collate function, a list of raw inputs as the Dataset's items hold
+        them (without targets), batched by that function (or `collate_fn`)."""
+        if self.info.kind == "custom":
+            return self._predict_items(inputs, batch_size, collate_fn or self.collate_fn)
         x = self._batch(inputs)
         inputs_only = ArrayData(x, torch.zeros(len(x), dtype=torch.long))   # targets unused
         batches = make_batches(inputs_only, self.info, self.config.data, self.device, batch_size, train=False,
@@ -161,12 +171,48 @@ class Predictor:
             return Predictions(out.softmax(1), None, self.classes)
         return Predictions(None, out, None)
 
-    def evaluate(self, data=None, data_dir=None, batch_size: Optional[int] = None) -> dict:
+    def _predict_items(self, items, batch_size: int, collate_fn) -> Predictions:
+        """Raw items, each paired with a placeholder target (the collate function expects (input, target) pairs;
+        its targets are dropped), batched through the collate function and run in the model."""
+        from .data.custom import collate, to_device
+        from .engine.loop import forward
+        if isinstance(items, (str, bytes)) or not hasattr(items, "__len__") or not len(items):
+            raise DataError("nothing to predict: give a list of inputs, each as your Dataset's items hold them "
+                            "(without the target)")
+        items = list(items)
+        if self.info.task == "classification" or self.info.outputs == 1:
+            placeholder = torch.tensor(0 if self.info.task == "classification" else 0.0)
+        else:
+            placeholder = torch.zeros(self.info.outputs)
+        outs = []
+        for i in range(0, len(items), batch_size):
+            x, _ = collate(collate_fn, [(item, placeholder) for item in items[i:i + batch_size]], "predict")
+            with self.precision.autocast():
+                outs.append(forward(self.module, to_device(x, self.device)).float().cpu())
+        out = torch.cat(outs)
+        if self.info.task == "classification":
+            return Predictions(out.softmax(1), None, self.classes)
+        return Predictions(None, out, None)
+
+    def evaluate(self, data=None, data_dir=None, batch_size: Optional[int] = None, collate_fn=None) -> dict:
         """Loss, accuracy, per-class accuracy and confusion matrix (or MSE/MAE) on the test split of the dataset
-        it was trained on (optionally from another `data_dir`), or on `data` given as (x, y)."""
+        it was trained on (optionally from another `data_dir`), or on `data` given as (x, y); for a model trained
+        through a collate function, `data` is a Dataset or DataLoader, batched by it (or by `collate_fn`)."""
         cfg = self.config
+        if self.info.kind == "custom" and data is not None:
+            from .data.custom import custom_data
+            collate_fn = collate_fn or self.collate_fn
+            _, split, _, _ = custom_data(data, data, self.classes, collate_fn, None)   # all of it: no held-out split
+            batches = split.batches(self.device, batch_size or cfg.train.eval_batch_size, self.info.task)
+            loss_fn = self.loss_fn or build_loss(loss_config(cfg, self.info.task), self.gate)
+            return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
+                                 self.info.outputs)
         if data is not None:
-            split = from_user_data(data, data, self.classes, cfg.data).test   # all of it: no held-out split
+            split = from_user_data(data, data, self.classes, cfg.data, collate_fn).test   # all: no held-out split
+            if not isinstance(split, ArrayData):   # its batches would skip the model's preprocessing
+                raise DataError(f"this model was trained on {self.info.kind}s held in memory; evaluate it on "
+                                f"data=(x, y) or a Dataset of fixed-shape (input, target) items, not a DataLoader "
+                                f"or a collate_fn")
             if list(split.x.shape[1:]) != list(self.info.shape):   # else a shape error deep inside the model
                 raise DataError(f"the data's inputs are shaped {list(split.x.shape[1:])} each, the model was trained "
                                 f"on {self.info.shape}; give inputs of the training data's shape")

@@ -26,17 +26,20 @@ from .data import Data, DataInfo, load_data, make_batches
 from .engine import checkpoint as ckpt_io
 from .engine.device import describe, resolve_device, resolve_precision
 from .engine.lookahead import Lookahead
-from .engine.loop import Step, evaluate as evaluate_pass, train_epoch
+from .engine.loop import Step, evaluate as evaluate_pass, forward, train_epoch
 from .engine.optim import build_loss, build_optimizer, build_scheduler, fast_forward
 from .engine.progress import Progress
-from .errors import ConfigError, DivergedError
-from .models import build_model, check_fits
+from .errors import ConfigError, DivergedError, ModelError, NettrainError
+from .engine.probe import Probe, probe_batch, say
+from .models import MODELS, build_model, check_fits
+from .models.blame import failure
+from .models.flat import FlatInput, first_linear
 from .predictor import Predictor, format_report, loss_config
 from .report.live import LiveReport
 from .resume import RECORDED, changes, check_changes, check_data, data_fingerprint
 from .runs import RunDir, TensorBoardLog
 from .trust import Gate, remember
-from .usercode import is_user_spec, origin
+from .usercode import is_user_spec, origin, user_frame
 
 
 # Seconds to wait between the best.pt and last.pt writes of an improving epoch, so that a test can kill the run
@@ -58,8 +61,8 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
           gate: Optional[Gate] = None, loss=None) -> Run:
     """Train as `cfg` says: on the user's `module` and `data` when given (else the config's model and dataset), in a
     new run directory, or continuing `resume_dir` from its last checkpoint. `gate` (trust.py): how the user specs
-    of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it). The
-    run directory is locked (runlock.py) while this writes into it."""
+    of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it). The run
+    directory is locked (runlock.py) while this writes into it."""
     with contextlib.ExitStack() as held:
         return _train(cfg, module, data, resume_dir, held, gate, loss)
 
@@ -84,6 +87,7 @@ def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextl
             record_config = Config.from_dict(saved).override({k: changed[k][1] for k in changed if k in RECORDED})
     _seed_everything(tc.seed)
     t = _build(cfg, module, data, fresh=state is None, gate=gate, loss=loss)
+    cfg, tc = t.cfg, t.cfg.train   # with the speed choices dropped for a user's model (engine/probe.py)
 
     # the run directory: a new one, or the one being resumed
     history, best, start_epoch = [], {"metric": "val_acc" if t.classification else "val_loss", "value": None,
@@ -112,11 +116,14 @@ def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextl
     if start_epoch == 0:
         if t.info.kind == "image" and hasattr(t.data.train, "x"):
             tb.images(t.data.train.x[:64])
-        tb.graph(t.module, t.val_batches or t.train_batches)
+        if t.info.kind != "custom":   # a custom batch input may be a tuple or dict, which the graph cannot trace
+            tb.graph(t.module, t.val_batches or t.train_batches)
     n_params = sum(p.numel() for p in t.module.parameters())
     progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples:,} train, "
                  f"{len(t.data.val) if t.data.val is not None else 0:,} val) | {cfg.model.name} ({n_params:,} "
                  f"parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
+    for note in t.data.notes:
+        progress.say(f"nettrain: {note}")
 
     # Large activations are allocated and freed every step: keep the freed memory for reuse (see _malloc.py).
     # Small linear layers run in float32 under CPU bf16 autocast, where it is faster (see engine/device.py); a
@@ -133,11 +140,19 @@ def _train(cfg: Config, module, data, resume_dir: Optional[Path], held: contextl
         except KeyboardInterrupt:   # say how to go on; the checkpoints are whole (written atomically)
             print(f"\n{_stopped(run, where['epoch'], tc.epochs)}", file=sys.stderr)
             raise
+        except NettrainError:
+            raise
+        except Exception as e:   # the user's code raised: one line naming where (a bug of nettrain's keeps its trace)
+            if user_frame(e) is None:
+                raise
+            raise ModelError(f"{failure(e, t.module)} in epoch {len(history) + 1} (the data's inputs are shaped "
+                             f"{t.info.shape} each); fix the code there (--debug prints the whole traceback)") from e
     seconds = time.perf_counter() - t0
     if best["epoch"] is not None:
         progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
                      f"{seconds:.1f}s in all")
-    predictor = Predictor(ckpt_io.unwrap(t.eval_model), t.info, cfg, device, t.precision, loss_fn=t.step.loss_fn)
+    predictor = Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, cfg, device, t.precision,
+                          loss_fn=t.step.loss_fn, collate_fn=getattr(t.data.train, "collate_fn", None))
     if cfg.run.report:   # what the figures need of the model, then the full report (nettrain/report/)
         evidence.record(run, predictor, t.data.test, test)
         progress.say(f"report {live.finish()}")
@@ -242,11 +257,36 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     precision = resolve_precision(tc.precision, device, info.kind, tc.small_linears_fp32)
 
     # the model, built and checked on the CPU, then moved
+    user = module is not None or cfg.model.name not in MODELS
     if module is None:
+        if info.kind == "custom" and cfg.model.name in MODELS:
+            raise ConfigError(f"model {cfg.model.name!r} takes inputs of a fixed shape, and this data's batches have "
+                              f"none (a collate function or DataLoader makes them); give your own model=")
         module = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args, gate)
-    check_fits(module, cfg.model.name, info.shape, info.outputs, info.task)
-    channels_last = _channels_last(cfg, info)
+    if info.kind == "image" and (user or cfg.model.flatten):   # a built-in model only when asked, as load does
+        module, cfg = _flat_input(module, cfg, info)
+        tc = cfg.train
+    check_fits(module, cfg.model.name, info.shape, info.outputs, info.task, _example(data))
     module.to(device)
+    loss_fn = build_loss(loss_config(cfg, info.task), gate, loss)
+    # A user's model gets each speed choice only when it computes the same with it (engine/probe.py); the choices
+    # dropped are recorded in the config, so that evaluate, predict and a resume run the model as it trained.
+    # Built-in models are written for every choice and tested with them: no probe.
+    probe = None
+    if user:
+        probe = Probe(module, *probe_batch(data, info, cfg, device, tc.batch_size), loss_fn, precision,
+                      cfg.model.name, say)
+        off = {}
+        if _channels_last(cfg, info) and not probe.channels_last():
+            off["train.channels_last"] = False
+        if precision.name == "bf16-mixed" and device.type == "cpu" and tc.small_linears_fp32 and not tc.compile \
+                and not probe.small_linears():
+            off["train.small_linears_fp32"] = False
+            precision = resolve_precision(tc.precision, device, info.kind, False)
+        if off:
+            cfg = cfg.override(off)
+            tc = cfg.train
+    channels_last = _channels_last(cfg, info)
     if channels_last:
         module.to(memory_format=torch.channels_last)
     if hasattr(module, "init_from_data") and fresh and hasattr(data.train, "x"):
@@ -254,8 +294,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
                                            channels_last=channels_last).__iter__().__next__()[0])
 
     # the batches and the step
-    loss_fn = build_loss(loss_config(cfg, info.task), gate, loss)
-    input_dtype = _input_dtype(cfg, module, data, precision)
+    input_dtype = _input_dtype(cfg, module, data, precision, probe)
     train_batches = make_batches(data.train, info, cfg.data, device, tc.batch_size, train=True, shuffle=tc.shuffle,
                                  drop_last=tc.drop_last, seed=tc.seed, channels_last=channels_last,
                                  input_dtype=input_dtype)
@@ -265,7 +304,8 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     val_batches = make_batches(data.val, info, cfg.data, device, tc.eval_batch_size, train=False,
                                channels_last=channels_last, input_dtype=input_dtype) if data.val is not None else None
     steps_per_epoch = math.ceil(len(train_batches) / tc.accumulate)
-    optimizer = build_optimizer(module.parameters(), cfg.optim, gate)
+    optimizer = build_optimizer(module.parameters(), cfg.optim, gate) if probe is None else \
+        probe.optimizer(lambda fast: build_optimizer(module.parameters(), cfg.optim, gate, fast=fast))
     scheduler = build_scheduler(optimizer, cfg.sched, tc.epochs, steps_per_epoch, gate)
     ema = None
     if tc.ema:
@@ -273,22 +313,33 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
         ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
     lookahead = Lookahead(module, tc.lookahead, tc.lookahead_decay, tc.epochs * steps_per_epoch) \
         if tc.lookahead else None
-    model = _maybe_compile(module, tc.compile, train_batches, loss_fn, precision)
+    model = _maybe_compile(module, tc.compile, train_batches, loss_fn, precision, probe)
     step = Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema,
                 lookahead)
     return _Training(cfg, data, info, precision, module, step, train_batches, val_batches, steps_per_epoch,
-                     input_dtype, _code_origins(cfg, gate), data_fingerprint(data.train))
+                     input_dtype, _code_origins(cfg, gate, info.collate), data_fingerprint(data.train))
 
 
-def _code_origins(cfg: Config, gate: Optional[Gate]) -> dict:
+def _example(data: Data):
+    """A real first batch input for the model check when zeros of the recorded shape would not do: custom batches
+    (no fixed shape) and token ids (integers); None otherwise."""
+    if data.info.kind == "custom":
+        return data.train.example()[0]
+    if data.info.dtype is not None:
+        return data.train.x[:2]
+    return None
+
+
+def _code_origins(cfg: Config, gate: Optional[Gate], collate: Optional[str] = None) -> dict:
     """Where the user's code named in `cfg` came from (file and sha256), for the checkpoints; the user's own (not a
     resumed checkpoint's) is added to the trust store, so that loading this run later needs no flag."""
-    specs = {"model": cfg.model.name, "loss": cfg.train.loss, "optimizer": cfg.optim.name, "scheduler": cfg.sched.name}
+    specs = {"model": cfg.model.name, "loss": cfg.train.loss, "optimizer": cfg.optim.name, "scheduler": cfg.sched.name,
+             "collate": collate}   # the collate function is always the user's: fit was given it, not a checkpoint
     code, own = {}, []
     for kind, spec in specs.items():
-        if not is_user_spec(kind, spec):
+        if not spec or not is_user_spec(kind, spec):
             continue
-        if gate is not None and not gate.owns(kind):   # the checkpoint's record, as it was trusted
+        if gate is not None and not gate.owns(kind) and kind != "collate":   # the checkpoint's record, as trusted
             if isinstance(gate.code.get(kind), dict) and gate.code[kind].get("spec") == spec:
                 code[kind] = gate.code[kind]
             continue
@@ -300,7 +351,7 @@ def _code_origins(cfg: Config, gate: Optional[Gate]) -> dict:
     return code
 
 
-def _input_dtype(cfg: Config, module: nn.Module, data: Data, precision) -> Optional[torch.dtype]:
+def _input_dtype(cfg: Config, module: nn.Module, data: Data, precision, probe=None) -> Optional[torch.dtype]:
     """The autocast dtype when in-memory images may be stored normalized and rounded to it: the model then computes
     exactly what it would from float32 batches (checked on one example), while each batch costs one gather instead
     of a conversion and two passes of arithmetic. None keeps uint8 storage and float32 batches; so does
@@ -309,8 +360,43 @@ def _input_dtype(cfg: Config, module: nn.Module, data: Data, precision) -> Optio
         return None
     one = make_batches(data.train.subset(slice(0, 1)), data.info, cfg.data, precision.device, 1, train=False,
                        channels_last=_channels_last(cfg, data.info))
-    with precision.small_linears_in_float32(module):
-        return precision.dtype if precision.takes_rounded_input(module, next(iter(one))[0]) else None
+    x = next(iter(one))[0]
+    with precision.small_linears_in_float32(module):   # `probe`: a user's model that fails on it is said so
+        takes = probe.rounded_input(x) if probe is not None else precision.takes_rounded_input(module, x)
+    return precision.dtype if takes else None
+
+
+def _flat_input(module: nn.Module, cfg: Config, info: DataInfo) -> tuple:
+    """The user's model, wrapped to take flattened images (models/flat.py) when model.flatten says so, or, left to
+    nettrain (null), when its first layer is an nn.Linear over a whole image and it fails on images as they are
+    but not on them flattened; with the config that records it. Its batches are then contiguous: the model reads
+    the NCHW order, and channels_last would only add a copy per batch."""
+    flatten = cfg.model.flatten
+    if flatten is None:
+        layer = first_linear(module, info.shape)
+        if layer is None or _fits(module, info.shape) or not _fits(FlatInput(module), info.shape):
+            return module, cfg
+        c, h, w = info.shape
+        say(f"images are flattened for {type(module).__name__}: its first layer {layer} takes an image's "
+            f"{c}x{h}x{w} = {c * h * w} values (as a tutorial's loop does images.view(-1, {c * h * w})), in training, "
+            f"evaluation and predict")
+    elif not flatten:
+        return module, cfg
+    return FlatInput(module), cfg.override({"model.flatten": True, "train.channels_last": False})
+
+
+def _fits(module: nn.Module, shape) -> bool:
+    """Does `module` take a batch of two zero inputs of `shape`? (check_fits says why not.)"""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(torch.zeros(2, *shape))
+        return True
+    except Exception:
+        return False
+    finally:
+        module.train(was_training)
 
 
 def _channels_last(cfg: Config, info: DataInfo) -> bool:
@@ -474,11 +560,12 @@ def _resume_over_new_length(optimizer, scheduler, saved_optimizer: dict, steps_d
     fast_forward(scheduler, steps_done)
 
 
-def _maybe_compile(module, enabled: bool, batches, loss_fn, precision):
+def _maybe_compile(module, enabled: bool, batches, loss_fn, precision, probe=None):
     """torch.compile the model and warm it up with a forward and backward pass on a real batch, and on the epoch's
     last, smaller batch when there is one (its other shape would recompile inside the first epoch's timing); the
     weights, buffers, gradients and RNG are then put back as they were. A failure falls back to eager with a
-    warning, before training starts."""
+    warning, before training starts; so does, for a user's model (`probe`), a compiled model that computes
+    otherwise than eager."""
     if not enabled:
         return module
     saved = {k: v.detach().clone() for k, v in module.state_dict().items()}
@@ -487,11 +574,14 @@ def _maybe_compile(module, enabled: bool, batches, loss_fn, precision):
         try:
             compiled = torch.compile(module)
             x, y = next(iter(batches))
-            last = batches.num_samples % len(x)
-            for n in [len(x)] + ([last] if last and not batches.drop_last else []):
+            last = batches.num_samples % len(y)
+            # a custom batch (a tuple or dict of inputs) is not cut: its own last batch compiles when it comes
+            for n in [len(y)] + ([last] if last and not batches.drop_last and isinstance(x, torch.Tensor) else []):
                 with precision.autocast():
-                    loss = loss_fn(compiled(x[:n]), y[:n])
+                    loss = loss_fn(forward(compiled, x if n == len(y) else x[:n]), y[:n])
                 loss.backward()
+            if probe is not None and not probe.compiled(compiled):
+                compiled = module
         except Exception as e:
             print(f"warning: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
                   f"training without it", file=sys.stderr)

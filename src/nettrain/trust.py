@@ -80,7 +80,8 @@ def known(entry: dict) -> bool:
 CLI_FIXES = {"model": "give the model: --model path/file.py:Class", "trust": "use --trust-code"}
 RESUME_CLI_FIXES = dict(CLI_FIXES, loss="give it again: --loss SPEC", optimizer="give it again: --optimizer SPEC",
                         scheduler="give it again: --scheduler SPEC")
-API_FIXES = {"model": "or pass your model: nettrain.load(path, model=YourModel(...))", "trust": "use trust_code=True"}
+API_FIXES = {"model": "or pass your model: nettrain.load(path, model=YourModel(...))", "trust": "use trust_code=True",
+             "collate": "pass it again: nettrain.load(path, collate_fn=your_collate)"}
 RESUME_FIXES = {"model": "or pass your model: nettrain.fit(resume=run, model=YourModel(...))",
                 "trust": "use trust_code=True"}
 

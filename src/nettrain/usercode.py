@@ -37,20 +37,56 @@ KINDS = {
     "loss": ("an nn.Module subclass or instance, or a Python function f(outputs, targets)",
              lambda o: (inspect.isclass(o) and issubclass(o, nn.Module)) or isinstance(o, nn.Module)
              or isinstance(o, types.FunctionType)),
+    # a checkpoint records the collate function fit was given (data/custom.py); only a plain function is called
+    "collate": ("a Python function f(items) -> (inputs, targets)", lambda o: isinstance(o, types.FunctionType)),
 }
 
 
+def _library_dirs() -> tuple:
+    """Where code that is not the user's lives: Python's own library, the installed packages (torch), nettrain."""
+    import site
+    import sysconfig
+    dirs = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs |= set(site.getsitepackages()) | {str(Path(torch.__file__).parents[1]), str(Path(__file__).parent)}
+    return tuple(str(Path(d).resolve()) + "/" for d in dirs if d)
+
+
+_LIBRARIES = _library_dirs()
+
+
+def is_library(filename: str) -> bool:
+    """Is `filename` (a traceback frame's) Python's, an installed package's or nettrain's, rather than the user's?"""
+    return filename.startswith("<") or str(Path(filename).resolve()).startswith(_LIBRARIES)
+
+
+def user_frame(e: BaseException, file: Optional[str] = None):
+    """The innermost traceback frame of `e` in `file` when given (the user's model file), else the innermost one in
+    the user's code (not Python's, torch's or nettrain's), else None."""
+    frames = traceback.extract_tb(e.__traceback__) if e.__traceback__ else []
+    mine = [f for f in frames if f.filename == file] if file is not None else []
+    mine = mine or [f for f in frames if not is_library(f.filename)]
+    return mine[-1] if mine else None
+
+
 def raised(e: BaseException, file: Optional[str] = None) -> str:
-    """`Type: message at file:line` (one line, no trace): the line is the deepest frame in `file` when given (the
-    user's code, not the torch function it called), else where it was raised."""
+    """`Type: message at file:line` (one line, no trace): the line is the innermost frame in the user's code, in
+    `file` when given (the user's model, not the torch function it called), else where it was raised."""
     if isinstance(e, SyntaxError):
         return f"SyntaxError: {e.msg} at {Path(e.filename or '?').name}:{e.lineno}"
     frames = traceback.extract_tb(e.__traceback__) if e.__traceback__ else []
-    if file is not None and any(f.filename == file for f in frames):
-        frames = [f for f in frames if f.filename == file]
     message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    frame = frames[-1] if frames else None
+    frame = user_frame(e, file) or (frames[-1] if frames else None)
     return f"{type(e).__name__}: {message}" + (f" at {Path(frame.filename).name}:{frame.lineno}" if frame else "")
+
+
+def source_file(obj) -> Optional[str]:
+    """The user's source file of a class or of an instance's class, or None for library code (nn.Sequential)."""
+    cls = obj if inspect.isclass(obj) else type(obj)
+    try:
+        path = inspect.getsourcefile(cls)
+    except (TypeError, OSError):
+        return None
+    return path if path and not is_library(path) else None
 
 
 def split(spec: str, what: str) -> tuple:
@@ -196,6 +232,8 @@ def check_kwargs(cls, kwargs: dict, what: str, skip=("self",)):
 def is_user_spec(kind: str, spec: str) -> bool:
     """Does `spec` name user code rather than a registered name? Loss specs need a colon (`cross-entropy` and
     `nll` are names); optimizers and schedulers may also be dotted (`torch.optim.ASGD`)."""
+    if kind == "collate":   # there are no registered collate functions
+        return ":" in spec
     from .engine.optim import LOSSES, OPTIMIZERS, SCHEDULERS
     from .models import MODELS
     registry = {"model": MODELS, "loss": LOSSES, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}[kind]

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -13,6 +13,7 @@ import torch
 from ..errors import ConfigError, DataError
 from .arrays import ArrayData, DataInfo, channel_stats, images_from_numpy, split
 from .batches import BatchPrep, InMemoryBatches, LoaderBatches
+from .custom import CustomData, class_names, custom_data, wanted as wants_custom
 from .sources import DATASETS, Source, data_root, load_source
 
 __all__ = ["DATASETS", "ArrayData", "Data", "DataInfo", "load_data", "from_user_data", "make_batches",
@@ -25,6 +26,7 @@ class Data:
     val: Optional[object]     # validated on after each epoch (the test split unless val_fraction > 0)
     test: Optional[object]
     info: DataInfo
+    notes: list = field(default_factory=list)   # lines fit says before training (how the user's DataLoader is used)
 
 
 def _stats(train) -> tuple:
@@ -73,8 +75,11 @@ def from_source(src: Source, cfg) -> Data:
         outputs = len(classes)
     else:
         classes, outputs = None, int(train.y.shape[1]) if train.y.ndim > 1 else 1
+    # integer vectors are token ids, kept integers (an embedding takes them); predict converts to this dtype
+    dtype = str(train.x.dtype).removeprefix("torch.") if src.kind == "vector" and isinstance(train, ArrayData) \
+        and not train.x.is_floating_point() else None
     info = DataInfo(kind=src.kind, shape=shape, task=src.task, classes=classes, outputs=outputs,
-                    mean=mean, std=std, image_size=src.image_size)
+                    mean=mean, std=std, image_size=src.image_size, dtype=dtype)
     return Data(train, val, test, info)
 
 
@@ -136,8 +141,15 @@ def check_finite(t: torch.Tensor, what: str):
                         f"{list(first)}; remove those examples or replace the values (e.g. torch.nan_to_num)")
 
 
-def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
-    """The user's own data for nettrain.fit: (x, y) arrays/tensors or a torch Dataset of (x, y)."""
+def from_user_data(train, test=None, classes=None, cfg=None, collate_fn=None) -> Data:
+    """The user's own data for nettrain.fit: (x, y) arrays/tensors or a torch Dataset of (x, y), held in memory; or,
+    with a `collate_fn`, a DataLoader, or inputs that are tuples/dicts of parts, batched as custom.py says."""
+    if wants_custom(train, test, collate_fn):
+        train_data, val_data, info, notes = custom_data(train, test, classes, collate_fn, cfg)
+        return Data(train_data, val_data, val_data, info, notes)
+    if classes is None:   # a torchvision Dataset names its classes
+        classes = class_names(train) if isinstance(train, torch.utils.data.Dataset) else None
+
     def to_arrays(d, what):
         if isinstance(d, torch.utils.data.Dataset) and not isinstance(d, tuple):
             items = [d[i] for i in range(len(d))]
@@ -148,9 +160,11 @@ def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
                 d = (torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys))
             except (TypeError, ValueError, RuntimeError) as e:   # strings, ragged shapes, None, not pairs
                 first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                ragged = "stack expects each tensor to be equal size" in first
+                fix = "give collate_fn= that makes a batch of them (e.g. pads each batch to its longest)" \
+                    if ragged else "return tensors from __getitem__"
                 raise DataError(f"{what}: the Dataset's items must be (input, target) pairs of numbers of one "
-                                f"shape, got {type(items[0]).__name__} items ({first}); return tensors from "
-                                f"__getitem__") from None
+                                f"shape, got {type(items[0]).__name__} items ({first}); {fix}") from None
         if not (isinstance(d, (tuple, list)) and len(d) == 2):
             raise DataError(f"{what} must be (inputs, targets) arrays or tensors, or a torch Dataset")
         try:
@@ -173,8 +187,9 @@ def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
     def shaped(x, y, what) -> ArrayData:
         if kind == "image":
             x = image_layout(x, what)
-        else:
+        elif x.is_floating_point() or x.dtype in (torch.uint8, torch.bool) or x.is_complex():
             x = x.float()
+        # other integers are token ids: they stay integers (an embedding takes no floats)
         if task == "regression":
             return ArrayData(x, (y.unsqueeze(1) if y.ndim == 1 else y).float())
         return ArrayData(x, y.long())
@@ -187,6 +202,12 @@ def from_user_data(train, test=None, classes=None, cfg=None) -> Data:
             raise DataError(f"val_data's inputs are {tx.dtype} but data's are {x.dtype}; give both as images (uint8, "
                             f"or ToTensor's floats in [0, 1]) or both as vectors")
         test_data = shaped(tx, ty, "val_data")
+        if test_data.x.dtype != train_data.x.dtype and not test_data.x.is_floating_point() and \
+                not train_data.x.is_floating_point():   # token ids of another width: the training data's
+            test_data = ArrayData(test_data.x.to(train_data.x.dtype), test_data.y)
+        if test_data.x.dtype != train_data.x.dtype:   # token ids against features
+            raise DataError(f"val_data's inputs are {tx.dtype} but data's are {x.dtype}; give both as integers "
+                            f"(token ids) or both as floats")
         # checked now, not by a shape error in the model after a whole epoch of training
         for name, a, b in (("inputs", train_data.x, test_data.x), ("targets", train_data.y, test_data.y)):
             if a.shape[1:] != b.shape[1:]:
@@ -201,6 +222,9 @@ def make_batches(data, info: DataInfo, cfg, device, batch_size: int, *, train: b
     prep = BatchPrep(info, device, normalize=cfg.normalize, crop_padding=cfg.crop_padding if train else 0,
                      flip=cfg.flip and train, channels_last=channels_last,
                      alternate_flip=cfg.flip and train and cfg.alternate_flip)
+    if isinstance(data, CustomData):
+        return data.batches(device, batch_size, info.task, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                            workers=cfg.workers)
     if isinstance(data, ArrayData):
         return InMemoryBatches(data, prep, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
                                rank=rank, world_size=world_size, input_dtype=input_dtype)

@@ -17,14 +17,16 @@ from ..errors import DataError
 
 @dataclass
 class DataInfo:
-    kind: str                       # "image" (uint8 N,C,H,W) or "vector" (float32 N,D)
-    shape: list                     # one input's shape: [C, H, W] or [D]
+    kind: str                       # "image" (uint8 N,C,H,W), "vector" (N,D) or "custom" (see custom.py)
+    shape: list                     # one input's shape: [C, H, W] or [D]; [] for custom (not fixed)
     task: str = "classification"    # or "regression"
     classes: Optional[list] = None  # class names (classification)
     outputs: int = 1                # model outputs: the class count, or the regression target width
     mean: list = field(default_factory=list)  # per channel, in [0, 1] units (images)
     std: list = field(default_factory=list)
     image_size: Optional[int] = None  # files given to predict are resized to this (image folders)
+    dtype: Optional[str] = None     # vectors of integers (token ids) stay this torch dtype, e.g. "int64"; None: float32
+    collate: Optional[str] = None   # custom: the user's collate function as module:qualname; None: torch's default
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,6 +16,8 @@ MAX_INPUT_VALUES = 2 ** 25   # one input's values (C*H*W): 3x3344x3344 images, f
 MAX_OUTPUTS = 1_000_000      # classes or regression targets
 MAX_IMAGE_SIZE = 16384
 DATA_KEYS = ("kind", "shape", "task", "classes", "outputs", "mean", "std", "image_size")
+OPTIONAL_DATA_KEYS = ("dtype", "collate")   # absent from checkpoints written before they existed
+INTEGER_DTYPES = ("int8", "int16", "int32", "int64")   # vectors of token ids (DataInfo.dtype)
 CODE_KEYS = ("spec", "file", "name", "sha256")
 
 
@@ -77,16 +79,25 @@ def data_problem(d) -> Optional[str]:
     """The `data` field: exactly DataInfo's keys, with types and sizes that fit together."""
     if not isinstance(d, dict):
         return f"data must be a mapping with keys {', '.join(DATA_KEYS)}, got {type(d).__name__}"
-    if set(d) != set(DATA_KEYS):
-        extra, missing = sorted(map(str, set(d) - set(DATA_KEYS))), sorted(set(DATA_KEYS) - set(d))
+    if not set(DATA_KEYS) <= set(d) <= set(DATA_KEYS + OPTIONAL_DATA_KEYS):
+        extra = sorted(map(str, set(d) - set(DATA_KEYS + OPTIONAL_DATA_KEYS)))
+        missing = sorted(set(DATA_KEYS) - set(d))
         return "data must have exactly the keys " + ", ".join(DATA_KEYS) + \
             (f"; it has {', '.join(extra)}" if extra else "") + (f"; it lacks {', '.join(missing)}" if missing else "")
     kind, task, shape, outputs, classes = d["kind"], d["task"], d["shape"], d["outputs"], d["classes"]
-    if kind not in ("image", "vector"):
-        return f"data.kind must be image or vector, got {kind!r}"
+    if kind not in ("image", "vector", "custom"):
+        return f"data.kind must be image, vector or custom, got {kind!r}"
     if task not in ("classification", "regression"):
         return f"data.task must be classification or regression, got {task!r}"
-    if not isinstance(shape, list) or not 1 <= len(shape) <= 3 or not all(_int(n) and n > 0 for n in shape):
+    dtype, collate = d.get("dtype"), d.get("collate")
+    if dtype is not None and (kind != "vector" or dtype not in INTEGER_DTYPES):
+        return f"data.dtype must be null, or for vectors one of {', '.join(INTEGER_DTYPES)}, got {dtype!r:.40}"
+    if collate is not None and (kind != "custom" or not isinstance(collate, str) or ":" not in collate):
+        return f"data.collate must be null, or for custom data a 'module:function' string, got {collate!r:.80}"
+    if kind == "custom" and shape != []:   # batches of any shape: none is recorded
+        return f"data.shape of custom data must be [], got {shape!r:.80}"
+    if kind != "custom" and (not isinstance(shape, list) or not 1 <= len(shape) <= 3 or
+                             not all(_int(n) and n > 0 for n in shape)):
         return f"data.shape must be a list of 1 to 3 positive integers, got {shape!r}"
     if kind == "image" and len(shape) != 3:
         return f"data.shape of images must be [channels, height, width], got {shape!r}"

@@ -33,11 +33,14 @@ FORMAT_VERSION = 1
 REQUIRED = ("format_version", "model", "config", "data", "epoch")
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The user's module inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
+def unwrap(model: torch.nn.Module, keep_input: bool = False) -> torch.nn.Module:
+    """The user's module inside DDP (`.module`), torch.compile (`._orig_mod`) and, unless `keep_input`,
+    nettrain's flattening of its input (models/flat.py: `.inner`): what checkpoints hold."""
     while True:
         if hasattr(model, "_orig_mod"):
             model = model._orig_mod
+        elif getattr(type(model), "flattens_input", False) and not keep_input:
+            model = model.inner
         elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
             model = model.module
         else:

@@ -94,11 +94,12 @@ class Precision:
                 handle.remove()
 
     @torch.no_grad()
-    def takes_rounded_input(self, model: torch.nn.Module, x: torch.Tensor) -> bool:
+    def takes_rounded_input(self, model: torch.nn.Module, x: torch.Tensor, strict: bool = False) -> bool:
         """Whether `model`, in eval mode under this precision's autocast, computes exactly the same from `x` rounded
         to the autocast dtype as from `x`: so when its first operation casts its input anyway (a convolution or a
         large linear layer). Batches can then be handed over already rounded. The caller passes one example: the
-        fewest rows, so a linear layer that runs in float32 when small (small_linears_in_float32) shows here."""
+        fewest rows, so a linear layer that runs in float32 when small (small_linears_in_float32) shows here.
+        `strict`: a model that raises on either input raises here (engine/probe.py says so), instead of False."""
         if self.dtype is None or not x.is_floating_point():
             return False
         was_training = model.training
@@ -107,6 +108,8 @@ class Precision:
             with self.autocast():
                 return torch.equal(model(x), model(x.to(self.dtype)))
         except Exception:   # a model that refuses the rounded input (or returns no tensor) keeps float32 batches
+            if strict:
+                raise
             return False
         finally:
             model.train(was_training)

@@ -16,6 +16,16 @@ import torch
 from .lookahead import Lookahead
 
 
+def forward(model, x):
+    """The model on one batch input: a tuple or list is its positional arguments, a dict its keyword arguments (a
+    collate function's `(ids, lengths)` or `{"input_ids": ..., "attention_mask": ...}`), anything else one input."""
+    if isinstance(x, (tuple, list)):
+        return model(*x)
+    if isinstance(x, dict):
+        return model(**x)
+    return model(x)
+
+
 @dataclass
 class Step:
     """Everything one optimizer step needs, built once by the API."""
@@ -45,7 +55,7 @@ def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: 
         x, y = next(it)
         wait += time.perf_counter() - t
         with s.precision.autocast():
-            out = model(x)
+            out = forward(model, x)
             loss = s.loss_fn(out, y)
         s.scaler.scale(loss / s.accumulate if s.accumulate > 1 else loss).backward()
         if (i + 1) % s.accumulate == 0 or i + 1 == n_batches:
@@ -104,7 +114,7 @@ def evaluate(model, batches, loss_fn, precision, classification: bool, num_class
     seen = 0
     for x, y in batches:
         with precision.autocast():
-            out = tta_forward(model, x, tta_shift) if tta else model(x)
+            out = tta_forward(model, x, tta_shift) if tta else forward(model, x)
             loss = loss_fn(out, y)
         out = out.float()
         loss_sum += loss.double() * len(y)

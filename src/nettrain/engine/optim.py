@@ -48,7 +48,8 @@ def is_spec(name: str) -> bool:
     return ":" in name or "." in name
 
 
-def build_optimizer(params, cfg, gate=None) -> torch.optim.Optimizer:
+def build_optimizer(params, cfg, gate=None, fast: bool = True) -> torch.optim.Optimizer:
+    """`fast`: with nettrain's fused/foreach step where it applies (engine/probe.py checks it on a user's model)."""
     user = cfg.name not in OPTIMIZERS and is_spec(cfg.name)
     cls = _user_class(cfg.name, "optimizer", gate) if user else OPTIMIZERS.get(cfg.name)
     params_ = inspect.signature(cls).parameters
@@ -62,7 +63,7 @@ def build_optimizer(params, cfg, gate=None) -> torch.optim.Optimizer:
             kwargs[key] = getattr(cfg, key)
     if cfg.betas is not None:
         kwargs["betas"] = tuple(cfg.betas)
-    if not {"fused", "foreach"} & set(cfg.args):
+    if fast and not {"fused", "foreach"} & set(cfg.args):
         params = list(params)
         if cfg.name in FUSED and all(isinstance(p, torch.Tensor) and p.device.type in ("cpu", "cuda")
                                      and p.dtype.is_floating_point for p in params):

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from ..usercode import load_object, raised, resolve
+from ..usercode import load_object, raised, resolve, source_file
+from .blame import failure, tracking
 from .zoo import MODELS, check_args
 from . import fast  # noqa: F401,E402  (registers fastnet)
 
@@ -47,29 +48,33 @@ def build_model(name: str, shape, outputs: int, args: dict, gate=None) -> nn.Mod
         model = cls(**args)
     except TypeError as e:
         raise ModelError(f"cannot build {name} with arguments {args}: {e}; set them with --model.args.<name>") from None
-    except Exception as e:   # the user's __init__ raised
-        raise ModelError(f"building {name} with arguments {args} failed ({raised(e)}); fix the class or its "
-                         f"--model.args") from None
+    except Exception as e:   # the user's __init__ raised: where in its file
+        raise ModelError(f"building {name} with arguments {args} failed ({raised(e, source_file(cls))}); fix the "
+                         f"class or its --model.args") from e
     if not isinstance(model, nn.Module):
         raise ModelError(f"{name} built a {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
-def check_fits(model: nn.Module, name: str, shape, outputs: int, task: str):
-    """One forward pass of two zero inputs; a ModelError that says what does not fit."""
+def check_fits(model: nn.Module, name: str, shape, outputs: int, task: str, example=None):
+    """One forward pass of two zero inputs, or of `example` (a real batch input: for data whose shape is not fixed,
+    or integer token ids, which zeros of float32 would not be); a ModelError that says what does not fit."""
+    from ..engine.loop import forward
     was_training = model.training
     model.eval()
+    x = torch.zeros(2, *shape, device=next(model.parameters(), torch.zeros(0)).device)
     try:
-        with torch.no_grad():
-            out = model(torch.zeros(2, *shape, device=next(model.parameters(), torch.zeros(0)).device))
-    except Exception as e:   # any shape mismatch inside the user's model
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"model {name!r} does not fit inputs of shape {list(shape)}: {first}; "
-                         f"choose a model for this data or change its arguments") from None
+        with torch.no_grad(), tracking(model) as where:
+            out = forward(model, example) if example is not None else model(x)
+    except Exception as e:   # any shape mismatch inside the user's model: where, in the user's file, and the shapes
+        what = f"inputs of shape {list(shape)} (the data's)" if example is None else "the first batch of the data"
+        raise ModelError(f"{failure(e, model, where)}: model {name!r} does not fit {what}; choose a model for this "
+                         f"data or change its arguments") from e
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != outputs:
+        batch = "a batch of 2" if example is None else "the data's first examples"
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         what = f"{outputs} classes" if task == "classification" else f"{outputs} regression targets"
-        raise ModelError(f"model {name!r} outputs {got} for a batch of 2, but the data has {what}: it must output "
+        raise ModelError(f"model {name!r} outputs {got} for {batch}, but the data has {what}: it must output "
                          f"[batch, {outputs}]; change its last layer")
