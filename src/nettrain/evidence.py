@@ -27,7 +27,7 @@ from .atomic import write_file, write_text
 from .data import ArrayData, tensor_images
 from .runs import RUN_FILES
 
-MAX_EXAMPLES = 10_000   # calibration is read off this many test examples: enough for 15 bins, one cheap pass
+MAX_EXAMPLES = 10_000   # calibration is read off this many test examples (all of MNIST's or CIFAR's): one pass
 MAX_GATHERED = 1_000    # a test split read item by item (a folder not held in memory): decoding costs
 SHOWN, TOP = 24, 12     # the grid of test images, and the top losses
 GRID = 100              # 2-D decision boundary: the model's class at GRID x GRID points
