@@ -59,6 +59,11 @@ def _series(rec: Record, key: str) -> tuple:
 
 # ---- from metrics.csv (cheap: drawn at every live update) ----
 
+def _style(rec: Record) -> str:
+    """Markers on the points while they can be told apart (a long run is a line)."""
+    return "o-" if len(rec.metrics) <= 50 else "-"
+
+
 def learning_curves(rec: Record) -> Optional[Figure]:
     if not rec.metrics:
         return None
@@ -67,17 +72,17 @@ def learning_curves(rec: Record) -> Optional[Figure]:
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         x, y = _series(rec, key)
         if x:
-            loss_ax.plot(x, y, "o-", label=label, markersize=3)
+            loss_ax.plot(x, y, _style(rec), label=label, markersize=3)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss")
     if any(r.get("train_acc") is not None or r.get("val_acc") is not None for r in rec.metrics):
         for key, label in (("train_acc", "train"), ("val_acc", "validation")):
             x, y = _series(rec, key)
             if x:
-                score_ax.plot(x, [100 * v for v in y], "o-", label=label, markersize=3)
+                score_ax.plot(x, [100 * v for v in y], _style(rec), label=label, markersize=3)
         score_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     else:
         x, y = _series(rec, "val_mae")
-        score_ax.plot(x, y, "o-", label="validation", markersize=3)
+        score_ax.plot(x, y, _style(rec), label="validation", markersize=3)
         score_ax.set(xlabel="epoch", ylabel="mean absolute error", title="Validation MAE")
     for ax in (loss_ax, score_ax):
         ax.grid(alpha=0.3)
@@ -93,7 +98,7 @@ def lr_schedule(rec: Record) -> Optional[Figure]:
         return None
     fig = _figure(6, 3.2, left=0.9)
     ax = fig.subplots()
-    ax.plot(x, y, "o-", markersize=3)
+    ax.plot(x, y, _style(rec), markersize=3)
     ax.set(xlabel="epoch", ylabel="learning rate (at the epoch's end)", title="Learning-rate schedule")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -284,7 +289,7 @@ def regression_fit(rec: Record) -> Optional[Figure]:
 
 # file name, caption, function, cheap (drawn at every live update; the others once, at the end)
 FIGURES = [
-    ("learning_curves.png", "Loss and accuracy per epoch", learning_curves, True),
+    ("learning_curves.png", "Loss and accuracy (regression: MAE) per epoch", learning_curves, True),
     ("lr_schedule.png", "The learning rate per epoch", lr_schedule, True),
     ("confusion_matrix.png", "Confusion matrix on the test split", confusion_matrix, False),
     ("per_class.png", "Per-class precision, recall and F1", per_class_scores, False),
