@@ -44,7 +44,7 @@ def cifar_dir(tmp_path_factory):
 @pytest.fixture
 def quiet():
     """Options for fast, silent test runs."""
-    return {"run.progress": "none", "run.tensorboard": False}
+    return {"run.progress": "none", "run.tensorboard": False, "run.report": False}
 
 
 @pytest.fixture(autouse=True)

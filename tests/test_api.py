@@ -10,7 +10,7 @@ from torch import nn
 import nettrain
 from nettrain.errors import ConfigError, DataError
 
-QUIET = {"run.progress": "none", "run.tensorboard": False, "device": "cpu"}   # compared with CPU outputs
+QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "device": "cpu"}   # compared with CPU outputs
 
 
 class Net(nn.Module):

@@ -14,7 +14,7 @@ from nettrain.cli import main
 from nettrain.config import read_yaml
 from nettrain.errors import ConfigError, NettrainError, printable
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false"]
+QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
 
 
 def config_file(tmp_path, data: bytes) -> str:
@@ -133,7 +133,7 @@ def test_fit_on_bad_arrays_refuses_before_training(tmp_path, case):
     model = "mlp"
     with pytest.raises(NettrainError) as e:
         nettrain.fit(model=model, epochs=1, run_dir=tmp_path / "run", **kwargs,
-                     **{"run.progress": "none", "run.tensorboard": False})
+                     **{"run.progress": "none", "run.tensorboard": False, "run.report": False})
     assert expected in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "run").exists()
 
@@ -141,7 +141,7 @@ def test_fit_on_bad_arrays_refuses_before_training(tmp_path, case):
 def test_nhwc_and_nchw_images_train_with_their_channels(tmp_path):
     """The layout is read from the channel dimension: RGBA NHWC drops its alpha, as image files do."""
     run = nettrain.fit(model="cnn", data=(images(20, channels=4), LABELS), epochs=1, run_dir=tmp_path / "run",
-                       **{"run.progress": "none", "run.tensorboard": False, "model.args.width": 4})
+                       **{"run.progress": "none", "run.tensorboard": False, "run.report": False, "model.args.width": 4})
     assert run.model.info.shape == [3, 8, 8]
 
 
@@ -150,7 +150,7 @@ def test_nhwc_and_nchw_images_train_with_their_channels(tmp_path):
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     return nettrain.fit(dataset="digits", model="mlp", epochs=1, run_dir=tmp_path_factory.mktemp("d") / "run",
-                        **{"model.args.hidden": [16], "run.progress": "none", "run.tensorboard": False})
+                        **{"model.args.hidden": [16], "run.progress": "none", "run.tensorboard": False, "run.report": False})
 
 
 def test_predict_on_nothing_names_what_it_takes(digits_run):
@@ -214,7 +214,7 @@ def test_evaluate_on_a_data_dir_that_is_missing_or_not_read(digits_run, tmp_path
     assert "which is bundled with scikit-learn and reads no data directory" in capsys.readouterr().err
     np.savez(tmp_path / "train.npz", images=images(6).numpy(), labels=np.arange(6) % 2)
     run = nettrain.fit(dataset="npz", data_dir=tmp_path, model="mlp", epochs=1, run_dir=tmp_path / "run",
-                       **{"model.args.hidden": [4], "run.progress": "none", "run.tensorboard": False})
+                       **{"model.args.hidden": [4], "run.progress": "none", "run.tensorboard": False, "run.report": False})
     assert main(["evaluate", str(run.dir), "--data-dir", str(tmp_path / "nonexistent")]) == 2
     err = capsys.readouterr().err
     assert f"data directory {tmp_path / 'nonexistent'} does not exist" in err and err.count("\n") == 1
@@ -228,6 +228,6 @@ def test_yaml_aliases_within_the_bound_still_work():
 
 def test_evaluate_on_arrays_of_another_shape(tmp_path):
     run = nettrain.fit(model="mlp", data=(VECTORS, LABELS), epochs=1, run_dir=tmp_path / "run",
-                       **{"model.args.hidden": [4], "run.progress": "none", "run.tensorboard": False})
+                       **{"model.args.hidden": [4], "run.progress": "none", "run.tensorboard": False, "run.report": False})
     with pytest.raises(NettrainError, match=r"the data's inputs are shaped \[4\] each, the model was trained on \[3\]"):
         run.model.evaluate(data=(torch.randn(5, 4), LABELS[:5]))

@@ -14,7 +14,7 @@ from nettrain.cli import main
 from nettrain.engine import checkpoint as ckpt_io
 from nettrain.errors import CheckpointError
 
-QUIET = {"run.progress": "none", "run.tensorboard": False, "device": "cpu"}   # compared with CPU outputs
+QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "device": "cpu"}   # compared with CPU outputs
 
 
 def bright_or_dark(n=96, size=8, seed=0):

@@ -12,7 +12,7 @@ from nettrain.engine.optim import LOSSES, OPTIMIZERS, SCHEDULERS
 from nettrain.models import MODELS
 from nettrain.runs import read_metrics
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false"]
+QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
 
 
 def fit(tmp_path, *args):
@@ -38,7 +38,7 @@ def test_two_gaussians_from_the_cli(tmp_path):
 
 def test_progress_lines_and_test_report_are_printed(tmp_path, capsys):
     assert main(["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "2", "--run-dir",
-                 str(tmp_path / "run"), "--run.progress", "lines", "--run.tensorboard", "false"]) == 0
+                 str(tmp_path / "run"), "--run.progress", "lines", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("nettrain: two-gaussians") and "epoch 1/2" in out and "epoch 2/2" in out
     assert "test: loss" in out and "confusion matrix" in out and "| test loss" in out

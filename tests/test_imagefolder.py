@@ -14,7 +14,7 @@ from nettrain.config import Config
 from nettrain.data import load_data
 from nettrain.errors import DataError
 
-QUIET = {"run.progress": "none", "run.tensorboard": False}
+QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False}
 # (extension, mode, size): every mode and format, most files 16x16
 VARIANTS = [("png", "L", (16, 16)), ("jpg", "RGB", (16, 16)), ("bmp", "P", (16, 16)), ("webp", "RGBA", (16, 16)),
             ("png", "RGB", (20, 12)), ("png", "RGBA", (24, 24)), ("jpeg", "L", (16, 16)), ("webp", "RGB", (16, 16))]
@@ -257,7 +257,7 @@ def test_dataloader_path_for_large_folders(tmp_path, capsys):
     assert main(["fit", "--dataset", "imagefolder", "--data-dir", str(root), "--data.in_memory", "no",
                  "--model", "mlp", "--model.args.hidden", "[8]", "--epochs", "1", "--batch-size", "4",
                  "--precision", "32", "--run-dir", str(tmp_path / "run"), "--run.progress", "none",
-                 "--run.tensorboard", "false"]) == 0
+                 "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]) == 0
     err = capsys.readouterr().err
     assert "warning: skipped" in err and "broken.png" in err
     assert nettrain.load(tmp_path / "run").evaluate()["examples"] == 4

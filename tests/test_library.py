@@ -13,7 +13,7 @@ from torch import nn
 import nettrain
 from nettrain import _malloc
 
-QUIET = {"run.progress": "none", "run.tensorboard": False, "device": "cpu"}
+QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "device": "cpu"}
 
 
 def _tiny(tmp_path, name="run", **options):
@@ -72,7 +72,7 @@ def test_fit_tunes_the_allocator_only_when_asked(tmp_path, monkeypatch):
     _tiny(tmp_path, "tuned", tune_process=True)
     from nettrain.cli import main   # the command tunes its own process while it runs
     assert main(["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--device", "cpu",
-                 "--run-dir", str(tmp_path / "cli"), "--run.progress", "none", "--run.tensorboard", "false"]) == 0
+                 "--run-dir", str(tmp_path / "cli"), "--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]) == 0
     assert calls == [False, True, True] and not _malloc.tuning()
 
 

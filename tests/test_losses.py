@@ -11,7 +11,7 @@ import nettrain
 from nettrain.cli import main
 from nettrain.runs import read_metrics
 
-QUIET = {"run.progress": "none", "run.tensorboard": False, "device": "cpu", "precision": "32"}
+QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "device": "cpu", "precision": "32"}
 
 
 def _pairs(n=40):
@@ -70,7 +70,7 @@ def test_the_users_loss_class_and_function_by_path_train(tmp_path, monkeypatch, 
             return torch.mean((output - target) ** 2)
         '''))
     common = ["--model", "mlp", "--model.args.hidden", "[8]", "--epochs", "2", "--run.progress", "none",
-              "--run.tensorboard", "false", "--precision", "32", "--device", "cpu"]
+              "--run.tensorboard", "false", "--run.report", "false", "--precision", "32", "--device", "cpu"]
     assert main(["fit", "--dataset", "two-gaussians", "--loss", "my_losses.py:CustomNLLLoss", "--run-dir", "cls",
                  *common]) == 0
     assert main(["fit", "--dataset", "quadratic", "--loss", "my_losses.py:customMseLoss", "--run-dir", "reg",

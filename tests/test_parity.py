@@ -62,7 +62,7 @@ def test_nettrain_matches_the_hand_written_loop(tmp_path, channels_last):
                        batch_size=BATCH, seed=SEED, optimizer="sgd", lr=LR, momentum=0.9, device="cpu",
                        scheduler="none",
                        run_dir=tmp_path / "run", **{"train.channels_last": channels_last, "run.progress": "none",
-                                                     "run.tensorboard": False})
+                                                     "run.tensorboard": False, "run.report": False})
     ours = run.model.module.state_dict()
     theirs = reference.state_dict()
     assert list(ours) == list(theirs)

@@ -74,7 +74,7 @@ def test_fit_whitens_fastnet_from_its_own_normalized_training_images(tmp_path):
     y = torch.arange(48) % 4
     nettrain.fit(model="fastnet", data=(x, y), val_data=(x[:8], y[:8]), epochs=1, batch_size=16, precision="32",
                  run_dir=tmp_path / "run", **{"model.args.widths": [16, 32, 32], "run.progress": "none",
-                                              "run.tensorboard": False})
+                                              "run.tensorboard": False, "run.report": False})
     trained = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]["whiten.weight"]
     data = from_user_data((x, y), (x[:8], y[:8]), cfg=DataConfig())
     images = next(iter(make_batches(data.train, data.info, DataConfig(), "cpu", 5000, train=False)))[0]

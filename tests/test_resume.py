@@ -20,7 +20,7 @@ from nettrain.runs import read_metrics
 ARGS = ["fit", "--dataset", "digits", "--model", "cnn", "--model.args.width", "16", "--batch-size", "4",
         "--epochs", "4", "--precision", "32", "--device", "cpu", "--optimizer", "sgd", "--lr", "0.02",
         "--momentum", "0.9", "--scheduler", "cosine", "--train.lookahead", "5", "--data.flip", "true",
-        "--data.crop_padding", "1", "--seed", "3", "--run.progress", "none", "--run.tensorboard", "false"]
+        "--data.crop_padding", "1", "--seed", "3", "--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
 COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
 
 
@@ -92,7 +92,7 @@ def test_resume_trains_a_finished_run_further_with_ema_and_dropout(tmp_path):
     # a constant lr: a cosine schedule would (rightly) be stretched over the new length
     opts = {"dataset": "two-gaussians", "model": "mlp", "batch_size": 16, "train.ema": 0.9, "device": "cpu",
             "scheduler": "none",
-            "model.args.dropout": 0.2, "model.args.hidden": [16], "run.progress": "none", "run.tensorboard": False}
+            "model.args.dropout": 0.2, "model.args.hidden": [16], "run.progress": "none", "run.tensorboard": False, "run.report": False}
     straight = nettrain.fit(epochs=4, run_dir=tmp_path / "straight", **opts)
     nettrain.fit(epochs=2, run_dir=tmp_path / "extended", **opts)
     extended = nettrain.fit(resume=tmp_path / "extended", epochs=4, **{"run.progress": "none"})
@@ -105,7 +105,7 @@ def test_resume_trains_a_finished_run_further_with_ema_and_dropout(tmp_path):
 
 
 SMALL = {"dataset": "two-gaussians", "model": "mlp", "batch_size": 16, "device": "cpu", "model.args.hidden": [16],
-         "run.progress": "none", "run.tensorboard": False}
+         "run.progress": "none", "run.tensorboard": False, "run.report": False}
 
 
 def lrs(run_dir) -> list:
@@ -227,7 +227,7 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_epoch_0(tmp_path
     assert f"the run stopped before it wrote it; start it again with nettrain fit ... --run-dir {tmp_path / 'early'} " \
            f"--overwrite" in capsys.readouterr().err
     assert main(["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--run-dir",
-                 str(tmp_path / "early"), "--overwrite", "--run.progress", "none", "--run.tensorboard", "false"]) == 0
+                 str(tmp_path / "early"), "--overwrite", "--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]) == 0
 
 
 def test_resuming_on_another_thread_count_warns_once(tmp_path, capsys):
@@ -323,7 +323,7 @@ def test_resume_refuses_other_data(tmp_path):
     from nettrain.errors import DataError
     x = torch.linspace(-1, 1, 64).unsqueeze(1)
     opts = {"optimizer": "sgd", "lr": 0.1, "batch_size": 16, "loss": "mse", "run.progress": "none",
-            "run.tensorboard": False, "model": "mlp", "model.args.hidden": [4]}
+            "run.tensorboard": False, "run.report": False, "model": "mlp", "model.args.hidden": [4]}
     nettrain.fit(data=(x, x ** 2), epochs=1, run_dir=tmp_path / "run", **opts)
     with pytest.raises(DataError, match=r"run was trained on other data \(\d+ training examples, sample hash \w+\) "
                                         r"than it would resume on"):

@@ -13,7 +13,7 @@ from nettrain.config import Config
 from nettrain.errors import DivergedError
 from nettrain.runs import read_metrics
 
-QUIET = {"run.progress": "none", "run.tensorboard": False}
+QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False}
 REQUIRED_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 
 
@@ -189,7 +189,7 @@ def test_run_dirs_that_are_refused(tmp_path, monkeypatch):
 
 def test_cli_refuses_an_existing_run_dir_and_overwrite_replaces_a_run(tmp_path, capsys):
     args = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--run-dir", str(tmp_path / "r"),
-            "--run.progress", "none", "--run.tensorboard", "false"]
+            "--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
     assert main(args) == 0
     first = (tmp_path / "r" / "metrics.csv").read_text()
     capsys.readouterr()
@@ -272,7 +272,7 @@ def test_ctrl_c_says_which_epoch_is_kept_and_how_to_resume(tmp_path, capsys, mon
     monkeypatch.setenv("CTRL_C_ONCE", str(tmp_path / "once"))
     (tmp_path / "once").write_text("")
     args = ["fit", "--loss", f"{tmp_path / 'ctrl_c.py'}:loss", "--epochs", "3", "--run-dir", str(tmp_path / "run"),
-            "--run.progress", "none", "--run.tensorboard", "false"]
+            "--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
     assert main(args) == 130
     err = capsys.readouterr().err
     assert f"stopped in epoch 2 of 3; {tmp_path / 'run' / 'last.pt'} keeps epoch 1; continue with: nettrain fit --resume " \
@@ -298,7 +298,7 @@ def test_a_run_directory_has_one_writer_at_a_time(tmp_path, capsys):
     import sys
     run_dir = tmp_path / "run"
     args = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--run-dir", str(run_dir),
-            "--run.progress", "none", "--run.tensorboard", "false"]
+            "--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
     assert main(args) == 0
     before = (run_dir / "last.pt").read_bytes()
     holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(run_dir)], stdout=subprocess.PIPE, text=True,
@@ -366,7 +366,7 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_keeps_the_previous_one(tm
     monkeypatch.setattr(torch, "save", fills_the_disk)
     run_dir = tmp_path / "run"
     args = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "3", "--run-dir", str(run_dir),
-            "--run.progress", "none", "--run.tensorboard", "false", "--scheduler", "none"]
+            "--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--scheduler", "none"]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"nettrain: error: disk full while writing {run_dir}/") and err.count("\n") == 1
@@ -387,7 +387,7 @@ def test_a_read_only_run_dir_is_one_line(tmp_path, capsys, monkeypatch):
     import errno
     run_dir = tmp_path / "run"
     args = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--run-dir", str(run_dir),
-            "--run.progress", "none", "--run.tensorboard", "false"]
+            "--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
     assert main(args) == 0
     capsys.readouterr()
 

@@ -13,7 +13,7 @@ import nettrain
 from nettrain.cli import main
 from nettrain.engine import checkpoint as ckpt_io
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false"]
+QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
 SMALL = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--model.args.hidden", "[8]", *QUIET]
 # a run that lasts long enough to be stopped in the middle
 SLOW = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--model.args.hidden", "[8]", "--epochs", "5000",
@@ -47,7 +47,7 @@ def test_the_api_installs_no_signal_handlers(tmp_path, monkeypatch):
         raise AssertionError("nettrain.fit changed the program's signal handling")
     monkeypatch.setattr(signal, "signal", refuse)
     nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "run",
-                 **{"run.progress": "none", "run.tensorboard": False})
+                 **{"run.progress": "none", "run.tensorboard": False, "run.report": False})
 
 
 def start(args, tmp_path):

@@ -15,8 +15,8 @@ from nettrain.engine.metrics import classification_metrics, regression_metrics
 from nettrain.errors import CheckpointError, DataError
 from nettrain.runs import RUN_FILES
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false"]
-FAST = {"run.progress": "none", "run.tensorboard": False, "model": "mlp", "model.args.hidden": [16]}
+QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
+FAST = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "model": "mlp", "model.args.hidden": [16]}
 
 
 def write(path, text):

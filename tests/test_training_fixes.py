@@ -6,7 +6,7 @@ from torch import nn
 
 import nettrain
 
-QUIET = {"run.progress": "none", "run.tensorboard": False, "device": "cpu", "precision": "32"}
+QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "device": "cpu", "precision": "32"}
 
 
 def test_a_short_last_accumulation_group_is_the_mean_of_its_own_batches(tmp_path):

@@ -13,7 +13,7 @@ from nettrain.config import DataConfig
 from nettrain.errors import CheckpointError, DataError
 from nettrain.runs import read_metrics
 
-QUIET = {"run.progress": "none", "run.tensorboard": False, "device": "cpu"}
+QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "device": "cpu"}
 
 
 # ---- seed 002's program, tiny: token sequences of 5-40 ids, label = more 7s than 8s ------------------------------

@@ -13,7 +13,7 @@ from nettrain.cli import main
 from nettrain.engine.device import resolve_precision
 from nettrain.engine.probe import Probe
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false"]
+QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
 
 # PyTorch's CIFAR-10 tutorial, verbatim: line 19 is the .view that channels_last batches break
 CIFAR_NET = """\
@@ -256,7 +256,7 @@ def test_a_choice_that_silently_changes_the_result_is_dropped(tmp_path, capsys):
     x = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8)
     net = write(tmp_path, "raw_memory.py", RAW_MEMORY)
     run = nettrain.fit(model=f"{net}:Net", data=(x, torch.randint(0, 10, (32,))), epochs=1, batch_size=16,
-                       run_dir=str(tmp_path / "run"), **{"run.progress": "none", "run.tensorboard": False})
+                       run_dir=str(tmp_path / "run"), **{"run.progress": "none", "run.tensorboard": False, "run.report": False})
     err = capsys.readouterr().err
     assert "channels_last off: Net's outputs or gradients with it differ from the plain computation's by" in err
     assert run.model.config.train.channels_last is False
@@ -285,7 +285,7 @@ def test_a_compiled_model_that_computes_otherwise_is_dropped(tmp_path, capsys, m
     net = write(tmp_path, "basics_net.py", BASICS_NET)
     run = nettrain.fit(model=f"{net}:Net", dataset="two-gaussians", compile=True, epochs=1,
                        run_dir=str(tmp_path / "run"), **{"model.args": {"n_feature": 2, "n_hidden": 10, "n_output": 2},
-                                                          "run.progress": "none", "run.tensorboard": False})
+                                                          "run.progress": "none", "run.tensorboard": False, "run.report": False})
     assert "torch.compile off: Net's outputs or gradients with it differ" in capsys.readouterr().err
     assert run.metrics
 

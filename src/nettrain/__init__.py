@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = ["fit", "load", "Run", "Predictor", "Predictions", "Config", "NettrainError", "__version__"]
 
+# nettrain.report is the report package (nettrain.report.build(run) writes RUN/report.html)
 _WHERE = {"fit": "api", "load": "api", "Run": "api", "Predictor": "api", "Predictions": "api", "Config": "config",
           "NettrainError": "errors"}
 

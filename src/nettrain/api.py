@@ -5,6 +5,7 @@
     model = nettrain.load("runs/xyz")          # best.pt of a run, or any checkpoint file
     model.predict(["cat.png", pil_image, uint8_array]).labels
     model.evaluate()                             # the test split it was trained with
+    nettrain.report("runs/xyz")                  # figures and report.html, from the run directory alone
 
 `fit` takes the same keys as the config: shortcut names (lr, epochs, batch_size, optimizer, ...), dotted
 keys (`**{"optim.momentum": 0.9}`), or whole sections (`optim={"momentum": 0.9}`).
@@ -183,11 +184,18 @@ def _check_size(cfg: Config, info: DataInfo, state: dict):
                               f"model and data it was trained with")
 
 
+def report(run_dir) -> Path:
+    """Draw the figures and write report.html of a run directory (a finished or stopped run) from its files
+    alone; returns the page's path. See nettrain/report/."""
+    from .report import build
+    return build(run_dir)
+
+
 def checkpoint_run_dir(path) -> Optional[Path]:
     p = Path(path)
     d = p if p.is_dir() else p.parent
     return d if (d / "config.yaml").exists() else None
 
 
-__all__ = ["fit", "load", "Run", "Predictor", "Predictions", "resolve_config", "format_report", "NettrainError",
-           "is_image_file"]
+__all__ = ["fit", "load", "report", "Run", "Predictor", "Predictions", "resolve_config", "format_report",
+           "NettrainError", "is_image_file"]

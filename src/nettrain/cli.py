@@ -5,6 +5,7 @@
     nettrain evaluate RUN_DIR_OR_CHECKPOINT [--data-dir DIR] [--model SPEC] [--trust-code]
     nettrain predict RUN_DIR_OR_CHECKPOINT FILE_OR_FOLDER... [--topk 3] [--json] [--model SPEC] [--trust-code]
     nettrain predict RUN_DIR_OR_CHECKPOINT --file rows.csv [--json]       (a model trained on a table)
+    nettrain report RUN_DIR
     nettrain list
 
 A user error (`NettrainError`) prints one line and exits with code 2; anything else is a bug and keeps its
@@ -67,7 +68,7 @@ def _model_flags(p):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nettrain", description="Train, evaluate and run PyTorch models in one command.")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,list}")
+    sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,report,list}")
     fit = sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
                          "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'); see `nettrain list`.")
     for flag, (_, typ, help_) in FIT_FLAGS.items():
@@ -88,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="print JSON for machines")
     pr.add_argument("--device", default="cpu")
     _model_flags(pr)
+    rp = sub.add_parser("report", help="draw a run's figures and write its report.html (a self-contained page)")
+    rp.add_argument("run", help="run directory")
     sub.add_parser("list", help="list datasets, models, optimizers, losses and schedulers")
     for command in sub.choices.values():   # also after the command; SUPPRESS keeps a --debug given before it
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
@@ -292,6 +295,9 @@ def _main(argv=None) -> int:
             return cmd_evaluate(args)
         if args.command == "predict":
             return cmd_predict(args)
+        if args.command == "report":
+            print(f"report {api.report(args.run)}")
+            return 0
         if args.command == "list":
             return cmd_list()
         parser.print_help()

@@ -173,6 +173,7 @@ class RunConfig:
     overwrite: bool = False           # replace an existing run directory
     tensorboard: bool = True
     progress: str = choice("auto", "auto", "bar", "lines", "none")
+    report: bool = True               # figures and report.html, live while training (nettrain/report/)
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "sched": SchedConfig,

@@ -52,7 +52,12 @@ def write_atomically(path: Path, text: str):
 RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metrics": "metrics.csv",
              "confusion": "confusion_matrix.csv", "last": "last.pt", "best": "best.pt",
              "best_safetensors": "best.safetensors", "tensorboard": "tensorboard", "events": "events.jsonl",
-             "test_metrics": "test_metrics.json"}
+             "test_metrics": "test_metrics.json",
+             # the report (nettrain/report/) and what a fit records for it of its model (nettrain/evidence.py)
+             "report": "report.html", "figures": "figures", "predictions": "predictions.npz",
+             "model_summary": "model_summary.txt"}
+# the folders among them: their files are recorded one by one, the folder itself is not
+RUN_FOLDERS = (RUN_FILES["tensorboard"], RUN_FILES["figures"])
 # the record of every file nettrain wrote into the run, relative to it, rewritten atomically when one is added
 MANIFEST = ".nettrain-run.json"
 
@@ -183,7 +188,7 @@ class RunDir:
             raise NettrainError(f"{refuse}: it has no {MANIFEST}, the record nettrain keeps of the files it wrote, so "
                                 f"it is not a nettrain run directory (or predates the record); choose another "
                                 f"--run-dir, or delete it yourself")
-        mine = [n for n in RUN_FILES.values() if (self.path / n).exists() and n != RUN_FILES["tensorboard"]
+        mine = [n for n in RUN_FILES.values() if (self.path / n).exists() and n not in RUN_FOLDERS
                 and n not in files]
         if mine:   # a new run would write over them
             raise NettrainError(f"{refuse}: it holds {', '.join(mine)}, which nettrain did not record writing; move "
@@ -229,7 +234,7 @@ class RunDir:
 
     def write_environment(self, **extra):
         env = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-               "argv": sys.argv, "cuda": torch.version.cuda, **extra}
+               "argv": sys.argv, "cuda": torch.version.cuda, "git": git_commit(), **extra}
         try:   # the installed version, without importing torchvision (seconds of start-up)
             from importlib.metadata import version
             env["torchvision"] = version("torchvision")
@@ -266,6 +271,21 @@ class RunDir:
                 f.write(line)
         except OSError as e:
             raise write_error(path, e) from None
+
+
+def git_commit():
+    """The commit checked out where the run was started (the user's code, for the record), None outside a git
+    repository or without git; "+ changes" when files differ from it."""
+    import subprocess
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=3)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=3)
+    except (OSError, subprocess.SubprocessError):   # no git, or a repository too slow to ask
+        return None
+    return sha.stdout.strip() + (" + changes" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
 def read_metrics(path) -> list:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__, _process
+from . import __version__, _process, evidence
 from ._malloc import freed_memory_kept, tuning
 from .config import Config, check_parallelism
 from .data import Data, DataInfo, load_data, make_batches
@@ -37,6 +37,7 @@ from .models import MODELS, build_model, check_fits
 from .models.blame import failure
 from .models.flat import FlatInput, first_linear
 from .predictor import Predictor, format_report, loss_config
+from .report.live import LiveReport
 from .resume import RECORDED, changes, check_changes, check_data, data_fingerprint
 from .runs import RunDir, TensorBoardLog
 from .trust import Gate, remember
@@ -100,8 +101,10 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         check_data(run.path, state.get("data_fingerprint"), data_fingerprint(t.data.train))
         history, best, start_epoch = _resume(t, run, state, progress)
         if start_epoch >= tc.epochs:   # nothing to train: nothing is written, not even the environment
-            return Run(run.path, history, Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, cfg,
-                                                    t.precision.device, t.precision), {}, time.perf_counter() - t0)
+            predictor = Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, cfg, t.precision.device, t.precision,
+                                  loss_fn=t.step.loss_fn,
+                                  collate_fn=getattr(t.data.train, "collate_fn", None))
+            return Run(run.path, history, predictor, {}, time.perf_counter() - t0)
     elif run is None:
         run = RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite)
         held.callback(run.unlock)
@@ -114,6 +117,8 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         run.add_event(event="resume", from_epoch=start_epoch, epochs=tc.epochs, threads=torch.get_num_threads(),
                       device=describe(device), changed={k: list(v) for k, v in changed.items()}, argv=sys.argv)
     tb = TensorBoardLog(run, cfg.run.tensorboard, purge_step=start_epoch + 1 if resume_dir else None)
+    live = LiveReport(run, tc.epochs, cfg.run.report)
+    held.callback(live.close)   # a fit that stops leaves a page that no longer reloads
     if start_epoch == 0:
         if t.info.kind == "image" and hasattr(t.data.train, "x"):
             tb.images(t.data.train.x[:64])
@@ -138,7 +143,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
             t.precision.small_linears_in_float32(t.module, t.eval_model, enabled=not tc.compile):
         try:
             try:
-                final_va = _epochs(t, run, tb, progress, history, best, start_epoch, where, record_config)
+                final_va = _epochs(t, run, tb, progress, history, best, start_epoch, where, record_config, live)
             finally:
                 tb.close()
             test = _test(t, run, progress, final_va)
@@ -161,6 +166,9 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
                      f"no validation split chose among epochs) -> {run.best}; {seconds:.1f}s in all")
     predictor = Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, cfg, device, t.precision,
                           loss_fn=t.step.loss_fn, collate_fn=getattr(t.data.train, "collate_fn", None))
+    if cfg.run.report:   # what the figures need of the model, then the full report (nettrain/report/)
+        evidence.record(run, predictor, t.data.test, test)
+        progress.say(f"report {live.finish()}")
     return Run(run.path, history, predictor, test, seconds)
 
 
@@ -486,7 +494,8 @@ def _checkpoint(t: _Training, epoch: int, history: list, best: dict) -> dict:
 
 
 def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, history: list, best: dict,
-            start_epoch: int, where: dict, record_config: Optional[Config] = None) -> Optional[dict]:
+            start_epoch: int, where: dict, record_config: Optional[Config] = None,
+            live: Optional[LiveReport] = None) -> Optional[dict]:
     """Train from `start_epoch` to the end, validating, logging and checkpointing each epoch; returns the last
     epoch's validation (None if it did not validate). where["epoch"] is the epoch in progress; `record_config`,
     a resume's new config.yaml, is written once the first epoch under it is kept."""
@@ -533,6 +542,8 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
         if record_config is not None:
             _write_config(run, record_config)
             record_config = None
+        if live is not None:
+            live.epoch_end(epoch)
     return final_va
 
 

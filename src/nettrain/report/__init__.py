@@ -1,0 +1,61 @@
+"""The run's report, built from its run directory alone: figures (RUN/figures/*.png) and RUN/report.html.
+
+    nettrain report RUN                  # (re)build it for a finished or stopped run
+    report.build(path) -> RUN/report.html
+
+A fit writes it too: at epoch ends while it trains (live.py: a page that reloads itself, within a time budget)
+and in full when it ends. Nothing here imports training code: the report reads config.yaml, environment.json,
+metrics.csv, confusion_matrix.csv, events.jsonl and what the fit recorded of its model (predictions.npz,
+model_summary.txt: nettrain/evidence.py), so any run directory, copied from anywhere, can be reported on.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..atomic import write_file, write_error, write_text
+from ..runs import RUN_FILES, RunDir
+from .html import page
+from .read import Record, check_run_dir, read
+
+REPORT, FIGURES = RUN_FILES["report"], RUN_FILES["figures"]
+
+__all__ = ["REPORT", "FIGURES", "build", "write", "status_of"]
+
+
+def status_of(rec: Record) -> str:
+    """Where a run that is not training stands, read from its records."""
+    done = len(rec.metrics)
+    epochs = rec.section("train").get("epochs")
+    if epochs is not None and done < epochs:
+        return f"stopped after epoch {done} of {epochs}; nettrain fit --resume {rec.path} continues it"
+    return f"finished: {done} epoch{'s' if done != 1 else ''} (report written {time.strftime('%Y-%m-%d %H:%M:%S')})"
+
+
+def write(run: RunDir, *, live: bool = False, cheap: bool = False, status: str = None) -> Path:
+    """Draw the figures and write report.html into `run`, whose lock the caller holds. `cheap`: only the figures
+    drawn from metrics.csv (live updates); `live`: the page reloads itself."""
+    from .figures import render   # matplotlib: imported when a report is first drawn, not with nettrain
+    rec = read(run.path)
+    drawn = render(rec, cheap_only=cheap)
+    folder = run.path / FIGURES
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as e:
+        raise write_error(folder, e) from None
+    for name, _, data in drawn:
+        write_file(run.claim(folder / name), lambda tmp, data=data: tmp.write_bytes(data))
+    path = run.claim(run.path / REPORT)
+    write_text(path, page(rec, drawn, status or status_of(rec), live))
+    return path
+
+
+def build(path) -> Path:
+    """`nettrain report RUN`: the full report of a run directory, written under its lock (a run still training
+    is refused in one line, naming the process: its own live report is being written)."""
+    run = RunDir(check_run_dir(path))
+    run.lock()
+    try:
+        return write(run)
+    finally:
+        run.unlock()

@@ -1,0 +1,270 @@
+"""The report: figures and report.html from the run directory alone, live while a fit trains, `nettrain report`."""
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nettrain
+from nettrain.cli import main
+from nettrain.report import live as live_module, stats
+from nettrain.report.live import LiveReport
+from nettrain.runlock import RunLock
+from nettrain.runs import RunDir
+
+QUIET = {"run.progress": "none", "run.tensorboard": False}
+DIGITS_FIGURES = {"learning_curves.png", "lr_schedule.png", "confusion_matrix.png", "per_class.png",
+                  "test_examples.png", "top_losses.png", "calibration.png"}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """One tiny digits run, shared: its report is the fit's own, written when it ended."""
+    run_dir = tmp_path_factory.mktemp("report") / "digits"
+    nettrain.fit(dataset="digits", model="mlp", epochs=2, run_dir=str(run_dir), **QUIET)
+    return run_dir
+
+
+@pytest.fixture
+def digits_copy(digits_run, tmp_path):
+    """A copy to write into (the lock file and all)."""
+    return shutil.copytree(digits_run, tmp_path / "run")
+
+
+def _check_png(path):
+    assert path.read_bytes()[:8] == PNG, path
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.width > 100 and image.height > 100, (path, image.size)
+
+
+def _recorded(run_dir) -> set:
+    return set(json.loads((run_dir / ".nettrain-run.json").read_text())["files"])
+
+
+def test_a_digits_fit_writes_every_figure_and_records_them(digits_run):
+    figures = {p.name for p in (digits_run / "figures").iterdir()}
+    assert figures == DIGITS_FIGURES
+    for name in figures:
+        _check_png(digits_run / "figures" / name)
+    assert {f"figures/{n}" for n in figures} | {"report.html", "predictions.npz", "model_summary.txt"} \
+        <= _recorded(digits_run)
+    with np.load(digits_run / "predictions.npz", allow_pickle=False) as p:   # plain data, no pickled objects
+        assert p["shown_images"].dtype == np.uint8 and p["shown_images"].shape[1:] == (8, 8, 1)
+        tested = sum(int(v) for line in (digits_run / "confusion_matrix.csv").read_text().splitlines()[1:]
+                     for v in line.split(",")[1:])
+        assert len(p["confidence"]) == len(p["correct"]) == tested   # every test example
+    assert "Total params" in (digits_run / "model_summary.txt").read_text()
+
+
+@pytest.mark.parametrize("dataset, figure", [("quadratic", "regression_fit.png"),
+                                             ("two-gaussians", "decision_boundary.png")])
+def test_the_toy_tasks_get_their_own_figure(tmp_path, dataset, figure):
+    run = nettrain.fit(dataset=dataset, model="mlp", epochs=2, run_dir=str(tmp_path / "run"), **QUIET)
+    figures = {p.name for p in (run.dir / "figures").iterdir()}
+    assert figure in figures and "learning_curves.png" in figures
+    for name in figures:
+        _check_png(run.dir / "figures" / name)
+    if dataset == "quadratic":   # a regression has no confusion matrix, calibration or image grid
+        assert figures == {"learning_curves.png", "lr_schedule.png", "regression_fit.png"}
+        html = (run.dir / "report.html").read_text()
+        assert f"{run.test['mse']:.4g}" in html   # the test MSE is a key number
+
+
+def test_the_final_page_is_self_contained_and_does_not_reload(digits_run):
+    html = (digits_run / "report.html").read_text()
+    assert "http-equiv" not in html
+    assert not re.search(r"(src|href)=\"(?!data:)", html)   # nothing is fetched: no file, no network
+    assert "<script" not in html
+    sources = re.findall(r'<img alt="[^"]*" src="([^"]*)"', html)
+    assert len(sources) == len(DIGITS_FIGURES) and all(s.startswith("data:image/png;base64,") for s in sources)
+    for section in ("Epochs", "Per class (test split)", "Timings", "Environment", "Resumes", "Configuration",
+                    "Model"):
+        assert f"<h2>{section}" in html
+
+
+def _test_accuracy(run_dir) -> str:
+    rows = [line.split(",") for line in (run_dir / "confusion_matrix.csv").read_text().splitlines()[1:]]
+    cm = np.array([[int(v) for v in r[1:]] for r in rows])
+    return f"{100 * np.trace(cm) / cm.sum():.2f}%"
+
+
+# Written into a copy of the page: when it has loaded, every image's decoded width goes into the DOM that
+# --dump-dom prints (0 for an image the browser could not decode).
+PROBE = ('<script>window.addEventListener("load", () => document.body.setAttribute("data-widths", '
+         '[...document.images].map(i => i.naturalWidth).join(",")));</script>')
+
+
+def _chromium(*args):
+    return subprocess.run([shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
+                           "--hide-scrollbars", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium on PATH (CI installs it: .ci/run)")
+def test_chromium_renders_the_page_with_every_image_and_the_final_accuracy(digits_run, tmp_path):
+    page = tmp_path / "probe.html"
+    page.write_text((digits_run / "report.html").read_text().replace("</body>", PROBE + "</body>"))
+    dom = _chromium("--dump-dom", page.as_uri()).stdout
+    widths = re.search(r'data-widths="([\d,]*)"', dom)
+    assert widths, dom[:500]
+    widths = [int(w) for w in widths.group(1).split(",")]
+    assert len(widths) == len(DIGITS_FIGURES) and all(w > 0 for w in widths), widths
+    accuracy = _test_accuracy(digits_run)
+    assert re.search(rf'id="test-accuracy">{re.escape(accuracy)}<', dom)
+    shot = tmp_path / "report.png"   # kept in the test's tmp dir, to look at
+    _chromium(f"--screenshot={shot}", "--window-size=1280,1800", (digits_run / "report.html").as_uri())
+    _check_png(shot)
+
+
+def test_nettrain_report_rebuilds_a_finished_run(digits_copy, capsys):
+    shutil.rmtree(digits_copy / "figures")
+    (digits_copy / "report.html").unlink()
+    assert main(["report", str(digits_copy)]) == 0
+    assert capsys.readouterr().out.strip() == f"report {digits_copy / 'report.html'}"
+    assert {p.name for p in (digits_copy / "figures").iterdir()} == DIGITS_FIGURES
+    assert _test_accuracy(digits_copy) in (digits_copy / "report.html").read_text()
+
+
+@pytest.mark.parametrize("what", ["missing", "folder", "file"])
+def test_nettrain_report_refuses_a_non_run_in_one_line(tmp_path, capsys, what):
+    target = tmp_path / "x"
+    if what == "folder":
+        target.mkdir()
+        (target / "notes.txt").write_text("mine")
+    elif what == "file":
+        target.write_text("mine")
+    assert main(["report", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"nettrain: error: {target} ")
+    assert "give the directory of a run" in err
+    if what == "folder":   # nothing written into it
+        assert [p.name for p in target.iterdir()] == ["notes.txt"]
+
+
+def test_nettrain_report_waits_for_the_runs_writer(digits_copy, capsys):
+    with RunLock(digits_copy):   # a fit still writing it
+        assert main(["report", str(digits_copy)]) == 2
+    assert "is in use by another nettrain process" in capsys.readouterr().err
+
+
+def test_overwrite_deletes_the_report_with_the_run(digits_copy):
+    (digits_copy / "figures" / "mine.txt").write_text("the user's")
+    nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=str(digits_copy), overwrite=True,
+                 **QUIET, **{"run.report": False})
+    assert not (digits_copy / "report.html").exists() and not (digits_copy / "predictions.npz").exists()
+    assert [p.name for p in (digits_copy / "figures").iterdir()] == ["mine.txt"]   # only what nettrain wrote
+
+
+def test_a_run_from_elsewhere_is_data(digits_copy, capsys):
+    """Broken or hostile files are named on the page, escaped, never run or unpickled."""
+    csv = (digits_copy / "confusion_matrix.csv").read_text().splitlines()
+    csv[0] = csv[0].replace(",0,", ',"<script>alert(1)</script>",', 1)
+    (digits_copy / "confusion_matrix.csv").write_text("\n".join(csv) + "\n")
+    (digits_copy / "predictions.npz").write_bytes(b"not an npz")
+    with open(digits_copy / "events.jsonl", "a") as f:
+        f.write('{"event": "resume", "from_epoch": 1}\n{"cut\n')
+    assert main(["report", str(digits_copy)]) == 0
+    html = (digits_copy / "report.html").read_text()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "predictions.npz could not be read" in html and "events.jsonl has an unreadable line" in html
+    assert {p.name for p in (digits_copy / "figures").iterdir()} >= {"confusion_matrix.png", "per_class.png"}
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_live_updates_stay_within_their_budget_and_a_stopped_page_stops_reloading(digits_copy):
+    clock = Clock()
+    live = LiveReport(RunDir(digits_copy), epochs=10, clock=clock)
+    page = digits_copy / "report.html"
+    clock.now = 1.0   # an epoch of 1 s: an update (estimated at FIRST_ESTIMATE) would add far more than 2%
+    assert not live.epoch_end(1)
+    clock.now = live_module.FIRST_ESTIMATE / live_module.BUDGET + 1
+    assert live.epoch_end(2)
+    assert '<meta http-equiv="refresh"' in page.read_text() and "epoch 2 of 10" in page.read_text()
+    assert live.spent == live.estimate == 0   # the fake clock stood still while it wrote: a free update
+    assert live.epoch_end(3)
+    live.spent, live.estimate = 10.0, 1.0   # then: the updates so far have used up the budget
+    clock.now += 1
+    assert not live.epoch_end(4)
+    assert not live.epoch_end(10)   # the last epoch: the full report follows instead
+    live.close()   # the fit stopped
+    assert "http-equiv" not in page.read_text()
+
+
+def test_a_fit_rewrites_the_live_page_at_epoch_ends(tmp_path, monkeypatch):
+    monkeypatch.setattr(live_module, "BUDGET", 1e9)   # every epoch, whatever it costs
+    pages = []
+    real = live_module.write
+
+    def write(run, **kw):
+        path = real(run, **kw)
+        pages.append((kw.get("live", False), path.read_text()))
+        return path
+    monkeypatch.setattr(live_module, "write", write)
+    nettrain.fit(dataset="two-gaussians", model="mlp", epochs=3, run_dir=str(tmp_path / "run"), **QUIET)
+    assert [is_live for is_live, _ in pages] == [True, True, False]   # epochs 1 and 2 live, then the full page
+    assert all(('http-equiv="refresh"' in html) == is_live for is_live, html in pages)
+    assert "decision_boundary" in pages[-1][1] and "decision_boundary" not in pages[0][1]
+
+
+def test_run_report_false_writes_no_report(tmp_path):
+    run = nettrain.fit(dataset="quadratic", model="mlp", epochs=1, run_dir=str(tmp_path / "run"), **QUIET,
+                       **{"run.report": False})
+    assert not (run.dir / "report.html").exists() and not (run.dir / "figures").exists()
+
+
+def test_per_class_scores_and_calibration():
+    cm = np.array([[8, 2, 0], [1, 9, 0], [0, 0, 0]])   # class 2: never present, never predicted
+    s = stats.per_class(cm)
+    assert s["precision"][:2] == pytest.approx([8 / 9, 9 / 11]) and s["recall"][:2] == pytest.approx([0.8, 0.9])
+    assert s["f1"][0] == pytest.approx(2 * (8 / 9) * 0.8 / (8 / 9 + 0.8))
+    assert np.isnan(s["precision"][2]) and np.isnan(s["recall"][2]) and list(s["support"]) == [10, 10, 0]
+    c = stats.calibration(np.array([0.95, 0.95, 0.55, 0.55, 1.0]), np.array([1, 1, 1, 0, 1]), bins=10)
+    assert list(c["count"][[5, 9]]) == [2, 3] and c["accuracy"][5] == 0.5 and c["accuracy"][9] == 1.0
+    assert c["ece"] == pytest.approx((2 * 0.05 + 3 * abs(1 - (0.95 + 0.95 + 1) / 3)) / 5)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+def test_the_environment_names_the_git_commit(tmp_path, monkeypatch):
+    from nettrain.runs import git_commit
+    monkeypatch.chdir(tmp_path)
+    assert git_commit() is None   # not a repository
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    (tmp_path / "a.py").write_text("1")
+    subprocess.run(git + ["add", "a.py"], check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], check=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert git_commit() == sha
+    (tmp_path / "a.py").write_text("2")
+    assert git_commit() == f"{sha} + changes"
+
+
+def test_the_report_imports_no_training_code():
+    """It is built from the run directory alone: its modules import, of nettrain, only the run directory's own
+    modules (runs, atomic writes, errors), never data, models, engine or training."""
+    import ast
+    import nettrain.report
+    allowed = {"nettrain.errors", "nettrain.runs", "nettrain.atomic"}
+    folder = Path(nettrain.report.__file__).parent
+    for source in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                target = ("nettrain" if node.level == 2 else "nettrain.report") + (f".{node.module}" if node.module
+                                                                                   else "")
+                assert target.startswith("nettrain.report") or target in allowed, (source.name, target)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                assert not any(n.startswith("nettrain") for n in names), (source.name, names)
