@@ -77,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     _model_flags(ev)
     ev.add_argument("--data-dir", help="evaluate on the test split found in this directory instead")
     ev.add_argument("--device", default="auto")
-    pr = sub.add_parser("predict", help="predict the classes of image files")
+    pr = sub.add_parser("predict", help="predict the classes of image files, or of texts (a text run)")
     pr.add_argument("checkpoint", help="run directory or checkpoint file")
-    pr.add_argument("inputs", nargs="+", help="image files or folders of images")
+    pr.add_argument("inputs", nargs="*", help="image files or folders of images; for a text run, the texts")
+    pr.add_argument("--file", help="text runs: a file of texts to classify, one per line")
     pr.add_argument("--topk", type=int, default=3, help="classes to show per input (default 3)")
     pr.add_argument("--json", action="store_true", help="print JSON for machines")
     pr.add_argument("--device", default="cpu")
@@ -157,6 +158,10 @@ def cmd_predict(args) -> int:
         raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
     model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
                      _fixes=CLI_FIXES)
+    if model.info.kind == "text":
+        return _predict_texts(model, args)
+    if args.file or not args.inputs:
+        raise NettrainError("predict on an image model takes image files or folders (not --file); give at least one")
     if model.info.kind != "image":
         raise NettrainError("predict from files needs a model trained on images; use the Python API for vectors")
     c, h, _ = model.info.shape
@@ -182,6 +187,32 @@ def cmd_predict(args) -> int:
             shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
             print(f"{printable(r['file'])}: {shown}")
     return 1 if errors else 0
+
+
+def _predict_texts(model, args) -> int:
+    """A text run's predictions: one line per text (the text, then its classes), or JSON."""
+    from .errors import printable
+    texts = list(args.inputs)
+    if args.file:
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                texts += [line.rstrip("\r\n") for line in f if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise NettrainError(f"cannot read --file {printable(args.file)} "
+                                f"({getattr(e, 'strerror', None) or type(e).__name__}); give a UTF-8 text file, "
+                                f"one text per line") from None
+    if not texts:
+        raise NettrainError("nothing to predict: give texts as arguments, or --file FILE with one text per line")
+    preds = model.predict(texts)
+    results = [{"text": t, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in top]}
+               for t, top in zip(texts, preds.topk(args.topk))]
+    if args.json:
+        print(json.dumps({"predictions": results, "errors": []}, indent=2))
+    else:
+        for r in results:
+            shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
+            print(f"{printable(r['text'][:60])}: {shown}")
+    return 0
 
 
 def cmd_list() -> int:

@@ -93,6 +93,7 @@ class DataConfig:
     alternate_flip: bool = False      # with flip: mirror each image every other epoch (a seeded half first), not by a
                                       # coin per epoch (in-memory data; the DataLoader path keeps coins)
     normalize: bool = True            # subtract the dataset's mean, divide by its std
+    args: dict = field(default_factory=dict)  # the dataset's own options (text: data/text.py), checked by it
 
 
 @dataclass

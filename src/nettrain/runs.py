@@ -9,6 +9,7 @@
         best.safetensors       best weights only
         tensorboard/           TensorBoard event files
         events.jsonl           one line per resume: when, from which epoch, what changed
+        vocab.json             text runs: the vocabulary's tokens, in id order (<pad> 0, <unk> 1)
         .nettrain-run.json     the record of every file nettrain wrote here (what --overwrite deletes)
         .nettrain-lock         the writers' lock (runlock.py): one fit or resume at a time
 
@@ -47,7 +48,8 @@ def write_atomically(path: Path, text: str):
 # and one `run.claim(path)` before it is written: the record of claimed files (MANIFEST) is what --overwrite deletes.
 RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metrics": "metrics.csv",
              "confusion": "confusion_matrix.csv", "last": "last.pt", "best": "best.pt",
-             "best_safetensors": "best.safetensors", "tensorboard": "tensorboard", "events": "events.jsonl"}
+             "best_safetensors": "best.safetensors", "tensorboard": "tensorboard", "events": "events.jsonl",
+             "vocab": "vocab.json"}
 # the record of every file nettrain wrote into the run, relative to it, rewritten atomically when one is added
 MANIFEST = ".nettrain-run.json"
 

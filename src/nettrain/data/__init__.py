@@ -15,6 +15,7 @@ from .arrays import ArrayData, DataInfo, channel_stats, images_from_numpy, split
 from .batches import BatchPrep, InMemoryBatches, LoaderBatches
 from .custom import CustomData, class_names, custom_data, wanted as wants_custom
 from .sources import DATASETS, Source, data_root, load_source
+from .text import TextData
 
 __all__ = ["DATASETS", "ArrayData", "Data", "DataInfo", "load_data", "from_user_data", "make_batches",
            "data_root", "images_from_numpy"]
@@ -96,7 +97,8 @@ def _check_crop(padding: int, kind: str, shape: list):
 
 
 def load_data(cfg) -> Data:
-    return from_source(load_source(cfg), cfg)
+    src = load_source(cfg)
+    return src if isinstance(src, Data) else from_source(src, cfg)   # an input kind's module makes its own Data
 
 
 def tensor_images(x: torch.Tensor) -> torch.Tensor:
@@ -225,6 +227,9 @@ def make_batches(data, info: DataInfo, cfg, device, batch_size: int, *, train: b
     if isinstance(data, CustomData):
         return data.batches(device, batch_size, info.task, shuffle=shuffle, drop_last=drop_last, seed=seed,
                             workers=cfg.workers)
+    if isinstance(data, TextData):
+        return data.batches(device, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                            bucket=bool(cfg.args.get("bucket")))
     if isinstance(data, ArrayData):
         return InMemoryBatches(data, prep, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
                                rank=rank, world_size=world_size, input_dtype=input_dtype)

@@ -27,6 +27,7 @@ class DataInfo:
     image_size: Optional[int] = None  # files given to predict are resized to this (image folders)
     dtype: Optional[str] = None     # vectors of integers (token ids) stay this torch dtype, e.g. "int64"; None: float32
     collate: Optional[str] = None   # custom: the user's collate function as module:qualname; None: torch's default
+    vocab: Optional[list] = None    # text: the tokens, <pad> and <unk> first (data/text.py); shape is [len(vocab)]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -18,6 +18,7 @@ from ..errors import ModelError
 from ..usercode import load_object, raised, resolve
 from .zoo import MODELS, check_args
 from . import fast  # noqa: F401,E402  (registers fastnet)
+from . import text  # noqa: F401,E402  (registers bilstm, fasttext)
 
 __all__ = ["MODELS", "build_model", "check_fits", "load_object", "raised"]
 
