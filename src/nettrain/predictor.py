@@ -21,6 +21,7 @@ from .engine.device import resolve_precision
 from .engine.loop import evaluate as evaluate_pass
 from .engine.optim import build_loss, default_loss_for
 from .errors import DataError, NettrainError, printable
+from .scores import class_scores
 
 
 def loss_config(cfg: Config, task: str):
@@ -278,10 +279,14 @@ def format_report(result: dict, classes, split: str = "test") -> str:
     cm = result["confusion"]
     lines = [f"{split}: loss {result['loss']:.4f}  accuracy {result['acc']:.2%} ({int(cm.diag().sum())}/{n})"]
     width = max(8, max(len(c) for c in classes))
-    lines.append(f"  {'class':<{width}}  accuracy")
-    for name, correct, total in zip(classes, cm.diag().tolist(), cm.sum(1).tolist()):
-        acc = f"{correct / total:7.2%}  ({correct}/{total})" if total else "      -"
-        lines.append(f"  {name:<{width}}  {acc}")
+    scores = class_scores(cm)
+    lines.append(f"  {'class':<{width}}  accuracy{' ' * 14}precision  recall      f1")
+    for i, (name, correct, total) in enumerate(zip(classes, cm.diag().tolist(), cm.sum(1).tolist())):
+        acc = f"{correct / total:7.2%}  {f'({correct}/{total})':<13}" if total else f"{'-':>7}  {'':<13}"
+        lines.append(f"  {name:<{width}}  {acc} {scores['precision'][i]:9.4f} {scores['recall'][i]:7.4f} "
+                     f"{scores['f1'][i]:7.4f}")
+    macro = scores["macro"]
+    lines.append(f"  {'macro':<{width}}  {'':<22} {macro['precision']:9.4f} {macro['recall']:7.4f} {macro['f1']:7.4f}")
     if len(classes) <= 20:
         cell = max(5, len(str(int(cm.max()))) + 1)
         lines.append("  confusion matrix (rows: true class, columns: predicted)")
