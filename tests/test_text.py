@@ -236,3 +236,10 @@ def test_bad_files_are_one_line_and_write_nothing(tmp_path, capsys, content, exp
 def test_unknown_text_option_is_refused(sms, tmp_path, capsys):
     assert main(fit_args(sms, tmp_path / "run", "--data.args.bukcet", "true")) == 2
     assert "unknown key data.args.bukcet" in capsys.readouterr().err
+
+
+def test_data_args_of_a_dataset_that_takes_none_are_refused(tmp_path, capsys):
+    assert main(["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--data.args.bucket", "true",
+                 "--run-dir", str(tmp_path / "run"), *QUIET]) == 2
+    assert "dataset 'two-gaussians' takes no data.args (got bucket)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

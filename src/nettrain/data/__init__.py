@@ -15,7 +15,7 @@ from .arrays import ArrayData, DataInfo, channel_stats, images_from_numpy, split
 from .batches import BatchPrep, InMemoryBatches, LoaderBatches
 from .custom import CustomData, class_names, custom_data, wanted as wants_custom
 from .sources import DATASETS, Source, data_root, load_source
-from .text import TextData
+from .text import TAKES_ARGS, TextData
 
 __all__ = ["DATASETS", "ArrayData", "Data", "DataInfo", "load_data", "from_user_data", "make_batches",
            "data_root", "images_from_numpy"]
@@ -97,6 +97,9 @@ def _check_crop(padding: int, kind: str, shape: list):
 
 
 def load_data(cfg) -> Data:
+    if cfg.args and cfg.name not in TAKES_ARGS:   # not ignored: a typo'd dataset or a misplaced key would be silent
+        raise ConfigError(f"dataset {cfg.name!r} takes no data.args (got {', '.join(map(str, cfg.args))}); leave "
+                          f"them out (data.args are the options of dataset {', '.join(sorted(TAKES_ARGS))})")
     src = load_source(cfg)
     return src if isinstance(src, Data) else from_source(src, cfg)   # an input kind's module makes its own Data
 

@@ -44,6 +44,7 @@ _ARGS = {
                       "a number between 0 and 1"),
     "bucket": (False, lambda v: isinstance(v, bool), "true or false"),
 }
+TAKES_ARGS = {"text"}   # the datasets whose options are data.args (the others refuse them)
 BUCKET_WINDOW = 50   # batches whose texts are sorted by length together when bucketing
 
 
@@ -294,6 +295,9 @@ def load_text(cfg, vocab=None):
     model's vocabulary, used instead of one learned from the training split (evaluate)."""
     from . import Data   # the package's container (data/__init__.py imports this module)
     args = text_args(cfg.args)
+    if cfg.crop_padding or cfg.flip:
+        raise ConfigError("data.crop_padding and data.flip augment images; a text dataset takes neither, leave them "
+                          "out")
     path = data_root(cfg)
     rows = read_rows(path, args["text_column"], args["label_column"])
     empty = [line for line, text, _ in rows if not text.strip()]
