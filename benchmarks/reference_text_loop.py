@@ -4,7 +4,8 @@ sizes, same max pooling), run over the padded batch WITHOUT packing (the padding
 still ignores it). The data is nettrain's seeded, duplicate-aware 80/20 split with the same vocabulary (imported,
 so that both sides train and test on identical ids): what is compared is the training loop.
 
-    python benchmarks/reference_text_loop.py FILE.csv [--epochs 6] [--batch-size 64] [--lr 0.005] [--min-freq 2]
+    python benchmarks/reference_text_loop.py FILE.csv [--epochs 6] [--batch-size 64] [--lr 0.005] [--embed 128]
+                                                      [--hidden 64] [--min-freq 2]
 
 Prints one JSON line: test accuracy, per-class F1 and the training seconds.
 """
@@ -62,6 +63,8 @@ def main():
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--embed", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--min-freq", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
@@ -75,7 +78,7 @@ def main():
     train = Texts([texts[i] for i in train_rows], [y[i] for i in train_rows], vocab)
     test = Texts([texts[i] for i in test_rows], [y[i] for i in test_rows], vocab)
     loader = DataLoader(train, batch_size=a.batch_size, shuffle=True, collate_fn=numpy_pad_collate)
-    model = BiLSTM(len(vocab), len(classes))
+    model = BiLSTM(len(vocab), len(classes), a.embed, a.hidden)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.epochs * len(loader))
     loss_fn = nn.CrossEntropyLoss()
