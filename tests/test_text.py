@@ -221,6 +221,7 @@ def test_scores_match_sklearn():
     ("text,label\nfine text,a\n,b\nmore,a\n", "1 empty text, the first at line 3"),
     ("text,target\nfine,a\nother,b\n", "no column 'label' (its columns: text, target)"),
     ("text,label\none,a\ntwo,a\nthree,a\n", "one class only ('a')"),
+    ("text,label\none,a\ntwo,\nthree,b\n", "1 text without a label, the first at line 3"),
     ("text,label\none,a\ntwo, with a comma,b\nthree,a\n", "line 3 has 3 fields, the header 2"),
 ])
 def test_bad_files_are_one_line_and_write_nothing(tmp_path, capsys, content, expected):
@@ -243,3 +244,20 @@ def test_data_args_of_a_dataset_that_takes_none_are_refused(tmp_path, capsys):
                  "--run-dir", str(tmp_path / "run"), *QUIET]) == 2
     assert "dataset 'two-gaussians' takes no data.args (got bucket)" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["bilstm", "fasttext"])
+def test_text_models_ignore_padding_and_train(name):
+    """Extra padding changes nothing: the LSTM runs over packed sequences, the poolings and means skip padding."""
+    from nettrain.models import build_model
+    torch.manual_seed(0)
+    model = build_model(name, [30], 3, {}).eval()
+    tokens = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]])
+    lengths = torch.tensor([3, 2])
+    wider = torch.cat([tokens, torch.zeros(2, 5, dtype=torch.long)], 1)
+    assert torch.allclose(model(tokens, lengths), model(wider, lengths), atol=1e-6)
+    model.train()
+    out = model(tokens, lengths)
+    assert out.shape == (2, 3)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -304,6 +304,11 @@ def load_text(cfg, vocab=None):
     if empty:
         raise DataError(f"{printable(path)} has {len(empty)} empty text{'s' * (len(empty) > 1)}, the first at line "
                         f"{empty[0]}; remove those rows or fill in their text")
+    unlabelled = [line for line, _, label in rows if not label.strip()]
+    if unlabelled:
+        raise DataError(f"{printable(path)} has {len(unlabelled)} text{'s' * (len(unlabelled) > 1)} without a label, "
+                        f"the first at line {unlabelled[0]}; give every text its class in column "
+                        f"{args['label_column']!r}")
     if len(rows) < 2:
         raise DataError(f"{printable(path)} holds {len(rows)} text{'s' * (len(rows) != 1)}; give at least two (one "
                         f"to train on, one to test)")

@@ -11,6 +11,7 @@ from ..errors import ModelError
 from .zoo import MODELS
 
 POOLS = ("max", "mean", "both")
+TEXT_MODELS = ("bilstm", "fasttext")   # registered below; they take (tokens, lengths), not images
 
 
 def _vocab(name, shape) -> int:
