@@ -81,10 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     _model_flags(ev)
     ev.add_argument("--data-dir", help="evaluate on the test split found in this directory instead")
     ev.add_argument("--device", default="auto")
-    pr = sub.add_parser("predict", help="predict the classes of image files, or a table's rows")
+    pr = sub.add_parser("predict", help="predict the classes of image files, a table's rows, or texts (a text run)")
     pr.add_argument("checkpoint", help="run directory or checkpoint file")
-    pr.add_argument("inputs", nargs="*", help="image files or folders of images; or CSV files of rows (tables)")
-    pr.add_argument("--file", action="append", default=[], help="a CSV file of rows to predict (tables; repeatable)")
+    pr.add_argument("inputs", nargs="*", help="image files or folders of images; CSV files of rows (tables); the "
+                                              "texts themselves (a text run)")
+    pr.add_argument("--file", action="append", default=[], help="tables: a CSV file of rows; text runs: a file of "
+                                                                "texts, one per line (repeatable)")
     pr.add_argument("--topk", type=int, default=None, help="classes to show per input (default 3; tables 1)")
     pr.add_argument("--json", action="store_true", help="print JSON for machines")
     pr.add_argument("--device", default="cpu")
@@ -172,9 +174,11 @@ def cmd_predict(args) -> int:
                      _fixes=CLI_FIXES)
     if model.info.kind == "table":
         return _predict_rows(model, args.inputs + args.file, args.topk or 1, args.json)
+    if model.info.kind == "text":
+        return _predict_texts(model, args.inputs, args.file, args.topk or 3, args.json)
     if args.file:
-        raise NettrainError("--file gives CSV rows to a model trained on a table; give image files and folders "
-                            "as arguments")
+        raise NettrainError("--file gives CSV rows to a table model or texts to a text model; give image files and "
+                            "folders as arguments")
     if not args.inputs:
         raise NettrainError("nothing to predict: give image files or folders after the run directory")
     args.topk = args.topk or 3
@@ -229,6 +233,32 @@ def _predict_rows(model, files: list, topk: int, as_json: bool) -> int:
         shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]) \
             if "predictions" in r else (f"{r['value']:.6g}" if isinstance(r["value"], float) else str(r["value"]))
         print(f"{printable(r['file'])} row {r['row']}: {shown}")
+    return 0
+
+
+def _predict_texts(model, inputs: list, files: list, topk: int, as_json: bool) -> int:
+    """A text run's predictions: one line per text (the text, then its classes), or JSON."""
+    from .errors import printable
+    texts = list(inputs)
+    for file in files:
+        try:
+            with open(file, encoding="utf-8") as f:
+                texts += [line.rstrip("\r\n") for line in f if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise NettrainError(f"cannot read --file {printable(file)} "
+                                f"({getattr(e, 'strerror', None) or type(e).__name__}); give a UTF-8 text file, "
+                                f"one text per line") from None
+    if not texts:
+        raise NettrainError("nothing to predict: give texts as arguments, or --file FILE with one text per line")
+    preds = model.predict(texts)
+    results = [{"text": t, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in top]}
+               for t, top in zip(texts, preds.topk(topk))]
+    if as_json:
+        print(json.dumps({"predictions": results, "errors": []}, indent=2))
+    else:
+        for r in results:
+            shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
+            print(f"{printable(r['text'][:60])}: {shown}")
     return 0
 
 

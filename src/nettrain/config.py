@@ -103,6 +103,7 @@ class DataConfig:
     mean: Optional[list] = None
     std: Optional[list] = None
     limit: Optional[int] = bounded(None, 1)   # train on a seeded subset of this many training examples
+    args: dict = field(default_factory=dict)  # the dataset's own options (text: data/text.py), checked by it
 
 
 @dataclass

@@ -40,8 +40,8 @@ def record(run, predictor, test, result: dict) -> None:
     write_text(run.claim(run.path / RUN_FILES["model_summary"]), model_summary(predictor))
     if test is None or len(test) == 0:
         return
-    if predictor.info.kind == "custom":   # batches of the user's own making: no fixed inputs to show or grid
-        arrays = {"task": np.array(predictor.info.task), "kind": np.array("custom")}
+    if predictor.info.kind in ("custom", "text"):   # batches of the user's making, or texts: no fixed inputs to grid
+        arrays = {"task": np.array(predictor.info.task), "kind": np.array(predictor.info.kind)}
     else:
         x, y = _examples(test)
         arrays = _predictions(predictor, x, y)
@@ -129,7 +129,7 @@ def model_summary(predictor) -> str:
     it cannot trace is named in one line instead: the summary is a nicety, the run is whole without it."""
     import torchinfo
     info = predictor.info
-    if info.kind == "custom":   # its inputs have no fixed shape to trace with
+    if info.kind in ("custom", "text"):   # its inputs have no fixed shape to trace with
         return "(no summary: this model takes batches of the user's own making, with no fixed input shape)\n"
     dtype = getattr(torch, info.dtype) if info.dtype else torch.float32   # token ids stay integers
     try:

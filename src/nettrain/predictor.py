@@ -160,6 +160,8 @@ class Predictor:
         them (without targets), batched by that function (or `collate_fn`)."""
         if self.info.kind == "custom":
             return self._predict_items(inputs, batch_size, collate_fn or self.collate_fn)
+        if self.info.kind == "text":
+            return self._predict_texts(inputs, batch_size)
         x = self._batch(inputs)
         inputs_only = ArrayData(x, torch.zeros(len(x), dtype=torch.long))   # targets unused
         batches = make_batches(inputs_only, self.info, self.config.data, self.device, batch_size, train=False,
@@ -173,6 +175,18 @@ class Predictor:
         if self.info.task == "classification":
             return Predictions(out.softmax(1), None, self.classes)
         return Predictions(None, table.outputs(out, self.info.table), None)
+
+    def _predict_texts(self, texts, batch_size: int) -> Predictions:
+        """Raw strings, tokenized with the saved vocabulary, in batches of consecutive texts (in their order)."""
+        from .data.text import encode_texts, pad
+        data = encode_texts(texts, self.info, self.config.data.args)
+        ids, starts, lengths = data.ids.to(self.device), data.starts.to(self.device), data.lengths.to(self.device)
+        outs = []
+        for i in range(0, len(data), batch_size):
+            rows = torch.arange(i, min(i + batch_size, len(data)), device=self.device)
+            with self.precision.autocast():
+                outs.append(self.module(*pad(ids, starts, lengths, rows)).float().cpu())
+        return Predictions(torch.cat(outs).softmax(1), None, self.classes)
 
     def _predict_items(self, items, batch_size: int, collate_fn) -> Predictions:
         """Raw items, each paired with a placeholder target (the collate function expects (input, target) pairs;
@@ -213,6 +227,9 @@ class Predictor:
         if data is not None and self.info.kind == "table":   # arrays would skip the table's preprocessing
             raise DataError("this model was trained on a table; evaluate it on the held-out rows of another CSV "
                             "file: model.evaluate(data_dir='other.csv') (nettrain evaluate RUN --data-dir other.csv)")
+        if data is not None and self.info.kind == "text":
+            raise DataError("a text model is evaluated on a file of labelled texts: give data_dir= the file (its "
+                            "test split, as fit made it), not data=")
         if data is not None:
             split = from_user_data(data, data, self.classes, cfg.data, collate_fn).test   # all: no held-out split
             if not isinstance(split, ArrayData):   # its batches would skip the model's preprocessing
@@ -229,7 +246,11 @@ class Predictor:
             if data_dir is not None:
                 _check_data_dir(data_dir, cfg.data.name)
             dcfg = cfg.override({"data.dir": str(data_dir)}).data if data_dir else cfg.data
-            loaded = load_data(dcfg, self.info.table)   # a table: encoded as in training, not learned anew
+            if self.info.kind == "text":   # the file read with the model's own vocabulary
+                from .data.text import load_text
+                loaded = load_text(dcfg, vocab=self.info.vocab)
+            else:
+                loaded = load_data(dcfg, self.info.table)   # a table: encoded as in training
             split = loaded.test
             if list(loaded.info.shape) != list(self.info.shape):
                 raise DataError(f"the data in {data_dir or dcfg.dir} has inputs of shape {loaded.info.shape}, "
@@ -255,6 +276,8 @@ def _check_data_dir(data_dir, dataset: str):
     if dataset in READS_NO_FILES:
         raise DataError(f"this model was trained on {dataset}, which is {READS_NO_FILES[dataset]} and reads no data "
                         f"directory; leave out data_dir (--data-dir)")
+    if dataset == "text" and Path(data_dir).is_file():   # the text kind reads one file
+        return
     if not Path(data_dir).is_dir():
         raise DataError(f"data directory {printable(data_dir)} does not exist; give the folder that holds the "
                         f"{dataset} data")

@@ -57,6 +57,8 @@ def check_changes(run_path, changed: dict):
 def data_fingerprint(train) -> dict:
     """The training split's size and a hash of 64 examples spread over it (inputs and targets): recorded in every
     checkpoint, so a resume pointed at other data (a moved `data.dir`, other arrays) is refused by name."""
+    if hasattr(train, "fingerprint"):   # an input kind's own (data/text.py)
+        return train.fingerprint()
     if not hasattr(train, "x"):   # a DataLoader over files: its size is what is known without reading them
         return {"size": len(train)}
     n = len(train.y)

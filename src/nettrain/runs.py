@@ -10,6 +10,7 @@
         best.safetensors       best weights only
         tensorboard/           TensorBoard event files
         events.jsonl           one line per resume: when, from which epoch, what changed
+        vocab.json             text runs: the vocabulary's tokens, in id order (<pad> 0, <unk> 1)
         .nettrain-run.json     the record of every file nettrain wrote here (what --overwrite deletes)
         .nettrain-lock         the writers' lock (runlock.py): one fit or resume at a time
 
@@ -55,7 +56,7 @@ RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metric
              "test_metrics": "test_metrics.json",
              # the report (nettrain/report/) and what a fit records for it of its model (nettrain/evidence.py)
              "report": "report.html", "figures": "figures", "predictions": "predictions.npz",
-             "model_summary": "model_summary.txt"}
+             "model_summary": "model_summary.txt", "vocab": "vocab.json"}
 # the folders among them: their files are recorded one by one, the folder itself is not
 RUN_FOLDERS = (RUN_FILES["tensorboard"], RUN_FILES["figures"])
 # the record of every file nettrain wrote into the run, relative to it, rewritten atomically when one is added

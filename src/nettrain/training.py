@@ -6,6 +6,7 @@ directory, train epoch by epoch (validating, logging and checkpointing each), an
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import random
@@ -39,7 +40,7 @@ from .models.flat import FlatInput, first_linear
 from .predictor import Predictor, format_report, loss_config
 from .report.live import LiveReport
 from .resume import RECORDED, changes, check_changes, check_data, data_fingerprint
-from .runs import RunDir, TensorBoardLog
+from .runs import RUN_FILES, RunDir, TensorBoardLog, write_atomically
 from .trust import Gate, remember
 from .usercode import is_user_spec, origin, user_frame
 
@@ -109,6 +110,8 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         run = RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite)
         held.callback(run.unlock)
         _write_config(run, t.cfg)   # as built: the loss chosen for the model's outputs, the speed choices it keeps
+        if t.info.vocab is not None:   # the text kind's vocabulary, readable without torch (data/text.py)
+            write_atomically(run.claim(run.path / RUN_FILES["vocab"]), json.dumps({"tokens": t.info.vocab}))
     device = t.precision.device
     if resume_dir is None or state is None:
         run.write_environment(device=describe(device), precision=t.precision.name, nettrain=__version__,
@@ -122,13 +125,13 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     if start_epoch == 0:
         if t.info.kind == "image" and hasattr(t.data.train, "x"):
             tb.images(t.data.train.x[:64])
-        if t.info.kind != "custom":   # a custom batch input may be a tuple or dict, which the graph cannot trace
+        if t.info.kind not in ("custom", "text"):   # a tuple or dict batch input, which the graph cannot trace
             tb.graph(t.module, t.val_batches or t.train_batches)
     n_params = sum(p.numel() for p in t.module.parameters())
     held_out = f"{len(t.data.val) if t.data.val is not None else 0:,} {'val' if t.has_val else 'test'}"
     progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples:,} train, {held_out}) | {cfg.model.name} "
                  f"({n_params:,} parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
-    for note in t.data.notes:
+    for note in t.data.notes + getattr(t.train_batches, "notes", []):
         progress.say(f"nettrain: {note}")
     if not t.has_val and t.val_batches is not None and start_epoch < tc.epochs:
         model = "EMA of the weights" if tc.ema else "last epoch's weights"
@@ -347,7 +350,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
 def _example(data: Data):
     """A real first batch input for the model check when zeros of the recorded shape would not do: custom batches
     (no fixed shape) and token ids (integers); None otherwise."""
-    if data.info.kind == "custom":
+    if data.info.kind in ("custom", "text"):
         return data.train.example()[0]
     if data.info.dtype is not None:
         return data.train.x[:2]

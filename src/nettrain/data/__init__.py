@@ -17,6 +17,7 @@ from .batches import BatchPrep, InMemoryBatches, LoaderBatches
 from .custom import CustomData, class_names, custom_data, wanted as wants_custom
 from .sources import DATASETS, Source, data_root, load_source
 from . import table  # noqa: F401,E402  (registers csv, iris, wine, breast-cancer, diabetes)
+from .text import TAKES_ARGS, TextData
 
 __all__ = ["DATASETS", "ArrayData", "Data", "DataInfo", "load_data", "from_user_data", "make_batches",
            "data_root", "images_from_numpy"]
@@ -133,7 +134,11 @@ def _check_crop(padding: int, kind: str, shape: list):
 
 def load_data(cfg, prep: Optional[dict] = None) -> Data:
     """`prep`: a trained table model's preprocessing, applied to the data instead of learned from it."""
-    return from_source(load_source(cfg, prep), cfg)
+    if cfg.args and cfg.name not in TAKES_ARGS:   # not ignored: a typo'd dataset or a misplaced key would be silent
+        raise ConfigError(f"dataset {cfg.name!r} takes no data.args (got {', '.join(map(str, cfg.args))}); leave "
+                          f"them out (data.args are the options of dataset {', '.join(sorted(TAKES_ARGS))})")
+    src = load_source(cfg, prep)
+    return src if isinstance(src, Data) else from_source(src, cfg)   # an input kind's module makes its own Data
 
 
 def tensor_images(x: torch.Tensor, what: str = "data") -> torch.Tensor:
@@ -295,6 +300,9 @@ def make_batches(data, info: DataInfo, cfg, device, batch_size: int, *, train: b
     if isinstance(data, CustomData):
         return data.batches(device, batch_size, info.task, shuffle=shuffle, drop_last=drop_last, seed=seed,
                             workers=cfg.workers)
+    if isinstance(data, TextData):
+        return data.batches(device, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                            bucket=bool(cfg.args.get("bucket")))
     if isinstance(data, ArrayData):
         return InMemoryBatches(data, prep, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
                                rank=rank, world_size=world_size, input_dtype=input_dtype)

@@ -28,6 +28,7 @@ class DataInfo:
     dtype: Optional[str] = None     # vectors of integers (token ids) stay this torch dtype, e.g. "int64"; None: float32
     collate: Optional[str] = None   # custom: the user's collate function as module:qualname; None: torch's default
     table: Optional[dict] = None    # table: its preprocessing, plain data (data/table.py)
+    vocab: Optional[list] = None    # text: the tokens, <pad> and <unk> first (data/text.py); shape is [len(vocab)]
 
     def to_dict(self) -> dict:
         return asdict(self)

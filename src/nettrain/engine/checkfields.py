@@ -16,7 +16,7 @@ MAX_INPUT_VALUES = 2 ** 25   # one input's values (C*H*W): 3x3344x3344 images, f
 MAX_OUTPUTS = 1_000_000      # classes or regression targets
 MAX_IMAGE_SIZE = 16384
 DATA_KEYS = ("kind", "shape", "task", "classes", "outputs", "mean", "std", "image_size")
-OPTIONAL_DATA_KEYS = ("dtype", "collate", "table")   # absent from checkpoints written before they existed
+OPTIONAL_DATA_KEYS = ("dtype", "collate", "table", "vocab")   # absent from checkpoints written before they existed
 INTEGER_DTYPES = ("int8", "int16", "int32", "int64")   # vectors of token ids (DataInfo.dtype)
 CODE_KEYS = ("spec", "file", "name", "sha256")
 
@@ -85,8 +85,8 @@ def data_problem(d) -> Optional[str]:
         return "data must have exactly the keys " + ", ".join(DATA_KEYS) + \
             (f"; it has {', '.join(extra)}" if extra else "") + (f"; it lacks {', '.join(missing)}" if missing else "")
     kind, task, shape, outputs, classes = d["kind"], d["task"], d["shape"], d["outputs"], d["classes"]
-    if kind not in ("image", "vector", "table", "custom"):
-        return f"data.kind must be image, vector, table or custom, got {kind!r}"
+    if kind not in ("image", "vector", "table", "custom", "text"):
+        return f"data.kind must be image, vector, table, custom or text, got {kind!r}"
     if task not in ("classification", "regression"):
         return f"data.task must be classification or regression, got {task!r}"
     dtype, collate = d.get("dtype"), d.get("collate")
@@ -94,6 +94,12 @@ def data_problem(d) -> Optional[str]:
         return f"data.dtype must be null, or for vectors one of {', '.join(INTEGER_DTYPES)}, got {dtype!r:.40}"
     if collate is not None and (kind != "custom" or not isinstance(collate, str) or ":" not in collate):
         return f"data.collate must be null, or for custom data a 'module:function' string, got {collate!r:.80}"
+    vocab = d.get("vocab")
+    if (kind == "text") != (vocab is not None):
+        return f"data.vocab must be a list of tokens for text, and null otherwise, got {type(vocab).__name__}"
+    if vocab is not None and (not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab) or
+                              not isinstance(shape, list) or shape != [len(vocab)]):
+        return f"data.vocab must be a list of token strings, as many as data.shape {shape!r:.40} says"
     if kind == "custom" and shape != []:   # batches of any shape: none is recorded
         return f"data.shape of custom data must be [], got {shape!r:.80}"
     if kind != "custom" and (not isinstance(shape, list) or not 1 <= len(shape) <= 3 or

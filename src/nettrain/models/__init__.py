@@ -19,6 +19,7 @@ from ..usercode import load_object, raised, resolve, source_file
 from .blame import failure, tracking
 from .zoo import MODELS, check_args
 from . import fast  # noqa: F401,E402  (registers fastnet)
+from . import text  # noqa: F401,E402  (registers bilstm, fasttext)
 
 __all__ = ["MODELS", "build_model", "check_fits", "load_object", "raised"]
 

@@ -1,0 +1,263 @@
+"""The text input kind (data/text.py, models/text.py): reading, the duplicate-aware split, the vocabulary, padded and
+bucketed batches, predict on strings, bad files, resume. Tiny files written by the tests; 1-3 epochs each."""
+import csv
+import json
+import random
+
+import pytest
+import torch
+
+import nettrain
+from nettrain.cli import main
+from nettrain.config import Config
+from nettrain.data.text import TextData, grouped_split, load_text, read_rows
+from nettrain.runs import read_metrics
+from nettrain.engine.metrics import classification_metrics as class_scores
+
+QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--device", "cpu"]
+
+
+def texts_and_labels(n=60, seed=0):
+    """Two separable classes: 'good' texts and 'bad' texts, with filler words; some texts repeated."""
+    rng = random.Random(seed)
+    filler = ["the", "food", "was", "very", "service", "place", "and", "really", "quite", "so"]
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 else "neg"
+        words = rng.sample(filler, 4) + [("good" if label == "pos" else "bad"), f"w{i % 7}"]
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows + rows[:6]   # six duplicates
+
+
+def write_csv(path, rows, header=("text", "label")):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        if header:
+            w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def data_cfg(path, **args):
+    return Config().override({"data.name": "text", "data.dir": str(path), "data.args": args}).data
+
+
+@pytest.fixture
+def sms(tmp_path):
+    return write_csv(tmp_path / "texts.csv", texts_and_labels())
+
+
+def fit_args(path, run_dir, *extra, model="fasttext", epochs="2"):
+    return ["fit", "--dataset", "text", "--data-dir", str(path), "--model", model, "--epochs", epochs,
+            "--batch-size", "8", "--lr", "0.1", "--run-dir", str(run_dir), *QUIET, *extra]
+
+
+# ---- reading and splitting -----------------------------------------------------------------------
+
+def test_copies_of_a_text_go_wholly_to_one_side_and_are_counted():
+    texts = [f"text {i % 40}" for i in range(200)]   # 40 distinct texts, 5 copies each
+    kept, held, duplicates = grouped_split(texts, 0.2, seed=3)
+    assert duplicates == 160 and sorted(kept + held) == list(range(200))
+    assert not {texts[i] for i in kept} & {texts[i] for i in held}
+    assert len(held) == 40   # 8 whole groups: the share asked for
+    assert grouped_split(texts, 0.2, seed=3)[1] == held and grouped_split(texts, 0.2, seed=4)[1] != held
+
+
+def test_the_log_says_how_many_duplicates(sms):
+    data = load_text(data_cfg(sms))
+    assert "66 texts" in data.notes[0] and "6 of them duplicates" in data.notes[0]
+    assert len(data.train) + len(data.test) == 66
+
+
+def test_quotes_and_commas_inside_texts_read_correctly(tmp_path):
+    path = write_csv(tmp_path / "q.csv", [('He said "hi, there", then left', "a"), ("plain", "b")])
+    assert [(t, lab) for _, t, lab in read_rows(path, "text", "label")] == \
+        [('He said "hi, there", then left', "a"), ("plain", "b")]
+
+
+def test_tsv_headerless_tsv_and_jsonl_read_alike(tmp_path):
+    rows = [("Wow... loved this place.", "1"), ('Crust is "not" good.', "0")]
+    tsv = tmp_path / "a.tsv"
+    tsv.write_text("label\ttext\n" + "".join(f"{lab}\t{t}\n" for t, lab in rows), encoding="utf-8")
+    raw = tmp_path / "uci.txt"   # the UCI layout: sentence<TAB>label, no header, stray quotes
+    raw.write_text("".join(f"{t}\t{lab}\n" for t, lab in rows), encoding="utf-8")
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": t, "label": int(lab)}) + "\n" for t, lab in rows), encoding="utf-8")
+    for path in (tsv, raw, jsonl):
+        assert [(t, lab) for _, t, lab in read_rows(path, "text", "label")] == rows, path.name
+
+
+def test_columns_are_settable(tmp_path):
+    path = write_csv(tmp_path / "c.csv", [(t, lab) for t, lab in texts_and_labels()], header=("sentence", "y"))
+    data = load_text(data_cfg(path, text_column="sentence", label_column="y"))
+    assert data.info.classes == ["neg", "pos"]
+
+
+def test_the_vocabulary_is_learned_from_the_training_split_only(tmp_path):
+    rows = [(f"common word{i}", "a" if i % 2 else "b") for i in range(50)]
+    data = load_text(data_cfg(write_csv(tmp_path / "v.csv", rows)))
+    vocab = data.info.vocab
+    assert vocab[:2] == ["<pad>", "<unk>"] and "common" in vocab
+    # each text has its own word: the training texts' words are in, the held-out texts' are not
+    assert len(vocab) == 2 + 1 + len(data.train)
+    assert int((data.test.ids == 1).sum()) == len(data.test)   # each test text's own word is <unk>
+    small = load_text(data_cfg(write_csv(tmp_path / "v.csv", rows), vocab_size=3, min_freq=2))
+    assert small.info.vocab == ["<pad>", "<unk>", "common"]
+
+
+# ---- batches -----------------------------------------------------------------------------------------
+
+def lengths_data(n=400, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 60, (n,), generator=g)
+    ids = torch.randint(2, 50, (int(lengths.sum()),), generator=g)
+    return TextData(ids, lengths, torch.randint(0, 2, (n,), generator=g))
+
+
+def test_each_batch_is_padded_to_its_own_longest_text():
+    data = lengths_data()
+    starts = data.starts
+    batches = data.batches("cpu", 16, train=True, shuffle=True, seed=1)
+    widths = set()
+    for (tokens, lengths), y in batches:
+        assert tokens.shape == (len(y), int(lengths.max()))
+        widths.add(tokens.shape[1])
+        for row, n in zip(tokens, lengths.tolist()):
+            assert bool((row[n:] == 0).all())   # <pad> after the text
+            # the row is one of the texts, whole: find it by its length and tokens
+            matches = [i for i in range(len(data)) if int(data.lengths[i]) == n and
+                       torch.equal(data.ids[starts[i]:starts[i] + n], row[:n])]
+            assert matches
+    assert len(widths) > 1
+
+
+def test_bucketing_reduces_padding_and_is_deterministic_per_seed_and_epoch():
+    data = lengths_data()
+
+    def run(bucket, seed, epoch):
+        b = data.batches("cpu", 16, train=True, shuffle=True, seed=seed, bucket=bucket)
+        b.set_epoch(epoch)
+        return b, [(x[0].clone(), y.clone()) for x, y in b]
+
+    plain, _ = run(False, 0, 1)
+    bucketed, first = run(True, 0, 1)
+    assert bucketed.padding_waste() < plain.padding_waste() / 3
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, run(True, 0, 1)[1]))
+    assert [y.tolist() for _, y in first] != [y.tolist() for _, y in run(True, 0, 2)[1]]
+    widths = [x.shape[1] for x, _ in first]
+    assert widths != sorted(widths)   # the batches' order is shuffled, not shortest first
+    assert sorted(torch.cat([y for _, y in first]).tolist()) == sorted(data.y.tolist())   # every text once
+
+
+# ---- training, predicting, evaluating ---------------------------------------------------------------
+
+def test_fit_predict_on_strings_and_evaluate(sms, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(fit_args(sms, run_dir, "--data.args.bucket", "true", "--run.progress", "lines",
+                         epochs="3")) == 0
+    out = capsys.readouterr().out
+    assert "duplicates" in out and "padding is" in out and "macro" in out and "F1" in out
+    assert json.loads((run_dir / "vocab.json").read_text())["tokens"][:2] == ["<pad>", "<unk>"]
+    assert "vocab.json" in json.loads((run_dir / ".nettrain-run.json").read_text())["files"]
+    saved = torch.load(run_dir / "best.pt", weights_only=True)["data"]
+    assert saved["kind"] == "text" and saved["vocab"][:2] == ["<pad>", "<unk>"]
+
+    model = nettrain.load(run_dir)
+    rows = texts_and_labels()[:6]   # texts as it learned them (a model this small need not generalize to others)
+    assert model.predict([text for text, _ in rows]).labels == [label for _, label in rows]
+    assert main(["predict", str(run_dir), "really good place", "--topk", "1"]) == 0
+    assert capsys.readouterr().out.startswith("really good place: pos")
+    listed = tmp_path / "texts.txt"
+    listed.write_text("bad service\ngood service\n", encoding="utf-8")
+    assert main(["predict", str(run_dir), "--file", str(listed), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["predictions"]
+    assert [p["predictions"][0]["class"] for p in got] == ["neg", "pos"]
+    result = model.evaluate()
+    assert result["examples"] == 13 and result["acc"] > 0.9
+    assert main(["evaluate", str(run_dir), "--data-dir", str(sms)]) == 0
+
+
+def test_bilstm_trains_on_text(sms, tmp_path):
+    run = nettrain.fit(dataset="text", data_dir=str(sms), model="bilstm", epochs=3, batch_size=8, lr=0.05,
+                       device="cpu", run_dir=str(tmp_path / "r"), **{"model.args": {"embed": 8, "hidden": 8},
+                                                                     "run.progress": "none",
+                                                                     "run.tensorboard": False})
+    assert run.test["acc"] > 0.8
+    assert run.model.predict(["good good good"]).labels == ["pos"]
+
+
+def test_a_resumed_text_run_equals_an_uninterrupted_one(sms, tmp_path):
+    args = ["--scheduler", "none", "--data.args.bucket", "true", "--model.args.dropout", "0.2",
+            "--model.args.embed", "8", "--model.args.hidden", "8"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert main(fit_args(sms, whole, *args, model="bilstm", epochs="3")) == 0
+    assert main(fit_args(sms, part, *args, model="bilstm", epochs="2")) == 0
+    assert main(["fit", "--resume", str(part), "--epochs", "3"]) == 0
+    assert [r for r in read_metrics(part / "metrics.csv")] != []
+    cols = ["train_loss", "train_acc", "val_loss", "val_acc"]
+    assert [[r[c] for c in cols] for r in read_metrics(part / "metrics.csv")] == \
+        [[r[c] for c in cols] for r in read_metrics(whole / "metrics.csv")]
+    a = torch.load(part / "last.pt", weights_only=True)["model"]
+    b = torch.load(whole / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_scores_match_sklearn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    y = [0, 0, 1, 1, 2, 2, 2, 0]
+    p = [0, 1, 1, 1, 2, 0, 1, 0]
+    cm = torch.tensor(metrics.confusion_matrix(y, p))
+    ours = class_scores(cm)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(y, p, zero_division=0)
+    assert ours["precision"] == pytest.approx(precision.tolist()) and ours["recall"] == pytest.approx(recall.tolist())
+    assert ours["f1"] == pytest.approx(f1.tolist()) and ours["support"] == support.tolist()
+    assert ours["macro"]["f1"] == pytest.approx(metrics.f1_score(y, p, average="macro"))
+
+
+# ---- bad input: one line each, nothing written ---------------------------------------------------------
+
+@pytest.mark.parametrize("content, expected", [
+    ("text,label\nfine text,a\n,b\nmore,a\n", "1 empty text, the first at line 3"),
+    ("text,target\nfine,a\nother,b\n", "no column 'label' (its columns: text, target)"),
+    ("text,label\none,a\ntwo,a\nthree,a\n", "one class only ('a')"),
+    ("text,label\none,a\ntwo,\nthree,b\n", "1 text without a label, the first at line 3"),
+    ("text,label\none,a\ntwo, with a comma,b\nthree,a\n", "line 3 has 3 fields, the header 2"),
+])
+def test_bad_files_are_one_line_and_write_nothing(tmp_path, capsys, content, expected):
+    path = tmp_path / "bad.csv"
+    path.write_text(content, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    assert main(fit_args(path, run_dir)) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and err.startswith("nettrain: error:") and len(err.splitlines()) == 1
+    assert not run_dir.exists()
+
+
+def test_unknown_text_option_is_refused(sms, tmp_path, capsys):
+    assert main(fit_args(sms, tmp_path / "run", "--data.args.bukcet", "true")) == 2
+    assert "unknown key data.args.bukcet" in capsys.readouterr().err
+
+
+def test_data_args_of_a_dataset_that_takes_none_are_refused(tmp_path, capsys):
+    assert main(["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--data.args.bucket", "true",
+                 "--run-dir", str(tmp_path / "run"), *QUIET]) == 2
+    assert "dataset 'two-gaussians' takes no data.args (got bucket)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["bilstm", "fasttext"])
+def test_text_models_ignore_padding_and_train(name):
+    """Extra padding changes nothing: the LSTM runs over packed sequences, the poolings and means skip padding."""
+    from nettrain.models import build_model
+    torch.manual_seed(0)
+    model = build_model(name, [30], 3, {}).eval()
+    tokens = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]])
+    lengths = torch.tensor([3, 2])
+    wider = torch.cat([tokens, torch.zeros(2, 5, dtype=torch.long)], 1)
+    assert torch.allclose(model(tokens, lengths), model(wider, lengths), atol=1e-6)
+    model.train()
+    out = model(tokens, lengths)
+    assert out.shape == (2, 3)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
