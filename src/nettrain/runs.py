@@ -52,7 +52,10 @@ def write_atomically(path: Path, text: str):
 RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metrics": "metrics.csv",
              "confusion": "confusion_matrix.csv", "last": "last.pt", "best": "best.pt",
              "best_safetensors": "best.safetensors", "tensorboard": "tensorboard", "events": "events.jsonl",
-             "test_metrics": "test_metrics.json"}
+             "test_metrics": "test_metrics.json",
+             # nettrain export (export.py) and fit --lr auto's plot (lrfind.py)
+             "onnx": "model.onnx", "onnx_meta": "model.onnx.json", "torchscript": "model.torchscript.pt",
+             "torchscript_meta": "model.torchscript.pt.json", "lr_find": "lr_find.png"}
 # the record of every file nettrain wrote into the run, relative to it, rewritten atomically when one is added
 MANIFEST = ".nettrain-run.json"
 
