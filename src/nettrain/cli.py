@@ -331,8 +331,11 @@ def _main(argv=None) -> int:
 # ---- shipping: summary, lr-find, export, predict with onnxruntime (summary.py, lrfind.py, export.py, onnxpredict.py)
 
 def _ship_parsers(sub):
-    sm = sub.add_parser("summary", help="the layer table: output shapes, parameters, multiply-adds (torchinfo)")
-    sm.add_argument("checkpoint", nargs="?", help="a run directory or checkpoint (else --dataset and --model)")
+    sm = sub.add_parser("summary", help="the layer table: output shapes, parameters, multiply-adds (torchinfo)",
+                        usage="nettrain summary [RUN | --dataset NAME --model NAME] [--shape C,H,W --classes N] "
+                              "[--model.args.KEY VALUE]")
+    # RUN (a run directory or checkpoint) comes first and is read from the rest: a positional would take the value
+    # of a --model.args.* flag that argparse does not know
     sm.add_argument("--dataset", help="dataset name: its input shape and classes (read from the data unless "
                                       "--shape and --classes give them)")
     sm.add_argument("--model", help="model name or path/file.py:Class (--model.args.* for its arguments)")
@@ -361,7 +364,8 @@ def _without_torch(args) -> bool:
 def cmd_summary(args, extra) -> int:
     from .summary import summary
     from .trust import CLI_FIXES
-    print(summary(args.checkpoint, dataset=args.dataset, model=args.model, args=parse_extra(extra),
+    run = extra.pop(0) if extra and not extra[0].startswith("-") else None
+    print(summary(run, dataset=args.dataset, model=args.model, args=parse_extra(extra),
                   shape=args.shape, classes=args.classes, depth=args.depth, trust_code=args.trust_code,
                   _fixes=CLI_FIXES))
     return 0

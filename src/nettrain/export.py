@@ -270,7 +270,8 @@ def _check(fmt: str, path: Path, x: torch.Tensor, expected: np.ndarray) -> dict:
 
 def _runner(fmt: str, path: Path):
     if fmt == "torchscript":
-        module = torch.jit.load(str(path)).eval()
+        with _quiet():   # torch.jit.load warns that TorchScript is deprecated: the format asked for is checked
+            module = torch.jit.load(str(path)).eval()
 
         def run(x):
             with torch.no_grad():

@@ -15,7 +15,7 @@ from .errors import ConfigError, NettrainError
 
 def _shape(text) -> list:
     try:
-        shape = [int(v) for v in str(text).replace("x", ",").split(",") if v.strip()]
+        shape = [int(v) for v in str(text).replace("x", ",").split(",")]   # 3,32,32 or 3x32x32
     except ValueError:
         shape = []
     if not shape or min(shape) < 1:
@@ -24,8 +24,16 @@ def _shape(text) -> list:
     return shape
 
 
+# the torchvision datasets' shapes and classes, known without their files
+KNOWN = {"cifar10": ([3, 32, 32], 10), "cifar100": ([3, 32, 32], 100), "mnist": ([1, 28, 28], 10),
+         "fashion-mnist": ([1, 28, 28], 10)}
+
+
 def _from_data(dataset: Optional[str], model_args: dict) -> tuple:
-    """(shape, outputs) of a dataset, read from its data (small datasets load in a second)."""
+    """(shape, outputs) of a dataset: known for the torchvision ones, else read from its data (the bundled and
+    generated ones load in a second)."""
+    if dataset in KNOWN and not model_args:
+        return KNOWN[dataset]
     from .api import resolve_config
     from .data import load_data
     cfg = resolve_config(None, {"dataset": dataset, **{k: v for k, v in model_args.items() if k.startswith("data")}})
