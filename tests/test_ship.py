@@ -201,3 +201,28 @@ def test_torchscript_export_of_a_vector_run(tmp_path):
     rows = torch.tensor([[0.0, 1.0], [2.0, -3.0], [1.0, 1.0]])
     assert torch.allclose(module(rows), run.model.predict(rows).probs, atol=1e-6)
     assert "model.torchscript.pt.json" in json.loads((run.dir / MANIFEST).read_text())["files"]
+
+
+def test_table_export_fills_and_standardizes_in_the_graph_and_predicts_csv_without_torch(tmp_path):
+    from nettrain.data.table import MISSING
+    from nettrain.onnxpredict import MISSING as ONNX_MISSING
+    assert ONNX_MISSING == MISSING   # the torch-free reader reads missing cells as training did
+    run = nettrain.fit(dataset="iris", model="mlp", epochs=2, run_dir=tmp_path / "run", **QUIET)
+    assert main(["export", str(run.dir)]) == 0
+    names = json.loads((run.dir / "model.onnx.json").read_text())["input"]["columns"]
+    rows = [dict(zip(names, r)) for r in ([5.1, 3.5, 1.4, 0.2], [6.9, 3.1, 5.4, 2.3], [6.0, None, 4.5, None])]
+    table = tmp_path / "rows.csv"   # columns in another order, a missing cell empty, the other "NA"
+    table.write_text(",".join(reversed(names)) + "\n" + "\n".join(
+        ",".join("" if r[n] is None and i == 0 else "NA" if r[n] is None else str(r[n]) for i, n in
+                 enumerate(reversed(names))) for r in rows) + "\n")
+    code = ("import sys, json; from nettrain.cli import main; rc = main(sys.argv[1:]); "
+            "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code, "predict", str(run.dir / "model.onnx"), "--file", str(table),
+                          "--json", "--topk", "3"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": SRC}, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert json.loads(lines[-1]) == {"rc": 0, "torch": False}
+    got = [{p["class"]: p["probability"] for p in r["predictions"]} for r in json.loads("\n".join(lines[:-1]))["predictions"]]
+    want = run.model.predict([{k: v for k, v in r.items() if v is not None} for r in rows]).topk(3)
+    assert [sorted(g) for g in got] == [sorted(c for c, _ in w) for w in want]
+    assert all(g[c] == pytest.approx(p, abs=1e-5) for g, w in zip(got, want) for c, p in w)

@@ -392,9 +392,11 @@ def cmd_predict_onnx(args) -> int:
     if args.topk is not None and args.topk < 1:
         raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
     model = OnnxModel(args.checkpoint)
+    if model.kind == "table":
+        return _predict_onnx_rows(model, args.inputs + args.file, args.topk or 1, args.json)
     if model.kind != "image" or args.file:
-        raise NettrainError("nettrain predict model.onnx reads image files; run a vector or table export in "
-                            "onnxruntime with rows shaped as its .onnx.json says")
+        raise NettrainError("nettrain predict model.onnx reads image files (or a table's CSV rows); run a vector "
+                            "export in onnxruntime with rows shaped as its .onnx.json says")
     files, errors, images, names = [], [], [], []
     for item in args.inputs:   # folders expanded as for a run (no torch: the extension list is nettrain's own)
         p = Path(item)
@@ -419,6 +421,30 @@ def cmd_predict_onnx(args) -> int:
     for r in results if not args.json else ():
         print(f"{printable(r['file'])}: " + ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]))
     return 1 if errors else 0
+
+
+def _predict_onnx_rows(model, files: list, topk: int, as_json: bool) -> int:
+    """One line per CSV row, as for a run (_predict_rows): every file read before anything is printed."""
+    if not files:
+        raise NettrainError("nothing to predict: give a CSV file of rows (nettrain predict model.onnx --file rows.csv)")
+    results = []
+    for f, out in [(f, model.predict(model.read_rows(f))) for f in files]:
+        for i, row in enumerate(model.topk(out, topk) if model.classes else out.tolist(), 1):
+            entry = {"file": str(f), "row": i}
+            if model.classes:
+                entry["predictions"] = [{"class": c, "probability": round(p, 6)} for c, p in row]
+            else:
+                entry["value"] = row[0] if len(row) == 1 else row
+            results.append(entry)
+    if as_json:
+        print(json.dumps({"predictions": results, "errors": []}, indent=2))
+        return 0
+    from .errors import printable
+    for r in results:
+        shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]) \
+            if "predictions" in r else (f"{r['value']:.6g}" if isinstance(r["value"], float) else str(r["value"]))
+        print(f"{printable(r['file'])} row {r['row']}: {shown}")
+    return 0
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")

@@ -6,12 +6,18 @@ module imports numpy, Pillow and onnxruntime only: a machine that serves the mod
 """
 from __future__ import annotations
 
+import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError, NettrainError, printable
+
+
+# cells read as missing: data/table.py's MISSING (which imports torch with its module); a test keeps them equal
+MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
 
 
 def is_exported(path) -> bool:
@@ -74,3 +80,36 @@ class OnnxModel:
     def topk(self, probs: np.ndarray, k: int) -> list:
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [[(self.classes[c], float(row[c])) for c in idx] for row, idx in zip(probs, order)]
+
+    def read_rows(self, path) -> np.ndarray:
+        """A CSV file's rows as the graph takes them: the exported columns by name, in their order, as float32; a
+        missing cell is NaN (the graph fills it as training did). Other columns (the target) are ignored."""
+        columns = self.input["columns"]
+        name = printable(path)
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                absent = [c for c in columns if c not in (reader.fieldnames or [])]
+                if absent:
+                    raise DataError(f"{name} lacks the column(s) {', '.join(map(repr, absent))}; the model takes the "
+                                    f"columns {', '.join(columns)}")
+                rows = [[_cell(row[c], c, name, reader.line_num) for c in columns] for row in reader]
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise DataError(f"cannot read {name} ({type(e).__name__}: {e}); give a UTF-8 CSV file with a header "
+                            f"row") from None
+        if not rows:
+            raise DataError(f"{name} has no rows to predict")
+        return np.array(rows, dtype=np.float32)
+
+
+def _cell(value, column: str, name: str, line: int) -> float:
+    if value is None or value.strip().lower() in MISSING:
+        return math.nan
+    try:
+        x = float(value)
+    except ValueError:
+        x = math.nan
+    if not math.isfinite(x):
+        raise DataError(f"{name} line {line}, column {column!r}: {value!r} is not a number; the model takes numbers "
+                        f"(or an empty cell for a missing one)")
+    return x
