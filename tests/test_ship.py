@@ -226,3 +226,20 @@ def test_table_export_fills_and_standardizes_in_the_graph_and_predicts_csv_witho
     want = run.model.predict([{k: v for k, v in r.items() if v is not None} for r in rows]).topk(3)
     assert [sorted(g) for g in got] == [sorted(c for c, _ in w) for w in want]
     assert all(g[c] == pytest.approx(p, abs=1e-5) for g, w in zip(got, want) for c, p in w)
+
+
+def test_predict_model_onnx_without_its_record_or_with_a_damaged_file_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not onnx")
+    assert "preprocessing record" in one_line_error(capsys, ["predict", str(bad), "x.png"])
+    (tmp_path / "model.onnx.json").write_text(json.dumps({"input": {}, "classes": ["a"]}))
+    assert "not a readable ONNX model" in one_line_error(capsys, ["predict", str(bad), "x.png"])
+
+
+def test_lr_flag_takes_auto_or_a_number(capsys):
+    from nettrain.cli import build_parser
+    assert build_parser().parse_args(["fit", "--lr", "auto"]).lr == "auto"
+    assert build_parser().parse_args(["fit", "--lr", "1e-3"]).lr == 0.001
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["fit", "--lr", "fast"])
+    assert "invalid learning_rate value: 'fast'" in capsys.readouterr().err

@@ -26,8 +26,9 @@ from torch import nn
 from . import __version__
 from .atomic import write_file, write_text
 from .errors import NettrainError, printable
+from .runs import RUN_FILES
 
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+FORMATS = {"onnx": RUN_FILES["onnx"], "torchscript": RUN_FILES["torchscript"]}   # the default files, in the run
 RTOL, ATOL = 1e-3, 1e-5
 CHECK_EXAMPLES = 256   # held-out inputs the export is checked on (the test split's first ones)
 

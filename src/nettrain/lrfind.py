@@ -74,6 +74,7 @@ def find(cfg, *, module=None, data=None, loss=None, steps: int = 300, start_lr: 
     optimizer = build_optimizer(model.parameters(), t.cfg.optim, fast=False)
     # per-group lrs relative to optim.lr (Muon's groups have their own), all ramped together
     shares = [group["lr"] / t.cfg.optim.lr for group in optimizer.param_groups]
+    scaler = t.precision.scaler()   # fp16 on a GPU: unscaled gradients underflow (a disabled no-op otherwise)
     ratio = (end_lr / start_lr) ** (1 / (steps - 1))
     batches = itertools.chain.from_iterable(_epochs(t.train_batches))
     lrs, losses, smooth, best = [], [], 0.0, math.inf
@@ -86,8 +87,9 @@ def find(cfg, *, module=None, data=None, loss=None, steps: int = 300, start_lr: 
             optimizer.zero_grad(set_to_none=True)
             with t.precision.autocast():
                 value = t.step.loss_fn(forward(model, x), y)
-            value.backward()
-            optimizer.step()
+            scaler.scale(value).backward()
+            scaler.step(optimizer)
+            scaler.update()
             value = float(value.detach())   # one host sync a step: the finder reads every loss
             if not math.isfinite(value):
                 break
