@@ -123,7 +123,8 @@ def main():
           f"{cpu_name()}, {os.cpu_count()} CPUs (shared: other jobs may run), torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), onnxruntime {ort.__version__}; precision of nettrain's predict: "
           f"{model.precision.name}")
-    print(f"top-1 agreement on the test split: {agree:.2%}")
+    print(f"top-1 agreement on the test split: {agree:.2%}; 1-minute load average at the end "
+          f"{os.getloadavg()[0]:.1f} (above the CPU count: other jobs shared the cores)")
     print()
     print(f"| engine | images/s (batch {args.batch}, median of {args.repeats}) | single-image latency (median of "
           f"{args.calls}) | `nettrain predict` 8 files, whole process (median of 3) |")
