@@ -167,13 +167,20 @@ def test_predict_model_onnx_runs_without_torch(digits_run, tmp_path):
 
 def test_export_refuses_to_replace_and_keeps_no_file_that_disagrees(digits_run, tmp_path, capsys, monkeypatch):
     assert "already exists" in one_line_error(capsys, ["export", str(digits_run)])
+    kept = tmp_path / "kept.pt"   # TorchScript: the same check, without a second slow ONNX export
+    assert main(["export", str(digits_run), "--format", "torchscript", "--out", str(kept)]) == 0
+    before = kept.read_bytes(), Path(str(kept) + ".json").read_bytes()
+    capsys.readouterr()
     from nettrain import export as export_module
     real = export_module._reference
     monkeypatch.setattr(export_module, "_reference", lambda p, x: real(p, x) + 0.01)   # as if the graph were off
-    out = tmp_path / "m.pt"   # TorchScript: the same check, without a second slow ONNX export
+    out = tmp_path / "m.pt"
     err = one_line_error(capsys, ["export", str(digits_run), "--format", "torchscript", "--out", str(out)])
     assert "computes otherwise than nettrain at batch size 1" in err
-    assert not out.exists() and not Path(str(out) + ".json").exists()
+    assert not out.exists() and not Path(str(out) + ".json").exists() and list(tmp_path.glob(".*tmp")) == []
+    # --overwrite of a good export by one that disagrees: the good one stays
+    one_line_error(capsys, ["export", str(digits_run), "--format", "torchscript", "--out", str(kept), "--overwrite"])
+    assert (kept.read_bytes(), Path(str(kept) + ".json").read_bytes()) == before
 
 
 def test_dynamo_failure_falls_back_to_the_torchscript_exporter(tmp_path, monkeypatch, capsys):

@@ -148,13 +148,12 @@ def export(path, fmt: str = "onnx", out=None, overwrite: bool = False, model=Non
     try:
         if run is not None:
             run.claim(dest), run.claim(meta)
-        note = {}
-        write_file(dest, lambda tmp: _write(fmt, shipped, x, tmp, note, say))
-        try:
-            check = _check(fmt, dest, x, expected)
-        except BaseException:
-            dest.unlink(missing_ok=True)   # a file that computes otherwise than nettrain is not left to be used
-            raise
+        note, check = {}, {}
+
+        def write_and_check(tmp: Path):   # checked before it replaces anything: a file that disagrees is not kept
+            _write(fmt, shipped, x, tmp, note, say)
+            check.update(_check(fmt, tmp, x, expected, dest.name))
+        write_file(dest, write_and_check)
         record = {"format": fmt, "file": dest.name, "input": input_spec(info),
                   "output": {"name": "probabilities" if info.task == "classification" else "values",
                              "what": "class probabilities (softmax)" if info.task == "classification"
@@ -252,7 +251,7 @@ def batch_sizes(n: int) -> list:
     return sorted({1, min(n, 7), n})
 
 
-def _check(fmt: str, path: Path, x: torch.Tensor, expected: np.ndarray) -> dict:
+def _check(fmt: str, path: Path, x: torch.Tensor, expected: np.ndarray, name: str) -> dict:
     """Run the written file on `x` in batches of three sizes; the largest difference from `expected`, or an
     ExportError naming it when it is outside rtol/atol."""
     run = _runner(fmt, path)
@@ -261,9 +260,9 @@ def _check(fmt: str, path: Path, x: torch.Tensor, expected: np.ndarray) -> dict:
         got = np.concatenate([run(x[i:i + size]) for i in range(0, len(x), size)])
         if got.shape != expected.shape or not np.allclose(got, expected, rtol=RTOL, atol=ATOL):
             diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else math.inf
-            raise ExportError(f"the exported {path.name} computes otherwise than nettrain at batch size {size} (max "
+            raise ExportError(f"the exported {name} computes otherwise than nettrain at batch size {size} (max "
                               f"difference {diff:.3g}, allowed rtol {RTOL:g} atol {ATOL:g}); it was not kept: try "
-                              f"--format torchscript, or report the model")
+                              f"--format {'torchscript' if fmt == 'onnx' else 'onnx'}, or report the model")
         worst = max(worst, float(np.abs(got - expected).max()))
     return {"split": "test", "examples": len(x), "batch_sizes": sizes, "max_abs_diff": worst, "rtol": RTOL,
             "atol": ATOL, "reference": "nettrain's float32 predictions of the same inputs"}
