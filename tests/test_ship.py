@@ -108,7 +108,8 @@ def test_fit_lr_auto_trains_from_the_same_start_with_the_suggestion(tmp_path, ca
     assert "lr auto: the lr finder suggested" in err
     chosen = nettrain.Config.load(auto.dir / "config.yaml").optim.lr
     assert f"training with lr {chosen:.2e}" in err
-    assert "lr_find.png" in json.loads((auto.dir / MANIFEST).read_text())["files"] and (auto.dir / "lr_find.png").exists()
+    assert "lr_find.png" in json.loads((auto.dir / MANIFEST).read_text())["files"]
+    assert (auto.dir / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     # the finder trained a copy: the run is the one a fit with that lr given would have been, bit for bit
     given = nettrain.fit(dataset="two-gaussians", model="mlp", lr=chosen, epochs=2, run_dir=tmp_path / "given", **QUIET)
     a, b = (torch.load(d / "best.pt", weights_only=True)["model"] for d in (auto.dir, given.dir))
@@ -229,7 +230,8 @@ def test_table_export_fills_and_standardizes_in_the_graph_and_predicts_csv_witho
                          env={**os.environ, "PYTHONPATH": SRC}, check=True)
     lines = out.stdout.strip().splitlines()
     assert json.loads(lines[-1]) == {"rc": 0, "torch": False}
-    got = [{p["class"]: p["probability"] for p in r["predictions"]} for r in json.loads("\n".join(lines[:-1]))["predictions"]]
+    printed = json.loads("\n".join(lines[:-1]))["predictions"]
+    got = [{p["class"]: p["probability"] for p in r["predictions"]} for r in printed]
     want = run.model.predict([{k: v for k, v in r.items() if v is not None} for r in rows]).topk(3)
     assert [sorted(g) for g in got] == [sorted(c for c, _ in w) for w in want]
     assert all(g[c] == pytest.approx(p, abs=1e-5) for g, w in zip(got, want) for c, p in w)

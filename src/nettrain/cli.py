@@ -26,6 +26,7 @@ from .config import SHORTCUTS, parse_value
 from . import signals
 from .errors import NettrainError
 
+
 def learning_rate(text: str):
     """--lr: a number, or auto (the lr finder chooses, lrfind.py); argparse names this function in its refusal."""
     return text if text == "auto" else float(text)
@@ -42,8 +43,8 @@ FIT_FLAGS = {
     "--optimizer": ("optimizer", str, "sgd, adam, adamw, rmsprop, adagrad, adadelta, muon, or a torch.optim.Optimizer "
                                       "class: torch.optim.ASGD, package.module:Class, path/file.py:Class "
                                       "(--optim.args '{t0: 1000}')"),
-    "--lr": ("lr", learning_rate, "learning rate, or auto: run the lr finder first "
-                                                               "(nettrain lr-find) and train with its suggestion"),
+    "--lr": ("lr", learning_rate, "learning rate, or auto: run the lr finder first (nettrain lr-find) and train "
+                                  "with its suggestion"),
     "--momentum": ("momentum", float, "momentum (sgd, rmsprop)"),
     "--weight-decay": ("weight_decay", float, "weight decay"),
     "--scheduler": ("scheduler", str, "none, step, cosine, onecycle, or an LRScheduler class by import path "
