@@ -52,7 +52,7 @@ def test_summary_of_tudui_on_cifar10_shapes_needs_no_data(capsys, tmp_path, monk
     assert shapes[:7] == ["1, 32, 32, 32", "1, 32, 16, 16", "1, 32, 16, 16", "1, 32, 8, 8", "1, 64, 8, 8",
                           "1, 64, 4, 4", "1, 1024"]
     assert "Linear" in rows[7] and "65,600" in rows[7]   # 1024 features -> 64: 1024 * 64 + 64 parameters
-    assert "Total params: 145,578" in out and "Mult-Adds" in out
+    assert "Total params: 145,578" in out and "Total mult-adds (M): 12.40" in out
 
 
 def test_summary_with_shape_and_classes_and_model_args(capsys):

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import torch
@@ -91,4 +92,9 @@ def summary(run=None, *, dataset: Optional[str] = None, model: Optional[str] = N
         first = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
         raise ConfigError(f"model {model or 'of the run'} does not take inputs of shape {list(shape)} "
                           f"({type(cause).__name__}: {first}); give the shape it takes with --shape") from None
-    return f"input: 1 x {' x '.join(map(str, shape))}\n{stats}"
+    # torchinfo 1.8.0 on Python 3.11+ prints its unit enum ("Total mult-adds (Units.MEGABYTES): 12.40"): say M
+    table = re.sub(r"\(Units\.(\w+)\)", lambda m: f"({UNITS.get(m.group(1), m.group(1))})", str(stats))
+    return f"input: 1 x {' x '.join(map(str, shape))}\n{table}"
+
+
+UNITS = {"NONE": "", "KILOBYTES": "k", "MEGABYTES": "M", "GIGABYTES": "G", "TERABYTES": "T"}
