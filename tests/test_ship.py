@@ -1,5 +1,6 @@
 """Seeing and shipping a model: `nettrain summary`, the lr finder (`lr-find`, `fit --lr auto`), `nettrain export`
 (ONNX, TorchScript) with the preprocessing in the graph, and `nettrain predict model.onnx` without torch."""
+import copy
 import json
 import os
 import subprocess
@@ -112,6 +113,19 @@ def test_fit_lr_auto_trains_from_the_same_start_with_the_suggestion(tmp_path, ca
     assert (auto.dir / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     # the finder trained a copy: the run is the one a fit with that lr given would have been, bit for bit
     given = nettrain.fit(dataset="two-gaussians", model="mlp", lr=chosen, epochs=2, run_dir=tmp_path / "given", **QUIET)
+    a, b = (torch.load(d / "best.pt", weights_only=True)["model"] for d in (auto.dir, given.dir))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lr_auto_leaves_the_users_module_untrained_by_the_finder(tmp_path):
+    """A model instance of the user's is what fit trains: the finder must train a copy of it, not it."""
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    twin = copy.deepcopy(net)
+    auto = nettrain.fit(model=net, data=(x, y), lr="auto", epochs=1, batch_size=16, run_dir=tmp_path / "a", **QUIET)
+    chosen = nettrain.Config.load(auto.dir / "config.yaml").optim.lr
+    given = nettrain.fit(model=twin, data=(x, y), lr=chosen, epochs=1, batch_size=16, run_dir=tmp_path / "b", **QUIET)
     a, b = (torch.load(d / "best.pt", weights_only=True)["model"] for d in (auto.dir, given.dir))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
