@@ -83,6 +83,12 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
     is ordered by (seed, epoch) and always resumes exactly."""
     if collate_fn is not None and data is None:
         raise ConfigError("collate_fn= batches the items of data=; give data= (a torch Dataset) with it")
+    auto_lr = any(options.get(k) == "auto" for k in ("lr", "optim.lr"))
+    if auto_lr:   # lr="auto": the lr finder chooses it below (lrfind.py)
+        if resume is not None:
+            raise ConfigError("lr auto chooses the learning rate of a new run; a resumed run keeps its own (leave out "
+                              "--lr)")
+        options = {k: v for k, v in options.items() if not (k in ("lr", "optim.lr") and v == "auto")}
     module = options.pop("model") if isinstance(options.get("model"), nn.Module) else None
     loss = options.pop("loss") if options.get("loss") is not None and not isinstance(options["loss"], str) else None
     gate = None
@@ -115,8 +121,16 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
     if loss is not None:   # the config holds a name: the function's, or the loss module's class
         named = loss if isinstance(loss, types.FunctionType) else type(loss)
         cfg = cfg.override({"train.loss": f"{named.__module__}:{named.__qualname__}"})
+    found = None
+    if auto_lr:
+        from .lrfind import find_for_fit
+        cfg, found = find_for_fit(cfg, module, user_data, loss, tune_process)
     with tuning_allowed(tune_process):
-        return train(cfg, module, user_data, Path(resume) if resume is not None else None, gate, loss)
+        run = train(cfg, module, user_data, Path(resume) if resume is not None else None, gate, loss)
+    if found is not None:
+        from .lrfind import keep_plot
+        keep_plot(found, run.dir)
+    return run
 
 
 # ---- load ------------------------------------------------------------------------------------------

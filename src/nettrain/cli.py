@@ -7,6 +7,10 @@
     nettrain predict RUN_DIR_OR_CHECKPOINT --file rows.csv [--json]       (a model trained on a table)
     nettrain report RUN_DIR
     nettrain list
+    nettrain summary RUN | --dataset NAME --model NAME [--shape 3,32,32 --classes 10]     (the layer table)
+    nettrain lr-find [fit's flags] [--out lr_find.png]          (fit --lr auto runs it and trains with its suggestion)
+    nettrain export RUN [--format onnx|torchscript] [--out PATH]
+    nettrain predict model.onnx FILE_OR_FOLDER...                 (onnxruntime, without torch)
 
 A user error (`NettrainError`) prints one line and exits with code 2; anything else is a bug and keeps its
 traceback.
@@ -23,6 +27,12 @@ from .config import SHORTCUTS, parse_value
 from . import signals
 from .errors import NettrainError
 
+
+def learning_rate(text: str):
+    """--lr: a number, or auto (the lr finder chooses, lrfind.py); argparse names this function in its refusal."""
+    return text if text == "auto" else float(text)
+
+
 # flag -> (config key, type, help)
 FIT_FLAGS = {
     "--config": (None, str, "YAML config file (a recipe, or a run's config.yaml to repeat it)"),
@@ -34,7 +44,8 @@ FIT_FLAGS = {
     "--optimizer": ("optimizer", str, "sgd, adam, adamw, rmsprop, adagrad, adadelta, muon, or a torch.optim.Optimizer "
                                       "class: torch.optim.ASGD, package.module:Class, path/file.py:Class "
                                       "(--optim.args '{t0: 1000}')"),
-    "--lr": ("lr", float, "learning rate"),
+    "--lr": ("lr", learning_rate, "learning rate, or auto: run the lr finder first (nettrain lr-find) and train "
+                                  "with its suggestion"),
     "--momentum": ("momentum", float, "momentum (sgd, rmsprop)"),
     "--weight-decay": ("weight_decay", float, "weight decay"),
     "--scheduler": ("scheduler", str, "none, step, cosine, onecycle, or an LRScheduler class by import path "
@@ -68,21 +79,16 @@ def _model_flags(p):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nettrain", description="Train, evaluate and run PyTorch models in one command.")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,report,list}")
-    fit = sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
-                         "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'); see `nettrain list`.")
-    for flag, (_, typ, help_) in FIT_FLAGS.items():
-        fit.add_argument(flag, type=typ, help=help_)
-    for flag, (_, help_) in SWITCHES.items():
-        fit.add_argument(flag, action="store_true", default=None, help=help_)
-    fit.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+    sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,report,list,summary,lr-find,export}")
+    _fit_flags(sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
+                              "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'); see `nettrain list`."))
     ev = sub.add_parser("evaluate", help="evaluate a trained model on its test split")
     ev.add_argument("checkpoint", help="run directory or checkpoint file")
     _model_flags(ev)
     ev.add_argument("--data-dir", help="evaluate on the test split found in this directory instead")
     ev.add_argument("--device", default="auto")
     pr = sub.add_parser("predict", help="predict the classes of image files, a table's rows, or texts (a text run)")
-    pr.add_argument("checkpoint", help="run directory or checkpoint file")
+    pr.add_argument("checkpoint", help="run directory or checkpoint file, or a model.onnx from nettrain export")
     pr.add_argument("inputs", nargs="*", help="image files or folders of images; CSV files of rows (tables); the "
                                               "texts themselves (a text run)")
     pr.add_argument("--file", action="append", default=[], help="tables: a CSV file of rows; text runs: a file of "
@@ -94,8 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="draw a run's figures and write its report.html (a self-contained page)")
     rp.add_argument("run", help="run directory")
     sub.add_parser("list", help="list datasets, models, optimizers, losses and schedulers")
+    _ship_parsers(sub)
     for command in sub.choices.values():   # also after the command; SUPPRESS keeps a --debug given before it
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+    return p
+
+
+def _fit_flags(p):
+    for flag, (_, typ, help_) in FIT_FLAGS.items():
+        p.add_argument(flag, type=typ, help=help_)
+    for flag, (_, help_) in SWITCHES.items():
+        p.add_argument(flag, action="store_true", default=None, help=help_)
+    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     return p
 
 
@@ -119,9 +135,7 @@ def parse_extra(extra: list) -> dict:
     return out
 
 
-def cmd_fit(args, extra) -> int:
-    from . import api
-    from .trust import RESUME_CLI_FIXES
+def fit_options(args, extra) -> dict:
     options = {}
     for flag, (key, _, _) in FIT_FLAGS.items():
         value = getattr(args, flag[2:].replace("-", "_"))
@@ -131,6 +145,13 @@ def cmd_fit(args, extra) -> int:
         if getattr(args, flag[2:]):
             options[key] = True
     options.update(parse_extra(extra))
+    return options
+
+
+def cmd_fit(args, extra) -> int:
+    from . import api
+    from .trust import RESUME_CLI_FIXES
+    options = fit_options(args, extra)
     api.fit(args.config, resume=args.resume, trust_code=args.trust_code, _fixes=RESUME_CLI_FIXES, tune_process=True,
             **options)
     return 0
@@ -164,6 +185,8 @@ def _expand(inputs) -> list:
 
 
 def cmd_predict(args) -> int:
+    if _without_torch(args):
+        return cmd_predict_onnx(args)
     from . import api
     from .data.images import read_image
     from .trust import CLI_FIXES
@@ -314,11 +337,13 @@ def _main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
-        if args.command is not None:
+        if args.command is not None and not _without_torch(args):
             with signals.deferred():   # torch's import does not survive a KeyboardInterrupt inside it
                 from . import api  # noqa: F401
         if args.command == "fit":
             return cmd_fit(args, extra)
+        if args.command in ("lr-find", "summary"):   # fit's flags and --model.args.*
+            return SHIP_COMMANDS[args.command](args, extra)
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "evaluate":
@@ -330,6 +355,8 @@ def _main(argv=None) -> int:
             return 0
         if args.command == "list":
             return cmd_list()
+        if args.command in SHIP_COMMANDS:
+            return SHIP_COMMANDS[args.command](args, extra)
         parser.print_help()
         return 2
     except NettrainError as e:
@@ -341,3 +368,126 @@ def _main(argv=None) -> int:
     except BrokenPipeError:   # the reader left (`nettrain list | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # Python's exit flush would raise again
         return 141
+
+
+# ---- shipping: summary, lr-find, export, predict with onnxruntime (summary.py, lrfind.py, export.py, onnxpredict.py)
+
+def _ship_parsers(sub):
+    sm = sub.add_parser("summary", help="the layer table: output shapes, parameters, multiply-adds (torchinfo)",
+                        usage="nettrain summary [RUN | --dataset NAME --model NAME] [--shape C,H,W --classes N] "
+                              "[--model.args.KEY VALUE]")
+    # RUN (a run directory or checkpoint) comes first and is read from the rest: a positional would take the value
+    # of a --model.args.* flag that argparse does not know
+    sm.add_argument("--dataset", help="dataset name: its input shape and classes (read from the data unless "
+                                      "--shape and --classes give them)")
+    sm.add_argument("--model", help="model name or path/file.py:Class (--model.args.* for its arguments)")
+    sm.add_argument("--shape", help="the input shape, C,H,W for images or N for vectors (e.g. 3,32,32)")
+    sm.add_argument("--classes", type=int, help="the number of outputs (classes)")
+    sm.add_argument("--depth", type=int, default=3, help="how deep into nested modules the table goes")
+    sm.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+    lr = _fit_flags(sub.add_parser("lr-find", help="the learning-rate finder: loss against an exponential lr ramp"))
+    lr.add_argument("--out", default="lr_find.png", help="the loss-vs-lr plot (PNG)")
+    lr.add_argument("--steps", type=int, default=300, help="steps of the lr ramp")
+    lr.add_argument("--start-lr", type=float, default=1e-7, help="the ramp's first lr")
+    lr.add_argument("--end-lr", type=float, default=10.0, help="the ramp's last lr")
+    ex = sub.add_parser("export", help="a run as ONNX or TorchScript, its preprocessing inside the graph")
+    ex.add_argument("checkpoint", help="run directory or checkpoint file")
+    ex.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
+    ex.add_argument("--out", help="the file to write (default: model.onnx / model.torchscript.pt in the run)")
+    ex.add_argument("--overwrite", action="store_true", help="replace an earlier export")
+    _model_flags(ex)
+
+
+def _without_torch(args) -> bool:
+    """`predict model.onnx`: onnxruntime only; torch is never imported (a server needs none)."""
+    return args.command == "predict" and str(args.checkpoint).lower().endswith(".onnx")
+
+
+def cmd_summary(args, extra) -> int:
+    from .summary import summary
+    from .trust import CLI_FIXES
+    run = extra.pop(0) if extra and not extra[0].startswith("-") else None
+    print(summary(run, dataset=args.dataset, model=args.model, args=parse_extra(extra),
+                  shape=args.shape, classes=args.classes, depth=args.depth, trust_code=args.trust_code,
+                  _fixes=CLI_FIXES))
+    return 0
+
+
+def cmd_lr_find(args, extra) -> int:
+    from .lrfind import lr_find
+    found = lr_find(args.config, plot=args.out, steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr,
+                    **{k: v for k, v in fit_options(args, extra).items() if k != "lr"})
+    print(found.describe())
+    return 0
+
+
+def cmd_export(args, extra) -> int:
+    from .export import export
+    from .trust import CLI_FIXES
+    export(args.checkpoint, args.format, args.out, args.overwrite, args.model, args.trust_code, CLI_FIXES)
+    return 0
+
+
+def cmd_predict_onnx(args) -> int:
+    from .errors import printable
+    from .onnxpredict import OnnxModel
+    if args.topk is not None and args.topk < 1:
+        raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
+    model = OnnxModel(args.checkpoint)
+    if model.kind == "table":
+        return _predict_onnx_rows(model, args.inputs + args.file, args.topk or 1, args.json)
+    if model.kind != "image" or args.file:
+        raise NettrainError("nettrain predict model.onnx reads image files (or a table's CSV rows); run a vector "
+                            "export in onnxruntime with rows shaped as its .onnx.json says")
+    files, errors, images, names = [], [], [], []
+    for item in args.inputs:   # folders expanded as for a run (no torch: the extension list is nettrain's own)
+        p = Path(item)
+        files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES) \
+            if p.is_dir() else [p]
+    if not files:
+        raise NettrainError("nothing to predict: give image files or folders after the model")
+    for f in files:
+        try:
+            images.append(model.read(f))
+            names.append(str(f))
+        except NettrainError as e:
+            errors.append({"file": str(f), "error": str(e)})
+            print(f"nettrain: error: {e}", file=sys.stderr)
+    import numpy as np
+    k = args.topk or 3
+    tops = model.topk(model.predict(np.stack(images)), k) if images else []
+    results = [{"file": n, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in top]}
+               for n, top in zip(names, tops)]
+    if args.json:
+        print(json.dumps({"predictions": results, "errors": errors}, indent=2))
+    for r in results if not args.json else ():
+        print(f"{printable(r['file'])}: " + ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]))
+    return 1 if errors else 0
+
+
+def _predict_onnx_rows(model, files: list, topk: int, as_json: bool) -> int:
+    """One line per CSV row, as for a run (_predict_rows): every file read before anything is printed."""
+    if not files:
+        raise NettrainError("nothing to predict: give a CSV file of rows (nettrain predict model.onnx --file rows.csv)")
+    results = []
+    for f, out in [(f, model.predict(model.read_rows(f))) for f in files]:
+        for i, row in enumerate(model.topk(out, topk) if model.classes else out.tolist(), 1):
+            entry = {"file": str(f), "row": i}
+            if model.classes:
+                entry["predictions"] = [{"class": c, "probability": round(p, 6)} for c, p in row]
+            else:
+                entry["value"] = row[0] if len(row) == 1 else row
+            results.append(entry)
+    if as_json:
+        print(json.dumps({"predictions": results, "errors": []}, indent=2))
+        return 0
+    from .errors import printable
+    for r in results:
+        shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]) \
+            if "predictions" in r else (f"{r['value']:.6g}" if isinstance(r["value"], float) else str(r["value"]))
+        print(f"{printable(r['file'])} row {r['row']}: {shown}")
+    return 0
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+SHIP_COMMANDS = {"summary": cmd_summary, "lr-find": cmd_lr_find, "export": cmd_export}

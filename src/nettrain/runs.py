@@ -56,7 +56,10 @@ RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metric
              "test_metrics": "test_metrics.json",
              # the report (nettrain/report/) and what a fit records for it of its model (nettrain/evidence.py)
              "report": "report.html", "figures": "figures", "predictions": "predictions.npz",
-             "model_summary": "model_summary.txt", "vocab": "vocab.json"}
+             "model_summary": "model_summary.txt", "vocab": "vocab.json",
+             # nettrain export (export.py) and fit --lr auto's plot (lrfind.py)
+             "onnx": "model.onnx", "onnx_meta": "model.onnx.json", "torchscript": "model.torchscript.pt",
+             "torchscript_meta": "model.torchscript.pt.json", "lr_find": "lr_find.png"}
 # the folders among them: their files are recorded one by one, the folder itself is not
 RUN_FOLDERS = (RUN_FILES["tensorboard"], RUN_FILES["figures"])
 # the record of every file nettrain wrote into the run, relative to it, rewritten atomically when one is added

@@ -1,0 +1,286 @@
+"""Shipping a trained run: `nettrain export RUN --format onnx|torchscript`.
+
+The exported graph takes what a user has, with the run's preprocessing inside it: uint8 images N x H x W x C for an
+image run (to float, NHWC -> NCHW, (x/255 - mean)/std, flattened when the model was trained so), float32 feature rows
+for a vector run (token ids stay int64), numeric table rows with missing cells as NaN (filled and standardized as in
+training). It outputs class probabilities, or values in the target's own units. The batch axis is dynamic.
+
+Before the file is put in place it is checked on held-out real inputs (the run's test split) against nettrain's own
+float32 predictions at three batch sizes (rtol 1e-3, atol 1e-5); the measured difference and the preprocessing go to
+a JSON file beside it (`model.onnx.json`), which `nettrain predict model.onnx` reads without torch (onnxpredict.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .atomic import write_file, write_text
+from .errors import NettrainError, printable
+from .runs import RUN_FILES
+
+FORMATS = {"onnx": RUN_FILES["onnx"], "torchscript": RUN_FILES["torchscript"]}   # the default files, in the run
+RTOL, ATOL = 1e-3, 1e-5
+CHECK_EXAMPLES = 256   # held-out inputs the export is checked on (the test split's first ones)
+
+
+class ExportError(NettrainError):
+    """A run that cannot be exported as asked, or an export that does not compute what nettrain does."""
+
+
+class Shipped(nn.Module):
+    """The trained model with its preprocessing and its output's post-processing: the graph that is exported."""
+
+    def __init__(self, model: nn.Module, info, cfg):
+        super().__init__()
+        self.model, self.kind, self.task = model, info.kind, info.task
+        if info.kind == "image":
+            c = info.shape[0]
+            mean = torch.tensor(info.mean if cfg.data.normalize else [0.0] * c, dtype=torch.float32)
+            std = torch.tensor(info.std if cfg.data.normalize else [1.0] * c, dtype=torch.float32)
+            # BatchPrep's arithmetic exactly: (x - 255 mean) * (1 / (255 std))
+            self.register_buffer("shift", (mean * 255).view(1, -1, 1, 1))
+            self.register_buffer("scale", (1 / (std * 255)).view(1, -1, 1, 1))
+        columns = (info.table or {}).get("columns", [])
+        if info.kind == "table":
+            self.register_buffer("fill", torch.tensor([col["fill"] for col in columns], dtype=torch.float32))
+            self.register_buffer("mean", torch.tensor([col["mean"] for col in columns], dtype=torch.float32))
+            self.register_buffer("std", torch.tensor([col["std"] for col in columns], dtype=torch.float32))
+        target = (info.table or {}).get("target") or {}
+        self.unscale = (float(target["mean"]), float(target["std"])) if "std" in target else None
+
+    def forward(self, x):
+        if self.kind == "image":
+            x = x.permute(0, 3, 1, 2).to(torch.float32)
+            x = (x - self.shift) * self.scale
+        elif self.kind == "table":
+            x = (torch.where(torch.isnan(x), self.fill, x) - self.mean) / self.std
+        out = self.model(x).to(torch.float32)
+        if self.task == "classification":
+            return out.softmax(1)
+        if self.unscale is not None:
+            out = out * self.unscale[1] + self.unscale[0]
+        return out
+
+
+def input_spec(info) -> dict:
+    """What the exported model takes: its input's name, dtype and shape (None: the batch axis), in words too."""
+    if info.kind == "image":
+        c, h, w = info.shape
+        return {"name": "images", "dtype": "uint8", "shape": [None, h, w, c], "layout": "NHWC",
+                "what": f"uint8 images N x {h} x {w} x {c} (height, width, channels), pixels 0-255"}
+    if info.kind == "table":
+        names = [col["name"] for col in info.table["columns"]]
+        return {"name": "rows", "dtype": "float32", "shape": [None, len(names)], "columns": names,
+                "what": f"float32 rows of the columns {', '.join(names)} in this order; a missing cell is NaN"}
+    dtype = "int64" if info.dtype is not None else "float32"
+    return {"name": "inputs", "dtype": dtype, "shape": [None, *info.shape],
+            "what": f"{dtype} {'token ids' if info.dtype else 'feature rows'} N x {' x '.join(map(str, info.shape))}"}
+
+
+def preprocessing(info, cfg) -> dict:
+    """The arithmetic the graph does before the model, as plain data (written beside the file)."""
+    if info.kind == "image":
+        c, h, w = info.shape
+        normalize = cfg.data.normalize
+        return {"kind": "image", "channels": c, "height": h, "width": w,
+                "mean": list(info.mean) if normalize else [0.0] * c, "std": list(info.std) if normalize else [1.0] * c,
+                "in_graph": "NHWC uint8 -> NCHW float32, (x / 255 - mean) / std" +
+                            (", flattened to C*H*W" if cfg.model.flatten else ""),
+                "resize": "bilinear to height x width (done by the reader: nettrain predict model.onnx FILES)"}
+    if info.kind == "table":
+        return {"kind": "table", "columns": info.table["columns"],
+                "in_graph": "NaN -> the column's training fill value, then (x - mean) / std"}
+    return {"kind": "vector", "in_graph": "none (the rows as given)"}
+
+
+def _refusal(info, cfg) -> Optional[str]:
+    if info.kind == "custom":
+        return "this run was trained through a collate function, whose batches have no fixed shape to export"
+    if info.kind == "table" and any(col["type"] != "numeric" for col in info.table["columns"]):
+        text = [col["name"] for col in info.table["columns"] if col["type"] != "numeric"]
+        return f"this table has text columns ({', '.join(text)}), whose one-hot encoding is not in the graph yet"
+    return None
+
+
+def _destination(run_dir: Optional[Path], fmt: str, out) -> Path:
+    if out is not None:
+        return Path(out)
+    if run_dir is None:
+        raise ExportError("the checkpoint is not in a run directory; give where to write it: --out model.onnx")
+    return run_dir / FORMATS[fmt]
+
+
+def export(path, fmt: str = "onnx", out=None, overwrite: bool = False, model=None, trust_code: bool = False,
+           _fixes: Optional[dict] = None, say=None) -> Path:
+    """Export the run (or checkpoint) at `path`; returns the file written. `say`: where the one-line notes go."""
+    from .api import checkpoint_run_dir, load
+    from .runs import RunDir
+    say = say or (lambda line: print(line, file=sys.stderr))
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    predictor = load(path, model=model, trust_code=trust_code, _fixes=_fixes)
+    info, cfg = predictor.info, predictor.config
+    refused = _refusal(info, cfg)
+    if refused:
+        raise ExportError(f"cannot export {printable(path)}: {refused}; use nettrain.load(run).predict in Python")
+    run_dir = checkpoint_run_dir(path)
+    dest = _destination(run_dir, fmt, out)
+    meta = dest.with_name(dest.name + ".json")
+    for f in (dest, meta):
+        if f.exists() and not overwrite:
+            raise ExportError(f"{printable(f)} already exists; add --overwrite to replace it, or give another --out")
+    shipped = Shipped(predictor.module.float().to(memory_format=torch.contiguous_format), info, cfg).eval().cpu()
+    x = _held_out(cfg, info)
+    expected = _reference(predictor, x)
+    run = RunDir(run_dir) if out is None else None
+    if run is not None:   # the run directory's writers take its lock, and claim each file before writing it
+        run.lock(command="nettrain export")
+    try:
+        if run is not None:
+            run.claim(dest), run.claim(meta)
+        note, check = {}, {}
+
+        def write_and_check(tmp: Path):   # checked before it replaces anything: a file that disagrees is not kept
+            _write(fmt, shipped, x, tmp, note, say)
+            check.update(_check(fmt, tmp, x, expected, dest.name))
+        write_file(dest, write_and_check)
+        record = {"format": fmt, "file": dest.name, "input": input_spec(info),
+                  "output": {"name": "probabilities" if info.task == "classification" else "values",
+                             "what": "class probabilities (softmax)" if info.task == "classification"
+                             else "predicted values in the target's units"},
+                  "task": info.task, "classes": info.classes, "preprocessing": preprocessing(info, cfg),
+                  "check": check, "exporter": note.get("exporter", fmt), "model": cfg.model.name,
+                  "source": str(Path(path).name), "nettrain_version": __version__}
+        write_text(meta, json.dumps(record, indent=2))
+    finally:
+        if run is not None:
+            run.unlock()
+    say(f"nettrain: exported {printable(dest)} ({note.get('exporter', fmt)}); checked on {check['examples']} "
+        f"held-out inputs at batch sizes {check['batch_sizes']}: max difference {check['max_abs_diff']:.2e} "
+        f"(rtol {RTOL:g}, atol {ATOL:g}); preprocessing in {printable(meta.name)}")
+    return dest
+
+
+def _held_out(cfg, info) -> torch.Tensor:
+    """Real inputs the run did not train on, as the exported model takes them: the test split's first ones."""
+    from .data import load_data
+    if cfg.data.name == "arrays":
+        raise ExportError("this run was trained on arrays given to nettrain.fit, which the run does not keep, so the "
+                          "export cannot be checked on held-out inputs; train on a named dataset to export")
+    test = load_data(cfg.data, info.table).test
+    if test is None or not len(test):
+        raise ExportError("the run's dataset has no test split to check the export on")
+    x = test.x[:CHECK_EXAMPLES]
+    if info.kind == "image":
+        return x.permute(0, 2, 3, 1).contiguous()   # NCHW uint8 -> the NHWC pixels a user has
+    if info.kind == "table":   # back to the raw numeric cells the exported graph takes (standardized in training)
+        columns = info.table["columns"]
+        mean = torch.tensor([c["mean"] for c in columns])
+        std = torch.tensor([c["std"] for c in columns])
+        return (x.float() * std + mean).to(torch.float32)
+    return x if info.dtype is not None else x.float()
+
+
+def _reference(predictor, x: torch.Tensor) -> np.ndarray:
+    """nettrain's own predictions of `x` (Predictor.predict, its preprocessing), in float32 on the CPU: what the
+    exported file must compute. (A run's bf16 autocast differs from any float32 graph by more than rtol.)"""
+    from .engine.device import resolve_precision
+    from .predictor import Predictor
+    info, cpu = predictor.info, torch.device("cpu")
+    plain = Predictor(predictor.module, info, predictor.config, cpu, resolve_precision("32", cpu, info.kind))
+    if info.kind == "image":
+        inputs = x.numpy()   # NHWC, as numpy arrays are read
+    elif info.kind == "table":
+        names = [col["name"] for col in info.table["columns"]]
+        inputs = [dict(zip(names, row)) for row in x.tolist()]
+    else:
+        inputs = x
+    preds = plain.predict(inputs)
+    return (preds.probs if preds.probs is not None else preds.values).float().numpy()
+
+
+def _write(fmt: str, shipped: nn.Module, x: torch.Tensor, tmp: Path, note: dict, say):
+    if fmt == "torchscript":
+        with torch.no_grad(), _quiet():
+            traced = torch.jit.trace(shipped, x[:2])
+        traced.save(str(tmp))
+        note["exporter"] = "torchscript (torch.jit.trace)"
+        return
+    name = input_spec_name(shipped)
+    output = "probabilities" if shipped.task == "classification" else "values"
+    try:
+        with _quiet():
+            torch.onnx.export(shipped, (x[:2],), str(tmp), dynamo=True, external_data=False, input_names=[name],
+                              output_names=[output], dynamic_shapes=({0: torch.export.Dim("batch")},))
+        note["exporter"] = "onnx (dynamo exporter)"
+    except Exception as e:   # a graph torch.export cannot capture: the TorchScript-based exporter traces it
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        say(f"nettrain: the dynamo ONNX exporter failed ({type(e).__name__}: {first}); using the TorchScript-based "
+            f"exporter")
+        with _quiet():
+            torch.onnx.export(shipped, (x[:2],), str(tmp), dynamo=False, input_names=[name], output_names=[output],
+                              dynamic_axes={name: {0: "batch"}, output: {0: "batch"}})
+        note["exporter"] = "onnx (TorchScript-based exporter, the dynamo exporter failed)"
+
+
+def input_spec_name(shipped: nn.Module) -> str:
+    return {"image": "images", "table": "rows"}.get(shipped.kind, "inputs")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print their progress and warn about tracing; the command says one line of its own instead."""
+    import warnings
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def batch_sizes(n: int) -> list:
+    """Three batch sizes the export is checked at: one input, an odd size, and all of them."""
+    return sorted({1, min(n, 7), n})
+
+
+def _check(fmt: str, path: Path, x: torch.Tensor, expected: np.ndarray, name: str) -> dict:
+    """Run the written file on `x` in batches of three sizes; the largest difference from `expected`, or an
+    ExportError naming it when it is outside rtol/atol."""
+    run = _runner(fmt, path)
+    worst, sizes = 0.0, batch_sizes(len(x))
+    for size in sizes:
+        got = np.concatenate([run(x[i:i + size]) for i in range(0, len(x), size)])
+        if got.shape != expected.shape or not np.allclose(got, expected, rtol=RTOL, atol=ATOL):
+            diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else math.inf
+            raise ExportError(f"the exported {name} computes otherwise than nettrain at batch size {size} (max "
+                              f"difference {diff:.3g}, allowed rtol {RTOL:g} atol {ATOL:g}); it was not kept: try "
+                              f"--format {'torchscript' if fmt == 'onnx' else 'onnx'}, or report the model")
+        worst = max(worst, float(np.abs(got - expected).max()))
+    return {"split": "test", "examples": len(x), "batch_sizes": sizes, "max_abs_diff": worst, "rtol": RTOL,
+            "atol": ATOL, "reference": "nettrain's float32 predictions of the same inputs"}
+
+
+def _runner(fmt: str, path: Path):
+    if fmt == "torchscript":
+        with _quiet():   # torch.jit.load warns that TorchScript is deprecated: the format asked for is checked
+            module = torch.jit.load(str(path)).eval()
+
+        def run(x):
+            with torch.no_grad():
+                return module(x).numpy()
+        return run
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError("checking an ONNX export needs onnxruntime; pip install 'nettrain[export]'") from None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x.numpy()})[0]

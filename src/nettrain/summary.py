@@ -1,0 +1,100 @@
+"""`nettrain summary`: a model's layer table (output shapes, parameters, multiply-adds) by torchinfo.
+
+    nettrain summary runs/x                                  # the run's model on its data's input shape
+    nettrain summary --dataset cifar10 --model tudui         # the shape read from the data
+    nettrain summary --model tudui --shape 3,32,32 --classes 10   # no data needed
+"""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import torch
+
+from .errors import ConfigError, NettrainError
+
+
+def _shape(text) -> list:
+    try:
+        shape = [int(v) for v in str(text).replace("x", ",").split(",")]   # 3,32,32 or 3x32x32
+    except ValueError:
+        shape = []
+    if not shape or min(shape) < 1:
+        raise ConfigError(f"--shape takes the input's shape as positive integers, C,H,W for images (3,32,32) or N "
+                          f"for vectors, got {text!r}")
+    return shape
+
+
+# the torchvision datasets' shapes and classes, known without their files
+KNOWN = {"cifar10": ([3, 32, 32], 10), "cifar100": ([3, 32, 32], 100), "mnist": ([1, 28, 28], 10),
+         "fashion-mnist": ([1, 28, 28], 10)}
+
+
+def _from_data(dataset: Optional[str], model_args: dict) -> tuple:
+    """(shape, outputs) of a dataset: known for the torchvision ones, else read from its data (the bundled and
+    generated ones load in a second)."""
+    if dataset in KNOWN and not model_args:
+        return KNOWN[dataset]
+    from .api import resolve_config
+    from .data import load_data
+    cfg = resolve_config(None, {"dataset": dataset, **{k: v for k, v in model_args.items() if k.startswith("data")}})
+    info = load_data(cfg.data).info
+    return info.shape, info.outputs
+
+
+def summary(run=None, *, dataset: Optional[str] = None, model: Optional[str] = None, args: Optional[dict] = None,
+            shape=None, classes: Optional[int] = None, depth: int = 3, trust_code: bool = False,
+            _fixes: Optional[dict] = None) -> str:
+    """The layer table of a run's model, or of `model` on `dataset`'s inputs (or `shape` and `classes`)."""
+    from torchinfo import summary as torchinfo_summary
+    args = dict(args or {})
+    if run is not None:
+        if dataset or shape or classes:
+            raise ConfigError("a run's summary uses its own data's shape; give either RUN or --dataset/--shape")
+        from .api import load
+        predictor = load(run, model=model, trust_code=trust_code, _fixes=_fixes)
+        if predictor.info.kind == "custom":
+            raise ConfigError("this run was trained through a collate function, whose inputs have no fixed shape to "
+                              "summarize")
+        net, shape = predictor.module, list(predictor.info.shape)
+        dtype = getattr(torch, predictor.info.dtype) if predictor.info.dtype else torch.float32
+    else:
+        from .models import build_model
+        if not model:
+            raise ConfigError("nettrain summary takes a run directory, or --model NAME with --dataset NAME (or "
+                              "--shape C,H,W --classes N)")
+        model_args = {k.removeprefix("model.args."): v for k, v in args.items() if k.startswith("model.args.")}
+        unknown = [k for k in args if not k.startswith(("model.args.", "data."))]
+        if unknown:
+            raise ConfigError(f"nettrain summary takes --model.args.* and --data.* options, not {', '.join(unknown)}")
+        if shape is None or classes is None:
+            if not dataset:
+                raise ConfigError("give --dataset NAME for the input shape and classes, or --shape C,H,W and "
+                                  "--classes N")
+            data_shape, outputs = _from_data(dataset, {k: v for k, v in args.items() if k.startswith("data.")})
+            shape = _shape(shape) if shape is not None else data_shape
+            classes = classes or outputs
+        else:
+            shape = _shape(shape)
+        if classes < 1:
+            raise ConfigError(f"--classes must be at least 1, got {classes}")
+        net, dtype = build_model(model, shape, classes, model_args), torch.float32
+    net = net.float().to(memory_format=torch.contiguous_format).eval()
+    try:
+        with torch.no_grad():
+            stats = torchinfo_summary(net, input_size=(1, *shape), dtypes=[dtype], depth=depth, verbose=0,
+                                      device="cpu", col_names=("output_size", "num_params", "mult_adds"),
+                                      row_settings=("var_names",))
+    except NettrainError:
+        raise
+    except Exception as e:   # the model does not take this shape: torchinfo wraps the model's own error
+        cause = e.__cause__ or e
+        first = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
+        raise ConfigError(f"model {model or 'of the run'} does not take inputs of shape {list(shape)} "
+                          f"({type(cause).__name__}: {first}); give the shape it takes with --shape") from None
+    # torchinfo 1.8.0 on Python 3.11+ prints its unit enum ("Total mult-adds (Units.MEGABYTES): 12.40"): say M
+    table = re.sub(r"\(Units\.(\w+)\)", lambda m: f"({UNITS.get(m.group(1), m.group(1))})", str(stats))
+    return f"input: 1 x {' x '.join(map(str, shape))}\n{table}"
+
+
+UNITS = {"NONE": "", "KILOBYTES": "k", "MEGABYTES": "M", "GIGABYTES": "G", "TERABYTES": "T"}
