@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, (_, help_) in SWITCHES.items():
         fit.add_argument(flag, action="store_true", default=None, help=help_)
     fit.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+    fit.add_argument("--nproc", type=int, help="train in N processes on this machine (torchrun + DDP; one per GPU); "
+                                               "--batch-size is then the global batch")
     ev = sub.add_parser("evaluate", help="evaluate a trained model on its test split")
     ev.add_argument("checkpoint", help="run directory or checkpoint file")
     _model_flags(ev)
@@ -129,6 +131,28 @@ def cmd_fit(args, extra) -> int:
     api.fit(args.config, resume=args.resume, trust_code=args.trust_code, _fixes=RESUME_CLI_FIXES, tune_process=True,
             **options)
     return 0
+
+
+def _fit_in_processes(nproc: int, argv: list) -> int:
+    """`fit --nproc N`: the same command without --nproc, in N processes started by torchrun's own entry point; in
+    this one when N is 1 or this process is already one of torchrun's."""
+    from .engine import distributed
+    if nproc < 1:
+        raise NettrainError(f"--nproc must be at least 1 (the number of processes to train in), got {nproc}")
+    rest, i = [], 0
+    while i < len(argv):   # argparse accepts --nproc N, --nproc=N and unambiguous prefixes (--npr N)
+        if "--nproc".startswith(argv[i]) and len(argv[i]) > 4:
+            i += 2
+            continue
+        if argv[i].startswith("--np") and "=" in argv[i] and "--nproc".startswith(argv[i].split("=")[0]):
+            i += 1
+            continue
+        rest.append(argv[i])
+        i += 1
+    if nproc == 1 or distributed.is_launched():
+        args, extra = build_parser().parse_known_args(rest)
+        return cmd_fit(args, extra)
+    return distributed.launch(nproc, rest)
 
 
 def cmd_evaluate(args) -> int:
@@ -285,6 +309,8 @@ def _main(argv=None) -> int:
             with signals.deferred():   # torch's import does not survive a KeyboardInterrupt inside it
                 from . import api  # noqa: F401
         if args.command == "fit":
+            if args.nproc is not None:
+                return _fit_in_processes(args.nproc, sys.argv[1:] if argv is None else list(argv))
             return cmd_fit(args, extra)
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
