@@ -325,7 +325,7 @@ def _main(argv=None) -> int:
     except NettrainError as e:
         if args.debug or os.environ.get("NETTRAIN_DEBUG", "") not in ("", "0"):
             _print_traceback(e)
-        else:
+        elif os.environ.get("RANK", "0") == "0":   # torchrun's other processes met the same error: said once
             print(f"nettrain: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:   # the reader left (`nettrain list | head`): stop quietly, as Unix tools do

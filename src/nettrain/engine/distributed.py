@@ -209,12 +209,17 @@ def _nothing(*args, **kwargs):
 def launch(nproc: int, argv: list) -> int:
     """`nettrain fit --nproc N ...`: the same command in N processes on this machine, started by torchrun's own
     entry point (torch.distributed.run, standalone rendezvous on a free local port); returns the exit code."""
+    import logging
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    # the machine's cores shared among the processes (torchrun would set 1 thread each, with a warning banner)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     args = torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "nettrain", *argv])
+    # a failed process has said what went wrong in its one line: the agent's own error log would only repeat it
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
         torchrun.run(args)
-    except ChildFailedError as e:   # each process said what went wrong itself: pass its exit code on
+    except ChildFailedError as e:   # pass the failed process's exit code on
         codes = [f.exitcode for f in e.failures.values() if f.exitcode]
         return next((c for c in codes if c > 0), 128 - min(codes) if codes else 1)
     return 0
