@@ -297,7 +297,8 @@ def main(argv=None) -> int:
     except BaseException as e:   # also Ctrl-C during start-up (imports, data loading): no traceback
         if not isinstance(e, KeyboardInterrupt) and signals.received is None:
             raise
-        print(f"nettrain: {signals.describe(e)}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":   # torchrun's other processes were stopped alike: said once
+            print(f"nettrain: {signals.describe(e)}", file=sys.stderr)
         return signals.exit_code(e)
 
 

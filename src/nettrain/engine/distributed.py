@@ -211,6 +211,7 @@ def launch(nproc: int, argv: list) -> int:
     entry point (torch.distributed.run, standalone rendezvous on a free local port); returns the exit code."""
     import logging
     from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     # the machine's cores shared among the processes (torchrun would set 1 thread each, with a warning banner)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
@@ -222,6 +223,8 @@ def launch(nproc: int, argv: list) -> int:
     except ChildFailedError as e:   # pass the failed process's exit code on
         codes = [f.exitcode for f in e.failures.values() if f.exitcode]
         return next((c for c in codes if c > 0), 128 - min(codes) if codes else 1)
+    except SignalException as e:   # SIGTERM, SIGHUP: the agent has stopped the processes, which said so
+        return 128 + int(e.sigval)
     return 0
 
 
