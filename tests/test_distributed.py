@@ -19,6 +19,7 @@ from nettrain.data.batches import BatchPrep, InMemoryBatches, LoaderBatches
 from nettrain.config import DataConfig
 from nettrain.engine.distributed import NullRun, World
 from nettrain.errors import ConfigError
+from nettrain.runs import RunDir
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -94,7 +95,7 @@ def test_loader_batches_use_a_distributed_sampler_reseeded_each_epoch():
 
 
 def test_other_ranks_write_nothing(tmp_path):
-    run = NullRun(tmp_path / "run")
+    run = NullRun(tmp_path / "run", RunDir)
     run.write_metrics([{"epoch": 1}])
     run.add_event(event="resume")
     run.unlock()
@@ -141,3 +142,29 @@ def test_two_processes_train_as_one_and_only_the_main_rank_writes(tmp_path):
     alone = nettrain.load(two, device="cpu").evaluate()   # world size 1, the 2-process run's weights
     assert alone["examples"] == 359 and alone["acc"] == tested["accuracy"]
     assert alone["loss"] == pytest.approx(tested["loss"], rel=1e-5)
+
+
+def test_a_stop_signal_stops_every_process(tmp_path):
+    """SIGTERM to `nettrain fit --nproc 2` (as a scheduler sends it): torchrun's agent stops both processes, none is
+    left waiting in an all-reduce, the command exits 128 + 15 and last.pt keeps a whole epoch."""
+    import signal
+    import time
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "nettrain", "fit", "--dataset", "digits", "--model", "mlp", "--epochs",
+                          "1000", "--nproc", "2", "--run-dir", str(run)], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run / "last.pt").exists() and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        assert (run / "last.pt").exists(), p.stderr.read() if p.poll() is not None else "no epoch in 60 s"
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)   # a hang fails here
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "Traceback" not in err
+    assert nettrain.load(run / "last.pt", device="cpu").evaluate()["examples"] == 359

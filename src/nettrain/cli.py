@@ -2,6 +2,7 @@
 
     nettrain fit [--config FILE] [--dataset mnist --model cnn --epochs 3 ...] [--optim.momentum 0.9 ...]
     nettrain fit --resume RUN_DIR [--model SPEC] [--trust-code]
+    nettrain fit --nproc N ...                 (N processes: torchrun + DDP; or torchrun -m nettrain fit ...)
     nettrain evaluate RUN_DIR_OR_CHECKPOINT [--data-dir DIR] [--model SPEC] [--trust-code]
     nettrain predict RUN_DIR_OR_CHECKPOINT FILE_OR_FOLDER... [--topk 3] [--json] [--model SPEC] [--trust-code]
     nettrain predict RUN_DIR_OR_CHECKPOINT --file rows.csv [--json]       (a model trained on a table)

@@ -81,7 +81,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     progress = Progress(cfg.run.progress if world.is_main else "none", tc.epochs)   # the main rank speaks
     run, state, record_config = None, None, None
     if resume_dir is not None:   # before anything is built: a refused change must not reach the optimizer
-        run = world.run(lambda: RunDir.open(resume_dir))
+        run = world.run(RunDir, lambda: RunDir.open(resume_dir))
         held.callback(run.unlock)
         state = _resume_state(run, progress)
         # through Config: a key added since the run was made (data.task) reads as its default, not as a change
@@ -105,7 +105,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
             return Run(run.path, history, Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, cfg,
                                                     t.precision.device, t.precision), {}, time.perf_counter() - t0)
     elif run is None:
-        run = world.run(lambda: RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite))
+        run = world.run(RunDir, lambda: RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite))
         held.callback(run.unlock)
         _write_config(run, t.cfg)   # as built: the loss chosen for the model's outputs, the speed choices it keeps
     device = t.precision.device
@@ -124,7 +124,8 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
             tb.graph(t.module, t.val_batches or t.train_batches)
     n_params = sum(p.numel() for p in t.module.parameters())
     held_out = f"{len(t.data.val) if t.data.val is not None else 0:,} {'val' if t.has_val else 'test'}"
-    progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples * world.size:,} train, {held_out}) | {cfg.model.name} "
+    trained = t.train_batches.num_samples * world.size   # every rank's share
+    progress.say(f"nettrain: {cfg.data.name} ({trained:,} train, {held_out}) | {cfg.model.name} "
                  f"({n_params:,} parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
     if world.size > 1:
         progress.say(f"nettrain: {world.size} processes ({world.backend}) | global batch {tc.batch_size} = "

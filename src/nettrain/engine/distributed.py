@@ -59,11 +59,12 @@ class World:
         """What the main rank makes (a writer), and `null` on the others."""
         return make() if self.is_main else null
 
-    def run(self, make):
-        """The run directory the main rank makes or opens (and locks); on the others, a NullRun of the same path."""
+    def run(self, kind: type, make):
+        """The run directory (of class `kind`, runs.RunDir) the main rank makes or opens and locks; on the others, a
+        NullRun of the same path."""
         run = make() if self.is_main else None
         path = self.broadcast(str(run.path) if run is not None else None)
-        return run if run is not None else NullRun(path)
+        return run if run is not None else NullRun(path, kind)
 
     def _comm_device(self, like: torch.Tensor) -> torch.device:
         return like.device if self.backend == "nccl" else torch.device("cpu")   # gloo reduces CPU tensors
@@ -179,15 +180,17 @@ def joined(device: torch.device):
 
 class NullRun:
     """The run directory as a rank other than the main one sees it: its paths (to read a resumed checkpoint and to
-    name files in messages) and writers that write nothing. It never takes the directory's lock."""
+    name files in messages) and writers that write nothing. It never takes the directory's lock. `kind`: the
+    run directory's class (runs.RunDir, passed in: the engine does not import the run directory), whose path
+    properties it shares."""
     writes = False
 
-    def __init__(self, path):
+    def __init__(self, path, kind: type):
         self.path = Path(path)
+        self._kind = kind
 
     def __getattr__(self, name):
-        from ..runs import RunDir
-        attr = getattr(RunDir, name, None)
+        attr = getattr(self.__dict__.get("_kind"), name, None)
         if isinstance(attr, property):   # a file's path (last, best, metrics, ...): read through RunDir's property
             return attr.fget(self)
         if name.startswith("write_") or name in ("add_event", "lock", "unlock"):
