@@ -168,3 +168,20 @@ def test_a_stop_signal_stops_every_process(tmp_path):
     assert p.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert "Traceback" not in err
     assert nettrain.load(run / "last.pt", device="cpu").evaluate()["examples"] == 359
+
+
+def test_two_processes_evaluate_a_regression_whole(tmp_path):
+    """R^2 needs every target: the ranks' outputs are gathered, so the 2-process test metrics are those of the whole
+    test split (MSE equals the MSE loss; the same as a 1-process evaluation of the same weights)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "nettrain", "fit", "--dataset", "quadratic", "--model", "mlp",
+                           "--epochs", "2", "--batch-size", "20", "--precision", "32", "--nproc", "2", "--run-dir",
+                           str(run)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tested = json.loads((run / "test_metrics.json").read_text())
+    assert tested["examples"] == 100 and tested["mse"] == pytest.approx(tested["loss"], rel=1e-6)
+    alone = nettrain.load(run, device="cpu").evaluate()
+    for key in ("mse", "mae", "r2"):
+        assert alone[key] == pytest.approx(tested[key], rel=1e-5)

@@ -120,7 +120,8 @@ class World:
         return {**result, "loss": loss_sum / images, "acc": correct / images if acc is not None else None,
                 "images": int(images)}
 
-    def evaluation_sums(self, loss_sum: torch.Tensor, seen: int, confusion: torch.Tensor, outs: list, ys: list):
+    def evaluation_sums(self, loss_sum: torch.Tensor, seen: int, confusion: torch.Tensor, outs: list, ys: list,
+                        classification: bool):
         """An evaluation's sums over every rank's shard, in one all-reduce: the loss sum, the count and the confusion
         matrix (counts below 2**53 are exact in float64); a regression's outputs and targets are gathered whole
         (R^2 needs the spread of all targets), in rank order, i.e. in the order of one process."""
@@ -129,9 +130,8 @@ class World:
         packed = torch.cat([loss_sum.double().view(1), torch.tensor([seen], dtype=torch.float64,
                                                                     device=loss_sum.device), confusion.double()])
         total = self.sum(packed)
-        regression = confusion.numel() == 0   # alike on every rank, even one whose shard is empty
         loss_sum, seen, confusion = total[0], int(total[1].item()), total[2:].round().long()
-        if regression:
+        if not classification:   # every rank, even one whose part is empty, joins the gather
             device = loss_sum.device
             parts = self.gather((torch.cat(outs).cpu(), torch.cat(ys).cpu()) if outs else None)
             parts = [p for p in parts if p is not None]

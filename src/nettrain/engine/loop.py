@@ -130,7 +130,8 @@ def evaluate(model, batches, loss_fn, precision, classification: bool, num_class
         seen += len(y)
     model.train(was_training)
     if world is not None:
-        loss_sum, seen, confusion, outs, ys = world.evaluation_sums(loss_sum, seen, confusion, outs, ys)
+        loss_sum, seen, confusion, outs, ys = world.evaluation_sums(loss_sum, seen, confusion, outs, ys,
+                                                                        classification)
     n = max(seen, 1)
     result = {"loss": loss_sum.item() / n, "examples": seen}
     if classification:
