@@ -4,7 +4,10 @@ DistributedDataParallel averages the gradients. No launcher, rendezvous or all-r
 
 A single process is world size 1 on the same path: no process group is made and every collective returns its
 input. Only the main rank writes (run directory, TensorBoard, progress, checkpoints): the others are given null
-writers (`NullRun`, `NullLog`), so that the training code needs no rank tests.
+writers (`NullRun`, `NullLog`): the training code asks a run directory whether it `writes`, never its rank.
+
+A stop (Ctrl-C, SIGTERM) reaches every process from the terminal or from torchrun's agent, which stops them all
+when one ends; a stop flag agreed on at step boundaries (an all-reduce a step) is not done.
 
 `train.batch_size` is the global batch: each rank takes batch_size / world_size, and the learning rate is not scaled.
 """
@@ -76,15 +79,6 @@ class World:
         out = tensor.detach().to(self._comm_device(tensor), copy=True)
         torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.SUM)
         return out.to(tensor.device)
-
-    def any(self, flag: bool) -> bool:
-        """True on every rank when it is true on any: a decision all ranks must take together (stop, skip)."""
-        if self.size == 1:
-            return flag
-        return bool(self.sum(torch.tensor([int(flag)], device=self._device_for_flags())).item())
-
-    def _device_for_flags(self) -> torch.device:
-        return torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl" else torch.device("cpu")
 
     def gather(self, obj) -> list:
         """Every rank's `obj`, in rank order (for values that do not sum, such as regression outputs)."""
