@@ -52,6 +52,26 @@ def test_same_global_batches_at_any_world_size(n, batch, world):
     assert sum(len(b) for r in ranks for b in r) >= n - (world - 1)
 
 
+def test_each_example_is_augmented_alike_at_any_world_size():
+    """A rank's crops and flips are those its examples get in one process: the numbers of the global batch are drawn
+    and the rank's slice kept."""
+    g = torch.Generator().manual_seed(0)
+    data = ArrayData(torch.randint(0, 256, (48, 1, 6, 6), dtype=torch.uint8, generator=g), torch.arange(48))
+    info = DataInfo(kind="image", shape=[1, 6, 6], mean=[0.5], std=[0.25])
+
+    def batches(rank, world):
+        prep = BatchPrep(info, "cpu", crop_padding=2, flip=True, channels_last=False)
+        b = InMemoryBatches(data, prep, 8 // world, train=True, shuffle=True, seed=7, rank=rank, world_size=world)
+        b.set_epoch(2)
+        return list(b)
+
+    alone = batches(0, 1)
+    ranks = [batches(r, 2) for r in range(2)]
+    for k, (x, y) in enumerate(alone):
+        assert torch.equal(torch.cat([r[k][1] for r in ranks]), y)
+        assert torch.equal(torch.cat([r[k][0] for r in ranks]), x)
+
+
 def test_drop_last_drops_the_partial_global_batch():
     ranks = [epoch_batches(100, 12, r, 2, drop_last=True) for r in range(2)]
     assert [len(r) for r in ranks] == [8, 8] and all(len(b) == 6 for r in ranks for b in r)

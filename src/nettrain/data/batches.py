@@ -61,15 +61,17 @@ class BatchPrep:
                                          for t in (self.shift, self.scale))
         return self._per_pixel[key]
 
-    def __call__(self, x, y, train: bool, generator=None, sizes=None, flips=None):
+    def __call__(self, x, y, train: bool, generator=None, sizes=None, flips=None, rank=0, world_size=1):
         """`sizes`: x holds consecutive batches of these sizes, each augmented with the random numbers it would
-        draw on its own (default: one batch). `flips`: which images to mirror (instead of coins)."""
+        draw on its own (default: one batch). `flips`: which images to mirror (instead of coins). `rank`,
+        `world_size`: each batch is that rank's slice of a global batch, augmented as in one process (augment.draw)."""
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
         if not self.image:
             return x, y
         if train and (self.crop_padding or self.flip):
-            params = draw(sizes or [len(x)], self.crop_padding, self.flip and flips is None, generator, x.device)
+            params = draw(sizes or [len(x)], self.crop_padding, self.flip and flips is None, generator, x.device,
+                          rank, world_size)
             if self.flip and flips is not None:
                 params["flip"] = flips.to(x.device)
             x = apply(x, self.crop_padding, params)
@@ -160,7 +162,7 @@ class InMemoryBatches:
             rows = slice(lo, hi) if order is None else order[lo:hi]   # a slice is a view: no gather when unshuffled
             flips = None if self.flip_base is None else self.flip_base[rows] ^ bool(self.epoch % 2)
             x, y = (self.x[rows], self.y[rows]) if order is None else (take(self.x, rows), take(self.y, rows))
-            x, y = self.prep(x, y, self.train, g, sizes, flips)
+            x, y = self.prep(x, y, self.train, g, sizes, flips, self.rank, self.world_size)
             yield from zip(x.split(sizes), y.split(sizes))   # views, made in one call each
 
 
