@@ -466,8 +466,10 @@ def test_batches_cover_every_example_once(n, batch_size, shuffle, drop_last, epo
         shards.append(ys)
     seen = torch.cat(shards)
     assert len(set(seen.tolist())) == len(seen)   # no example twice
-    per_rank = n // world_size
-    expected = (per_rank // batch_size * batch_size if drop_last else per_rank) * world_size
+    # each rank's share of the full global batches (batch_size x world_size), and of the last, partial one unless
+    # drop_last as much as divides evenly among the ranks
+    full, rest = divmod(n, batch_size * world_size)
+    expected = full * batch_size * world_size + (0 if drop_last else rest // world_size * world_size)
     assert len(seen) == expected
     if world_size == 1 and not drop_last:
         assert sorted(seen.tolist()) == list(range(n))   # every example exactly once

@@ -2,6 +2,7 @@
 
     nettrain fit [--config FILE] [--dataset mnist --model cnn --epochs 3 ...] [--optim.momentum 0.9 ...]
     nettrain fit --resume RUN_DIR [--model SPEC] [--trust-code]
+    nettrain fit --nproc N ...                 (N processes: torchrun + DDP; or torchrun -m nettrain fit ...)
     nettrain evaluate RUN_DIR_OR_CHECKPOINT [--data-dir DIR] [--model SPEC] [--trust-code]
     nettrain predict RUN_DIR_OR_CHECKPOINT FILE_OR_FOLDER... [--topk 3] [--json] [--model SPEC] [--trust-code]
     nettrain predict RUN_DIR_OR_CHECKPOINT --file rows.csv [--json]       (a model trained on a table)
@@ -80,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nettrain", description="Train, evaluate and run PyTorch models in one command.")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,report,list,summary,lr-find,export}")
-    _fit_flags(sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
-                              "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'); see `nettrain list`."))
+    fit = _fit_flags(sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
+                                    "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'); see `nettrain list`."))
+    fit.add_argument("--nproc", type=int, help="train in N processes on this machine (torchrun + DDP; one per GPU); "
+                                               "--batch-size is then the global batch")
     ev = sub.add_parser("evaluate", help="evaluate a trained model on its test split")
     ev.add_argument("checkpoint", help="run directory or checkpoint file")
     _model_flags(ev)
@@ -155,6 +158,28 @@ def cmd_fit(args, extra) -> int:
     api.fit(args.config, resume=args.resume, trust_code=args.trust_code, _fixes=RESUME_CLI_FIXES, tune_process=True,
             **options)
     return 0
+
+
+def _fit_in_processes(nproc: int, argv: list) -> int:
+    """`fit --nproc N`: the same command without --nproc, in N processes started by torchrun's own entry point; in
+    this one when N is 1 or this process is already one of torchrun's."""
+    from .engine import distributed
+    if nproc < 1:
+        raise NettrainError(f"--nproc must be at least 1 (the number of processes to train in), got {nproc}")
+    rest, i = [], 0
+    while i < len(argv):   # argparse accepts --nproc N, --nproc=N and unambiguous prefixes (--npr N)
+        if "--nproc".startswith(argv[i]) and len(argv[i]) > 4:
+            i += 2
+            continue
+        if argv[i].startswith("--np") and "=" in argv[i] and "--nproc".startswith(argv[i].split("=")[0]):
+            i += 1
+            continue
+        rest.append(argv[i])
+        i += 1
+    if nproc == 1 or distributed.is_launched():
+        args, extra = build_parser().parse_known_args(rest)
+        return cmd_fit(args, extra)
+    return distributed.launch(nproc, rest)
 
 
 def cmd_evaluate(args) -> int:
@@ -329,7 +354,8 @@ def main(argv=None) -> int:
     except BaseException as e:   # also Ctrl-C during start-up (imports, data loading): no traceback
         if not isinstance(e, KeyboardInterrupt) and signals.received is None:
             raise
-        print(f"nettrain: {signals.describe(e)}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":   # torchrun's other processes were stopped alike: said once
+            print(f"nettrain: {signals.describe(e)}", file=sys.stderr)
         return signals.exit_code(e)
 
 
@@ -341,6 +367,8 @@ def _main(argv=None) -> int:
             with signals.deferred():   # torch's import does not survive a KeyboardInterrupt inside it
                 from . import api  # noqa: F401
         if args.command == "fit":
+            if args.nproc is not None:
+                return _fit_in_processes(args.nproc, sys.argv[1:] if argv is None else list(argv))
             return cmd_fit(args, extra)
         if args.command in ("lr-find", "summary"):   # fit's flags and --model.args.*
             return SHIP_COMMANDS[args.command](args, extra)
@@ -362,7 +390,7 @@ def _main(argv=None) -> int:
     except NettrainError as e:
         if args.debug or os.environ.get("NETTRAIN_DEBUG", "") not in ("", "0"):
             _print_traceback(e)
-        else:
+        elif os.environ.get("RANK", "0") == "0":   # torchrun's other processes met the same error: said once
             print(f"nettrain: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:   # the reader left (`nettrain list | head`): stop quietly, as Unix tools do

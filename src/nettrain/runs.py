@@ -91,6 +91,7 @@ class RunDir:
     """A run directory. Files are written through `claim` first, so the record (MANIFEST) names every file
     nettrain wrote there, even one a kill interrupted; `--overwrite` deletes those and nothing else. A writer
     holds the directory's lock (`lock`) while it writes."""
+    writes = True   # against engine/distributed.NullRun, which other ranks than the main one write through
 
     def __init__(self, path):
         self.path = Path(path)

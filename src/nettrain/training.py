@@ -24,7 +24,7 @@ from . import __version__, _process, evidence
 from ._malloc import freed_memory_kept, tuning
 from .config import Config, check_parallelism
 from .data import Data, DataInfo, load_data, make_batches
-from .engine import checkpoint as ckpt_io
+from .engine import checkpoint as ckpt_io, distributed
 from .engine.device import describe, resolve_device, resolve_precision
 from .data.table import in_target_units
 from .engine.lookahead import Lookahead
@@ -67,21 +67,23 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
     of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it). The run
     directory is locked (runlock.py) while this writes into it. The caller's RNGs and thread count are as they
     were afterwards (_process.py)."""
-    with _process.kept(resolve_device(cfg.train.device)), contextlib.ExitStack() as held:
-        return _train(cfg, module, data, resume_dir, held, gate, loss)
+    device = resolve_device(cfg.train.device)
+    # under torchrun, this process's place among the others (engine/distributed.py); alone, world size 1
+    with _process.kept(device), distributed.joined(device) as world, contextlib.ExitStack() as held:
+        return _train(cfg, module, data, resume_dir, held, gate, loss, world)
 
 
 def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path],
-           held: contextlib.ExitStack, gate: Optional[Gate], loss) -> Run:
+           held: contextlib.ExitStack, gate: Optional[Gate], loss, world=distributed.World()) -> Run:
     t0 = time.perf_counter()
     tc = cfg.train
     check_parallelism(cfg)
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    progress = Progress(cfg.run.progress, tc.epochs)
+    progress = Progress(cfg.run.progress if world.is_main else "none", tc.epochs)   # the main rank speaks
     run, state, record_config = None, None, None
     if resume_dir is not None:   # before anything is built: a refused change must not reach the optimizer
-        run = RunDir.open(resume_dir)
+        run = world.run(RunDir, lambda: RunDir.open(resume_dir))
         held.callback(run.unlock)
         state = _resume_state(run, progress)
         # through Config: a key added since the run was made (data.task) reads as its default, not as a change
@@ -91,7 +93,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         if any(k in RECORDED for k in changed):   # config.yaml says so once an epoch of the new length is kept
             record_config = Config.from_dict(saved).override({k: changed[k][1] for k in changed if k in RECORDED})
     _seed_everything(tc.seed)
-    t = _build(cfg, module, data, fresh=state is None, gate=gate, loss=loss)
+    t = _build(cfg, module, data, fresh=state is None, gate=gate, loss=loss, world=world)
     cfg, tc = t.cfg, t.cfg.train   # with the speed choices dropped for a user's model (engine/probe.py)
 
     # the run directory: a new one, or the one being resumed
@@ -107,7 +109,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
                                   collate_fn=getattr(t.data.train, "collate_fn", None))
             return Run(run.path, history, predictor, {}, time.perf_counter() - t0)
     elif run is None:
-        run = RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite)
+        run = world.run(RunDir, lambda: RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite))
         held.callback(run.unlock)
         _write_config(run, t.cfg)   # as built: the loss chosen for the model's outputs, the speed choices it keeps
         if t.info.vocab is not None:   # the text kind's vocabulary, readable without torch (data/text.py)
@@ -119,8 +121,9 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     if resume_dir is not None:
         run.add_event(event="resume", from_epoch=start_epoch, epochs=tc.epochs, threads=torch.get_num_threads(),
                       device=describe(device), changed={k: list(v) for k, v in changed.items()}, argv=sys.argv)
-    tb = TensorBoardLog(run, cfg.run.tensorboard, purge_step=start_epoch + 1 if resume_dir else None)
-    live = LiveReport(run, tc.epochs, cfg.run.report)
+    tb = world.only_main(lambda: TensorBoardLog(run, cfg.run.tensorboard, purge_step=start_epoch + 1 if resume_dir
+                                                else None), distributed.NullLog())
+    live = LiveReport(run, tc.epochs, cfg.run.report and world.is_main)
     held.callback(live.close)   # a fit that stops leaves a page that no longer reloads
     if start_epoch == 0:
         if t.info.kind == "image" and hasattr(t.data.train, "x"):
@@ -129,8 +132,13 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
             tb.graph(t.module, t.val_batches or t.train_batches)
     n_params = sum(p.numel() for p in t.module.parameters())
     held_out = f"{len(t.data.val) if t.data.val is not None else 0:,} {'val' if t.has_val else 'test'}"
-    progress.say(f"nettrain: {cfg.data.name} ({t.train_batches.num_samples:,} train, {held_out}) | {cfg.model.name} "
+    trained = t.train_batches.num_samples * world.size   # every rank's share
+    progress.say(f"nettrain: {cfg.data.name} ({trained:,} train, {held_out}) | {cfg.model.name} "
                  f"({n_params:,} parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
+    if world.size > 1:
+        progress.say(f"nettrain: {world.size} processes ({world.backend}) | global batch {tc.batch_size} = "
+                     f"{tc.batch_size // world.size} per process x {world.size} | lr {cfg.optim.lr:g}, not scaled "
+                     f"(train.batch_size is the global batch)")
     for note in t.data.notes + getattr(t.train_batches, "notes", []):
         progress.say(f"nettrain: {note}")
     if not t.has_val and t.val_batches is not None and start_epoch < tc.epochs:
@@ -151,7 +159,8 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
                 tb.close()
             test = _test(t, run, progress, final_va)
         except KeyboardInterrupt:   # say how to go on; the checkpoints are whole (written atomically)
-            print(f"\n{_stopped(run, where['epoch'], tc.epochs)}", file=sys.stderr)
+            if run.writes:   # once, by the rank that wrote them
+                print(f"\n{_stopped(run, where['epoch'], tc.epochs)}", file=sys.stderr)
             raise
         except NettrainError:
             raise
@@ -169,7 +178,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
                      f"no validation split chose among epochs) -> {run.best}; {seconds:.1f}s in all")
     predictor = Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, cfg, device, t.precision,
                           loss_fn=t.step.loss_fn, collate_fn=getattr(t.data.train, "collate_fn", None))
-    if cfg.run.report:   # what the figures need of the model, then the full report (nettrain/report/)
+    if cfg.run.report and world.is_main:   # what the figures need of the model, then the full report
         evidence.record(run, predictor, t.data.test, test)
         progress.say(f"report {live.finish()}")
     return Run(run.path, history, predictor, test, seconds)
@@ -205,7 +214,7 @@ def _resume_state(run: RunDir, progress: Progress) -> Optional[dict]:
                      f"{'was' if last is None else 'of that epoch was'} replaced when the run stopped")
         state = ckpt_io.load(run.best)
         # last.pt catches up (the same checkpoint): a run stopped there in its last epoch is then whole
-        ckpt_io.save(run.claim(run.last), {k: v for k, v in state.items() if k != "path"})
+        _save_last(run, {k: v for k, v in state.items() if k != "path"})
         return state
     if last is not None and best_epoch is not None and last["best"]["epoch"] is not None \
             and best_epoch < last["best"]["epoch"] == last["epoch"]:
@@ -246,6 +255,7 @@ class _Training:
     input_dtype: Optional[torch.dtype]   # in-memory images stored rounded to it (see _input_dtype), or None
     code: dict = field(default_factory=dict)   # kind -> where the user's code came from (checkpoints record it)
     fingerprint: dict = field(default_factory=dict)   # of the training data (resume.data_fingerprint)
+    world: distributed.World = field(default_factory=distributed.World)   # the processes training together
 
     @property
     def classification(self) -> bool:
@@ -259,7 +269,7 @@ class _Training:
     @property
     def eval_model(self) -> nn.Module:
         """What validation, the test and predictions use: the EMA average when there is one."""
-        return self.step.ema.module if self.step.ema is not None else self.step.model
+        return self.step.ema.module if self.step.ema is not None else distributed.local(self.step.model)
 
     @property
     def channels_last(self) -> bool:
@@ -268,14 +278,15 @@ class _Training:
     def evaluate(self, batches) -> dict:
         tc = self.cfg.train
         return in_target_units(evaluate_pass(self.eval_model, batches, self.step.loss_fn, self.precision,
-                                             self.classification, self.info.outputs, tc.tta, tc.tta_shift),
+                                             self.classification, self.info.outputs, tc.tta, tc.tta_shift,
+                                             self.world),
                                self.info.table)
 
 
 def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh: bool,
-           gate: Optional[Gate] = None, loss=None) -> _Training:
+           gate: Optional[Gate] = None, loss=None, world=distributed.World()) -> _Training:
     tc = cfg.train
-    device = resolve_device(tc.device)
+    device = world.device(resolve_device(tc.device))
     data = data or load_data(cfg.data)
     info = data.info
     _check_tta(tc, info)
@@ -322,14 +333,15 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
 
     # the batches and the step
     input_dtype = _input_dtype(cfg, module, data, precision, probe)
-    train_batches = make_batches(data.train, info, cfg.data, device, tc.batch_size, train=True, shuffle=tc.shuffle,
-                                 drop_last=tc.drop_last, seed=tc.seed, channels_last=channels_last,
-                                 input_dtype=input_dtype)
+    train_batches = make_batches(data.train, info, cfg.data, device, world.local_batch(tc.batch_size), train=True,
+                                 shuffle=tc.shuffle, drop_last=tc.drop_last, seed=tc.seed, channels_last=channels_last,
+                                 input_dtype=input_dtype, rank=world.rank, world_size=world.size)
     if len(train_batches) == 0:
         raise ConfigError(f"train.batch_size {tc.batch_size} with drop_last leaves no batch from "
                           f"{train_batches.num_samples} examples; lower the batch size")
     val_batches = make_batches(data.val, info, cfg.data, device, tc.eval_batch_size, train=False,
-                               channels_last=channels_last, input_dtype=input_dtype) if data.val is not None else None
+                               channels_last=channels_last, input_dtype=input_dtype, rank=world.rank,
+                               world_size=world.size) if data.val is not None else None
     steps_per_epoch = math.ceil(len(train_batches) / tc.accumulate)
     optimizer = build_optimizer(module.parameters(), cfg.optim, gate) if probe is None else \
         probe.optimizer(lambda fast: build_optimizer(module.parameters(), cfg.optim, gate, fast=fast))
@@ -340,11 +352,11 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
         ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
     lookahead = Lookahead(module, tc.lookahead, tc.lookahead_decay, tc.epochs * steps_per_epoch) \
         if tc.lookahead else None
-    model = _maybe_compile(module, tc.compile, train_batches, loss_fn, precision, probe)
+    model = world.wrap(_maybe_compile(module, tc.compile, train_batches, loss_fn, precision, probe), device)
     step = Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema,
                 lookahead)
     return _Training(cfg, data, info, precision, module, step, train_batches, val_batches, steps_per_epoch,
-                     input_dtype, _code_origins(cfg, gate, info.collate), data_fingerprint(data.train))
+                     input_dtype, _code_origins(cfg, gate, info.collate), data_fingerprint(data.train), world)
 
 
 def _example(data: Data):
@@ -508,7 +520,7 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
         where["epoch"] = epoch
         t.train_batches.set_epoch(epoch)
         progress.start_epoch(epoch, len(t.train_batches))
-        tr = train_epoch(t.step, t.train_batches, t.classification, progress)
+        tr = t.world.train_sums(train_epoch(t.step, t.train_batches, t.classification, progress))
         validate = t.val_batches is not None and (epoch == tc.epochs or (tc.val_every and epoch % tc.val_every == 0))
         va = t.evaluate(t.val_batches) if validate else {}
         final_va = va if epoch == tc.epochs else None
@@ -541,7 +553,7 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
             _save_best(run, state)
             if _PAUSE_BETWEEN_CHECKPOINTS:   # the kill campaign's window (benchmarks/kill_campaign.py)
                 time.sleep(_PAUSE_BETWEEN_CHECKPOINTS)
-        ckpt_io.save(run.claim(run.last), state)
+        _save_last(run, state)
         if record_config is not None:
             _write_config(run, record_config)
             record_config = None
@@ -550,7 +562,14 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
     return final_va
 
 
+def _save_last(run: RunDir, state: dict):
+    if run.writes:   # the main rank's (distributed.NullRun on the others)
+        ckpt_io.save(run.claim(run.last), state)
+
+
 def _save_best(run: RunDir, state: dict):
+    if not run.writes:   # the main rank's (distributed.NullRun on the others)
+        return
     info = state["data"]
     ckpt_io.save_safetensors(run.claim(run.best_safetensors), state["model"],
                              {"classes": info.get("classes"), "data": info, "epoch": state["epoch"],
@@ -584,7 +603,7 @@ def _test(t: _Training, run: RunDir, progress: Progress, final_va: Optional[dict
     else:
         test = t.evaluate(make_batches(t.data.test, t.info, t.cfg.data, t.precision.device,
                                        t.cfg.train.eval_batch_size, train=False, channels_last=t.channels_last,
-                                       input_dtype=t.input_dtype))
+                                       input_dtype=t.input_dtype, rank=t.world.rank, world_size=t.world.size))
     if t.classification:
         run.write_confusion(test["confusion"], t.info.classes)
     run.write_test_metrics(metrics_summary(test, t.info.classes))

@@ -293,7 +293,18 @@ def from_user_data(train, test=None, classes=None, cfg=None, collate_fn=None) ->
 
 def make_batches(data, info: DataInfo, cfg, device, batch_size: int, *, train: bool, shuffle=False,
                  drop_last=False, seed=0, channels_last=True, rank=0, world_size=1, input_dtype=None):
-    """`input_dtype`: the dtype the model takes its input in unchanged (see batches.py), or None for float32."""
+    """`input_dtype`: the dtype the model takes its input in unchanged (see batches.py), or None for float32.
+    `rank`/`world_size`: training batches are this rank's share of global batches of batch_size x world_size
+    (batches.py); evaluation batches cover this rank's contiguous part of `data`, unpadded, so that the parts' sums
+    count every example exactly once."""
+    if world_size > 1 and isinstance(data, CustomData):
+        raise ConfigError("data given as a DataLoader or with collate_fn is not split among processes yet; train it "
+                          "in one process (without torchrun or --nproc)")
+    if world_size > 1 and not train:
+        lo, hi = len(data) * rank // world_size, len(data) * (rank + 1) // world_size
+        data = data.subset(slice(lo, hi)) if isinstance(data, ArrayData) else \
+            torch.utils.data.Subset(data, range(lo, hi))
+        rank, world_size = 0, 1
     prep = BatchPrep(info, device, normalize=cfg.normalize, crop_padding=cfg.crop_padding if train else 0,
                      flip=cfg.flip and train, channels_last=channels_last,
                      alternate_flip=cfg.flip and train and cfg.alternate_flip)
@@ -307,4 +318,4 @@ def make_batches(data, info: DataInfo, cfg, device, batch_size: int, *, train: b
         return InMemoryBatches(data, prep, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
                                rank=rank, world_size=world_size, input_dtype=input_dtype)
     return LoaderBatches(data, prep, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
-                         workers=cfg.workers)
+                         workers=cfg.workers, rank=rank, world_size=world_size)

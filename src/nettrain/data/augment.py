@@ -37,16 +37,20 @@ def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def draw(sizes, crop_padding: int, flip: bool, generator, device) -> dict:
-    """The random numbers for consecutive batches of `sizes`, drawn batch by batch as `augment` would."""
+def draw(sizes, crop_padding: int, flip: bool, generator, device, rank: int = 0, world_size: int = 1) -> dict:
+    """The random numbers for consecutive batches of `sizes`, drawn batch by batch as `augment` would. With
+    `world_size` > 1 each batch is `rank`'s contiguous slice of a global batch world_size times larger
+    (batches.py): the global batch's numbers are drawn and the slice's kept, so that an example is augmented
+    alike in any number of processes."""
     dys, dxs, flips = [], [], []
     for n in sizes:
+        keep = slice(rank * n, (rank + 1) * n) if world_size > 1 else slice(None)
         if crop_padding:
-            dy, dx = _offsets(n, crop_padding, generator, device)
-            dys.append(dy)
-            dxs.append(dx)
+            dy, dx = _offsets(n * world_size, crop_padding, generator, device)
+            dys.append(dy[keep])
+            dxs.append(dx[keep])
         if flip:
-            flips.append(torch.rand(n, generator=generator, device=device) < 0.5)
+            flips.append((torch.rand(n * world_size, generator=generator, device=device) < 0.5)[keep])
     return {"dy": torch.cat(dys) if dys else None, "dx": torch.cat(dxs) if dxs else None,
             "flip": torch.cat(flips) if flips else None}
 

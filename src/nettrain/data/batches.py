@@ -3,7 +3,9 @@
 Both yield (x, y) ready for the model: on the device, augmented (training only), float and normalized,
 channels_last for images. The in-memory path slices a seeded permutation of uint8 tensors that already sit
 on the device; the order and augmentation of epoch `e` depend only on (seed, e), so a resumed run sees the
-same batches as an uninterrupted one. `rank`/`world_size` shard each epoch's permutation for DDP.
+same batches as an uninterrupted one. `rank`/`world_size` shard each epoch's permutation for DDP: `batch_size` is
+then one rank's share of a global batch of batch_size x world_size, and rank r takes the r-th contiguous slice of each
+global batch, so that a seed and a global batch give the same sequence of global batches at any world size.
 
 When the model computes exactly the same from inputs rounded to the autocast dtype (training._input_dtype checks), the
 in-memory images of large batches are normalized and rounded once, up front, and a batch is then a single gather:
@@ -59,15 +61,17 @@ class BatchPrep:
                                          for t in (self.shift, self.scale))
         return self._per_pixel[key]
 
-    def __call__(self, x, y, train: bool, generator=None, sizes=None, flips=None):
+    def __call__(self, x, y, train: bool, generator=None, sizes=None, flips=None, rank=0, world_size=1):
         """`sizes`: x holds consecutive batches of these sizes, each augmented with the random numbers it would
-        draw on its own (default: one batch). `flips`: which images to mirror (instead of coins)."""
+        draw on its own (default: one batch). `flips`: which images to mirror (instead of coins). `rank`,
+        `world_size`: each batch is that rank's slice of a global batch, augmented as in one process (augment.draw)."""
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
         if not self.image:
             return x, y
         if train and (self.crop_padding or self.flip):
-            params = draw(sizes or [len(x)], self.crop_padding, self.flip and flips is None, generator, x.device)
+            params = draw(sizes or [len(x)], self.crop_padding, self.flip and flips is None, generator, x.device,
+                          rank, world_size)
             if self.flip and flips is not None:
                 params["flip"] = flips.to(x.device)
             x = apply(x, self.crop_padding, params)
@@ -127,7 +131,13 @@ class InMemoryBatches:
 
     @property
     def num_samples(self) -> int:
-        return len(self.y) // self.world_size
+        """This rank's examples an epoch: its share of each full global batch, and of the last, partial one (unless
+        drop_last) as much of it as divides evenly among the ranks: every rank then steps as often, on equal shares,
+        and at most world_size - 1 examples of an epoch (a different few each epoch when shuffled) are left out."""
+        if self.world_size == 1:
+            return len(self.y)
+        full, rest = divmod(len(self.y), self.batch_size * self.world_size)
+        return full * self.batch_size + (0 if self.drop_last else rest // self.world_size)
 
     def __len__(self) -> int:
         n = self.num_samples
@@ -142,9 +152,8 @@ class InMemoryBatches:
         g = self._generator()
         n = len(self.y)
         order = torch.randperm(n, generator=g, device=g.device) if self.shuffle else None
-        if self.world_size > 1:   # every rank gets the same number of samples
-            base = order if order is not None else torch.arange(n, device=self.prep.device)
-            order = base[: self.num_samples * self.world_size][self.rank::self.world_size]
+        if self.world_size > 1:   # this rank's contiguous slice of each global batch
+            order = self._mine(order if order is not None else torch.arange(n, device=self.prep.device))
         bs, n_batches, per_chunk = self.batch_size, len(self), self.per_chunk
         for first in range(0, n_batches, per_chunk):
             last = min(first + per_chunk, n_batches)
@@ -153,30 +162,47 @@ class InMemoryBatches:
             rows = slice(lo, hi) if order is None else order[lo:hi]   # a slice is a view: no gather when unshuffled
             flips = None if self.flip_base is None else self.flip_base[rows] ^ bool(self.epoch % 2)
             x, y = (self.x[rows], self.y[rows]) if order is None else (take(self.x, rows), take(self.y, rows))
-            x, y = self.prep(x, y, self.train, g, sizes, flips)
+            x, y = self.prep(x, y, self.train, g, sizes, flips, self.rank, self.world_size)
             yield from zip(x.split(sizes), y.split(sizes))   # views, made in one call each
+
+
+    def _mine(self, order: torch.Tensor) -> torch.Tensor:
+        """This rank's examples of an epoch's `order`, in its order: slice r of each global batch."""
+        b, w, r = self.batch_size, self.world_size, self.rank
+        full = len(order) // (b * w)
+        share = (self.num_samples - full * b)   # of the last, partial global batch
+        last = order[full * b * w:][r * share:(r + 1) * share]
+        return torch.cat([order[:full * b * w].view(full, w, b)[:, r].reshape(-1), last])
 
 
 class LoaderBatches:
     """A torch DataLoader of uint8 batches (workers decode files), prepared like the in-memory path."""
 
     def __init__(self, dataset, prep: BatchPrep, batch_size: int, *, train: bool, shuffle=False, drop_last=False,
-                 seed=0, workers=0):
+                 seed=0, workers=0, rank=0, world_size=1):
         self.dataset, self.prep, self.train, self.seed = dataset, prep, train, seed
         self.batch_size, self.drop_last = batch_size, drop_last
         self.epoch = 0
         self._generator = torch.Generator()
+        # Many processes: torch's DistributedSampler, reseeded by set_epoch; drop_last evens the ranks out by
+        # leaving out at most world_size - 1 examples, where its default would repeat some.
+        self.sampler = torch.utils.data.DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=True) \
+            if world_size > 1 else None
         self.loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=workers,
-            pin_memory=prep.device.type == "cuda", persistent_workers=workers > 0, generator=self._generator)
+            dataset, batch_size=batch_size, shuffle=shuffle and self.sampler is None, sampler=self.sampler,
+            drop_last=drop_last, num_workers=workers, pin_memory=prep.device.type == "cuda",
+            persistent_workers=workers > 0, generator=self._generator)
 
     @property
     def num_samples(self) -> int:
-        return len(self.dataset)
+        return len(self.sampler) if self.sampler is not None else len(self.dataset)
 
     def set_epoch(self, epoch: int):
         self.epoch = epoch
         self._generator.manual_seed(self.seed * 1_000_003 + epoch)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.loader)

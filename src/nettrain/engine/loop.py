@@ -106,8 +106,9 @@ def tta_forward(model, x, shift: int = 0):
 
 @torch.no_grad()
 def evaluate(model, batches, loss_fn, precision, classification: bool, num_classes: int = 0, tta: bool = False,
-             tta_shift: int = 0) -> dict:
-    """Loss and accuracy (with the confusion matrix), or MSE, MAE and R^2 (metrics.py), over every example."""
+             tta_shift: int = 0, world=None) -> dict:
+    """Loss and accuracy (with the confusion matrix), or MSE, MAE and R^2 (metrics.py), over every example.
+    `world` (distributed.World): `batches` are this rank's part of the examples, and the sums are of all parts."""
     was_training = model.training
     model.eval()
     device = precision.device
@@ -128,6 +129,9 @@ def evaluate(model, batches, loss_fn, precision, classification: bool, num_class
             ys.append(y.view_as(out).float())
         seen += len(y)
     model.train(was_training)
+    if world is not None:
+        loss_sum, seen, confusion, outs, ys = world.evaluation_sums(loss_sum, seen, confusion, outs, ys,
+                                                                        classification)
     n = max(seen, 1)
     result = {"loss": loss_sum.item() / n, "examples": seen}
     if classification:

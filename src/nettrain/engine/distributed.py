@@ -1,0 +1,233 @@
+"""Many processes on PyTorch's own engine: torchrun starts them (RANK, LOCAL_RANK and WORLD_SIZE in their
+environment), torch.distributed joins them (gloo on the CPU, nccl on CUDA, LOCAL_RANK picking the GPU) and
+DistributedDataParallel averages the gradients. No launcher, rendezvous or all-reduce of nettrain's own.
+
+A single process is world size 1 on the same path: no process group is made and every collective returns its
+input. Only the main rank writes (run directory, TensorBoard, progress, checkpoints): the others are given null
+writers (`NullRun`, `NullLog`): the training code asks a run directory whether it `writes`, never its rank.
+
+A stop (Ctrl-C, SIGTERM) reaches every process from the terminal or from torchrun's agent, which stops them all
+when one ends; a stop flag agreed on at step boundaries (an all-reduce a step) is not done.
+
+`train.batch_size` is the global batch: each rank takes batch_size / world_size, and the learning rate is not scaled.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the processes torchrun started (rank 0 of 1 without torchrun)."""
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+    backend: Optional[str] = None   # "gloo" or "nccl" once joined; None at world size 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, device: torch.device) -> torch.device:
+        """The GPU of this process on its machine (LOCAL_RANK) when training is on CUDA without an index."""
+        if self.size > 1 and device.type == "cuda" and device.index is None:
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def local_batch(self, batch_size: int) -> int:
+        """This rank's share of the global batch `batch_size`; refused unless every rank gets the same share (DDP
+        averages the ranks' mean gradients, which is the global batch's mean only for equal shares)."""
+        if batch_size % self.size:
+            raise ConfigError(f"train.batch_size {batch_size} is the global batch and must divide evenly among the "
+                              f"{self.size} processes; give a multiple of {self.size}, e.g. --batch-size "
+                              f"{max(self.size, batch_size // self.size * self.size)}")
+        return batch_size // self.size
+
+    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """The model under DistributedDataParallel (checkpoint.unwrap takes it off again), or as it is alone."""
+        if self.size == 1:
+            return model
+        ids = [device.index] if device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def only_main(self, make, null):
+        """What the main rank makes (a writer), and `null` on the others."""
+        return make() if self.is_main else null
+
+    def run(self, kind: type, make):
+        """The run directory (of class `kind`, runs.RunDir) the main rank makes or opens and locks; on the others, a
+        NullRun of the same path."""
+        run = make() if self.is_main else None
+        path = self.broadcast(str(run.path) if run is not None else None)
+        return run if run is not None else NullRun(path, kind)
+
+    def _comm_device(self, like: torch.Tensor) -> torch.device:
+        return like.device if self.backend == "nccl" else torch.device("cpu")   # gloo reduces CPU tensors
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The element-wise sum of `tensor` over the ranks (a new tensor on its device); `tensor` itself alone."""
+        if self.size == 1:
+            return tensor
+        out = tensor.detach().to(self._comm_device(tensor), copy=True)
+        torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.SUM)
+        return out.to(tensor.device)
+
+    def gather(self, obj) -> list:
+        """Every rank's `obj`, in rank order (for values that do not sum, such as regression outputs)."""
+        if self.size == 1:
+            return [obj]
+        out = [None] * self.size
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj):
+        """The main rank's `obj` on every rank (the run directory's path it chose)."""
+        if self.size == 1:
+            return obj
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def shard(self, n: int) -> tuple:
+        """This rank's contiguous part [lo, hi) of n examples to evaluate: every example in exactly one part, none
+        repeated to even the parts out (their sums are all-reduced once at the end, so uneven parts cannot hang)."""
+        return n * self.rank // self.size, n * (self.rank + 1) // self.size
+
+    def train_sums(self, result: dict) -> dict:
+        """An epoch's training result (engine/loop.train_epoch) over every rank's examples: the mean loss and
+        accuracy of all of them, and the images of all ranks (its seconds are this rank's, which all share)."""
+        if self.size == 1:
+            return result
+        n = result["images"]
+        acc = result["acc"]
+        total = self.sum(torch.tensor([result["loss"] * n, round((acc or 0.0) * n), n], dtype=torch.float64))
+        loss_sum, correct, images = total.tolist()
+        images = max(int(images), 1)
+        return {**result, "loss": loss_sum / images, "acc": correct / images if acc is not None else None,
+                "images": int(images)}
+
+    def evaluation_sums(self, loss_sum: torch.Tensor, seen: int, confusion: torch.Tensor, outs: list, ys: list,
+                        classification: bool):
+        """An evaluation's sums over every rank's shard, in one all-reduce: the loss sum, the count and the confusion
+        matrix (counts below 2**53 are exact in float64); a regression's outputs and targets are gathered whole
+        (R^2 needs the spread of all targets), in rank order, i.e. in the order of one process."""
+        if self.size == 1:
+            return loss_sum, seen, confusion, outs, ys
+        packed = torch.cat([loss_sum.double().view(1), torch.tensor([seen], dtype=torch.float64,
+                                                                    device=loss_sum.device), confusion.double()])
+        total = self.sum(packed)
+        loss_sum, seen, confusion = total[0], int(total[1].item()), total[2:].round().long()
+        if not classification:   # every rank, even one whose part is empty, joins the gather
+            device = loss_sum.device
+            parts = self.gather((torch.cat(outs).cpu(), torch.cat(ys).cpu()) if outs else None)
+            parts = [p for p in parts if p is not None]
+            outs = [p[0].to(device) for p in parts]
+            ys = [p[1].to(device) for p in parts]
+        return loss_sum, seen, confusion, outs, ys
+
+
+def local(model: torch.nn.Module) -> torch.nn.Module:
+    """The model without its DDP wrapper: what evaluation runs, each rank on its own part of the examples (DDP's
+    forward may sync buffers, a collective that ranks with uneven parts would not all join)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def from_env() -> World:
+    """The world torchrun describes in the environment; world size 1 without it."""
+    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if size <= 1:
+        return World()
+    return World(rank=int(os.environ.get("RANK", "0")), local_rank=int(os.environ.get("LOCAL_RANK", "0")), size=size)
+
+
+@contextlib.contextmanager
+def joined(device: torch.device):
+    """This process's World inside the block: under torchrun, its process group (gloo for the CPU, nccl for CUDA),
+    made on entry and torn down on exit when this block made it; alone, world size 1 and nothing to make."""
+    world = from_env()
+    if world.size == 1:
+        yield world
+        return
+    dist = torch.distributed
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    made = not dist.is_initialized()
+    if made:
+        if backend == "nccl":
+            torch.cuda.set_device(world.local_rank)
+        dist.init_process_group(backend=backend)
+    else:
+        backend = dist.get_backend()
+    try:
+        yield World(world.rank, world.local_rank, world.size, backend)
+    finally:
+        if made and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class NullRun:
+    """The run directory as a rank other than the main one sees it: its paths (to read a resumed checkpoint and to
+    name files in messages) and writers that write nothing. It never takes the directory's lock. `kind`: the
+    run directory's class (runs.RunDir, passed in: the engine does not import the run directory), whose path
+    properties it shares."""
+    writes = False
+
+    def __init__(self, path, kind: type):
+        self.path = Path(path)
+        self._kind = kind
+
+    def __getattr__(self, name):
+        attr = getattr(self.__dict__.get("_kind"), name, None)
+        if isinstance(attr, property):   # a file's path (last, best, metrics, ...): read through RunDir's property
+            return attr.fget(self)
+        if name.startswith("write_") or name in ("add_event", "lock", "unlock"):
+            return _nothing
+        raise AttributeError(name)
+
+
+class NullLog:
+    """TensorBoard on a rank other than the main one: nothing."""
+
+    def __getattr__(self, name):
+        return _nothing
+
+
+def _nothing(*args, **kwargs):
+    return None
+
+
+def launch(nproc: int, argv: list) -> int:
+    """`nettrain fit --nproc N ...`: the same command in N processes on this machine, started by torchrun's own
+    entry point (torch.distributed.run, standalone rendezvous on a free local port); returns the exit code."""
+    import logging
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    # the machine's cores shared among the processes (torchrun would set 1 thread each, with a warning banner)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    args = torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "nettrain", *argv])
+    # a failed process has said what went wrong in its one line: the agent's own error log would only repeat it
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        torchrun.run(args)
+    except ChildFailedError as e:   # pass the failed process's exit code on
+        codes = [f.exitcode for f in e.failures.values() if f.exitcode]
+        return next((c for c in codes if c > 0), 128 - min(codes) if codes else 1)
+    except SignalException as e:   # SIGTERM, SIGHUP: the agent has stopped the processes, which said so
+        return 128 + int(e.sigval)
+    return 0
+
+
+def is_launched() -> bool:
+    """Is this process one of torchrun's (then --nproc is torchrun's business, not this process's)?"""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+__all__ = ["World", "from_env", "joined", "NullRun", "NullLog", "launch", "is_launched"]
