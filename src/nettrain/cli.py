@@ -260,20 +260,29 @@ def cmd_predict(args) -> int:
 def _predict_rows(model, files: list, topk: int, as_json: bool) -> int:
     """One line per row of each CSV file: the class and its probability (or the top k), or the predicted value.
     Every file is read and checked before anything is printed: a bad cell stops the command with one line."""
-    from .errors import printable
     if not files:
         raise NettrainError("nothing to predict: give a CSV file of rows (nettrain predict RUN --file rows.csv)")
     done = [(f, model.predict(f)) for f in files]
     results = []
     for f, preds in done:
         rows = preds.topk(topk) if preds.probs is not None else preds.values.tolist()
-        for i, row in enumerate(rows, 1):
-            entry = {"file": str(f), "row": i}
-            if preds.probs is not None:
-                entry["predictions"] = [{"class": c, "probability": round(p, 6)} for c, p in row]
-            else:
-                entry["value"] = row[0] if len(row) == 1 else row
-            results.append(entry)
+        results += [_row_entry(f, i, row, preds.probs is not None) for i, row in enumerate(rows, 1)]
+    return _print_rows(results, as_json)
+
+
+def _row_entry(file, i: int, row, classified: bool) -> dict:
+    """One table row's prediction as printed: its top classes with probabilities, or its value."""
+    entry = {"file": str(file), "row": i}
+    if classified:
+        entry["predictions"] = [{"class": c, "probability": round(p, 6)} for c, p in row]
+    else:
+        entry["value"] = row[0] if len(row) == 1 else row
+    return entry
+
+
+def _print_rows(results: list, as_json: bool) -> int:
+    """Rows' predictions (a table model's, run in torch or in onnxruntime): JSON, or one line per row."""
+    from .errors import printable
     if as_json:
         print(json.dumps({"predictions": results, "errors": []}, indent=2))
         return 0
@@ -499,22 +508,9 @@ def _predict_onnx_rows(model, files: list, topk: int, as_json: bool) -> int:
         raise NettrainError("nothing to predict: give a CSV file of rows (nettrain predict model.onnx --file rows.csv)")
     results = []
     for f, out in [(f, model.predict(model.read_rows(f))) for f in files]:
-        for i, row in enumerate(model.topk(out, topk) if model.classes else out.tolist(), 1):
-            entry = {"file": str(f), "row": i}
-            if model.classes:
-                entry["predictions"] = [{"class": c, "probability": round(p, 6)} for c, p in row]
-            else:
-                entry["value"] = row[0] if len(row) == 1 else row
-            results.append(entry)
-    if as_json:
-        print(json.dumps({"predictions": results, "errors": []}, indent=2))
-        return 0
-    from .errors import printable
-    for r in results:
-        shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]) \
-            if "predictions" in r else (f"{r['value']:.6g}" if isinstance(r["value"], float) else str(r["value"]))
-        print(f"{printable(r['file'])} row {r['row']}: {shown}")
-    return 0
+        rows = model.topk(out, topk) if model.classes else out.tolist()
+        results += [_row_entry(f, i, row, bool(model.classes)) for i, row in enumerate(rows, 1)]
+    return _print_rows(results, as_json)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
