@@ -16,7 +16,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TMP_PATH = re.compile(r"(/private)?/tmp/[^\s'\"]*?/pytest-\d+/[^/\s'\"]+/")   # a test's temporary directory
+TMP_PATH = re.compile(r"(/private)?/tmp/[^\s'\"]*?/pytest-\d+/[^/\s'\"]+/")   # inside a test's temporary directory
+TMP_DIR = re.compile(r"(/private)?/tmp/[^\s'\"]*?/pytest-\d+/[^/\s'\";:)]+")   # the directory itself
+HOME = re.compile(r"(/root|/home/[^/\s]+|/work)/[^\s'\";:)]*")   # any other path of the machine the tests ran on
 
 
 def describe(test_id: str) -> tuple:
@@ -36,7 +38,7 @@ def main():
         records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     by_test = collections.OrderedDict()
     for r in records:
-        message = TMP_PATH.sub("", r["message"])
+        message = HOME.sub("PATH", TMP_DIR.sub("DIR", TMP_PATH.sub("", r["message"])))
         seen = by_test.setdefault(r["test"], [])
         if message not in seen:
             seen.append(message)

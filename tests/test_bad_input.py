@@ -231,3 +231,12 @@ def test_evaluate_on_arrays_of_another_shape(tmp_path):
                        **{"model.args.hidden": [4], "run.progress": "none", "run.tensorboard": False, "run.report": False})
     with pytest.raises(NettrainError, match=r"the data's inputs are shaped \[4\] each, the model was trained on \[3\]"):
         run.model.evaluate(data=(torch.randn(5, 4), LABELS[:5]))
+
+
+def test_the_docs_catalogue_lists_every_case():
+    """docs/bad-inputs.md is made from the tests (docs/make_bad_inputs.py): a case added here and not there means the
+    catalogue was not made again."""
+    from pathlib import Path
+    catalogue = (Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md").read_text(encoding="utf-8")
+    missing = [case for case in list(FIT) + list(API) if case not in catalogue]
+    assert not missing, f"run docs/make_bad_inputs.py: {missing}"
