@@ -303,8 +303,8 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
         module, cfg = _flat_input(module, cfg, info)
         tc = cfg.train
     example = _example(data)
-    check_fits(module, cfg.model.name, info.shape, info.outputs, info.task, example)
-    cfg = _loss_for_model(cfg, module, info, example)
+    out = check_fits(module, cfg.model.name, info.shape, info.outputs, info.task, example)
+    cfg = _loss_for_model(cfg, out, info)
     module.to(device)
     loss_fn = build_loss(loss_config(cfg, info.task), gate, loss)
     # A user's model gets each speed choice only when it computes the same with it (engine/probe.py); the choices
@@ -369,20 +369,12 @@ def _example(data: Data):
     return None
 
 
-def _loss_for_model(cfg: Config, module: nn.Module, info: DataInfo, example=None) -> Config:
+def _loss_for_model(cfg: Config, out: torch.Tensor, info: DataInfo) -> Config:
     """The config with the loss that suits the classifier's outputs (engine/optim.py's loss_for_outputs), judged once
-    on the model check's input (two zero inputs, or the data's first items) before training: no check, and no host sync, in the training steps."""
+    on the model check's outputs (check_fits: two zero inputs, or the data's first items) before training: no check,
+    and no host sync, in the training steps."""
     if info.task != "classification" or cfg.train.loss not in ("cross-entropy", "nll"):
         return cfg
-    was_training = module.training
-    module.eval()
-    try:   # a forward that draws random numbers must not shift the run's: the RNG is put back
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            x = example if example is not None else \
-                torch.zeros(2, *info.shape, device=next(module.parameters(), torch.zeros(0)).device)
-            out = forward(module, x)
-    finally:
-        module.train(was_training)
     loss, note = loss_for_outputs(cfg.train.loss, out, cfg.train.label_smoothing)
     if note:
         print(note if note.startswith("warning") else f"nettrain: {note}", file=sys.stderr)

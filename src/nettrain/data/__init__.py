@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from ..errors import ConfigError, DataError
-from .arrays import ArrayData, DataInfo, channel_stats, images_from_numpy, split
+from .arrays import ArrayData, DataInfo, channel_stats, class_list, images_from_numpy, split
 from .batches import BatchPrep, InMemoryBatches, LoaderBatches
 from .custom import CustomData, class_names, custom_data, wanted as wants_custom
 from .sources import DATASETS, Source, data_root, load_source
@@ -69,17 +69,7 @@ def from_source(src: Source, cfg) -> Data:
         mean, std = _given_normalization(cfg, src.kind, shape, mean, std)
     _check_crop(cfg.crop_padding, src.kind, shape)
     if src.task == "classification":
-        classes = src.classes
-        labelled = [d for d in (train, val, test) if isinstance(d, ArrayData) and len(d)]
-        low = min((int(d.y.min()) for d in labelled), default=0)
-        top = max((int(d.y.max()) for d in labelled), default=0) + 1
-        if low < 0:
-            raise DataError(f"labels must be class indices 0, 1, 2, ..., found {low}")
-        if classes is None:
-            classes = [str(c) for c in range(top)]
-        elif top > len(classes):
-            raise DataError(f"a label is {top - 1} but only {len(classes)} classes are named; "
-                            f"give one class name per label value")
+        classes = class_list([d.y for d in (train, val, test) if isinstance(d, ArrayData)], src.classes)
         outputs = len(classes)
     else:
         classes, outputs = None, int(train.y.shape[1]) if train.y.ndim > 1 else 1

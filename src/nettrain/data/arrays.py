@@ -88,3 +88,18 @@ def split(data: ArrayData, fraction: float, seed: int) -> tuple:
     n_out = max(1, int(round(len(data) * fraction)))
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     return data.subset(perm[n_out:]), data.subset(perm[:n_out])
+
+
+def class_list(labels: list, names: Optional[list]) -> list:
+    """The class names for integer `labels` (tensors of class indices): `names` as given, or "0", "1", ... up to
+    the largest label; a negative label, or one past the names given, is named in one line."""
+    low = min((int(t.min()) for t in labels if len(t)), default=0)
+    top = max((int(t.max()) for t in labels if len(t)), default=0) + 1
+    if low < 0:
+        raise DataError(f"labels must be class indices 0, 1, 2, ..., found {low}")
+    if names is None:
+        return [str(c) for c in range(top)]
+    if top > len(names):
+        raise DataError(f"a label is {top - 1} but only {len(names)} classes are named; give one class name per "
+                        f"label value")
+    return list(names)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..errors import ConfigError, DataError
 from ..usercode import raised
-from .arrays import DataInfo
+from .arrays import DataInfo, class_list
 
 
 def structured(x) -> bool:
@@ -250,16 +250,8 @@ def custom_data(train, test, classes, collate_fn, cfg):
     else:
         names = classes if classes is not None else class_names(train)
         labels = [tr.targets()] + ([va.targets()] if va is not None else [])
-        low = min(int(t.min()) for t in labels)
-        top = max(int(t.max()) for t in labels) + 1
-        if low < 0:
-            raise DataError(f"labels must be class indices 0, 1, 2, ..., found {low}")
-        if names is None:
-            names = [str(c) for c in range(top)]
-        elif top > len(names):
-            raise DataError(f"a label is {top - 1} but only {len(names)} classes are named; give one class name "
-                            f"per label value")
-        classes, outputs = [str(c) for c in names], len(names)
+        classes = [str(c) for c in class_list(labels, names)]
+        outputs = len(classes)
     info = DataInfo(kind="custom", shape=[], task=task, classes=classes, outputs=outputs,
                     collate=collate_spec(tr.collate_fn))
     return tr, va, info, notes

@@ -57,16 +57,18 @@ def build_model(name: str, shape, outputs: int, args: dict, gate=None) -> nn.Mod
     return model
 
 
-def check_fits(model: nn.Module, name: str, shape, outputs: int, task: str, example=None):
-    """One forward pass of two zero inputs, or of `example` (a real batch input: for data whose shape is not fixed,
-    or integer token ids, which zeros of float32 would not be); a ModelError that says what does not fit."""
+def check_fits(model: nn.Module, name: str, shape, outputs: int, task: str, example=None) -> torch.Tensor:
+    """One forward pass in eval mode of two zero inputs, or of `example` (a real batch input: for data whose shape
+    is not fixed, or integer token ids, which zeros of float32 would not be); a ModelError that says what does not
+    fit. Returns the outputs (the loss is chosen from them: training.py); the RNG is left as it was."""
     from ..engine.loop import forward
     was_training = model.training
     model.eval()
-    x = torch.zeros(2, *shape, device=next(model.parameters(), torch.zeros(0)).device)
+    x = example if example is not None else \
+        torch.zeros(2, *shape, device=next(model.parameters(), torch.zeros(0)).device)
     try:
-        with torch.no_grad(), tracking(model) as where:
-            out = forward(model, example) if example is not None else model(x)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]), tracking(model) as where:
+            out = forward(model, x)
     except Exception as e:   # any shape mismatch inside the user's model: where, in the user's file, and the shapes
         what = f"inputs of shape {list(shape)} (the data's)" if example is None else "the first batch of the data"
         raise ModelError(f"{failure(e, model, where)}: model {name!r} does not fit {what}; choose a model for this "
@@ -79,3 +81,4 @@ def check_fits(model: nn.Module, name: str, shape, outputs: int, task: str, exam
         what = f"{outputs} classes" if task == "classification" else f"{outputs} regression targets"
         raise ModelError(f"model {name!r} outputs {got} for {batch}, but the data has {what}: it must output "
                          f"[batch, {outputs}]; change its last layer")
+    return out
