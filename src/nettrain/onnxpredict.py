@@ -17,11 +17,7 @@ from .errors import DataError, NettrainError, printable
 
 
 # cells read as missing: data/table.py's MISSING (which imports torch with its module); a test keeps them equal
-MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
-
-
-def is_exported(path) -> bool:
-    return str(path).lower().endswith(".onnx")
+MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}   # data/table.py's MISSING: not imported, nettrain.data loads torch
 
 
 class OnnxModel:
