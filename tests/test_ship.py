@@ -266,3 +266,30 @@ def test_lr_flag_takes_auto_or_a_number(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["fit", "--lr", "fast"])
     assert "invalid learning_rate value: 'fast'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model, exporter", [("fasttext", "onnx (dynamo exporter)"),
+                                             # a bidirectional LSTM over packed sequences: dynamo cannot capture it
+                                             ("bilstm", "onnx (TorchScript-based exporter, the dynamo exporter failed)")])
+def test_text_export_takes_ids_and_lengths_and_predicts_strings_without_torch(tmp_path, model, exporter):
+    from test_text import texts_and_labels, write_csv
+    path = write_csv(tmp_path / "texts.csv", texts_and_labels())
+    run = nettrain.fit(dataset="text", data_dir=str(path), model=model, epochs=2, run_dir=tmp_path / "run",
+                       **{"model.args.embed": 8, **({"model.args.hidden": 8} if model == "bilstm" else {}), **QUIET})
+    assert main(["export", str(run.dir)]) == 0
+    meta = json.loads((run.dir / "model.onnx.json").read_text())
+    assert meta["exporter"] == exporter and meta["input"]["names"] == ["tokens", "lengths"]
+    assert meta["preprocessing"]["vocab"] == run.model.info.vocab
+    texts = ["free prize call now", "see you at lunch tomorrow", "WIN cash!!! reply", "ok"]
+    code = ("import sys, json; from nettrain.cli import main; rc = main(sys.argv[1:]); "
+            "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code, "predict", str(run.dir / "model.onnx"), *texts, "--json",
+                          "--topk", "2"], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC},
+                         check=True)
+    lines = out.stdout.strip().splitlines()
+    assert json.loads(lines[-1]) == {"rc": 0, "torch": False}
+    printed = json.loads("\n".join(lines[:-1]))["predictions"]
+    want = run.model.predict(texts).topk(2)   # texts of different lengths in one batch: the sequence axis varies
+    assert [r["text"] for r in printed] == texts
+    assert all(p["probability"] == pytest.approx(dict(w)[p["class"]], abs=1e-5)
+               for r, w in zip(printed, want) for p in r["predictions"])

@@ -295,6 +295,12 @@ def _print_rows(results: list, as_json: bool) -> int:
 
 def _predict_texts(model, inputs: list, files: list, topk: int, as_json: bool) -> int:
     """A text run's predictions: one line per text (the text, then its classes), or JSON."""
+    texts = _texts(inputs, files)
+    return _print_texts(texts, model.predict(texts).topk(topk), as_json)
+
+
+def _texts(inputs: list, files: list) -> list:
+    """The texts to predict: the arguments, then each --file's lines (one text a line, blank lines skipped)."""
     from .errors import printable
     texts = list(inputs)
     for file in files:
@@ -307,9 +313,14 @@ def _predict_texts(model, inputs: list, files: list, topk: int, as_json: bool) -
                                 f"one text per line") from None
     if not texts:
         raise NettrainError("nothing to predict: give texts as arguments, or --file FILE with one text per line")
-    preds = model.predict(texts)
+    return texts
+
+
+def _print_texts(texts: list, tops: list, as_json: bool) -> int:
+    """One line per text (its start, then its classes with probabilities), or JSON."""
+    from .errors import printable
     results = [{"text": t, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in top]}
-               for t, top in zip(texts, preds.topk(topk))]
+               for t, top in zip(texts, tops)]
     if as_json:
         print(json.dumps({"predictions": results, "errors": []}, indent=2))
     else:
@@ -473,9 +484,12 @@ def cmd_predict_onnx(args) -> int:
     model = OnnxModel(args.checkpoint)
     if model.kind == "table":
         return _predict_onnx_rows(model, args.inputs + args.file, args.topk or 1, args.json)
+    if model.kind == "text":
+        texts = _texts(args.inputs, args.file)
+        return _print_texts(texts, model.topk(model.predict_texts(texts), args.topk or 3), args.json)
     if model.kind != "image" or args.file:
-        raise NettrainError("nettrain predict model.onnx reads image files (or a table's CSV rows); run a vector "
-                            "export in onnxruntime with rows shaped as its .onnx.json says")
+        raise NettrainError("nettrain predict model.onnx reads image files, a table's CSV rows or texts; run a "
+                            "vector export in onnxruntime with rows shaped as its .onnx.json says")
     files, errors, images, names = [], [], [], []
     for item in args.inputs:   # folders expanded as for a run (no torch: the extension list is nettrain's own)
         p = Path(item)

@@ -3,7 +3,9 @@
 The exported graph takes what a user has, with the run's preprocessing inside it: uint8 images N x H x W x C for an
 image run (to float, NHWC -> NCHW, (x/255 - mean)/std, flattened when the model was trained so), float32 feature rows
 for a vector run (token ids stay int64), numeric table rows with missing cells as NaN (filled and standardized as in
-training). It outputs class probabilities, or values in the target's own units. The batch axis is dynamic.
+training), a text run's token ids N x L (0 pads) with each text's length N (the vocabulary and the tokenizer's rule go
+to the JSON beside the file: words.py reads texts the same way without torch). It outputs class probabilities, or
+values in the target's own units. The batch axis is dynamic, and a text model's sequence axis too.
 
 Before the file is put in place it is checked on held-out real inputs (the run's test split) against nettrain's own
 float32 predictions at three batch sizes (rtol 1e-3, atol 1e-5); the measured difference and the preprocessing go to
@@ -15,6 +17,8 @@ import contextlib
 import io
 import json
 import math
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -58,7 +62,9 @@ class Shipped(nn.Module):
         target = (info.table or {}).get("target") or {}
         self.unscale = (float(target["mean"]), float(target["std"])) if "std" in target else None
 
-    def forward(self, x):
+    def forward(self, x, lengths=None):
+        if self.kind == "text":   # (token ids, lengths): the model's own two inputs
+            return self.model(x, lengths).to(torch.float32).softmax(1)
         if self.kind == "image":
             x = x.permute(0, 3, 1, 2).to(torch.float32)
             x = (x - self.shift) * self.scale
@@ -82,6 +88,10 @@ def input_spec(info) -> dict:
         names = [col["name"] for col in info.table["columns"]]
         return {"name": "rows", "dtype": "float32", "shape": [None, len(names)], "columns": names,
                 "what": f"float32 rows of the columns {', '.join(names)} in this order; a missing cell is NaN"}
+    if info.kind == "text":
+        return {"name": "tokens", "names": ["tokens", "lengths"], "dtype": "int64", "shape": [None, None],
+                "what": "int64 token ids N x L (0 pads a text shorter than L) and int64 lengths N (each text's token "
+                        "count), from the vocabulary in the preprocessing"}
     dtype = "int64" if info.dtype is not None else "float32"
     return {"name": "inputs", "dtype": dtype, "shape": [None, *info.shape],
             "what": f"{dtype} {'token ids' if info.dtype else 'feature rows'} N x {' x '.join(map(str, info.shape))}"}
@@ -100,6 +110,11 @@ def preprocessing(info, cfg) -> dict:
     if info.kind == "table":
         return {"kind": "table", "columns": info.table["columns"],
                 "in_graph": "NaN -> the column's training fill value, then (x - mean) / std"}
+    if info.kind == "text":
+        from .data.text import text_args
+        from .words import RULE
+        return {"kind": "text", "tokenizer": RULE, "vocab": list(info.vocab), "unknown_id": 1, "padding_id": 0,
+                "max_len": text_args(cfg.data.args)["max_len"], "in_graph": "none: the ids and lengths as given"}
     return {"kind": "vector", "in_graph": "none (the rows as given)"}
 
 
@@ -173,13 +188,16 @@ def export(path, fmt: str = "onnx", out=None, overwrite: bool = False, model=Non
 
 def _held_out(cfg, info) -> torch.Tensor:
     """Real inputs the run did not train on, as the exported model takes them: the test split's first ones."""
-    from .data import load_data
+    from .data import load_for_model
     if cfg.data.name == "arrays":
         raise ExportError("this run was trained on arrays given to nettrain.fit, which the run does not keep, so the "
                           "export cannot be checked on held-out inputs; train on a named dataset to export")
-    test = load_data(cfg.data, info.table).test
+    test = load_for_model(cfg.data, info).test
     if test is None or not len(test):
         raise ExportError("the run's dataset has no test split to check the export on")
+    if info.kind == "text":   # (token ids padded to the longest of them, lengths)
+        from .data.text import pad
+        return pad(test.ids, test.starts, test.lengths, torch.arange(min(CHECK_EXAMPLES, len(test))))
     x = test.x[:CHECK_EXAMPLES]
     if info.kind == "image":
         return x.permute(0, 2, 3, 1).contiguous()   # NCHW uint8 -> the NHWC pixels a user has
@@ -205,45 +223,82 @@ def _reference(predictor, x: torch.Tensor) -> np.ndarray:
         inputs = [dict(zip(names, row)) for row in x.tolist()]
     else:
         inputs = x
-    preds = plain.predict(inputs)
+    if info.kind == "text":
+        from .data.text import TextData
+        tokens, lengths = x
+        inside = torch.arange(tokens.shape[1]) < lengths.unsqueeze(1)
+        preds = plain.predict_encoded(TextData(tokens[inside], lengths, torch.zeros_like(lengths)))
+    else:
+        preds = plain.predict(inputs)
     return (preds.probs if preds.probs is not None else preds.values).float().numpy()
 
 
-def _write(fmt: str, shipped: nn.Module, x: torch.Tensor, tmp: Path, note: dict, say):
+def _rows(x, lo: int, hi: int) -> tuple:
+    """Inputs lo..hi of the held-out `x` as the graph takes them: a text batch is padded to its own longest text
+    (so the check varies the sequence axis too)."""
+    if isinstance(x, tuple):
+        tokens, lengths = x[0][lo:hi], x[1][lo:hi]
+        return tokens[:, :max(1, int(lengths.max()))], lengths
+    return (x[lo:hi],)
+
+
+def _count(x) -> int:
+    return len(x[1]) if isinstance(x, tuple) else len(x)
+
+
+def _write(fmt: str, shipped: nn.Module, x, tmp: Path, note: dict, say):
+    # two examples, padded as wide as all of them: torch.export specializes an axis it sees at size 1
+    example = (x[0][:2], x[1][:2]) if isinstance(x, tuple) else (x[:2],)
     if fmt == "torchscript":
         with torch.no_grad(), _quiet():
-            traced = torch.jit.trace(shipped, x[:2])
+            traced = torch.jit.trace(shipped, example)
         traced.save(str(tmp))
         note["exporter"] = "torchscript (torch.jit.trace)"
         return
-    name = input_spec_name(shipped)
+    names = input_names(shipped)
     output = "probabilities" if shipped.task == "classification" else "values"
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+    dims = ({0: batch, 1: length}, {0: batch}) if shipped.kind == "text" else ({0: batch},)
+    axes = {names[0]: dims[0], **({names[1]: dims[1]} if len(names) > 1 else {})}
     try:
         with _quiet():
-            torch.onnx.export(shipped, (x[:2],), str(tmp), dynamo=True, external_data=False, input_names=[name],
-                              output_names=[output], dynamic_shapes=({0: torch.export.Dim("batch")},))
+            torch.onnx.export(shipped, example, str(tmp), dynamo=True, external_data=False, input_names=names,
+                              output_names=[output], dynamic_shapes=dims)
         note["exporter"] = "onnx (dynamo exporter)"
     except Exception as e:   # a graph torch.export cannot capture: the TorchScript-based exporter traces it
-        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        # its first sentence, without the terminal colours torch.onnx puts in it
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()[0].split(". ")[0][:120] \
+            if str(e).strip() else type(e).__name__
         say(f"nettrain: the dynamo ONNX exporter failed ({type(e).__name__}: {first}); using the TorchScript-based "
             f"exporter")
         with _quiet():
-            torch.onnx.export(shipped, (x[:2],), str(tmp), dynamo=False, input_names=[name], output_names=[output],
-                              dynamic_axes={name: {0: "batch"}, output: {0: "batch"}})
+            torch.onnx.export(shipped, example, str(tmp), dynamo=False, input_names=names, output_names=[output],
+                              dynamic_axes={**{n: {i: str(d) for i, d in a.items()} for n, a in axes.items()},
+                                            output: {0: "batch"}})
         note["exporter"] = "onnx (TorchScript-based exporter, the dynamo exporter failed)"
 
 
-def input_spec_name(shipped: nn.Module) -> str:
-    return {"image": "images", "table": "rows"}.get(shipped.kind, "inputs")
+def input_names(shipped: nn.Module) -> list:
+    return {"image": ["images"], "table": ["rows"], "text": ["tokens", "lengths"]}.get(shipped.kind, ["inputs"])
 
 
 @contextlib.contextmanager
 def _quiet():
-    """The exporters print their progress and warn about tracing; the command says one line of its own instead."""
+    """The exporters print their progress and warn about tracing, in Python and from C++ straight to file descriptor
+    2 (the TorchScript-based exporter's "shape inference of prim::PackPadded type is missing" for an LSTM, whose
+    export the check then proves right); the command says one line of its own instead. An exception still comes
+    out, as the exception it is."""
     import warnings
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            os.dup2(null.fileno(), 2)
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def batch_sizes(n: int) -> list:
@@ -251,20 +306,21 @@ def batch_sizes(n: int) -> list:
     return sorted({1, min(n, 7), n})
 
 
-def _check(fmt: str, path: Path, x: torch.Tensor, expected: np.ndarray, name: str) -> dict:
+def _check(fmt: str, path: Path, x, expected: np.ndarray, name: str) -> dict:
     """Run the written file on `x` in batches of three sizes; the largest difference from `expected`, or an
     ExportError naming it when it is outside rtol/atol."""
     run = _runner(fmt, path)
-    worst, sizes = 0.0, batch_sizes(len(x))
+    n = _count(x)
+    worst, sizes = 0.0, batch_sizes(n)
     for size in sizes:
-        got = np.concatenate([run(x[i:i + size]) for i in range(0, len(x), size)])
+        got = np.concatenate([run(*_rows(x, i, i + size)) for i in range(0, n, size)])
         if got.shape != expected.shape or not np.allclose(got, expected, rtol=RTOL, atol=ATOL):
             diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else math.inf
             raise ExportError(f"the exported {name} computes otherwise than nettrain at batch size {size} (max "
                               f"difference {diff:.3g}, allowed rtol {RTOL:g} atol {ATOL:g}); it was not kept: try "
                               f"--format {'torchscript' if fmt == 'onnx' else 'onnx'}, or report the model")
         worst = max(worst, float(np.abs(got - expected).max()))
-    return {"split": "test", "examples": len(x), "batch_sizes": sizes, "max_abs_diff": worst, "rtol": RTOL,
+    return {"split": "test", "examples": n, "batch_sizes": sizes, "max_abs_diff": worst, "rtol": RTOL,
             "atol": ATOL, "reference": "nettrain's float32 predictions of the same inputs"}
 
 
@@ -273,14 +329,14 @@ def _runner(fmt: str, path: Path):
         with _quiet():   # torch.jit.load warns that TorchScript is deprecated: the format asked for is checked
             module = torch.jit.load(str(path)).eval()
 
-        def run(x):
+        def run(*inputs):
             with torch.no_grad():
-                return module(x).numpy()
+                return module(*inputs).numpy()
         return run
     try:
         import onnxruntime as ort
     except ImportError:
         raise ExportError("checking an ONNX export needs onnxruntime; pip install 'nettrain[export]'") from None
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x.numpy()})[0]
+    names = [i.name for i in session.get_inputs()]
+    return lambda *inputs: session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]

@@ -73,6 +73,26 @@ class OnnxModel:
             raise DataError(f"{printable(self.path.name)} takes {self.input['what']}, got shape {tuple(x.shape)}")
         return self.session.run(None, {self.input["name"]: x})[0]
 
+    def predict_texts(self, texts: list, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities of raw strings: tokenized by the run's own rule and vocabulary (words.py, no torch),
+        in batches of consecutive texts, each padded to its longest, as nettrain's predict batches them."""
+        from .words import ids
+        p = self.meta["preprocessing"]
+        index = {w: i for i, w in enumerate(p["vocab"])}
+        encoded = [ids(t, index, p["max_len"]) for t in texts]
+        empty = [i for i, e in enumerate(encoded, 1) if not e]
+        if empty:
+            raise DataError(f"text {empty[0]} is empty; give texts with at least one word")
+        outs = []
+        for i in range(0, len(encoded), batch_size):
+            part = encoded[i:i + batch_size]
+            lengths = np.array([len(e) for e in part], dtype=np.int64)
+            tokens = np.zeros((len(part), int(lengths.max())), dtype=np.int64)   # 0: the padding id
+            for row, e in enumerate(part):
+                tokens[row, :len(e)] = e
+            outs.append(self.session.run(None, {"tokens": tokens, "lengths": lengths})[0])
+        return np.concatenate(outs)
+
     def topk(self, probs: np.ndarray, k: int) -> list:
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [[(self.classes[c], float(row[c])) for c in idx] for row, idx in zip(probs, order)]

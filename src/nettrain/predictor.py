@@ -15,7 +15,7 @@ from torch import nn
 
 from ._malloc import freed_memory_kept, tuning
 from .config import Config
-from .data import ArrayData, DataInfo, from_user_data, load_data, make_batches, table
+from .data import ArrayData, DataInfo, from_user_data, load_for_model, make_batches, table
 from .data.images import read_image
 from .engine.device import resolve_precision
 from .engine.loop import evaluate as evaluate_pass
@@ -178,8 +178,14 @@ class Predictor:
 
     def _predict_texts(self, texts, batch_size: int) -> Predictions:
         """Raw strings, tokenized with the saved vocabulary, in batches of consecutive texts (in their order)."""
-        from .data.text import encode_texts, pad
-        data = encode_texts(texts, self.info, self.config.data.args)
+        from .data.text import encode_texts
+        return self.predict_encoded(encode_texts(texts, self.info, self.config.data.args), batch_size)
+
+    @torch.no_grad()
+    def predict_encoded(self, data, batch_size: int = 256) -> Predictions:
+        """Texts already turned into token ids (data/text.py's TextData), in batches of consecutive texts, each
+        padded to its longest: the one definition of a text model's prediction (export checks against it)."""
+        from .data.text import pad
         ids, starts, lengths = data.ids.to(self.device), data.starts.to(self.device), data.lengths.to(self.device)
         outs = []
         for i in range(0, len(data), batch_size):
@@ -246,11 +252,7 @@ class Predictor:
             if data_dir is not None:
                 _check_data_dir(data_dir, cfg.data.name)
             dcfg = cfg.override({"data.dir": str(data_dir)}).data if data_dir else cfg.data
-            if self.info.kind == "text":   # the file read with the model's own vocabulary
-                from .data.text import load_text
-                loaded = load_text(dcfg, vocab=self.info.vocab)
-            else:
-                loaded = load_data(dcfg, self.info.table)   # a table: encoded as in training
+            loaded = load_for_model(dcfg, self.info)   # its vocabulary, its table encodings
             split = loaded.test
             if list(loaded.info.shape) != list(self.info.shape):
                 raise DataError(f"the data in {data_dir or dcfg.dir} has inputs of shape {loaded.info.shape}, "

@@ -131,6 +131,15 @@ def load_data(cfg, prep: Optional[dict] = None) -> Data:
     return src if isinstance(src, Data) else from_source(src, cfg)   # an input kind's module makes its own Data
 
 
+def load_for_model(cfg, info: DataInfo) -> Data:
+    """The dataset of `cfg` (data section) read as the trained model `info` reads it: a text file with the model's
+    own vocabulary, a table with its encodings (not learned again from the data)."""
+    if info.kind == "text":
+        from .text import load_text
+        return load_text(cfg, vocab=info.vocab)
+    return load_data(cfg, info.table)
+
+
 def tensor_images(x: torch.Tensor, what: str = "data") -> torch.Tensor:
     """Images as torchvision's ToTensor gives them, floats in [0, 1] shaped (N, C, H, W) with 1 or 3 channels, as
     the uint8 images nettrain keeps (exact for pixels that were 8-bit; predict reads floats the same way). The same

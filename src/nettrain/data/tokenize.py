@@ -7,19 +7,11 @@ vocabulary learned from the training split only, stored as the plain list of its
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 import torch
 
-PAD, UNK = "<pad>", "<unk>"   # ids 0 and 1: the padding the batches add, and any word not in the vocabulary
-SPECIALS = [PAD, UNK]
-# runs of letters/digits, or one other non-space character: punctuation ("!", "£") carries signal in short texts
-_WORD = re.compile(r"\w+|[^\w\s]")
-
-
-def tokens(text: str) -> list:
-    return _WORD.findall(text.lower())
+from ..words import PAD, SPECIALS, UNK, ids, tokens  # noqa: F401  (the tokenizer itself needs no torch: words.py)
 
 
 def build_vocab(texts, size: int, min_freq: int) -> list:
@@ -36,7 +28,7 @@ def encode(texts, vocab: list, max_len=None) -> tuple:
     index = {w: i for i, w in enumerate(vocab)}
     flat, lengths = [], []
     for t in texts:
-        ids = [index.get(w, 1) for w in tokens(t)][:max_len]
-        flat.extend(ids)
-        lengths.append(len(ids))
+        text_ids = ids(t, index, max_len)
+        flat.extend(text_ids)
+        lengths.append(len(text_ids))
     return torch.tensor(flat, dtype=torch.int64), torch.tensor(lengths, dtype=torch.int64)
