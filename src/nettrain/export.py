@@ -30,6 +30,7 @@ from torch import nn
 from . import __version__
 from .atomic import write_file, write_text
 from .errors import NettrainError, printable
+from .kinds import kind_of
 from .runs import RUN_FILES
 
 FORMATS = {"onnx": RUN_FILES["onnx"], "torchscript": RUN_FILES["torchscript"]}   # the default files, in the run
@@ -42,35 +43,18 @@ class ExportError(NettrainError):
 
 
 class Shipped(nn.Module):
-    """The trained model with its preprocessing and its output's post-processing: the graph that is exported."""
+    """The trained model with its preprocessing (its input kind's, kinds/) and its output's post-processing: the
+    graph that is exported."""
 
     def __init__(self, model: nn.Module, info, cfg):
         super().__init__()
-        self.model, self.kind, self.task = model, info.kind, info.task
-        if info.kind == "image":
-            c = info.shape[0]
-            mean = torch.tensor(info.mean if cfg.data.normalize else [0.0] * c, dtype=torch.float32)
-            std = torch.tensor(info.std if cfg.data.normalize else [1.0] * c, dtype=torch.float32)
-            # BatchPrep's arithmetic exactly: (x - 255 mean) * (1 / (255 std))
-            self.register_buffer("shift", (mean * 255).view(1, -1, 1, 1))
-            self.register_buffer("scale", (1 / (std * 255)).view(1, -1, 1, 1))
-        columns = (info.table or {}).get("columns", [])
-        if info.kind == "table":
-            self.register_buffer("fill", torch.tensor([col["fill"] for col in columns], dtype=torch.float32))
-            self.register_buffer("mean", torch.tensor([col["mean"] for col in columns], dtype=torch.float32))
-            self.register_buffer("std", torch.tensor([col["std"] for col in columns], dtype=torch.float32))
+        self.kind, self.task = kind_of(info), info.task
+        self.model, self.prep = model, self.kind.graph_prep(info, cfg)
         target = (info.table or {}).get("target") or {}
         self.unscale = (float(target["mean"]), float(target["std"])) if "std" in target else None
 
-    def forward(self, x, lengths=None):
-        if self.kind == "text":   # (token ids, lengths): the model's own two inputs
-            return self.model(x, lengths).to(torch.float32).softmax(1)
-        if self.kind == "image":
-            x = x.permute(0, 3, 1, 2).to(torch.float32)
-            x = (x - self.shift) * self.scale
-        elif self.kind == "table":
-            x = (torch.where(torch.isnan(x), self.fill, x) - self.mean) / self.std
-        out = self.model(x).to(torch.float32)
+    def forward(self, x, lengths=None):   # lengths: a text model's second input
+        out = self.model(self.prep(x), *(() if lengths is None else (lengths,))).to(torch.float32)
         if self.task == "classification":
             return out.softmax(1)
         if self.unscale is not None:
@@ -80,51 +64,12 @@ class Shipped(nn.Module):
 
 def input_spec(info) -> dict:
     """What the exported model takes: its input's name, dtype and shape (None: the batch axis), in words too."""
-    if info.kind == "image":
-        c, h, w = info.shape
-        return {"name": "images", "dtype": "uint8", "shape": [None, h, w, c], "layout": "NHWC",
-                "what": f"uint8 images N x {h} x {w} x {c} (height, width, channels), pixels 0-255"}
-    if info.kind == "table":
-        names = [col["name"] for col in info.table["columns"]]
-        return {"name": "rows", "dtype": "float32", "shape": [None, len(names)], "columns": names,
-                "what": f"float32 rows of the columns {', '.join(names)} in this order; a missing cell is NaN"}
-    if info.kind == "text":
-        return {"name": "tokens", "names": ["tokens", "lengths"], "dtype": "int64", "shape": [None, None],
-                "what": "int64 token ids N x L (0 pads a text shorter than L) and int64 lengths N (each text's token "
-                        "count), from the vocabulary in the preprocessing"}
-    dtype = "int64" if info.dtype is not None else "float32"
-    return {"name": "inputs", "dtype": dtype, "shape": [None, *info.shape],
-            "what": f"{dtype} {'token ids' if info.dtype else 'feature rows'} N x {' x '.join(map(str, info.shape))}"}
+    return kind_of(info).input_spec(info)
 
 
 def preprocessing(info, cfg) -> dict:
     """The arithmetic the graph does before the model, as plain data (written beside the file)."""
-    if info.kind == "image":
-        c, h, w = info.shape
-        normalize = cfg.data.normalize
-        return {"kind": "image", "channels": c, "height": h, "width": w,
-                "mean": list(info.mean) if normalize else [0.0] * c, "std": list(info.std) if normalize else [1.0] * c,
-                "in_graph": "NHWC uint8 -> NCHW float32, (x / 255 - mean) / std" +
-                            (", flattened to C*H*W" if cfg.model.flatten else ""),
-                "resize": "bilinear to height x width (done by the reader: nettrain predict model.onnx FILES)"}
-    if info.kind == "table":
-        return {"kind": "table", "columns": info.table["columns"],
-                "in_graph": "NaN -> the column's training fill value, then (x - mean) / std"}
-    if info.kind == "text":
-        from .data.text import text_args
-        from .words import RULE
-        return {"kind": "text", "tokenizer": RULE, "vocab": list(info.vocab), "unknown_id": 1, "padding_id": 0,
-                "max_len": text_args(cfg.data.args)["max_len"], "in_graph": "none: the ids and lengths as given"}
-    return {"kind": "vector", "in_graph": "none (the rows as given)"}
-
-
-def _refusal(info, cfg) -> Optional[str]:
-    if info.kind == "custom":
-        return "this run was trained through a collate function, whose batches have no fixed shape to export"
-    if info.kind == "table" and any(col["type"] != "numeric" for col in info.table["columns"]):
-        text = [col["name"] for col in info.table["columns"] if col["type"] != "numeric"]
-        return f"this table has text columns ({', '.join(text)}), whose one-hot encoding is not in the graph yet"
-    return None
+    return kind_of(info).preprocessing(info, cfg)
 
 
 def _destination(run_dir: Optional[Path], fmt: str, out) -> Path:
@@ -145,7 +90,7 @@ def export(path, fmt: str = "onnx", out=None, overwrite: bool = False, model=Non
         raise ExportError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     predictor = load(path, model=model, trust_code=trust_code, _fixes=_fixes)
     info, cfg = predictor.info, predictor.config
-    refused = _refusal(info, cfg)
+    refused = kind_of(info).export_refusal(info)
     if refused:
         raise ExportError(f"cannot export {printable(path)}: {refused}; use nettrain.load(run).predict in Python")
     run_dir = checkpoint_run_dir(path)
@@ -186,7 +131,7 @@ def export(path, fmt: str = "onnx", out=None, overwrite: bool = False, model=Non
     return dest
 
 
-def _held_out(cfg, info) -> torch.Tensor:
+def _held_out(cfg, info):
     """Real inputs the run did not train on, as the exported model takes them: the test split's first ones."""
     from .data import load_for_model
     if cfg.data.name == "arrays":
@@ -195,41 +140,17 @@ def _held_out(cfg, info) -> torch.Tensor:
     test = load_for_model(cfg.data, info).test
     if test is None or not len(test):
         raise ExportError("the run's dataset has no test split to check the export on")
-    if info.kind == "text":   # (token ids padded to the longest of them, lengths)
-        from .data.text import pad
-        return pad(test.ids, test.starts, test.lengths, torch.arange(min(CHECK_EXAMPLES, len(test))))
-    x = test.x[:CHECK_EXAMPLES]
-    if info.kind == "image":
-        return x.permute(0, 2, 3, 1).contiguous()   # NCHW uint8 -> the NHWC pixels a user has
-    if info.kind == "table":   # back to the raw numeric cells the exported graph takes (standardized in training)
-        columns = info.table["columns"]
-        mean = torch.tensor([c["mean"] for c in columns])
-        std = torch.tensor([c["std"] for c in columns])
-        return (x.float() * std + mean).to(torch.float32)
-    return x if info.dtype is not None else x.float()
+    return kind_of(info).held_out(test, info, CHECK_EXAMPLES)
 
 
-def _reference(predictor, x: torch.Tensor) -> np.ndarray:
+def _reference(predictor, x) -> np.ndarray:
     """nettrain's own predictions of `x` (Predictor.predict, its preprocessing), in float32 on the CPU: what the
     exported file must compute. (A run's bf16 autocast differs from any float32 graph by more than rtol.)"""
     from .engine.device import resolve_precision
     from .predictor import Predictor
     info, cpu = predictor.info, torch.device("cpu")
     plain = Predictor(predictor.module, info, predictor.config, cpu, resolve_precision("32", cpu, info.kind))
-    if info.kind == "image":
-        inputs = x.numpy()   # NHWC, as numpy arrays are read
-    elif info.kind == "table":
-        names = [col["name"] for col in info.table["columns"]]
-        inputs = [dict(zip(names, row)) for row in x.tolist()]
-    else:
-        inputs = x
-    if info.kind == "text":
-        from .data.text import TextData
-        tokens, lengths = x
-        inside = torch.arange(tokens.shape[1]) < lengths.unsqueeze(1)
-        preds = plain.predict_encoded(TextData(tokens[inside], lengths, torch.zeros_like(lengths)))
-    else:
-        preds = plain.predict(inputs)
+    preds = kind_of(info).reference(plain, x)
     return (preds.probs if preds.probs is not None else preds.values).float().numpy()
 
 
@@ -255,15 +176,15 @@ def _write(fmt: str, shipped: nn.Module, x, tmp: Path, note: dict, say):
         traced.save(str(tmp))
         note["exporter"] = "torchscript (torch.jit.trace)"
         return
-    names = input_names(shipped)
+    names = shipped.kind.input_names
     output = "probabilities" if shipped.task == "classification" else "values"
-    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
-    dims = ({0: batch, 1: length}, {0: batch}) if shipped.kind == "text" else ({0: batch},)
-    axes = {names[0]: dims[0], **({names[1]: dims[1]} if len(names) > 1 else {})}
+    axes = dict(zip(names, shipped.kind.dynamic_axes()))
+    dims = {}   # one torch.export.Dim per axis name: the inputs' batch axes are one and the same
+    dynamic = tuple({i: dims.setdefault(d, torch.export.Dim(d)) for i, d in a.items()} for a in axes.values())
     try:
         with _quiet():
             torch.onnx.export(shipped, example, str(tmp), dynamo=True, external_data=False, input_names=names,
-                              output_names=[output], dynamic_shapes=dims)
+                              output_names=[output], dynamic_shapes=dynamic)
         note["exporter"] = "onnx (dynamo exporter)"
     except Exception as e:   # a graph torch.export cannot capture: the TorchScript-based exporter traces it
         # its first sentence, without the terminal colours torch.onnx puts in it
@@ -273,13 +194,8 @@ def _write(fmt: str, shipped: nn.Module, x, tmp: Path, note: dict, say):
             f"exporter")
         with _quiet():
             torch.onnx.export(shipped, example, str(tmp), dynamo=False, input_names=names, output_names=[output],
-                              dynamic_axes={**{n: {i: str(d) for i, d in a.items()} for n, a in axes.items()},
-                                            output: {0: "batch"}})
+                              dynamic_axes={**axes, output: {0: "batch"}})
         note["exporter"] = "onnx (TorchScript-based exporter, the dynamo exporter failed)"
-
-
-def input_names(shipped: nn.Module) -> list:
-    return {"image": ["images"], "table": ["rows"], "text": ["tokens", "lengths"]}.get(shipped.kind, ["inputs"])
 
 
 @contextlib.contextmanager

@@ -9,19 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 from torch import nn
 
 from ._malloc import freed_memory_kept, tuning
 from .config import Config
 from .data import ArrayData, DataInfo, from_user_data, load_for_model, make_batches, table
-from .data.images import read_image
 from .engine.device import resolve_precision
 from .engine.loop import evaluate as evaluate_pass
 from .engine.metrics import classification_metrics
 from .engine.optim import build_loss, default_loss_for
 from .errors import DataError, NettrainError, printable
+from .kinds import kind_of
 
 
 def loss_config(cfg: Config, task: str):
@@ -71,98 +70,16 @@ class Predictor:
     def classes(self) -> Optional[list]:
         return self.info.classes
 
-    # inputs -> one uint8 NCHW (images) or float (vectors) batch
-    def _image_array(self, a) -> torch.Tensor:
-        c, h, w = self.info.shape
-        if not isinstance(a, torch.Tensor):
-            a = np.asarray(a)
-            if a.dtype.kind not in "biuf":   # nested lists of strings or None: numpy makes objects, torch fails
-                raise DataError(f"images must be numbers (uint8, or floats in [0, 1]), got an array of {a.dtype}")
-            if not a.flags.writeable:   # PIL's and read_image's arrays: torch warns on read-only buffers
-                a = a.copy()
-        t = torch.as_tensor(a) if not isinstance(a, torch.Tensor) else a
-        if t.is_floating_point():   # ToTensor convention: floats in [0, 1]
-            t = (t.clamp(0, 1) * 255).round().to(torch.uint8)
-        if t.dtype != torch.uint8:
-            raise DataError(f"images must be uint8 arrays/tensors or floats in [0, 1], got {t.dtype}")
-        numpy_layout = not isinstance(a, torch.Tensor)   # numpy/PIL are HWC, torch tensors CHW
-        if t.ndim == 2:
-            t = t[None, None]
-        elif t.ndim == 3:
-            if numpy_layout and t.shape[-1] in (1, 3, 4):
-                t = t.permute(2, 0, 1)[None]        # one HWC image
-            elif not numpy_layout and t.shape[0] in (1, 3, 4):
-                t = t[None]                          # one CHW image
-            else:
-                t = t[:, None]                       # a batch of gray NHW images
-        elif t.ndim == 4 and numpy_layout:
-            t = t.permute(0, 3, 1, 2)
-        if t.ndim != 4:
-            raise DataError(f"cannot read images of shape {tuple(t.shape)}; give HW, HWC, NHWC (numpy) or CHW, NCHW "
-                            f"(torch)")
-        if t.shape[1] == 4:
-            t = t[:, :3]
-        if t.shape[1] != c:   # gray <-> RGB, like PIL's convert
-            t = t.expand(-1, 3, -1, -1) if c == 3 else \
-                (t.float() * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).round().byte()
-        if tuple(t.shape[2:]) != (h, w):
-            t = torch.nn.functional.interpolate(t.float(), size=(h, w), mode="bilinear", antialias=True,
-                                                align_corners=False).round().clamp(0, 255).byte()
-        return t.contiguous()
-
-    def _vector_batch(self, inputs) -> torch.Tensor:
-        shape = list(self.info.shape)
-        ids = self.info.dtype is not None   # token ids: integers, as trained (never cast to float)
-        wanted = f"this model takes {'integer token ids' if ids else 'numbers'} shaped " \
-                 f"(N, {', '.join(map(str, shape))})"
-        try:
-            x = torch.as_tensor(np.asarray(inputs, dtype=None if ids else np.float32)
-                                if not isinstance(inputs, torch.Tensor) else inputs)
-        except (TypeError, ValueError) as e:
-            raise DataError(f"{wanted}, not files or text ({e})") from None
-        if ids and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
-            raise DataError(f"{wanted}, got {x.dtype}; give integer arrays or tensors")
-        x = x.to(getattr(torch, self.info.dtype)) if ids else x.float()
-        if list(x.shape) == shape:   # one input without its batch dimension
-            x = x.unsqueeze(0)
-        if list(x.shape[1:]) != shape:
-            raise DataError(f"{wanted}, got shape {tuple(x.shape)}")
-        return x
-
-    def _batch(self, inputs) -> torch.Tensor:
-        if self.info.kind == "table":   # rows: a CSV file, dicts or a DataFrame, encoded as in training
-            return table.predict_batch(inputs, self.info.table)
-        if self.info.kind == "vector":
-            return self._vector_batch(inputs)
-        if isinstance(inputs, (np.ndarray, torch.Tensor)):
-            return self._image_array(inputs)
-        if not isinstance(inputs, (list, tuple)):
-            inputs = [inputs]
-        if not inputs:
-            raise DataError("nothing to predict: give at least one image (a file, a folder's files, or an array)")
-        c, h, _ = self.info.shape
-        parts = []
-        for item in inputs:
-            if isinstance(item, (str, Path)):
-                item = read_image(item, c, h)
-            elif hasattr(item, "convert") and hasattr(item, "size"):   # a PIL image
-                item = np.asarray(item.convert("L" if c == 1 else "RGB"))
-            elif not isinstance(item, (np.ndarray, torch.Tensor, list, tuple)):   # None, a number, a dict, ...
-                raise DataError(f"cannot predict on a {type(item).__name__}; give image file paths, PIL images, "
-                                f"uint8 numpy arrays or tensors")
-            parts.append(self._image_array(item))
-        return torch.cat(parts)
+    def predict(self, inputs, batch_size: int = 256, collate_fn=None) -> Predictions:
+        """inputs: file paths, PIL images, uint8 numpy arrays (HW/HWC/NHWC), tensors (CHW/NCHW), or vectors; a
+        table's rows (a CSV file, dicts, a DataFrame); a text model's strings; for a model trained on a Dataset
+        through a collate function, a list of raw inputs as the Dataset's items hold them (without targets), batched
+        by that function (or `collate_fn`). How each is read is its input kind's (kinds/)."""
+        return kind_of(self.info).predict(self, inputs, batch_size, collate_fn)
 
     @torch.no_grad()
-    def predict(self, inputs, batch_size: int = 256, collate_fn=None) -> Predictions:
-        """inputs: file paths, PIL images, uint8 numpy arrays (HW/HWC/NHWC), tensors (CHW/NCHW), or vectors; for a
-        model trained on a Dataset through a collate function, a list of raw inputs as the Dataset's items hold
-        them (without targets), batched by that function (or `collate_fn`)."""
-        if self.info.kind == "custom":
-            return self._predict_items(inputs, batch_size, collate_fn or self.collate_fn)
-        if self.info.kind == "text":
-            return self._predict_texts(inputs, batch_size)
-        x = self._batch(inputs)
+    def predict_tensor(self, x: torch.Tensor, batch_size: int = 256) -> Predictions:
+        """A batch tensor of inputs as training's batches held them (before normalization), run in memory."""
         inputs_only = ArrayData(x, torch.zeros(len(x), dtype=torch.long))   # targets unused
         batches = make_batches(inputs_only, self.info, self.config.data, self.device, batch_size, train=False,
                                channels_last=self.config.train.channels_last)
@@ -175,11 +92,6 @@ class Predictor:
         if self.info.task == "classification":
             return Predictions(out.softmax(1), None, self.classes)
         return Predictions(None, table.outputs(out, self.info.table), None)
-
-    def _predict_texts(self, texts, batch_size: int) -> Predictions:
-        """Raw strings, tokenized with the saved vocabulary, in batches of consecutive texts (in their order)."""
-        from .data.text import encode_texts
-        return self.predict_encoded(encode_texts(texts, self.info, self.config.data.args), batch_size)
 
     @torch.no_grad()
     def predict_encoded(self, data, batch_size: int = 256) -> Predictions:
@@ -194,29 +106,6 @@ class Predictor:
                 outs.append(self.module(*pad(ids, starts, lengths, rows)).float().cpu())
         return Predictions(torch.cat(outs).softmax(1), None, self.classes)
 
-    def _predict_items(self, items, batch_size: int, collate_fn) -> Predictions:
-        """Raw items, each paired with a placeholder target (the collate function expects (input, target) pairs;
-        its targets are dropped), batched through the collate function and run in the model."""
-        from .data.custom import collate, to_device
-        from .engine.loop import forward
-        if isinstance(items, (str, bytes)) or not hasattr(items, "__len__") or not len(items):
-            raise DataError("nothing to predict: give a list of inputs, each as your Dataset's items hold them "
-                            "(without the target)")
-        items = list(items)
-        if self.info.task == "classification" or self.info.outputs == 1:
-            placeholder = torch.tensor(0 if self.info.task == "classification" else 0.0)
-        else:
-            placeholder = torch.zeros(self.info.outputs)
-        outs = []
-        for i in range(0, len(items), batch_size):
-            x, _ = collate(collate_fn, [(item, placeholder) for item in items[i:i + batch_size]], "predict")
-            with self.precision.autocast():
-                outs.append(forward(self.module, to_device(x, self.device)).float().cpu())
-        out = torch.cat(outs)
-        if self.info.task == "classification":
-            return Predictions(out.softmax(1), None, self.classes)
-        return Predictions(None, out, None)
-
     def evaluate(self, data=None, data_dir=None, batch_size: Optional[int] = None, collate_fn=None) -> dict:
         """Loss, accuracy, per-class accuracy and confusion matrix (or MSE/MAE) on the test split of the dataset
         it was trained on (optionally from another `data_dir`), or on `data` given as (x, y); for a model trained
@@ -230,12 +119,9 @@ class Predictor:
             loss_fn = self.loss_fn or build_loss(loss_config(cfg, self.info.task), self.gate)
             return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
                                  self.info.outputs)
-        if data is not None and self.info.kind == "table":   # arrays would skip the table's preprocessing
-            raise DataError("this model was trained on a table; evaluate it on the held-out rows of another CSV "
-                            "file: model.evaluate(data_dir='other.csv') (nettrain evaluate RUN --data-dir other.csv)")
-        if data is not None and self.info.kind == "text":
-            raise DataError("a text model is evaluated on a file of labelled texts: give data_dir= the file (its "
-                            "test split, as fit made it), not data=")
+        refused = kind_of(self.info).evaluation_data_refusal(data) if data is not None else None
+        if refused:
+            raise DataError(refused)
         if data is not None:
             split = from_user_data(data, data, self.classes, cfg.data, collate_fn).test   # all: no held-out split
             if not isinstance(split, ArrayData):   # its batches would skip the model's preprocessing

@@ -1,0 +1,57 @@
+"""What every input kind answers (kinds/__init__.py): the defaults are a tensor kind's, one fixed-shape input per
+example, predicted in memory and exported as it is."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+class Kind:
+    name = ""
+    images = False      # uint8 images: sample grids, TTA, channels_last, flattening, bf16 under precision auto
+    traceable = True    # a batch is one tensor of a fixed shape per example: TensorBoard's graph, export
+    input_names = ["inputs"]   # the exported graph's inputs
+
+    # ---- predict ---------------------------------------------------------------------------------------
+    def batch(self, info, inputs) -> torch.Tensor:
+        """What a user has (arrays, files, rows...) as one batch tensor, preprocessed as in training."""
+        raise NotImplementedError
+
+    def predict(self, predictor, inputs, batch_size: int, collate_fn=None):
+        """Predictions (predictor.py) of `inputs`: by default one tensor, run in memory in batches."""
+        return predictor.predict_tensor(self.batch(predictor.info, inputs), batch_size)
+
+    def evaluation_data_refusal(self, data) -> Optional[str]:
+        """Why `model.evaluate(data=...)` cannot take `data` for this kind, or None."""
+        return None
+
+    # ---- export ----------------------------------------------------------------------------------------
+    def export_refusal(self, info) -> Optional[str]:
+        return None
+
+    def input_spec(self, info) -> dict:
+        dtype = "int64" if info.dtype is not None else "float32"
+        return {"name": "inputs", "dtype": dtype, "shape": [None, *info.shape],
+                "what": f"{dtype} {'token ids' if info.dtype else 'feature rows'} N x {' x '.join(map(str, info.shape))}"}
+
+    def preprocessing(self, info, cfg) -> dict:
+        return {"kind": self.name, "in_graph": "none (the rows as given)"}
+
+    def graph_prep(self, info, cfg) -> nn.Module:
+        """The preprocessing inside an exported graph: what a user has -> the model's input."""
+        return nn.Identity()
+
+    def dynamic_axes(self) -> list:
+        """Per graph input, its axes that vary (index -> name): the batch axis."""
+        return [{0: "batch"}]
+
+    def held_out(self, test, info, n: int):
+        """The test split's first `n` inputs as the exported graph takes them: a tensor, or a tuple of them."""
+        x = test.x[:n]
+        return x if info.dtype is not None else x.float()
+
+    def reference(self, predictor, x):
+        """nettrain's own Predictions of held-out `x` (export checks the written file against them)."""
+        return predictor.predict(x)

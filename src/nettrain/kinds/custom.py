@@ -1,0 +1,46 @@
+"""A user's own Dataset batched by their collate function: batches of any structure (a tuple or dict of tensors),
+which nettrain hands to the model as they are (engine/loop.forward). Predict batches raw items through the same
+function; nothing of a fixed shape is there to trace or export."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..errors import DataError
+from .base import Kind
+
+
+class Custom(Kind):
+    name = "custom"
+    traceable = False
+
+    def predict(self, predictor, items, batch_size: int, collate_fn=None):
+        """Raw items, each paired with a placeholder target (the collate function expects (input, target) pairs;
+        its targets are dropped), batched through the collate function and run in the model."""
+        from ..data.custom import collate, to_device
+        from ..engine.loop import forward
+        from ..predictor import Predictions
+        collate_fn = collate_fn or predictor.collate_fn
+        info = predictor.info
+        if isinstance(items, (str, bytes)) or not hasattr(items, "__len__") or not len(items):
+            raise DataError("nothing to predict: give a list of inputs, each as your Dataset's items hold them "
+                            "(without the target)")
+        items = list(items)
+        if info.task == "classification" or info.outputs == 1:
+            placeholder = torch.tensor(0 if info.task == "classification" else 0.0)
+        else:
+            placeholder = torch.zeros(info.outputs)
+        outs = []
+        with torch.no_grad():
+            for i in range(0, len(items), batch_size):
+                x, _ = collate(collate_fn, [(item, placeholder) for item in items[i:i + batch_size]], "predict")
+                with predictor.precision.autocast():
+                    outs.append(forward(predictor.module, to_device(x, predictor.device)).float().cpu())
+        out = torch.cat(outs)
+        if info.task == "classification":
+            return Predictions(out.softmax(1), None, predictor.classes)
+        return Predictions(None, out, None)
+
+    def export_refusal(self, info) -> Optional[str]:
+        return "this run was trained through a collate function, whose batches have no fixed shape to export"

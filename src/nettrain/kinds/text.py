@@ -1,0 +1,54 @@
+"""Texts: token ids held as one flat tensor with each text's length, padded per batch to its longest
+(data/text.py), the vocabulary kept in the checkpoint and the run as a plain list. Predict takes raw strings,
+tokenized by the run's rule (words.py); an exported graph takes token ids N x L (0 pads) and lengths N, both axes
+dynamic, and its JSON holds the vocabulary so that a reader without torch tokenizes the same way."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .base import Kind
+
+
+class Text(Kind):
+    name = "text"
+    traceable = False   # a batch is (tokens, lengths): TensorBoard's graph cannot trace it
+    input_names = ["tokens", "lengths"]
+
+    def predict(self, predictor, inputs, batch_size: int, collate_fn=None):
+        from ..data.text import encode_texts
+        return predictor.predict_encoded(encode_texts(inputs, predictor.info, predictor.config.data.args),
+                                         batch_size)
+
+    def evaluation_data_refusal(self, data) -> Optional[str]:
+        return "a text model is evaluated on a file of labelled texts: give data_dir= the file (its test split, " \
+               "as fit made it), not data="
+
+    def input_spec(self, info) -> dict:
+        return {"name": "tokens", "names": ["tokens", "lengths"], "dtype": "int64", "shape": [None, None],
+                "what": "int64 token ids N x L (0 pads a text shorter than L) and int64 lengths N (each text's token "
+                        "count), from the vocabulary in the preprocessing"}
+
+    def preprocessing(self, info, cfg) -> dict:
+        from ..data.text import text_args
+        from ..words import RULE
+        return {"kind": "text", "tokenizer": RULE, "vocab": list(info.vocab), "unknown_id": 1, "padding_id": 0,
+                "max_len": text_args(cfg.data.args)["max_len"], "in_graph": "none: the ids and lengths as given"}
+
+    def dynamic_axes(self) -> list:
+        return [{0: "batch", 1: "length"}, {0: "batch"}]
+
+    def held_out(self, test, info, n: int):
+        from ..data.text import pad   # (token ids padded to the longest of them, lengths)
+        return pad(test.ids, test.starts, test.lengths, torch.arange(min(n, len(test))))
+
+    def reference(self, predictor, x):
+        from ..data.text import TextData
+        tokens, lengths = x
+        inside = torch.arange(tokens.shape[1]) < lengths.unsqueeze(1)
+        return predictor.predict_encoded(TextData(tokens[inside], lengths, torch.zeros_like(lengths)))
+
+    def graph_prep(self, info, cfg) -> nn.Module:
+        return nn.Identity()
