@@ -254,8 +254,9 @@ def figure(entries: list, task: str):
     held = splits.pop() if len(splits) == 1 else "held-out"
     second = {"classification": ("val_acc", f"{held} accuracy (%)", 100.0),
               "regression": ("val_mae", f"{held} mean absolute error", 1.0)}.get(task)
-    # inches right of the plots for the legend: about 0.06 inch a character at its 8 points
-    legend_room = min(4.5, 0.5 + 0.06 * max(len(e.label) for e in drawn))
+    # inches right of the plots for the legend: its line sample and margins (0.9 inch), and about 0.052 inch a
+    # character at 8 points (a 33-character label needs 2.6 inches)
+    legend_room = min(5.0, 0.9 + 0.052 * max(len(e.label) for e in drawn))
     fig = _figure(5.2 * (2 if second else 1) + legend_room, 4, right=legend_room, wspace=0.3)
     axes = fig.subplots(1, 2 if second else 1)
     loss_ax, score_ax = (axes[0], axes[1]) if second else (axes, None)
