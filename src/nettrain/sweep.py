@@ -110,9 +110,10 @@ def combinations(axes: dict) -> list:
 
 
 def run_name(values: dict) -> str:
-    """{'optimizer': 'sgd', 'lr': 0.01} -> 'optimizer=sgd,lr=0.01' (safe characters only)."""
+    """{'optimizer': 'sgd', 'lr': 0.01} -> 'optimizer=sgd,lr=0.01' (safe characters only; no spaces: [32, 16] is
+    _32,16_)."""
     from .report.compare import show
-    return SAFE.sub("_", ",".join(f"{k}={show(v)}" for k, v in values.items()))
+    return SAFE.sub("_", ",".join(f"{k}={show(v)}" for k, v in values.items()).replace(" ", ""))
 
 
 def _names(combos: list) -> list:

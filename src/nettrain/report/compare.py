@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+from urllib.parse import quote
 
 from ..atomic import write_error, write_file, write_text
 from ..errors import NettrainError, printable
@@ -174,7 +175,7 @@ def shared_task(entries: list) -> str:
 
 
 def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
+    return "-" if v is None or math.isnan(v) else f"{100 * v:.2f}%"
 
 
 def _num(v) -> str:
@@ -313,7 +314,7 @@ def page(comparison: Comparison, image: Optional[bytes]) -> str:
         name = _e(row[0])
         if report is not None and report.is_file():   # a relative link: the page and the runs move together
             href = os.path.relpath(os.path.abspath(report), os.path.abspath(comparison.html.parent))
-            name = f'<a href="{_e(Path(href).as_posix())}">{name}</a>'
+            name = f'<a href="{_e(quote(Path(href).as_posix()))}">{name}</a>'
         cells.append([name] + [_e(c) for c in row[1:]])
     title = f"nettrain compare: {len(rows)} run{'s' if len(rows) != 1 else ''}"
     keys = ", ".join(comparison.keys) or "none (the runs have the same config)"
