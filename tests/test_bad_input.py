@@ -264,6 +264,7 @@ def users_page(t, run):
 COMPARE = {
     "compare with no run": (lambda t, run: [], "no run to compare; give run directories"),
     "compare a folder that is not a run": (not_a_run, "is not a nettrain run directory"),
+    "compare the folder that holds the runs": (lambda t, run: [str(run.parent)], "holds runs but is not one"),
     "compare a path that does not exist": (lambda t, run: [str(run), str(t / "nowhere")], "nowhere does not exist"),
     "compare a run that has not finished an epoch": (no_epoch_yet, "has no finished epoch to compare yet"),
     "compare a run given twice": (lambda t, run: [str(run), str(run) + "/"], "is given twice"),

@@ -82,6 +82,10 @@ def compare(runs, out=None) -> Comparison:
     runs = [Path(r) for r in runs]
     if not runs:
         raise NettrainError("no run to compare; give run directories: nettrain compare runs/a runs/b")
+    for r in runs:
+        if r.is_dir() and not (r / MANIFEST).exists() and any((c / MANIFEST).is_file() for c in r.iterdir()):
+            raise NettrainError(f"{printable(r)} holds runs but is not one (a sweep's folder, or runs/); give the runs: "
+                                f"nettrain compare {printable(r)}/*/")
     paths = [check_run_dir(r) for r in runs]
     seen = {}
     for p in paths:
