@@ -240,3 +240,70 @@ def test_the_docs_catalogue_lists_every_case():
     catalogue = (Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md").read_text(encoding="utf-8")
     missing = [case for case in list(FIT) + list(API) if case not in catalogue]
     assert not missing, f"run docs/make_bad_inputs.py: {missing}"
+
+
+# ---- compare and sweep (report/compare.py, sweep.py) --------------------------------------------------
+
+def not_a_run(t, run):
+    (t / "notes").mkdir()
+    return [str(t / "notes")]
+
+
+def no_epoch_yet(t, run):
+    (t / "new").mkdir()
+    (t / "new" / ".nettrain-run.json").write_text('{"files": []}')   # what a fit writes first
+    return [str(run), str(t / "new")]
+
+
+def users_page(t, run):
+    (t / "out").mkdir()
+    (t / "out" / "compare.html").write_text("my notes")
+    return [str(run), "--out", str(t / "out")]
+
+
+COMPARE = {
+    "compare with no run": (lambda t, run: [], "no run to compare; give run directories"),
+    "compare a folder that is not a run": (not_a_run, "is not a nettrain run directory"),
+    "compare the folder that holds the runs": (lambda t, run: [str(run.parent)], "holds runs but is not one"),
+    "compare a path that does not exist": (lambda t, run: [str(run), str(t / "nowhere")], "nowhere does not exist"),
+    "compare a run that has not finished an epoch": (no_epoch_yet, "has no finished epoch to compare yet"),
+    "compare a run given twice": (lambda t, run: [str(run), str(run) + "/"], "is given twice"),
+    "compare --out into a run directory": (lambda t, run: [str(run), "--out", str(run)], "is a run directory"),
+    "compare over a compare.html of the user's": (users_page, "exists and was not written by nettrain compare"),
+}
+
+
+@pytest.mark.parametrize("case", COMPARE)
+def test_compare_refuses_in_one_line(digits_run, tmp_path, capsys, case):
+    args, expected = COMPARE[case]
+    given = args(tmp_path, digits_run.dir)
+    assert main(["compare", *given]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nettrain: error: ") and err.count("\n") == 1 and expected in err
+    assert not (digits_run.dir / "compare.html").exists() and not (digits_run.dir.parent / "compare.html").exists()
+
+
+SWEEP = {
+    "a sweep value of the wrong type": (["--lr", "0.01,abc"], [],
+                                        "in the sweep's run lr=abc: invalid config: optim.lr must be a number"),
+    "a misspelt optimizer among a sweep's values": (["--optimizer", "sgd,adam,rmsprop,adagrad,adamm"], [],
+                                                    "unknown optimizer 'adamm' (did you mean 'adam'?)"),
+    "a misspelt key to sweep": (["--optim.momentun", "0.9,0.99"], [], "optim.momentun"),
+    "an empty value in a sweep": (["--lr", "0.1,,0.2"], [], "has an empty value"),
+    "nothing to sweep": ([], [], "nothing to sweep"),
+    "a key both swept and fixed": (["--lr", "0.1,0.2"], ["--optim.lr", "0.3"], "is given both to sweep"),
+    "a run directory given to a sweep": (["--lr", "0.1,0.2"], ["--run-dir", "x"], "is chosen by the sweep"),
+    "--resume in a sweep": (["--lr", "0.1,0.2"], ["--resume", "x"], "--resume is not for a sweep"),
+}
+
+
+@pytest.mark.parametrize("case", SWEEP)
+def test_sweep_refuses_before_any_run_starts(tmp_path, monkeypatch, capsys, case):
+    """Every combination is checked first: a bad fifth value writes nothing, not even the sweep's folder."""
+    before, after, expected = SWEEP[case]
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", *before, "--", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", *QUIET,
+                 *after]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nettrain: error: ") and err.count("\n") == 1 and expected in err
+    assert list(tmp_path.iterdir()) == []

@@ -11,6 +11,8 @@
     nettrain summary RUN | --dataset NAME --model NAME [--shape 3,32,32 --classes 10]     (the layer table)
     nettrain lr-find [fit's flags] [--out lr_find.png]          (fit --lr auto runs it and trains with its suggestion)
     nettrain export RUN [--format onnx|torchscript] [--out PATH]
+    nettrain compare RUN [RUN ...] [--out DIR]               (a table, compare.png and compare.html)
+    nettrain sweep --KEY a,b [--KEY c,d ...] [--sweep-dir DIR] -- [fit's flags]    (a fit per combination)
     nettrain predict model.onnx FILE_OR_FOLDER...                 (onnxruntime, without torch)
 
 A user error (`NettrainError`) prints one line and exits with code 2; anything else is a bug and keeps its
@@ -80,7 +82,8 @@ def _model_flags(p):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nettrain", description="Train, evaluate and run PyTorch models in one command.")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,report,list,summary,lr-find,export}")
+    sub = p.add_subparsers(dest="command",
+                           metavar="{fit,evaluate,predict,report,list,summary,lr-find,export,compare,sweep}")
     fit = _fit_flags(sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
                                     "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'); see `nettrain list`."))
     fit.add_argument("--nproc", type=int, help="train in N processes on this machine (torchrun + DDP; one per GPU); "
@@ -104,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("run", help="run directory")
     sub.add_parser("list", help="list datasets, models, optimizers, losses and schedulers")
     _ship_parsers(sub)
+    _compare_parsers(sub)
     for command in sub.choices.values():   # also after the command; SUPPRESS keeps a --debug given before it
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return p
@@ -392,6 +396,8 @@ def _main(argv=None) -> int:
             return cmd_fit(args, extra)
         if args.command in ("lr-find", "summary"):   # fit's flags and --model.args.*
             return SHIP_COMMANDS[args.command](args, extra)
+        if args.command in COMPARE_COMMANDS:   # sweep reads its own argv: its keys before --, fit's flags after
+            return COMPARE_COMMANDS[args.command](args, extra, sys.argv[1:] if argv is None else list(argv))
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "evaluate":
@@ -529,3 +535,70 @@ def _predict_onnx_rows(model, files: list, topk: int, as_json: bool) -> int:
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 SHIP_COMMANDS = {"summary": cmd_summary, "lr-find": cmd_lr_find, "export": cmd_export}
+
+
+# ---- compare and sweep (report/compare.py, sweep.py)
+
+def _compare_parsers(sub):
+    cp = sub.add_parser("compare", help="runs side by side: the config keys that differ, best and final metrics, "
+                                        "time; compare.png and compare.html")
+    cp.add_argument("runs", nargs="*", metavar="RUN", help="run directories")
+    cp.add_argument("--out", help="the folder for compare.png and compare.html (default: the folder that holds the "
+                                  "runs)")
+    sw = sub.add_parser("sweep", help="one fit per combination of the values given, then compare them",
+                        usage="nettrain sweep --KEY a,b [--KEY c,d ...] [--sweep-dir DIR] -- [fit's flags]",
+                        epilog="KEY: a fit flag (--optimizer, --lr, --batch-size) or any config key "
+                               "(--optim.momentum 0.9,0.99); values holding commas in brackets: "
+                               "--model.args.hidden [16],[32,16]. Example: nettrain sweep --optimizer sgd,adam "
+                               "--lr 0.01,0.001 -- --dataset quadratic --model mlp --epochs 5")
+    sw.add_argument("--sweep-dir", help="the sweep's folder, new or empty (default runs/sweep-<dataset>-N); each run "
+                                        "goes into a folder named after its values")
+
+
+def cmd_compare(args, extra, argv) -> int:
+    from .report.compare import compare
+    if extra:
+        raise NettrainError(f"unrecognized arguments: {' '.join(extra)}; nettrain compare takes run directories "
+                            f"and --out DIR")
+    comparison = compare(args.runs, args.out)
+    print(comparison.table())
+    _print_outputs(comparison)
+    return 0
+
+
+def _print_outputs(comparison):
+    if comparison.png is not None:
+        print(f"figure {comparison.png}")
+    print(f"page {comparison.html}")
+
+
+def cmd_sweep(args, extra, argv) -> int:
+    from .sweep import parse_axes, sweep
+    tail = argv[argv.index("sweep") + 1:]
+    before, after = (tail[:tail.index("--")], tail[tail.index("--") + 1:]) if "--" in tail else (tail, [])
+    where, keys, i = None, [], 0
+    while i < len(before):   # --sweep-dir is the sweep's own; the rest are the keys to sweep
+        if before[i] == "--sweep-dir" and i + 1 < len(before):
+            where, i = before[i + 1], i + 2
+        elif before[i].startswith("--sweep-dir="):
+            where, i = before[i].split("=", 1)[1], i + 1
+        elif before[i] == "--debug":   # read by the parser already
+            i += 1
+        else:
+            keys.append(before[i])
+            i += 1
+    fit_args, fit_extra = build_parser().parse_known_args(["fit", *after])
+    if fit_args.resume or fit_args.nproc:
+        raise NettrainError(f"--{'resume' if fit_args.resume else 'nproc'} is not for a sweep, which starts new runs "
+                            f"one after the other in this process")
+    result = sweep(parse_axes(keys), fit_options(fit_args, fit_extra), fit_args.config, where,
+                   trust_code=fit_args.trust_code, tune_process=True)
+    print(result.comparison.table())
+    _print_outputs(result.comparison)
+    if result.failed:
+        print(f"nettrain: {len(result.failed)} of {len(result.outcomes)} sweep runs failed (see the status column)",
+              file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+COMPARE_COMMANDS = {"compare": cmd_compare, "sweep": cmd_sweep}

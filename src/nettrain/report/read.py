@@ -33,6 +33,7 @@ class Record:
     events: list = field(default_factory=list)         # events.jsonl: one dict per resume
     predictions: dict = field(default_factory=dict)    # predictions.npz's arrays (see nettrain/evidence.py)
     summary: str = ""                                  # model_summary.txt
+    test: dict = field(default_factory=dict)           # test_metrics.json: the test split's loss and metrics
     notes: list = field(default_factory=list)          # the files that could not be read, and why
 
     @property
@@ -71,7 +72,7 @@ def read(path) -> Record:
     readers = ((RUN_FILES["config"], _config), (RUN_FILES["environment"], _environment),
                (RUN_FILES["metrics"], _metrics), (RUN_FILES["confusion"], _confusion),
                (RUN_FILES["events"], _events), (RUN_FILES["predictions"], _predictions),
-               (RUN_FILES["model_summary"], _summary))
+               (RUN_FILES["model_summary"], _summary), (RUN_FILES["test_metrics"], _test_metrics))
     for name, reader in readers:
         file = rec.path / name
         if not file.exists():
@@ -135,3 +136,8 @@ def _predictions(file: Path, rec: Record):
 
 def _summary(file: Path, rec: Record):
     rec.summary = _text(file)
+
+
+def _test_metrics(file: Path, rec: Record):
+    loaded = json.loads(_text(file))
+    rec.test = loaded if isinstance(loaded, dict) else {}
