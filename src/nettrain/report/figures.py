@@ -175,9 +175,10 @@ def per_class_scores(rec: Record) -> Optional[Figure]:
 
 # ---- from predictions.npz ----
 
-def _image_grid(images: np.ndarray, titles: list, wrong: np.ndarray, suptitle: str) -> Figure:
-    """The images side by side, each over its title (red and framed when wrong). One axes and one montage
-    image, not an axes per image: a grid of 24 costs as much as one plot."""
+def _image_grid(images: np.ndarray, titles: list, wrong: np.ndarray, suptitle: str, colour: str = None) -> Figure:
+    """The images side by side, each over its title (red and framed when wrong; all in `colour` when given: labels
+    that are not predictions). One axes and one montage image, not an axes per image: a grid of 24 costs as much
+    as one plot."""
     n, h, w, c = images.shape
     cols = min(8, n)
     rows = math.ceil(n / cols)
@@ -197,7 +198,8 @@ def _image_grid(images: np.ndarray, titles: list, wrong: np.ndarray, suptitle: s
     for k, (text, bad) in enumerate(zip(titles, wrong)):
         r, q = divmod(k, cols)
         y, x = gap + r * pitch_y, gap + q * pitch_x
-        ax.text(x + w / 2, y + h + gap / 2, text, ha="center", va="top", fontsize=8, color=WRONG if bad else RIGHT)
+        ax.text(x + w / 2, y + h + gap / 2, text, ha="center", va="top", fontsize=8,
+                color=colour or (WRONG if bad else RIGHT))
         if bad:
             ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=WRONG, linewidth=2.5))
     fig.suptitle(suptitle, fontsize=10)
