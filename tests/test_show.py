@@ -97,7 +97,8 @@ def test_an_image_folder_is_shown_with_its_folder_names(tmp_path, capsys):
     cfg = resolve_config(None, {"dataset": "imagefolder", "data_dir": str(tmp_path / "photos")})
     s = samples(cfg, 64)
     assert s.classes == ["cat", "dog"] and s.images.shape[1:] == (12, 12, 3)
-    assert sorted(set(s.labels.tolist())) == [0, 1] and len(s.labels) == 8   # all 8, fewer than --n asked
+    # all 6 training images (of 8, 20% are held out as the test split), fewer than the 64 asked
+    assert sorted(set(s.labels.tolist())) == [0, 1] and len(s.labels) == 6
     # the dark images are the cats: the label travels with its image
     for image, label in zip(s.images, s.labels):
         assert (image.mean() < 125) == (label == 0)
