@@ -1,17 +1,16 @@
 """At a fit's end, TensorBoard gets what the report shows: its figures beside the scalars, and the run's
 hyperparameters with its final metrics (the HParams tab).
 
-The figures are the PNGs the report has just written into RUN/figures/ (report/), added as images: drawn once, not
-again for TensorBoard. Everything goes into the run's own tensorboard/ folder, in one more event file (the training's
+The figures are the PNGs the report has just written into RUN/figures/ (report/), added as images as they are: drawn
+and encoded once, not again for TensorBoard. Everything goes into the run's own tensorboard/ folder, in one more event file (the training's
 writer is closed by then; SummaryWriter.add_hparams would make a sub-run folder of its own), claimed in the run's
 record so that --overwrite deletes it. Only the main process writes (on the others TensorBoardLog is NullLog).
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
-
-import numpy as np
 
 from .atomic import write_error
 
@@ -62,6 +61,7 @@ def write(run, config: dict, history: list, test: dict) -> None:
     """The report's figures (at the last epoch's step) and the hparams with the final metrics, into `run`'s
     tensorboard/ folder (run: a RunDir, whose lock the caller holds)."""
     from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
     step = int(history[-1]["epoch"]) if history else 0
@@ -74,10 +74,12 @@ def write(run, config: dict, history: list, test: dict) -> None:
     for f in set(folder.iterdir()) - before:   # the event file it has just opened
         run.claim(f)
     try:
-        for tag, path in figures_of(run.path):
-            with Image.open(path) as image:
-                pixels = np.asarray(image.convert("RGB"))
-            writer.add_image(tag, pixels, step, dataformats="HWC")
+        for tag, path in figures_of(run.path):   # the PNG's own bytes: add_image would decode and re-encode it
+            data = path.read_bytes()               # (0.9 of the 1.3 s seven digits figures took that way)
+            with Image.open(io.BytesIO(data)) as image:   # the header only: size and mode
+                (width, height), channels = image.size, len(image.getbands())
+            picture = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=data)
+            writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=picture)]), step)
         metrics = final_metrics(history, test)
         if metrics:   # the HParams tab lists a run by its metrics: without any it has nothing to show
             chosen = {k: v for k, v in config.items() if k != "run"}   # run.*: where and how it logs, not numbers
