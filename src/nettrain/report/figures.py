@@ -232,7 +232,7 @@ def top_losses(rec: Record) -> Optional[Figure]:
                        "Top losses: the test images the model got most confidently wrong (highest loss first)")
 
 
-TEXT_WIDTH = 110   # characters of a text on its line in the figure (report.html's table shows the whole kept text)
+TEXT_WIDTH = 120   # characters of a text on its line in the figure (report.html's table shows the whole kept text)
 
 
 def top_loss_texts(rec: Record) -> Figure:
@@ -245,7 +245,7 @@ def top_loss_texts(rec: Record) -> Figure:
     ax = fig.subplots()
     ax.set_axis_off()
     ax.set(xlim=(0, 1), ylim=(rows + 0.5, -0.8))
-    columns = ((0.0, "loss"), (0.05, "true"), (0.14, "predicted (confidence)"), (0.27, "text"))
+    columns = ((0.0, "loss"), (0.05, "true"), (0.14, "predicted (confidence)"), (0.30, "text"))
     for x, header in columns:
         ax.text(x, -0.4, header, fontsize=9, fontweight="bold", va="center")
     for i, (text, t, pr, probs, loss) in enumerate(zip(texts, p["top_true"], p["top_pred"], p["top_probs"],
@@ -254,7 +254,7 @@ def top_loss_texts(rec: Record) -> Figure:
         cells = (f"{loss:.2f}", _name(names[t], 14), f"{_name(names[pr], 14)} {probs.max():.0%}",
                  text if len(text) <= TEXT_WIDTH else text[:TEXT_WIDTH - 1] + "\u2026")
         for (x, _), cell in zip(columns, cells):
-            ax.text(x, i + 0.5, cell, fontsize=8, va="center", color=colour if x < 0.27 else "black")
+            ax.text(x, i + 0.5, cell, fontsize=8, va="center", color=colour if x < 0.30 else "black")
     fig.suptitle("Top losses: the test texts the model got most confidently wrong (highest loss first)", fontsize=10)
     return fig
 
