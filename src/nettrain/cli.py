@@ -525,12 +525,13 @@ def _predict_onnx_rows(model, files: list, topk: int, as_json: bool) -> int:
 
 
 def cmd_show(args, extra) -> int:
+    from .errors import printable
     from .show import show
     options = {FIT_FLAGS[f][0]: getattr(args, f[2:].replace("-", "_")) for f in
                ("--dataset", "--data-dir", "--image-size", "--seed")}
     options = {k: v for k, v in {**options, "download": args.download}.items() if v is not None}
-    print(show(args.config, n=args.n, augmented=args.augmented, out=args.out, overwrite=args.overwrite,
-               **options, **parse_extra(extra)))
+    print(printable(show(args.config, n=args.n, augmented=args.augmented, out=args.out, overwrite=args.overwrite,
+                         **options, **parse_extra(extra))))
     return 0
 
 
