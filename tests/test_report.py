@@ -268,3 +268,48 @@ def test_the_report_imports_no_training_code():
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
                 assert not any(n.startswith("nettrain") for n in names), (source.name, names)
+
+
+def _texts_csv(path) -> Path:
+    """Two classes told apart by one word, every tenth label contradicting it (confidently wrong examples); the
+    texts keep their case and markup (the report shows them as written, escaped), every other one 400+ characters."""
+    import csv
+    import random
+    rng = random.Random(0)
+    filler = ["the", "Food", "was", "very", "service", "place", "and", "really", "quite", "so"]
+    rows = []
+    for i in range(80):
+        label = "pos" if i % 2 else "neg"
+        words = rng.sample(filler, 4) + ["GOOD" if label == "pos" else "<b>bad</b>", f"w{i % 7}"]
+        rng.shuffle(words)
+        text = " ".join(words) + (" and then" * 50 if i % 4 < 2 else "")
+        rows.append((text, "neg" if i % 10 == 3 else label))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    return path
+
+
+def test_a_text_runs_top_losses_are_its_test_texts(tmp_path):
+    from nettrain.config import Config
+    from nettrain.data.text import load_text
+    data = _texts_csv(tmp_path / "t.csv")
+    run = nettrain.fit(dataset="text", data_dir=str(data), model="fasttext", epochs=2, batch_size=8, lr=0.1,
+                       run_dir=str(tmp_path / "run"), **QUIET)
+    test = load_text(Config().override({"data.name": "text", "data.dir": str(data)}).data).test
+    with np.load(run.dir / "predictions.npz", allow_pickle=False) as p:   # plain data: a unicode array
+        texts, loss, probs, true = p["top_texts"], p["top_loss"], p["top_probs"], p["top_true"]
+        assert texts.dtype.kind == "U" and len(p["confidence"]) == len(p["correct"]) == len(test)
+        assert int(p["correct"].sum()) == round(run.test["acc"] * len(test))
+    clipped = {t if len(t) <= 300 else t[:299] + "\u2026" for t in test.texts}
+    assert len(texts) == 12 and set(texts.tolist()) <= clipped   # the raw strings, as written
+    assert any(len(t) == 300 and t.endswith("\u2026") for t in texts)
+    assert list(loss) == sorted(loss, reverse=True)
+    assert loss == pytest.approx(-np.log(probs[np.arange(len(true)), true]), rel=1e-4)
+    figures = {p.name for p in (run.dir / "figures").iterdir()}
+    assert {"top_losses.png", "calibration.png", "confusion_matrix.png"} <= figures
+    _check_png(run.dir / "figures" / "top_losses.png")
+    html = (run.dir / "report.html").read_text()
+    table = html[html.index('id="top-texts"'):]
+    assert "&lt;b&gt;bad&lt;/b&gt;" in table and "<b>bad" not in html   # a text is data, never markup
+    first = texts[0]
+    assert first.replace("<", "&lt;").replace(">", "&gt;") in table

@@ -141,7 +141,8 @@ def test_overwrite_deletes_only_what_nettrain_recorded(tmp_path):
     fit_into(run_dir, **{"run.tensorboard": True})
     recorded = json.loads((run_dir / ".nettrain-run.json").read_text())["files"]
     events = [n for n in recorded if n.startswith("tensorboard/events.out.tfevents.")]
-    assert len(events) == 1 and {"config.yaml", "metrics.csv", "last.pt", "best.pt", "best.safetensors",
+    # two event files: the training's, and the fit's end's (tbreport.py: the report's figures and the HParams)
+    assert len(events) == 2 and {"config.yaml", "metrics.csv", "last.pt", "best.pt", "best.safetensors",
                                  "environment.json", "confusion_matrix.csv"} <= set(recorded)
     (run_dir / "notes.txt").write_text("my notes")   # the user's, added to the run afterwards
     (run_dir / "tensorboard" / "mine").mkdir()
@@ -150,7 +151,7 @@ def test_overwrite_deletes_only_what_nettrain_recorded(tmp_path):
     fit_into(run_dir, overwrite=True, epochs=2)
     assert (run_dir / "notes.txt").read_text() == "my notes"
     assert (run_dir / "tensorboard" / "mine" / "plot.md").read_text() == "my plot"
-    assert not (run_dir / events[0]).exists() and not (run_dir / ".best.pt.tmp").exists()
+    assert not any((run_dir / e).exists() for e in events) and not (run_dir / ".best.pt.tmp").exists()
     assert len(read_metrics(run_dir / "metrics.csv")) == 2
     # the new run's record: its own files, not the user's
     assert "notes.txt" not in json.loads((run_dir / ".nettrain-run.json").read_text())["files"]

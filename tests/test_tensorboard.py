@@ -1,5 +1,10 @@
-"""TensorBoard: the run directory's event files hold the scalars, a sample image grid and the model graph."""
+"""TensorBoard: the run directory's event files hold the scalars, a sample image grid, the model graph, and at the
+fit's end the report's figures and the HParams."""
+import io
+import json
+
 import pytest
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import nettrain
@@ -31,12 +36,53 @@ def test_scalars_per_epoch(tb_run):
 
 def test_sample_images_and_graph(tb_run):
     ea = accumulator(tb_run.dir)
-    assert ea.Tags()["images"] == ["samples"]
+    assert ea.Tags()["images"][0] == "samples"   # the report's figures follow it (test below)
     image = ea.Images("samples")[0]
     assert image.width > 8 and image.height > 8 and image.encoded_image_string[:4] == b"\x89PNG"
     assert ea.Tags()["graph"] is True
     graph = ea.Graph()
     assert any("Conv2d" in node.name or "conv" in node.op.lower() for node in graph.node)
+
+
+def test_the_reports_figures_are_images_at_the_last_epoch(tb_run):
+    ea = accumulator(tb_run.dir)
+    figures = sorted((tb_run.dir / "figures").glob("*.png"))
+    assert len(figures) == 7   # learning curves ... calibration: every figure the report drew
+    for path in figures:
+        events = ea.Images(f"report/{path.stem}")
+        assert [e.step for e in events] == [2]
+        assert events[0].encoded_image_string == path.read_bytes()   # the very PNG the report drew
+        with Image.open(io.BytesIO(events[0].encoded_image_string)) as shown:
+            assert (events[0].width, events[0].height) == shown.size and shown.size[0] > 300
+    recorded = set(json.loads((tb_run.dir / ".nettrain-run.json").read_text())["files"])
+    assert {f"tensorboard/{f.name}" for f in (tb_run.dir / "tensorboard").iterdir()} <= recorded   # --overwrite's
+
+
+def test_hparams_hold_the_config_and_the_final_metrics(tb_run):
+    from tensorboard.plugins.hparams import metadata
+    ea = accumulator(tb_run.dir)
+    content = ea.PluginTagToContent(metadata.PLUGIN_NAME)
+    experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
+    start = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+    metrics = {m.name.tag for m in experiment.metric_infos}
+    assert {"final/test_accuracy", "final/test_loss", "final/train_loss"} <= metrics
+    hp = start.hparams
+    assert hp["optim.lr"].number_value == pytest.approx(tb_run.model.config.optim.lr)
+    assert hp["model.name"].string_value == "cnn" and hp["train.epochs"].number_value == 2
+    assert hp["model.args.width"].number_value == 8 and hp["data.flip"].string_value == "false"
+    assert not any(k.startswith("run.") for k in hp)   # where it logs is not a hyperparameter
+    assert ea.Scalars("final/test_accuracy")[0].value == pytest.approx(tb_run.test["acc"], rel=1e-6)
+    assert ea.Scalars("final/test_accuracy")[0].step == 2
+    assert (tb_run.dir / "tensorboard").is_dir() and all(f.is_file() for f in (tb_run.dir / "tensorboard").iterdir())
+
+
+def test_hparams_are_numbers_and_strings():
+    from nettrain.config import Config
+    from nettrain.tbreport import hparams_of
+    flat = hparams_of(Config().override({"model.args.hidden": [256, 64], "train.tta": True}).to_dict())
+    assert flat["model.args.hidden"] == "[256, 64]" and flat["train.tta"] == "true"
+    assert all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in flat.values())
+    assert "data.mean" not in flat   # null: left out
 
 
 def test_resumed_run_appends_scalars_without_duplicates(tb_run):

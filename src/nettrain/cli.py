@@ -13,6 +13,7 @@
     nettrain export RUN [--format onnx|torchscript] [--out PATH]
     nettrain compare RUN [RUN ...] [--out DIR]               (a table, compare.png and compare.html)
     nettrain sweep --KEY a,b [--KEY c,d ...] [--sweep-dir DIR] -- [fit's flags]    (a fit per combination)
+    nettrain show --dataset NAME [--augmented] [--n 64] [--out FILE.png] [--data.crop_padding 4 ...]   (samples)
     nettrain predict model.onnx FILE_OR_FOLDER...                 (onnxruntime, without torch)
 
 A user error (`NettrainError`) prints one line and exits with code 2; anything else is a bug and keeps its
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nettrain", description="Train, evaluate and run PyTorch models in one command.")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = p.add_subparsers(dest="command",
-                           metavar="{fit,evaluate,predict,report,list,summary,lr-find,export,compare,sweep}")
+                           metavar="{fit,evaluate,predict,report,list,summary,lr-find,export,show,compare,sweep}")
     fit = _fit_flags(sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
                                     "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'); see `nettrain list`."))
     fit.add_argument("--nproc", type=int, help="train in N processes on this machine (torchrun + DDP; one per GPU); "
@@ -394,7 +395,7 @@ def _main(argv=None) -> int:
             if args.nproc is not None:
                 return _fit_in_processes(args.nproc, sys.argv[1:] if argv is None else list(argv))
             return cmd_fit(args, extra)
-        if args.command in ("lr-find", "summary"):   # fit's flags and --model.args.*
+        if args.command in ("lr-find", "summary", "show"):   # fit's flags and --model.args.* / --data.*
             return SHIP_COMMANDS[args.command](args, extra)
         if args.command in COMPARE_COMMANDS:   # sweep reads its own argv: its keys before --, fit's flags after
             return COMPARE_COMMANDS[args.command](args, extra, sys.argv[1:] if argv is None else list(argv))
@@ -450,6 +451,16 @@ def _ship_parsers(sub):
     ex.add_argument("--out", help="the file to write (default: model.onnx / model.torchscript.pt in the run)")
     ex.add_argument("--overwrite", action="store_true", help="replace an earlier export")
     _model_flags(ex)
+    sh = sub.add_parser("show", help="a labelled grid of training samples as a PNG (augmented as training would)",
+                        epilog="Any config key: --section.key VALUE (e.g. --data.crop_padding 4 --data.flip true)")
+    for flag in ("--config", "--dataset", "--data-dir", "--image-size", "--seed"):
+        sh.add_argument(flag, type=FIT_FLAGS[flag][1], help=FIT_FLAGS[flag][2])
+    sh.add_argument("--download", action="store_true", default=None, help=SWITCHES["--download"][1])
+    sh.add_argument("--augmented", action="store_true", help="after the training-time augmentation the config "
+                                                              "gives (data.crop_padding, data.flip)")
+    sh.add_argument("--n", type=int, default=64, help="how many samples (default 64)")
+    sh.add_argument("--out", help="the PNG to write (default: show-DATASET.png in the current folder)")
+    sh.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
 
 def _without_torch(args) -> bool:
@@ -533,8 +544,18 @@ def _predict_onnx_rows(model, files: list, topk: int, as_json: bool) -> int:
     return _print_rows(results, as_json)
 
 
+def cmd_show(args, extra) -> int:
+    from .errors import printable
+    from .show import show
+    options = {FIT_FLAGS[f][0]: getattr(args, f[2:].replace("-", "_")) for f in
+               ("--dataset", "--data-dir", "--image-size", "--seed")}
+    options = {k: v for k, v in {**options, "download": args.download}.items() if v is not None}
+    print(printable(show(args.config, n=args.n, augmented=args.augmented, out=args.out, overwrite=args.overwrite,
+                         **options, **parse_extra(extra))))
+    return 0
+
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
-SHIP_COMMANDS = {"summary": cmd_summary, "lr-find": cmd_lr_find, "export": cmd_export}
 
 
 # ---- compare and sweep (report/compare.py, sweep.py)
@@ -602,3 +623,4 @@ def cmd_sweep(args, extra, argv) -> int:
 
 
 COMPARE_COMMANDS = {"compare": cmd_compare, "sweep": cmd_sweep}
+SHIP_COMMANDS = {"summary": cmd_summary, "lr-find": cmd_lr_find, "export": cmd_export, "show": cmd_show}

@@ -4,11 +4,12 @@ The report (nettrain.report) is built from the run directory alone, without the 
 records here what its figures need:
 
     predictions.npz     numpy arrays, no pickled objects (np.load(..., allow_pickle=False)):
-        task, kind                  "classification" / "regression", "image" / "vector"
+        task, kind                  "classification" / "regression", "image" / "vector" / "table" / "text"
         classes                     class names (classification)
         confidence, correct         every evaluated test example's top probability and whether it was right
         shown_*                     the first test examples (images as uint8 NHWC, true, predicted, probabilities)
-        top_*                       the test examples of highest loss: the most confidently wrong
+        top_*                       the test examples of highest loss: the most confidently wrong (images, or for a
+                                    text run top_texts: the raw strings, clipped, as a fixed-width unicode array)
         boundary_*, points*         2-D inputs: the model's class over a grid, and the test points
         curve_*, points*            1-D regression: the model's curve, and the test points
     model_summary.txt   torchinfo's table of the model (layers, output shapes, parameters)
@@ -30,6 +31,7 @@ from .runs import RUN_FILES
 MAX_EXAMPLES = 10_000   # calibration is read off this many test examples (all of MNIST's or CIFAR's): one pass
 MAX_GATHERED = 1_000    # a test split read item by item (a folder not held in memory): decoding costs
 SHOWN, TOP = 24, 12     # the grid of test images, and the top losses
+TEXT_CHARS = 300        # a top-loss text is kept to this many characters (SMS messages: at most 910; most < 160)
 GRID = 100              # 2-D decision boundary: the model's class at GRID x GRID points
 CURVE = 200             # 1-D regression: the model's curve at CURVE points
 
@@ -40,8 +42,10 @@ def record(run, predictor, test, result: dict) -> None:
     write_text(run.claim(run.path / RUN_FILES["model_summary"]), model_summary(predictor))
     if test is None or len(test) == 0:
         return
-    if predictor.info.kind in ("custom", "text"):   # batches of the user's making, or texts: no fixed inputs to grid
+    if predictor.info.kind == "custom":   # batches of the user's making: no fixed inputs to grid
         arrays = {"task": np.array(predictor.info.task), "kind": np.array(predictor.info.kind)}
+    elif predictor.info.kind == "text":
+        arrays = _text_predictions(predictor, test)
     else:
         x, y = _examples(test)
         arrays = _predictions(predictor, x, y)
@@ -86,19 +90,47 @@ def _encoded_probs(predictor, x: torch.Tensor, batch: int) -> torch.Tensor:
     return torch.cat(out).softmax(1)
 
 
-def _classification(probs: torch.Tensor, y: torch.Tensor, images) -> dict:
+def _classification(probs: torch.Tensor, y: torch.Tensor, images, texts=None) -> dict:
+    """Every example's confidence and correctness; with `images`, the first ones (shown_*) and those of highest loss
+    (top_*); with `texts` (raw strings), those of highest loss, the strings clipped to TEXT_CHARS."""
     confidence, predicted = probs.max(1)
     p_true = probs.gather(1, y.view(-1, 1)).squeeze(1)
     loss = -p_true.clamp_min(1e-12).log()
     out = {"confidence": confidence.numpy().astype(np.float32), "correct": (predicted == y).numpy()}
-    if images is not None:   # the grid, and the highest losses (the most confidently wrong come first)
-        for prefix, index in (("shown", torch.arange(min(SHOWN, len(y)))),
-                              ("top", loss.argsort(descending=True)[:TOP])):
-            out.update({f"{prefix}_images": images[index].permute(0, 2, 3, 1).contiguous().numpy(),
-                        f"{prefix}_true": y[index].numpy(), f"{prefix}_pred": predicted[index].numpy(),
-                        f"{prefix}_probs": probs[index].numpy().astype(np.float32),
-                        f"{prefix}_loss": loss[index].numpy().astype(np.float32)})
+    top = loss.argsort(descending=True)[:TOP]   # the highest losses: the most confidently wrong come first
+    groups = (("shown", torch.arange(min(SHOWN, len(y)))), ("top", top)) if images is not None else \
+        (("top", top),) if texts is not None else ()
+    for prefix, index in groups:
+        if images is not None:
+            out[f"{prefix}_images"] = images[index].permute(0, 2, 3, 1).contiguous().numpy()
+        else:   # a fixed-width unicode array: plain data, read back with allow_pickle=False
+            out[f"{prefix}_texts"] = np.array([_clipped(texts[i]) for i in index.tolist()], dtype=str)
+        out.update({f"{prefix}_true": y[index].numpy(), f"{prefix}_pred": predicted[index].numpy(),
+                    f"{prefix}_probs": probs[index].numpy().astype(np.float32),
+                    f"{prefix}_loss": loss[index].numpy().astype(np.float32)})
     return out
+
+
+def _clipped(text: str) -> str:
+    return text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS - 1] + "\u2026"
+
+
+def _text_predictions(predictor, test) -> dict:
+    """A text run's test split (data/text.py's TextData) through the model, in batches of consecutive texts padded
+    as predict pads them: what calibration and the top losses need, with the raw strings of the top losses."""
+    from .data.text import pad
+    n, batch, device = min(len(test), MAX_EXAMPLES), predictor.config.train.eval_batch_size, predictor.device
+    ids, starts, lengths = test.ids.to(device), test.starts.to(device), test.lengths.to(device)
+    outs = []
+    with torch.no_grad():
+        for i in range(0, n, batch):
+            rows = torch.arange(i, min(i + batch, n), device=device)
+            with predictor.precision.autocast():
+                outs.append(predictor.module(*pad(ids, starts, lengths, rows)).float().cpu())
+    probs = torch.cat(outs).softmax(1)
+    info = predictor.info
+    return {"task": np.array(info.task), "kind": np.array(info.kind), "classes": np.array([str(c) for c in info.classes]),
+            **_classification(probs, test.y[:n], None, test.texts[:n] if test.texts is not None else None)}
 
 
 def _boundary(predictor, x: torch.Tensor, y: torch.Tensor) -> dict:

@@ -25,6 +25,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -176,6 +177,7 @@ class TextData:
     ids: torch.Tensor       # int64 (total tokens,)
     lengths: torch.Tensor   # int64 (n,)
     y: torch.Tensor         # int64 (n,)
+    texts: Optional[list] = None   # the raw strings (a file's splits): the report shows the test texts it got wrong
 
     @property
     def starts(self) -> torch.Tensor:
@@ -287,7 +289,8 @@ class TextBatches:
 def _encoded(texts, labels, rows, vocab, classes, max_len) -> TextData:
     ids, lengths = encode([texts[i] for i in rows], vocab, max_len)
     index = {c: i for i, c in enumerate(classes)}
-    return TextData(ids, lengths, torch.tensor([index[labels[i]] for i in rows], dtype=torch.int64))
+    return TextData(ids, lengths, torch.tensor([index[labels[i]] for i in rows], dtype=torch.int64),
+                    [texts[i] for i in rows])
 
 
 def load_text(cfg, vocab=None):

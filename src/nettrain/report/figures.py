@@ -175,9 +175,10 @@ def per_class_scores(rec: Record) -> Optional[Figure]:
 
 # ---- from predictions.npz ----
 
-def _image_grid(images: np.ndarray, titles: list, wrong: np.ndarray, suptitle: str) -> Figure:
-    """The images side by side, each over its title (red and framed when wrong). One axes and one montage
-    image, not an axes per image: a grid of 24 costs as much as one plot."""
+def _image_grid(images: np.ndarray, titles: list, wrong: np.ndarray, suptitle: str, colour: str = None) -> Figure:
+    """The images side by side, each over its title (red and framed when wrong; all in `colour` when given: labels
+    that are not predictions). One axes and one montage image, not an axes per image: a grid of 24 costs as much
+    as one plot."""
     n, h, w, c = images.shape
     cols = min(8, n)
     rows = math.ceil(n / cols)
@@ -197,7 +198,8 @@ def _image_grid(images: np.ndarray, titles: list, wrong: np.ndarray, suptitle: s
     for k, (text, bad) in enumerate(zip(titles, wrong)):
         r, q = divmod(k, cols)
         y, x = gap + r * pitch_y, gap + q * pitch_x
-        ax.text(x + w / 2, y + h + gap / 2, text, ha="center", va="top", fontsize=8, color=WRONG if bad else RIGHT)
+        ax.text(x + w / 2, y + h + gap / 2, text, ha="center", va="top", fontsize=8,
+                color=colour or (WRONG if bad else RIGHT))
         if bad:
             ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=WRONG, linewidth=2.5))
     fig.suptitle(suptitle, fontsize=10)
@@ -218,6 +220,8 @@ def test_examples(rec: Record) -> Optional[Figure]:
 
 def top_losses(rec: Record) -> Optional[Figure]:
     p, names = rec.predictions, _classes(rec)
+    if "top_texts" in p and len(p["top_texts"]):
+        return top_loss_texts(rec)
     if "top_images" not in p or not len(p["top_images"]):
         return None
     wrong = p["top_true"] != p["top_pred"]
@@ -226,6 +230,33 @@ def top_losses(rec: Record) -> Optional[Figure]:
               for t, pr, c, loss in zip(p["top_true"], p["top_pred"], confidence, p["top_loss"])]
     return _image_grid(p["top_images"], titles, wrong,
                        "Top losses: the test images the model got most confidently wrong (highest loss first)")
+
+
+TEXT_WIDTH = 120   # characters of a text on its line in the figure (report.html's table shows the whole kept text)
+
+
+def top_loss_texts(rec: Record) -> Figure:
+    """A text run's top losses: one line per text, highest loss first, with its true and predicted class and the
+    confidence (red when wrong)."""
+    p, names = rec.predictions, _classes(rec)
+    texts = [" ".join(str(t).split()) for t in p["top_texts"]]   # newlines and tabs would break the line
+    rows = len(texts)
+    fig = _figure(13, 0.32 * rows + 1.1, left=0.1, bottom=0.1, right=0.1, top=0.45)
+    ax = fig.subplots()
+    ax.set_axis_off()
+    ax.set(xlim=(0, 1), ylim=(rows + 0.5, -0.8))
+    columns = ((0.0, "loss"), (0.05, "true"), (0.14, "predicted (confidence)"), (0.30, "text"))
+    for x, header in columns:
+        ax.text(x, -0.4, header, fontsize=9, fontweight="bold", va="center")
+    for i, (text, t, pr, probs, loss) in enumerate(zip(texts, p["top_true"], p["top_pred"], p["top_probs"],
+                                                       p["top_loss"])):
+        colour = WRONG if t != pr else RIGHT
+        cells = (f"{loss:.2f}", _name(names[t], 14), f"{_name(names[pr], 14)} {probs.max():.0%}",
+                 text if len(text) <= TEXT_WIDTH else text[:TEXT_WIDTH - 1] + "\u2026")
+        for (x, _), cell in zip(columns, cells):
+            ax.text(x, i + 0.5, cell, fontsize=8, va="center", color=colour if x < 0.30 else "black")
+    fig.suptitle("Top losses: the test texts the model got most confidently wrong (highest loss first)", fontsize=10)
+    return fig
 
 
 def calibration(rec: Record) -> Optional[Figure]:
@@ -294,7 +325,7 @@ FIGURES = [
     ("confusion_matrix.png", "Confusion matrix on the test split", confusion_matrix, False),
     ("per_class.png", "Per-class precision, recall and F1", per_class_scores, False),
     ("test_examples.png", "Test images with their predicted and true classes", test_examples, False),
-    ("top_losses.png", "Top losses: the most confidently wrong test images", top_losses, False),
+    ("top_losses.png", "Top losses: the most confidently wrong test images (or texts)", top_losses, False),
     ("calibration.png", "Calibration: confidence against accuracy", calibration, False),
     ("decision_boundary.png", "Decision boundary of the 2-D classifier", decision_boundary, False),
     ("regression_fit.png", "The fitted regression curve", regression_fit, False),

@@ -27,7 +27,7 @@ table{border-collapse:collapse;font-size:13px;margin:4px 0}th,td{border:1px soli
  text-align:right}th{background:#f6f8fa}td.l,th.l{text-align:left}
 pre{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:10px;overflow:auto;font-size:12px}
 figure{margin:12px 0 20px}figure img{max-width:100%;height:auto;border:1px solid #eaeef2}
-figcaption{color:#57606a;font-size:13px}.note{color:#9a6700}
+figcaption{color:#57606a;font-size:13px}.note{color:#9a6700}td span{display:block;text-align:left;max-width:700px}
 """
 
 
@@ -129,6 +129,18 @@ def _events(rec: Record) -> str:
     return _table(["time", "event", "from epoch", "epochs", "threads", "device", "changed"], rows, left=7)
 
 
+def _top_texts(rec: Record) -> str:
+    """A text run's top losses as a table: each text as kept (escaped: a text is data, never markup)."""
+    p = rec.predictions
+    names = [str(c) for c in p.get("classes", [])]
+    label = lambda k: _e(names[k]) if 0 <= k < len(names) else _e(k)   # noqa: E731
+    rows = [[f"{loss:.3f}", label(int(t)), label(int(pr)), _pct(float(probs.max())),
+             f'<span class="{"note" if t != pr else ""}">{_e(text)}</span>']
+            for text, t, pr, probs, loss in zip(p["top_texts"], p["top_true"], p["top_pred"], p["top_probs"],
+                                                p["top_loss"])]
+    return _table(["loss", "true class", "predicted", "confidence", "text"], rows, left=0)
+
+
 def _figures(figures: list) -> str:
     return "".join(f'<figure id="{_e(name[:-4])}"><img alt="{_e(caption)}" src="data:image/png;base64,'
                    f'{base64.b64encode(data).decode("ascii")}"><figcaption>{_e(caption)} ({_e(name)})'
@@ -150,6 +162,8 @@ def page(rec: Record, figures: list, status: str, live: bool) -> str:
              "<h2>Epochs</h2>", _epochs_table(rec)]
     if rec.confusion is not None:
         parts += ["<h2>Per class (test split)</h2>", _per_class_table(rec)]
+    if rec.predictions.get("top_texts") is not None and len(rec.predictions["top_texts"]):
+        parts += ['<h2 id="top-texts">Top losses: the test texts most confidently wrong</h2>', _top_texts(rec)]
     parts += ["<h2>Timings</h2>", _timings(rec), "<h2>Environment</h2>", _environment(rec),
               "<h2>Resumes</h2>", _events(rec),
               "<h2>Configuration (config.yaml)</h2>", f"<pre>{_e(rec.config_text) or 'none'}</pre>",

@@ -1,0 +1,91 @@
+"""At a fit's end, TensorBoard gets what the report shows: its figures beside the scalars, and the run's
+hyperparameters with its final metrics (the HParams tab).
+
+The figures are the PNGs the report has just written into RUN/figures/ (report/), added as images as they are: drawn
+and encoded once, not again for TensorBoard. Everything goes into the run's own tensorboard/ folder, in one more event file (the training's
+writer is closed by then; SummaryWriter.add_hparams would make a sub-run folder of its own), claimed in the run's
+record so that --overwrite deletes it. Only the main process writes (on the others TensorBoardLog is NullLog).
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from .atomic import write_error
+
+# the test split's final metrics (training's evaluate: loss, acc; regression: mse, mae) -> their TensorBoard tags
+FINAL = {"loss": "final/test_loss", "acc": "final/test_accuracy", "mse": "final/test_mse", "mae": "final/test_mae"}
+TAG = "report/"   # the figures' tags: report/learning_curves, report/confusion_matrix, ...
+
+
+def hparams_of(config: dict, prefix: str = "") -> dict:
+    """The config (config.yaml's sections) as flat `section.key` -> number or string: HParams holds nothing else.
+    Lists and mappings of values become their JSON text, booleans true/false, and unset (null) keys are left out
+    (a key that is a number in one run and text in another would split its column in the HParams table)."""
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+            out.update(hparams_of(value, f"{name}."))
+        elif isinstance(value, bool):
+            out[name] = "true" if value else "false"
+        elif isinstance(value, (int, float, str)):
+            out[name] = value
+        elif value is not None:
+            out[name] = json.dumps(value, default=str)
+    return out
+
+
+def final_metrics(history: list, test: dict) -> dict:
+    """Tag -> value: the test split's metrics, and the last epoch's train loss and held-out metrics."""
+    out = {tag: float(test[key]) for key, tag in FINAL.items() if test.get(key) is not None}
+    last = history[-1] if history else {}
+    split = last.get("val_split") or "val"
+    for key, tag in (("train_loss", "final/train_loss"), ("train_acc", "final/train_accuracy"),
+                     ("val_loss", f"final/{split}_loss"), ("val_acc", f"final/{split}_accuracy")):
+        if last.get(key) is not None and tag not in out:
+            out[tag] = float(last[key])
+    return out
+
+
+def figures_of(run_path: Path) -> list:
+    """[(tag, path)] of the report's figures in the run, in the report's order."""
+    from .report import FIGURES as FOLDER
+    from .report.figures import FIGURES
+    folder = Path(run_path) / FOLDER
+    return [(TAG + name[:-4], folder / name) for name, _, _, _ in FIGURES if (folder / name).is_file()]
+
+
+def write(run, config: dict, history: list, test: dict) -> None:
+    """The report's figures (at the last epoch's step) and the hparams with the final metrics, into `run`'s
+    tensorboard/ folder (run: a RunDir, whose lock the caller holds)."""
+    from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+    step = int(history[-1]["epoch"]) if history else 0
+    folder = run.tensorboard
+    before = set(folder.iterdir()) if folder.is_dir() else set()
+    try:
+        writer = SummaryWriter(str(folder))
+    except OSError as e:
+        raise write_error(folder / "events", e) from None
+    for f in set(folder.iterdir()) - before:   # the event file it has just opened
+        run.claim(f)
+    try:
+        for tag, path in figures_of(run.path):   # the PNG's own bytes: add_image would decode and re-encode it
+            data = path.read_bytes()               # (0.9 of the 1.3 s seven digits figures took that way)
+            with Image.open(io.BytesIO(data)) as image:   # the header only: size and mode
+                (width, height), channels = image.size, len(image.getbands())
+            picture = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=data)
+            writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=picture)]), step)
+        metrics = final_metrics(history, test)
+        if metrics:   # the HParams tab lists a run by its metrics: without any it has nothing to show
+            chosen = {k: v for k, v in config.items() if k != "run"}   # run.*: where and how it logs, not numbers
+            for summary in hparams(hparams_of(chosen), metrics):   # add_hparams' own route, minus its sub-run
+                writer.file_writer.add_summary(summary)
+            for tag, value in metrics.items():
+                writer.add_scalar(tag, value, step)
+    finally:
+        writer.close()
