@@ -313,3 +313,15 @@ def test_a_text_runs_top_losses_are_its_test_texts(tmp_path):
     assert "&lt;b&gt;bad&lt;/b&gt;" in table and "<b>bad" not in html   # a text is data, never markup
     first = texts[0]
     assert first.replace("<", "&lt;").replace(">", "&gt;") in table
+
+
+@pytest.mark.parametrize("epochs, ticks", [(1, [1]), (2, [1, 2])])
+def test_a_short_runs_curves_have_whole_epoch_ticks(tmp_path, epochs, ticks):
+    from nettrain.report.figures import learning_curves, lr_schedule
+    from nettrain.report.read import Record
+    rows = [{"epoch": float(e), "train_loss": 1.0 / e, "val_loss": 1.2 / e, "train_acc": 0.5, "val_acc": 0.6,
+             "lr": 0.1} for e in range(1, epochs + 1)]
+    rec = Record(path=tmp_path, metrics=rows)
+    for fig in (learning_curves(rec), lr_schedule(rec)):
+        for ax in fig.axes:   # not 0.96 ... 1.04 around one epoch
+            assert list(ax.get_xticks()) == ticks

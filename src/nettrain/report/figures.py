@@ -88,8 +88,20 @@ def learning_curves(rec: Record) -> Optional[Figure]:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        _epoch_axis(ax, rec)
     return fig
+
+
+def _epoch_axis(ax, rec: Record):
+    """Whole epochs on the x axis; a run of one to three epochs gets half an epoch of margin each side, where
+    matplotlib would otherwise span 0.96 to 1.04 around a single epoch's points."""
+    from matplotlib.ticker import MaxNLocator
+    epochs = [r["epoch"] for r in rec.metrics if r.get("epoch") is not None]
+    if epochs and max(epochs) - min(epochs) < 3:   # MaxNLocator still draws tenths over so short a span
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        ax.set_xticks(range(int(min(epochs)), int(max(epochs)) + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def lr_schedule(rec: Record) -> Optional[Figure]:
@@ -102,7 +114,7 @@ def lr_schedule(rec: Record) -> Optional[Figure]:
     ax.set(xlabel="epoch", ylabel="learning rate (at the epoch's end)", title="Learning-rate schedule")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    _epoch_axis(ax, rec)
     return fig
 
 
