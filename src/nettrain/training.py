@@ -112,7 +112,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         run = world.run(RunDir, lambda: RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite))
         held.callback(run.unlock)
         _write_config(run, t.cfg)   # as built: the loss chosen for the model's outputs, the speed choices it keeps
-        if t.info.vocab is not None:   # the text kind's vocabulary, readable without torch (data/text.py)
+        if t.info.vocab is not None and run.writes:   # the text kind's vocabulary, readable without torch (text.py)
             write_atomically(run.claim(run.path / RUN_FILES["vocab"]), json.dumps({"tokens": t.info.vocab}))
     device = t.precision.device
     if resume_dir is None or state is None:
