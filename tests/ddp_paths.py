@@ -132,6 +132,11 @@ def main(out: Path, work: Path):
             nettrain.fit(**options(path, work), run_dir=str(out / path))
             if dist.get_rank() == 0:
                 (out / f"{path}.all_reduces.json").write_text(json.dumps(len(counts)))
+        try:   # SyncBatchNorm on CPU processes: refused by every rank alike, before any collective
+            nettrain.fit(**options("table", work), sync_batchnorm=True, run_dir=str(out / "syncbn"))
+        except nettrain.NettrainError as e:
+            if dist.get_rank() == 0:
+                (out / "syncbn.error.txt").write_text(str(e))
     finally:
         dist.destroy_process_group()
 

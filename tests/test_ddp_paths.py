@@ -66,3 +66,10 @@ def test_accumulation_all_reduces_once_per_optimizer_step(launched):
     out, _ = launched
     assert json.loads((out / "table.all_reduces.json").read_text()) == 12
     assert json.loads((out / "accumulate.all_reduces.json").read_text()) == 6
+
+
+def test_sync_batchnorm_is_refused_on_cpu_processes_in_one_line(launched):
+    out, _ = launched
+    said = (out / "syncbn.error.txt").read_text()
+    assert said.startswith("train.sync_batchnorm needs GPUs") and "\n" not in said
+    assert not (out / "syncbn").exists()   # refused before a run directory was made

@@ -24,7 +24,7 @@ from . import __version__, _process, evidence
 from ._malloc import freed_memory_kept, tuning
 from .config import Config, check_parallelism
 from .data import Data, DataInfo, load_data, make_batches
-from .engine import checkpoint as ckpt_io, distributed
+from .engine import checkpoint as ckpt_io, distributed, syncbn
 from .engine.device import describe, resolve_device, resolve_precision
 from .data.table import in_target_units
 from .engine.lookahead import Lookahead
@@ -332,6 +332,8 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
                                            channels_last=channels_last).__iter__().__next__()[0])
 
     # the batches and the step
+    if tc.sync_batchnorm:   # the same parameter and buffer tensors: the optimizer and checkpoints see no change
+        module = syncbn.convert(module, world.size, device)
     input_dtype = _input_dtype(cfg, module, data, precision, probe)
     train_batches = make_batches(data.train, info, cfg.data, device, world.local_batch(tc.batch_size), train=True,
                                  shuffle=tc.shuffle, drop_last=tc.drop_last, seed=tc.seed, channels_last=channels_last,
