@@ -93,6 +93,10 @@ def test_a_users_dataloader_without_a_distributed_sampler_is_refused_under_ddp()
         data.batches("cpu", 2, "classification", rank=1, world_size=2)
     assert "\n" not in str(e.value)
     assert len(data.batches("cpu", 2, "classification")) == 4   # one process: as it is
+    info = DataInfo(kind="custom", shape=[], task="classification", classes=["a"] * 8, outputs=8)
+    parts = [torch.cat([y for _, y in make_batches(data, info, DataConfig(), "cpu", 3, train=False, rank=r,
+                                                   world_size=2)]).tolist() for r in range(2)]
+    assert parts == [[0, 1, 2, 3], [4, 5, 6, 7]]   # evaluated: its dataset cut in two, with its collate function
 
 
 def texts(n):
