@@ -65,7 +65,9 @@ FIT_FLAGS = {
 }
 SWITCHES = {"--download": ("download", "let torchvision download the dataset if missing"),
             "--overwrite": ("overwrite", "replace an existing run directory"),
-            "--compile": ("compile", "torch.compile the model")}
+            "--compile": ("compile", "torch.compile the model"),
+            "--sync-batchnorm": ("sync_batchnorm", "under torchrun / --nproc: BatchNorm statistics of the global batch "
+                                                   "(SyncBatchNorm; GPUs only)")}
 
 
 DEBUG_HELP = "on an error, print the whole traceback instead of one line (also: NETTRAIN_DEBUG=1)"
@@ -150,7 +152,7 @@ def fit_options(args, extra) -> dict:
         if key and value is not None:
             options[key] = value
     for flag, (key, _) in SWITCHES.items():
-        if getattr(args, flag[2:]):
+        if getattr(args, flag[2:].replace("-", "_")):
             options[key] = True
     options.update(parse_extra(extra))
     return options

@@ -158,6 +158,7 @@ class TrainConfig:
     channels_last: bool = True
     small_linears_fp32: bool = True   # under CPU bf16 autocast, small linear layers in float32 (engine/device.py)
     compile: bool = False             # torch.compile the model (falls back to eager with a warning)
+    sync_batchnorm: bool = False      # under DDP: BatchNorm statistics of the global batch (engine/syncbn.py; GPUs)
     threads: Optional[int] = bounded(None, 1)  # CPU threads for torch (default: torch's choice); 4 per CPU at most
     tta: bool = False                 # evaluate on the image and its mirror image, averaged
     tta_shift: int = bounded(0, 0)    # with tta: also on copies moved this many pixels diagonally (6 passes)
@@ -188,6 +189,7 @@ SHORTCUTS = {
     "momentum": "optim.momentum", "scheduler": "sched.name", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "seed": "train.seed", "loss": "train.loss", "device": "train.device",
     "precision": "train.precision", "compile": "train.compile", "run_dir": "run.dir", "overwrite": "run.overwrite",
+    "sync_batchnorm": "train.sync_batchnorm",
 }
 
 

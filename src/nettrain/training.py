@@ -24,7 +24,7 @@ from . import __version__, _process, evidence
 from ._malloc import freed_memory_kept, tuning
 from .config import Config, check_parallelism
 from .data import Data, DataInfo, load_data, make_batches
-from .engine import checkpoint as ckpt_io, distributed
+from .engine import checkpoint as ckpt_io, distributed, syncbn
 from .engine.device import describe, resolve_device, resolve_precision
 from .data.table import in_target_units
 from .engine.lookahead import Lookahead
@@ -112,7 +112,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         run = world.run(RunDir, lambda: RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite))
         held.callback(run.unlock)
         _write_config(run, t.cfg)   # as built: the loss chosen for the model's outputs, the speed choices it keeps
-        if t.info.vocab is not None:   # the text kind's vocabulary, readable without torch (data/text.py)
+        if t.info.vocab is not None and run.writes:   # the text kind's vocabulary, readable without torch (text.py)
             write_atomically(run.claim(run.path / RUN_FILES["vocab"]), json.dumps({"tokens": t.info.vocab}))
     device = t.precision.device
     if resume_dir is None or state is None:
@@ -333,6 +333,8 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
                                            channels_last=channels_last).__iter__().__next__()[0])
 
     # the batches and the step
+    if tc.sync_batchnorm:   # the same parameter and buffer tensors: the optimizer and checkpoints see no change
+        module = syncbn.convert(module, world.size, device)
     input_dtype = _input_dtype(cfg, module, data, precision, probe)
     train_batches = make_batches(data.train, info, cfg.data, device, world.local_batch(tc.batch_size), train=True,
                                  shuffle=tc.shuffle, drop_last=tc.drop_last, seed=tc.seed, channels_last=channels_last,

@@ -13,6 +13,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .arrays import ArrayData, DataInfo, channel_stats, class_list, images_from_numpy, split
+from . import shard
 from .batches import BatchPrep, InMemoryBatches, LoaderBatches
 from .custom import CustomData, class_names, custom_data, wanted as wants_custom
 from .sources import DATASETS, Source, data_root, load_source
@@ -296,12 +297,9 @@ def make_batches(data, info: DataInfo, cfg, device, batch_size: int, *, train: b
     `rank`/`world_size`: training batches are this rank's share of global batches of batch_size x world_size
     (batches.py); evaluation batches cover this rank's contiguous part of `data`, unpadded, so that the parts' sums
     count every example exactly once."""
-    if world_size > 1 and isinstance(data, CustomData):
-        raise ConfigError("data given as a DataLoader or with collate_fn is not split among processes yet; train it "
-                          "in one process (without torchrun or --nproc)")
     if world_size > 1 and not train:
-        lo, hi = len(data) * rank // world_size, len(data) * (rank + 1) // world_size
-        data = data.subset(slice(lo, hi)) if isinstance(data, ArrayData) else \
+        lo, hi = shard.part(len(data), rank, world_size)
+        data = data.subset(slice(lo, hi)) if isinstance(data, (ArrayData, CustomData, TextData)) else \
             torch.utils.data.Subset(data, range(lo, hi))
         rank, world_size = 0, 1
     prep = BatchPrep(info, device, normalize=cfg.normalize, crop_padding=cfg.crop_padding if train else 0,
@@ -309,10 +307,10 @@ def make_batches(data, info: DataInfo, cfg, device, batch_size: int, *, train: b
                      alternate_flip=cfg.flip and train and cfg.alternate_flip)
     if isinstance(data, CustomData):
         return data.batches(device, batch_size, info.task, shuffle=shuffle, drop_last=drop_last, seed=seed,
-                            workers=cfg.workers)
+                            workers=cfg.workers, rank=rank, world_size=world_size)
     if isinstance(data, TextData):
         return data.batches(device, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
-                            bucket=bool(cfg.args.get("bucket")))
+                            bucket=bool(cfg.args.get("bucket")), rank=rank, world_size=world_size)
     if isinstance(data, ArrayData):
         return InMemoryBatches(data, prep, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
                                rank=rank, world_size=world_size, input_dtype=input_dtype)

@@ -37,14 +37,17 @@ def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def draw(sizes, crop_padding: int, flip: bool, generator, device, rank: int = 0, world_size: int = 1) -> dict:
+def draw(sizes, crop_padding: int, flip: bool, generator, device, rank: int = 0, world_size: int = 1,
+         strided: bool = False) -> dict:
     """The random numbers for consecutive batches of `sizes`, drawn batch by batch as `augment` would. With
     `world_size` > 1 each batch is `rank`'s contiguous slice of a global batch world_size times larger
-    (batches.py): the global batch's numbers are drawn and the slice's kept, so that an example is augmented
-    alike in any number of processes."""
+    (batches.py), or with `strided` its every world_size-th example from the rank-th (DistributedSampler's share,
+    shard.py): the global batch's numbers are drawn and the rank's kept, so that an example is augmented alike in
+    any number of processes."""
     dys, dxs, flips = [], [], []
     for n in sizes:
-        keep = slice(rank * n, (rank + 1) * n) if world_size > 1 else slice(None)
+        keep = slice(None) if world_size == 1 else slice(rank, None, world_size) if strided else \
+            slice(rank * n, (rank + 1) * n)
         if crop_padding:
             dy, dx = _offsets(n * world_size, crop_padding, generator, device)
             dys.append(dy[keep])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from .arrays import ArrayData, DataInfo
+from . import shard
 from .augment import apply, draw
 
 CHUNK_BYTES = 1 << 22   # the in-memory path prepares about this much float input at a time (L2-sized)
@@ -61,17 +62,19 @@ class BatchPrep:
                                          for t in (self.shift, self.scale))
         return self._per_pixel[key]
 
-    def __call__(self, x, y, train: bool, generator=None, sizes=None, flips=None, rank=0, world_size=1):
+    def __call__(self, x, y, train: bool, generator=None, sizes=None, flips=None, rank=0, world_size=1,
+                 strided=False):
         """`sizes`: x holds consecutive batches of these sizes, each augmented with the random numbers it would
         draw on its own (default: one batch). `flips`: which images to mirror (instead of coins). `rank`,
-        `world_size`: each batch is that rank's slice of a global batch, augmented as in one process (augment.draw)."""
+        `world_size`: each batch is that rank's slice of a global batch (`strided`: DistributedSampler's), augmented
+        as in one process (augment.draw)."""
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
         if not self.image:
             return x, y
         if train and (self.crop_padding or self.flip):
             params = draw(sizes or [len(x)], self.crop_padding, self.flip and flips is None, generator, x.device,
-                          rank, world_size)
+                          rank, world_size, strided)
             if self.flip and flips is not None:
                 params["flip"] = flips.to(x.device)
             x = apply(x, self.crop_padding, params)
@@ -182,27 +185,24 @@ class LoaderBatches:
                  seed=0, workers=0, rank=0, world_size=1):
         self.dataset, self.prep, self.train, self.seed = dataset, prep, train, seed
         self.batch_size, self.drop_last = batch_size, drop_last
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
-        self._generator = torch.Generator()
-        # Many processes: torch's DistributedSampler, reseeded by set_epoch; drop_last evens the ranks out by
-        # leaving out at most world_size - 1 examples, where its default would repeat some.
-        self.sampler = torch.utils.data.DistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=True) \
-            if world_size > 1 else None
+        self._generator = torch.Generator()   # the workers' seeds
+        # torch's DistributedSampler, reseeded by set_epoch, at every world size: the epoch order and global
+        # batches of the in-memory path at any number of processes (shard.py)
+        self.sampler = shard.sampler(dataset, rank, world_size, shuffle, seed)
         self.loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle and self.sampler is None, sampler=self.sampler,
-            drop_last=drop_last, num_workers=workers, pin_memory=prep.device.type == "cuda",
-            persistent_workers=workers > 0, generator=self._generator)
+            dataset, batch_size=batch_size, sampler=self.sampler, drop_last=drop_last, num_workers=workers,
+            pin_memory=prep.device.type == "cuda", persistent_workers=workers > 0, generator=self._generator)
 
     @property
     def num_samples(self) -> int:
-        return len(self.sampler) if self.sampler is not None else len(self.dataset)
+        return len(self.sampler)
 
     def set_epoch(self, epoch: int):
         self.epoch = epoch
         self._generator.manual_seed(self.seed * 1_000_003 + epoch)
-        if self.sampler is not None:
-            self.sampler.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -210,4 +210,4 @@ class LoaderBatches:
     def __iter__(self):
         g = torch.Generator(device=self.prep.device).manual_seed(self.seed * 1_000_003 + self.epoch + 7)
         for x, y in self.loader:
-            yield self.prep(x, y, self.train, g)
+            yield self.prep(x, y, self.train, g, rank=self.rank, world_size=self.world_size, strided=True)

@@ -21,10 +21,11 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from ..errors import ConfigError, DataError
 from ..usercode import raised
+from . import shard
 from .arrays import DataInfo, class_list
 
 
@@ -124,28 +125,44 @@ class CustomData:
             raise DataError(f"{self.what}: the Dataset's targets differ in shape; give one class index or one "
                             f"regression target of a fixed shape per item") from None
 
-    def batches(self, device, batch_size: int, task: str, *, shuffle=False, drop_last=False, seed=0, workers=0):
+    def subset(self, rows: slice) -> "CustomData":
+        """The items of a contiguous range of rows, batched by nettrain with the same collate function (one
+        process's part of an evaluation; a DataLoader's dataset is cut, its batch size is then eval_batch_size)."""
+        lo, hi, _ = rows.indices(self.size)
+        return CustomData(torch.utils.data.Subset(self.dataset, range(lo, hi)), self.collate_fn, self.what)
+
+    def batches(self, device, batch_size: int, task: str, *, shuffle=False, drop_last=False, seed=0, workers=0,
+                rank=0, world_size=1):
         return CustomBatches(self, device, batch_size, task, shuffle=shuffle, drop_last=drop_last, seed=seed,
-                             workers=workers)
+                             workers=workers, rank=rank, world_size=world_size)
 
 
 class CustomBatches:
     """(inputs, targets) on the device, each batch as the collate function made it; classification targets as
-    int64 class indices, regression targets as float32 (N, outputs)."""
+    int64 class indices, regression targets as float32 (N, outputs). `rank`/`world_size`: nettrain's DataLoader
+    draws this rank's share of each global batch (shard.sampler, at every world size, so that the global batches
+    are the same at any); the user's DataLoader is taken under DDP only with a DistributedSampler of its own."""
 
     def __init__(self, data: CustomData, device, batch_size: int, task: str, *, shuffle=False, drop_last=False,
-                 seed=0, workers=0):
+                 seed=0, workers=0, rank=0, world_size=1):
         self.device, self.task, self.seed, self.what = torch.device(device), task, seed, data.what
-        self.num_samples = len(data)
         self.generator = None
         if data.loader is not None:   # the user's: its batch size, sampler and collate as they are
             self.loader = data.loader
+            if world_size > 1 and not isinstance(self.loader.sampler, DistributedSampler):
+                raise ConfigError(f"{data.what}: your DataLoader's {type(self.loader.sampler).__name__} gives every "
+                                  f"one of the {world_size} processes the same batches; give its Dataset and "
+                                  f"collate_fn instead (nettrain shards them) or a DataLoader with a "
+                                  f"DistributedSampler")
+            self.num_samples = len(self.loader.sampler) if world_size > 1 else len(data)
         else:
-            self.generator = torch.Generator()
-            self.loader = DataLoader(data.dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+            self.generator = torch.Generator()   # the workers' seeds
+            sampler = shard.sampler(data.dataset, rank, world_size, shuffle, seed)
+            self.loader = DataLoader(data.dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                                      collate_fn=data.collate_fn or default_collate, num_workers=workers,
                                      pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
                                      generator=self.generator)
+            self.num_samples = len(sampler)
         self.drop_last = self.loader.drop_last
         if self.generator is not None:
             self.generator.manual_seed(self.seed * 1_000_003)

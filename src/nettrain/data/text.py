@@ -31,6 +31,7 @@ import torch
 
 from ..errors import ConfigError, DataError, printable
 from .arrays import DataInfo
+from .shard import global_share
 from .sources import DATASETS, data_root
 from .tokenize import build_vocab, encode
 
@@ -198,10 +199,16 @@ class TextData:
             h.update(t.numpy().tobytes())
         return {"size": len(self), "sample": h.hexdigest()[:16]}
 
+    def subset(self, rows: slice) -> "TextData":
+        """The texts of a contiguous range of rows (one process's part of an evaluation)."""
+        lo, hi, _ = rows.indices(len(self))
+        first = int(self.lengths[:lo].sum())
+        return TextData(self.ids[first:first + int(self.lengths[lo:hi].sum())], self.lengths[lo:hi], self.y[lo:hi])
+
     def batches(self, device, batch_size: int, *, train: bool, shuffle=False, drop_last=False, seed=0,
-                bucket=False) -> "TextBatches":
+                bucket=False, rank=0, world_size=1) -> "TextBatches":
         return TextBatches(self, device, batch_size, train=train, shuffle=shuffle, drop_last=drop_last, seed=seed,
-                           bucket=bucket)
+                           bucket=bucket, rank=rank, world_size=world_size)
 
 
 def pad(ids, starts, lengths, rows, width=None) -> tuple:
@@ -218,21 +225,32 @@ def pad(ids, starts, lengths, rows, width=None) -> tuple:
 class TextBatches:
     """((tokens, lengths), labels) on the device, each batch padded to its longest text. The epoch's order, and
     with `bucket` its length sorting and batch order, come from a generator seeded with (seed, epoch); evaluation
-    (train=False) goes through the texts sorted by length (the sums it reports do not depend on the order)."""
+    (train=False) goes through the texts sorted by length (the sums it reports do not depend on the order).
+
+    `rank`/`world_size` (training under DDP): `batch_size` is this rank's share of a global batch world_size times
+    larger. The plan (order, bucketing, batch order, widths) is made for the global batches, as one process makes
+    it, and each rank takes its contiguous slice of each (shard.global_share), padded to the global batch's width:
+    a rank's tensors are rows of the one process's."""
 
     def __init__(self, data: TextData, device, batch_size: int, *, train: bool, shuffle=False, drop_last=False,
-                 seed=0, bucket=False):
+                 seed=0, bucket=False, rank=0, world_size=1):
         self.device = torch.device(device)
         self.lengths_cpu = data.lengths
         self.ids, self.lengths = data.ids.to(self.device), data.lengths.to(self.device)
         self.starts, self.y = data.starts.to(self.device), data.y.to(self.device)
         self.batch_size, self.train, self.shuffle, self.drop_last = batch_size, train, shuffle, drop_last
         self.seed, self.bucket, self.epoch = seed, bucket, 0
-        self.num_samples = len(data)
+        self.rank, self.world_size, self.global_batch = rank, world_size, batch_size * world_size
+        self.size = len(data)
+        # this rank's texts an epoch: its share of each full global batch and of the last one's part that divides
+        # evenly (the in-memory path's rule, batches.InMemoryBatches.num_samples)
+        full, rest = divmod(self.size, self.global_batch)
+        self.num_samples = self.size if world_size == 1 else \
+            full * batch_size + (0 if drop_last else rest // world_size)
         self.waste = self.padding_waste()
         # what fit says before training (training.py prints the training batches' notes)
-        self.notes = [f"text: padding is {self.waste:.1%} of the token positions at batch size {batch_size}"
-                      f"{' (bucketed by length)' if bucket else ''}"] if train else []
+        self.notes = [f"text: padding is {self.waste:.1%} of the token positions at batch size "
+                      f"{self.global_batch}{' (bucketed by length)' if bucket else ''}"] if train else []
 
     def set_epoch(self, epoch: int):
         self.epoch = epoch
@@ -242,8 +260,8 @@ class TextBatches:
         return n // bs if self.drop_last else -(-n // bs)
 
     def plan(self) -> tuple:
-        """(order of the texts, the batches in the order they come, each batch's width): CPU tensors."""
-        n, bs, lengths = self.num_samples, self.batch_size, self.lengths_cpu
+        """(order of the texts, the global batches in the order they come, each one's width): CPU tensors."""
+        n, bs, lengths = self.size, self.global_batch, self.lengths_cpu
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         if not self.train:
             order = torch.argsort(lengths, stable=True)
@@ -254,7 +272,7 @@ class TextBatches:
         if self.train and self.bucket:   # sort by length within windows of batches: similar lengths batch together
             window = torch.arange(n) // (BUCKET_WINDOW * bs)
             order = order[torch.argsort(window * (int(lengths.max()) + 1) + lengths[order], stable=True)]
-        count = len(self)
+        count = n // bs if self.drop_last else -(-n // bs)
         take = min(n, count * bs)   # the last batch may be short (padded here with length 0)
         widths = torch.zeros(count * bs, dtype=lengths.dtype)
         widths[:take] = lengths[order[:take]]
@@ -266,7 +284,7 @@ class TextBatches:
     def padding_waste(self) -> float:
         """The share of this epoch's padded positions that are padding."""
         order, _, widths = self.plan()
-        bs, n = self.batch_size, self.num_samples
+        bs, n = self.global_batch, self.size
         sizes = torch.full((len(widths),), bs)
         if len(widths) and not self.drop_last:
             sizes[-1] = n - bs * (len(widths) - 1)
@@ -277,9 +295,13 @@ class TextBatches:
     def __iter__(self):
         order, batch_order, widths = self.plan()
         order_dev = order.to(self.device)
-        bs, n = self.batch_size, self.num_samples
+        bs, n = self.global_batch, self.size
         for b, width in zip(batch_order.tolist(), widths[batch_order].tolist()):
             rows = order_dev[b * bs:min(n, (b + 1) * bs)]
+            if self.world_size > 1:
+                rows = global_share(rows, self.batch_size, self.rank, self.world_size)
+                if not len(rows):   # a last global batch smaller than the world: every rank skips it
+                    continue
             tokens, lengths = pad(self.ids, self.starts, self.lengths, rows, width)
             yield (tokens, lengths), self.y.index_select(0, rows)
 

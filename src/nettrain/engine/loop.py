@@ -7,11 +7,13 @@ every `refresh` steps. The time spent in `next(batches)` is the data wait that e
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from .lookahead import Lookahead
 from .metrics import regression_metrics
@@ -49,20 +51,27 @@ def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: 
     loss_sum = torch.zeros((), device=device)
     predicted, targets = [], []   # compared once at the end: one small op per step instead of four
     seen, wait, n_batches = 0, 0.0, len(batches)
+    # Under DDP with accumulation, the micro-batches before a group's last run forward and backward in no_sync:
+    # their gradients add up in each process, and the group's last backward all-reduces the sum once (1 all-reduce a
+    # step instead of `accumulate`). Chosen once: one process, or no accumulation, enters a reused null context.
+    no_sync = model.no_sync if s.accumulate > 1 and isinstance(model, DistributedDataParallel) else None
+    stepping = contextlib.nullcontext()
     start = time.perf_counter()
     it = iter(batches)
     for i in range(n_batches):
         t = time.perf_counter()
         x, y = next(it)
         wait += time.perf_counter() - t
-        with s.precision.autocast():
-            out = forward(model, x)
-            loss = s.loss_fn(out, y)
-        # the mean over the accumulation group: a short last group (batches not a multiple of accumulate) is
-        # divided by its own size, not by accumulate, which would under-weight its step
-        group = min(s.accumulate, n_batches - i // s.accumulate * s.accumulate)
-        s.scaler.scale(loss / group if group > 1 else loss).backward()
-        if (i + 1) % s.accumulate == 0 or i + 1 == n_batches:
+        steps = (i + 1) % s.accumulate == 0 or i + 1 == n_batches
+        with stepping if steps or no_sync is None else no_sync():
+            with s.precision.autocast():
+                out = forward(model, x)
+                loss = s.loss_fn(out, y)
+            # the mean over the accumulation group: a short last group (batches not a multiple of accumulate) is
+            # divided by its own size, not by accumulate, which would under-weight its step
+            group = min(s.accumulate, n_batches - i // s.accumulate * s.accumulate)
+            s.scaler.scale(loss / group if group > 1 else loss).backward()
+        if steps:
             if s.grad_clip:
                 s.scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
