@@ -26,6 +26,7 @@ from .data.images import is_image_file
 from .engine import checkpoint as ckpt_io
 from .engine.device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, ModelError, NettrainError
+from .kinds import kind_of
 from .models import MODELS, build_model
 from .models.flat import FlatInput
 from .predictor import Predictions, Predictor, format_report
@@ -161,11 +162,11 @@ def load(path, model=None, device: str = "cpu", trust_code: bool = False, _fixes
         raise ModelError(f"model= takes an instance of your nn.Module class or its spec 'file.py:Class', got "
                          f"{type(model).__name__}")
     ckpt_io.load_weights(model, state["model"], state["path"], cfg.model.name)
-    if cfg.model.flatten and info.kind == "image":   # trained on flattened images (models/flat.py)
+    if cfg.model.flatten and kind_of(info).images:   # trained on flattened images (models/flat.py)
         model = FlatInput(model)
     dev = resolve_device(device)
     model.to(dev)
-    if cfg.train.channels_last and info.kind == "image":
+    if cfg.train.channels_last and kind_of(info).images:
         model.to(memory_format=torch.channels_last)
     if collate_fn is None and info.kind == "custom" and info.collate:
         try:

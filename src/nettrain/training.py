@@ -33,6 +33,7 @@ from .engine.loop import Step, evaluate as evaluate_pass, forward, train_epoch
 from .engine.optim import build_loss, build_optimizer, build_scheduler, fast_forward, loss_for_outputs
 from .engine.progress import Progress
 from .errors import ConfigError, DivergedError, ModelError, NettrainError
+from .kinds import kind_of
 from .engine.probe import Probe, probe_batch, say
 from .models import MODELS, build_model, check_fits
 from .models.blame import failure
@@ -126,9 +127,9 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     live = LiveReport(run, tc.epochs, cfg.run.report and world.is_main)
     held.callback(live.close)   # a fit that stops leaves a page that no longer reloads
     if start_epoch == 0:
-        if t.info.kind == "image" and hasattr(t.data.train, "x"):
+        if kind_of(t.info).images and hasattr(t.data.train, "x"):
             tb.images(t.data.train.x[:64])
-        if t.info.kind not in ("custom", "text"):   # a tuple or dict batch input, which the graph cannot trace
+        if kind_of(t.info).traceable:   # not a tuple or dict batch input, which the graph cannot trace
             tb.graph(t.module, t.val_batches or t.train_batches)
     n_params = sum(p.numel() for p in t.module.parameters())
     held_out = f"{len(t.data.val) if t.data.val is not None else 0:,} {'val' if t.has_val else 'test'}"
@@ -233,7 +234,7 @@ def _seed_everything(seed: int):
 
 
 def _check_tta(tc, info: DataInfo):
-    if tc.tta and info.kind != "image":
+    if tc.tta and not kind_of(info).images:
         raise ConfigError(f"train.tta mirrors and shifts images, but this dataset's inputs have shape {info.shape}; "
                           f"set train.tta false")
     if tc.tta and tc.tta_shift >= min(info.shape[1:]):
@@ -300,7 +301,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
             raise ConfigError(f"model {cfg.model.name!r} takes inputs of a fixed shape, and this data's batches have "
                               f"none (a collate function or DataLoader makes them); give your own model=")
         module = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args, gate)
-    if info.kind == "image" and (user or cfg.model.flatten):   # a built-in model only when asked, as load does
+    if kind_of(info).images and (user or cfg.model.flatten):   # a built-in model only when asked, as load does
         module, cfg = _flat_input(module, cfg, info)
         tc = cfg.train
     example = _example(data)
@@ -410,7 +411,7 @@ def _input_dtype(cfg: Config, module: nn.Module, data: Data, precision, probe=No
     exactly what it would from float32 batches (checked on one example), while each batch costs one gather instead
     of a conversion and two passes of arithmetic. None keeps uint8 storage and float32 batches; so does
     torch.compile, whose graph the eager check does not vouch for."""
-    if precision.dtype is None or data.info.kind != "image" or not hasattr(data.train, "x") or cfg.train.compile:
+    if precision.dtype is None or not kind_of(data.info).images or not hasattr(data.train, "x") or cfg.train.compile:
         return None
     one = make_batches(data.train.subset(slice(0, 1)), data.info, cfg.data, precision.device, 1, train=False,
                        channels_last=_channels_last(cfg, data.info))
@@ -454,7 +455,7 @@ def _fits(module: nn.Module, shape) -> bool:
 
 
 def _channels_last(cfg: Config, info: DataInfo) -> bool:
-    return cfg.train.channels_last and info.kind == "image"
+    return cfg.train.channels_last and kind_of(info).images
 
 
 def _resume(t: _Training, run: RunDir, state: dict, progress: Progress):

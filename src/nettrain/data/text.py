@@ -1,10 +1,9 @@
 """The text input kind: labelled texts from one CSV, TSV or JSONL file, end to end.
 
-This module is the shape every input kind (image, vector, text) is meant to take: ONE module owns the kind's
-config section (`data.args`, checked here), reading and splitting its files, what the model is checked on
-(`TextData.example`), the in-memory batches, predict-time preprocessing (`encode_texts`) and what a checkpoint
-keeps of it (`DataInfo.vocab`: the vocabulary as a plain list of strings). The image and vector kinds still have
-their `kind == "image"` branches spread over data/, training.py and predictor.py; they move to this shape later.
+This module owns the text kind's data: its config section (`data.args`, checked here), reading and splitting its
+files, what the model is checked on (`TextData.example`), the in-memory batches, predict-time preprocessing
+(`encode_texts`) and what a checkpoint keeps of it (`DataInfo.vocab`: the vocabulary as a plain list of strings).
+kinds/text.py answers for the kind elsewhere (predict, export), as kinds/ does for every kind.
 
     nettrain fit --dataset text --data-dir sms.csv --model bilstm --data.args.bucket true
 
