@@ -13,8 +13,10 @@ from typing import Optional
 
 import torch
 
+from .checkpoint import rng_state
 from .lookahead import Lookahead
 from .metrics import regression_metrics
+from .stop import Partial, batches_from
 
 
 def forward(model, x):
@@ -42,16 +44,24 @@ class Step:
     lookahead: Optional[Lookahead] = None
 
 
-def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: int = 25) -> dict:
+def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: int = 25, stop=None,
+                done: Optional[Partial] = None) -> dict:
+    """One epoch (the rest of one, from `done`: a resumed stop's Partial, engine/stop.py). `stop` (stop.Check) is
+    asked at every optimizer-step boundary but the epoch's last: a signal's number ends the epoch there, and the
+    result is then {"stopped": signum, "partial": Partial}."""
     model, opt = s.model, s.optimizer
     model.train()
     device = s.precision.device
-    loss_sum = torch.zeros((), device=device)
+    first = done.batches if done is not None else 0
+    loss_sum = done.loss_sum.to(device, copy=True) if done is not None else torch.zeros((), device=device)
     predicted, targets = [], []   # compared once at the end: one small op per step instead of four
-    seen, wait, n_batches = 0, 0.0, len(batches)
+    seen, wait = (done.seen, done.wait) if done is not None else (0, 0.0)
+    n_batches = len(batches)
+    seen0, before = seen, done.seconds if done is not None else 0.0
+    rng_at_start = (done.rng_at_start if done is not None else rng_state()) if stop is not None else {}
     start = time.perf_counter()
-    it = iter(batches)
-    for i in range(n_batches):
+    it = batches_from(batches, first, rng_at_start)
+    for i in range(first, n_batches):
         t = time.perf_counter()
         x, y = next(it)
         wait += time.perf_counter() - t
@@ -80,13 +90,23 @@ def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: 
             targets.append(y)
         seen += len(y)
         if progress is not None and (i + 1) % refresh == 0:
-            progress.step(refresh, loss_sum.item() / seen, seen / (time.perf_counter() - start))
+            progress.step(refresh, loss_sum.item() / seen, (seen - seen0) / (time.perf_counter() - start))
+        if stop is not None and (i + 1) % s.accumulate == 0 and i + 1 < n_batches:
+            signum = stop()   # a plain int alone; under torchrun the ranks' agreement
+            if signum:
+                correct = (done.correct if done is not None else 0) + _correct(predicted, targets)
+                return {"stopped": signum, "partial": Partial(i + 1, loss_sum, correct, seen, wait,
+                                                              before + time.perf_counter() - start, rng_at_start)}
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    correct = (torch.cat(predicted) == torch.cat(targets)).sum().item() if predicted else 0
+    seconds = before + time.perf_counter() - start
+    correct = (done.correct if done is not None else 0) + _correct(predicted, targets)
     return {"loss": loss_sum.item() / max(seen, 1), "acc": correct / max(seen, 1) if classification else None,
             "seconds": seconds, "images": seen, "data_wait": wait / seconds if seconds else 0.0}
+
+
+def _correct(predicted: list, targets: list) -> int:
+    return (torch.cat(predicted) == torch.cat(targets)).sum().item() if predicted else 0
 
 
 def tta_forward(model, x, shift: int = 0):
