@@ -47,19 +47,23 @@ class Check:
     collective, no device sync); under torchrun, one all-reduce of one integer a step.
 
     NETTRAIN_TEST_SIGNAL_AT=EPOCH:STEP[:RANK] makes that rank (default 0) send itself SIGTERM after that optimizer
-    step of that epoch (counted from the epoch's start): a real signal at a chosen step, for the tests; read when an
-    epoch starts, unset in real use."""
+    step of that epoch (counted from the epoch's start); RANK `agent`: rank 0 sends it to its parent, torchrun's
+    agent, which forwards it to every process. A real signal at a chosen step, for the tests; read when an epoch
+    starts, unset in real use."""
 
     def __init__(self, world, epoch: int, steps_done: int = 0):
-        self.world, self.step = world, steps_done
-        at = [int(v) for v in os.environ.get("NETTRAIN_TEST_SIGNAL_AT", "").split(":") if v.strip()]
-        self.signal_at = at[1] if len(at) >= 2 and at[0] == epoch and (at[2:] or [0])[0] == world.rank else None
+        self.world, self.step, self.signal_at, self.target = world, steps_done, None, os.getpid()
+        at = os.environ.get("NETTRAIN_TEST_SIGNAL_AT", "").split(":")
+        if len(at) >= 2 and int(at[0]) == epoch and (at[2:] or ["0"])[0] in (str(world.rank), "agent"):
+            if at[2:] == ["agent"]:
+                self.target = os.getppid() if world.is_main else None
+            self.signal_at = int(at[1]) if self.target is not None else None
 
     def __call__(self) -> int:
         if self.signal_at is not None:
             self.step += 1
-            if self.step == self.signal_at:
-                os.kill(os.getpid(), signal.SIGTERM)   # its handler runs before the next line: the flag is set
+            if self.step == self.signal_at:   # to itself: its handler runs before the next line, setting the flag
+                os.kill(self.target, signal.SIGTERM)
         return self.world.agree_stop(signals.pending()) if self.world.size > 1 else signals.pending()
 
 
