@@ -532,10 +532,11 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
         t.train_batches.set_epoch(epoch)
         progress.start_epoch(epoch, len(t.train_batches))
         done, partial = partial, None
-        result = train_epoch(t.step, t.train_batches, t.classification, progress,
-                             stop=stop.Check(t.world, epoch, done.batches // tc.accumulate if done else 0), done=done)
+        check = stop.Check(t.world, epoch, done.batches // tc.accumulate if done else 0)
+        result = train_epoch(t.step, t.train_batches, t.classification, progress, stop=check, done=done)
         if result.get("stopped"):
             _stop_in_epoch(t, run, epoch, result, history, best, where, record_config)
+        late = check.finish()   # agreed on in the epoch's last step: the epoch ends, then the run stops
         tr = t.world.train_sums(result)
         validate = t.val_batches is not None and (epoch == tc.epochs or (tc.val_every and epoch % tc.val_every == 0))
         va = t.evaluate(t.val_batches) if validate else {}
@@ -575,7 +576,7 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
             record_config = None
         if live is not None:
             live.epoch_end(epoch)
-        signum = stop.agreed(t.world)   # a stop that came in the epoch's last step, its validation or checkpoint
+        signum = stop.agreed(t.world) or late   # a stop that came in the epoch's last steps, validation, checkpoint
         if signum:
             where["after"] = True
             raise signals.stop(signum)

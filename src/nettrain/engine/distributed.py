@@ -111,6 +111,21 @@ class World:
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, group=_cpu_group(self.backend))
         return int(flag[0])
 
+    def start_agreeing(self, signum: int):
+        """agree_stop's all-reduce, started and not waited for (the training loop waits for it a step later, so
+        that its round trip overlaps the step instead of adding to it): what `agreed_on` takes."""
+        flag = torch.tensor([signum], dtype=torch.int32)
+        work = torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, group=_cpu_group(self.backend),
+                                            async_op=True)
+        return flag, work
+
+    @staticmethod
+    def agreed_on(started) -> int:
+        """The signal a started agreement (start_agreeing) came to, once every rank's part has arrived."""
+        flag, work = started
+        work.wait()
+        return int(flag[0])
+
     def barrier(self):
         """Every rank waits here for the others (the main rank writing a stop's checkpoint before any exits)."""
         if self.size > 1:

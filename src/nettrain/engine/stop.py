@@ -44,7 +44,10 @@ class Partial:
 
 class Check:
     """The stop check of one epoch's step boundaries: the signal to stop for, or 0. Alone, a read of the flag (no
-    collective, no device sync); under torchrun, one all-reduce of one integer a step.
+    collective, no device sync). Under torchrun, one all-reduce of one integer a step, started at a boundary and
+    waited for at the next one: its round trip overlaps a step rather than adding to it (see
+    benchmarks/stop_flag.py), and the ranks stop one step after the boundary where the first of them saw the flag,
+    all at the same one. `finish` waits for the one still under way at the epoch's end.
 
     NETTRAIN_TEST_SIGNAL_AT=EPOCH:STEP[:RANK] makes that rank (default 0) send itself SIGTERM after that optimizer
     step of that epoch (counted from the epoch's start); RANK `agent`: rank 0 sends it to its parent, torchrun's
@@ -53,6 +56,7 @@ class Check:
 
     def __init__(self, world, epoch: int, steps_done: int = 0):
         self.world, self.step, self.signal_at, self.target = world, steps_done, None, os.getpid()
+        self.started = None   # the agreement under way (World.start_agreeing)
         at = os.environ.get("NETTRAIN_TEST_SIGNAL_AT", "").split(":")
         if len(at) >= 2 and int(at[0]) == epoch and (at[2:] or ["0"])[0] in (str(world.rank), "agent"):
             if at[2:] == ["agent"]:
@@ -64,7 +68,17 @@ class Check:
             self.step += 1
             if self.step == self.signal_at:   # to itself: its handler runs before the next line, setting the flag
                 os.kill(self.target, signal.SIGTERM)
-        return self.world.agree_stop(signals.pending()) if self.world.size > 1 else signals.pending()
+        if self.world.size == 1:
+            return signals.pending()
+        signum = self.world.agreed_on(self.started) if self.started is not None else 0
+        self.started = None if signum else self.world.start_agreeing(signals.pending())
+        return signum
+
+    def finish(self) -> int:
+        """The agreement still under way when the epoch ended, waited for (every rank has one), or 0."""
+        signum = self.world.agreed_on(self.started) if self.started is not None else 0
+        self.started = None
+        return signum
 
 
 def agreed(world) -> int:
