@@ -126,6 +126,9 @@ def test_a_stop_in_the_middle_of_an_epoch_resumes_to_the_uninterrupted_run(tmp_p
     assert torch.load(stopped / "best.pt", weights_only=True)["epoch"] == 1   # best.pt: epoch ends only
 
     monkeypatch.delenv("NETTRAIN_TEST_SIGNAL_AT")
+    assert main(["fit", "--resume", str(stopped), "--epochs", "1"]) == 2   # its weights are epoch 2's, in part
+    assert capsys.readouterr().err == f"nettrain: error: {stopped / 'last.pt'} was stopped in the middle of epoch 2; " \
+                                      f"--epochs must be at least 2 to resume it (give --epochs 2 or more)\n"
     assert main(["fit", "--resume", str(stopped)]) == 0
     assert numbers(stopped) == numbers(tmp_path / "whole")   # epoch 2's row too: its first 14 batches carried on
     assert same_weights(stopped, tmp_path / "whole") and same_weights(stopped, tmp_path / "whole", "train_model")
@@ -149,6 +152,20 @@ def test_a_stop_during_validation_stops_after_the_epochs_checkpoint(tmp_path, mo
            f"--resume {run}\n" in err
     kept = torch.load(run / "last.pt", weights_only=True)
     assert kept["epoch"] == 1 and "partial" not in kept and len(read_metrics(run / "metrics.csv")) == 1
+
+
+def test_a_damaged_partial_entry_is_refused_in_one_line(tmp_path):
+    from nettrain.engine import checkpoint as ckpt_io
+    from nettrain.errors import CheckpointError
+    nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "run",
+                 **{"run.progress": "none", "run.tensorboard": False, "run.report": False})
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    sums = {"loss_sum": torch.tensor(1.0), "correct": 1, "seen": "2", "wait": 0.0, "seconds": 0.1}
+    state["partial"] = {"epoch": 2, "batches": 1, "steps": 1, "world_size": 1, "sums": [sums], "rng_at_start": {}}
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="partial.sums must be one mapping of loss_sum") as e:
+        ckpt_io.load(tmp_path / "bad.pt")
+    assert "\n" not in str(e.value)
 
 
 # ---- the DataLoader path: a user's Dataset with a collate function, and a user's shuffling DataLoader -----------
