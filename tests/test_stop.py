@@ -111,24 +111,31 @@ ARGS = ["fit", "--dataset", "digits", "--model", "mlp", "--model.args.dropout", 
         "--run.tensorboard", "false", "--run.report", "false"]
 
 
-def test_a_stop_in_the_middle_of_an_epoch_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch, capsys):
-    assert main(ARGS + ["--run-dir", str(tmp_path / "whole")]) == 0
-    monkeypatch.setenv("NETTRAIN_TEST_SIGNAL_AT", "2:7")   # SIGTERM to itself after step 7 of epoch 2
+@pytest.mark.parametrize("epoch, tensorboard", [(2, "false"), (1, "true")])
+def test_a_stop_in_the_middle_of_an_epoch_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch, capsys, epoch,
+                                                                          tensorboard):
+    """In epoch 1 (with TensorBoard on), no epoch is whole yet: last.pt holds epoch 0 and the part of epoch 1."""
+    args = ARGS + ["--run.tensorboard", tensorboard]
+    assert main(args + ["--run-dir", str(tmp_path / "whole")]) == 0
+    monkeypatch.setenv("NETTRAIN_TEST_SIGNAL_AT", f"{epoch}:7")   # SIGTERM to itself after step 7 of the epoch
     stopped = tmp_path / "stopped"
-    assert main(ARGS + ["--run-dir", str(stopped)]) == 128 + signal.SIGTERM
+    assert main(args + ["--run-dir", str(stopped)]) == 128 + signal.SIGTERM
     err = capsys.readouterr().err
-    assert f"nettrain: stopped at step 7 of 23 in epoch 2 of 2; {stopped / 'last.pt'} keeps it; continue with: " \
-           f"nettrain fit --resume {stopped}\n" in err and err.endswith("nettrain: stopped by SIGTERM\n")
+    assert f"nettrain: stopped at step 7 of 23 in epoch {epoch} of 2; {stopped / 'last.pt'} keeps it; continue " \
+           f"with: nettrain fit --resume {stopped}\n" in err and err.endswith("nettrain: stopped by SIGTERM\n")
     kept = torch.load(stopped / "last.pt", weights_only=True)
-    assert kept["epoch"] == 1 and len(kept["history"]) == 1   # the last whole epoch, as readers knew it
-    assert {k: kept["partial"][k] for k in ("epoch", "batches", "steps")} == {"epoch": 2, "batches": 14, "steps": 7}
+    assert kept["epoch"] == epoch - 1 and len(kept["history"]) == epoch - 1   # the last whole epoch, as before
+    assert {k: kept["partial"][k] for k in ("epoch", "batches", "steps")} == {"epoch": epoch, "batches": 14,
+                                                                             "steps": 7}
     assert kept["partial"]["sums"][0]["seen"] == 14 * 32
-    assert torch.load(stopped / "best.pt", weights_only=True)["epoch"] == 1   # best.pt: epoch ends only
+    if epoch > 1:
+        assert torch.load(stopped / "best.pt", weights_only=True)["epoch"] == 1   # best.pt: epoch ends only
 
     monkeypatch.delenv("NETTRAIN_TEST_SIGNAL_AT")
-    assert main(["fit", "--resume", str(stopped), "--epochs", "1"]) == 2   # its weights are epoch 2's, in part
-    assert capsys.readouterr().err == f"nettrain: error: {stopped / 'last.pt'} was stopped in the middle of epoch 2; " \
-                                      f"--epochs must be at least 2 to resume it (give --epochs 2 or more)\n"
+    if epoch > 1:
+        assert main(["fit", "--resume", str(stopped), "--epochs", "1"]) == 2   # its weights are epoch 2's, in part
+        assert capsys.readouterr().err == f"nettrain: error: {stopped / 'last.pt'} was stopped in the middle of " \
+                                          f"epoch 2; --epochs must be at least 2 to resume it (give --epochs 2 or more)\n"
     assert main(["fit", "--resume", str(stopped)]) == 0
     assert numbers(stopped) == numbers(tmp_path / "whole")   # epoch 2's row too: its first 14 batches carried on
     assert same_weights(stopped, tmp_path / "whole") and same_weights(stopped, tmp_path / "whole", "train_model")
