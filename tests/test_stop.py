@@ -161,6 +161,22 @@ def test_a_stop_during_validation_stops_after_the_epochs_checkpoint(tmp_path, mo
     assert kept["epoch"] == 1 and "partial" not in kept and len(read_metrics(run / "metrics.csv")) == 1
 
 
+def test_a_stop_resumed_at_another_world_size_counts_every_ranks_part_once():
+    from nettrain.engine.distributed import World
+    from nettrain.engine.stop import resumed
+    sums = [{"loss_sum": torch.tensor(v), "correct": c, "seen": 40, "wait": 0.1, "seconds": 1.0}
+            for v, c in ((3.5, 30), (4.25, 31))]
+    entry = {"epoch": 2, "batches": 5, "steps": 5, "world_size": 2, "sums": sums, "rng_at_start": {}}
+    alone = resumed(entry, "last.pt", 1, 3, 90, 1, World())
+    assert (alone.loss_sum.item(), alone.correct, alone.seen, alone.batches) == (7.75, 61, 80, 5)
+    other = resumed(entry, "last.pt", 1, 3, 90, 1, World(rank=2, size=3))
+    assert (other.loss_sum.item(), other.correct, other.seen) == (0.0, 0, 0)
+    same = resumed(entry, "last.pt", 1, 3, 90, 1, World(rank=1, size=2))
+    assert (same.loss_sum.item(), same.correct) == (4.25, 31)   # its own
+    with pytest.raises(nettrain.errors.CheckpointError, match="does not fit this run"):
+        resumed(entry, "last.pt", 1, 3, 5, 1, World())   # batch 5 of 5: no epoch stops after its last
+
+
 def test_a_damaged_partial_entry_is_refused_in_one_line(tmp_path):
     from nettrain.engine import checkpoint as ckpt_io
     from nettrain.errors import CheckpointError
