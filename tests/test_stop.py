@@ -220,6 +220,42 @@ def test_a_stop_on_the_dataloader_path_resumes_exactly(tmp_path, monkeypatch, fo
     assert same_weights(tmp_path / "stopped", tmp_path / "whole")
 
 
+class Counted(Dataset):
+    """Sequences whose item `fail_at` (counting every __getitem__ call) brings the terminal's Ctrl-C and fails, as a
+    DataLoader whose workers the Ctrl-C ended would (torch's workers exit on KeyboardInterrupt)."""
+
+    def __init__(self, fail_at=None):
+        self.items, self.calls, self.fail_at = Sequences(48, seed=9), 0, fail_at
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            os.kill(os.getpid(), signal.SIGINT)
+            raise RuntimeError("DataLoader worker (pid 4242) exited unexpectedly")
+        return self.items[i]
+
+
+def test_a_ctrl_c_that_ends_the_dataloaders_workers_stops_at_the_step_boundary_before(tmp_path):
+    options = dict(val_data=Sequences(16, seed=10), collate_fn=pad_collate, optimizer="adam", lr=0.01, batch_size=8,
+                   epochs=2, seed=1, **{"train.threads": 1, "run.progress": "none", "run.tensorboard": False,
+                                        "run.report": False, "device": "cpu"})
+    whole = Counted()
+    torch.manual_seed(0)
+    nettrain.fit(model=BiLSTM(), data=whole, run_dir=tmp_path / "whole", **options)
+    before_training = whole.calls - 2 * 48   # the model check's items, before epoch 1's 6 batches of 8
+    torch.manual_seed(0)
+    with signals.stop_signals(), pytest.raises(KeyboardInterrupt):   # the first item of epoch 2's batch 4
+        nettrain.fit(model=BiLSTM(), data=Counted(before_training + 48 + 3 * 8 + 1), run_dir=tmp_path / "stopped",
+                     **options)
+    assert torch.load(tmp_path / "stopped" / "last.pt", weights_only=True)["partial"]["batches"] == 3
+    nettrain.fit(resume=tmp_path / "stopped", model=BiLSTM(), data=Counted(), **options)
+    assert numbers(tmp_path / "stopped") == numbers(tmp_path / "whole")
+    assert same_weights(tmp_path / "stopped", tmp_path / "whole")
+
+
 def test_without_the_commands_handlers_a_signal_is_not_deferred(tmp_path):
     """The Python API installs no handlers: flagged() changes nothing then, and a KeyboardInterrupt comes where it
     is raised, as before (last.pt keeps the last whole epoch)."""

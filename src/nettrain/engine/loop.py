@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 
+from .. import signals
 from .checkpoint import rng_state
 from .lookahead import Lookahead
 from .metrics import regression_metrics
@@ -60,10 +61,24 @@ def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: 
     seen0, before = seen, done.seconds if done is not None else 0.0
     rng_at_start = (done.rng_at_start if done is not None else rng_state()) if stop is not None else {}
     start = time.perf_counter()
+
+    def stopped(signum: int, batches_done: int) -> dict:   # the epoch so far, for last.pt (engine/stop.py)
+        correct = (done.correct if done is not None else 0) + _correct(predicted, targets)
+        return {"stopped": signum, "partial": Partial(batches_done, loss_sum, correct, seen, wait,
+                                                      before + time.perf_counter() - start, rng_at_start)}
+
     it = batches_from(batches, first, rng_at_start)
     for i in range(first, n_batches):
         t = time.perf_counter()
-        x, y = next(it)
+        try:
+            x, y = next(it)
+        except Exception:   # a DataLoader's workers end on the terminal's Ctrl-C before this process's step boundary
+            signum = stop.alone() if stop is not None and i % s.accumulate == 0 else 0
+            if not signum:
+                raise
+            if i == first:   # nothing of this epoch (or since its resume) to keep beyond what last.pt holds
+                raise signals.stop(signum) from None
+            return stopped(signum, i)
         wait += time.perf_counter() - t
         with s.precision.autocast():
             out = forward(model, x)
@@ -94,9 +109,7 @@ def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: 
         if stop is not None and (i + 1) % s.accumulate == 0 and i + 1 < n_batches:
             signum = stop()   # a plain int alone; under torchrun the ranks' agreement
             if signum:
-                correct = (done.correct if done is not None else 0) + _correct(predicted, targets)
-                return {"stopped": signum, "partial": Partial(i + 1, loss_sum, correct, seen, wait,
-                                                              before + time.perf_counter() - start, rng_at_start)}
+                return stopped(signum, i + 1)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = before + time.perf_counter() - start

@@ -74,6 +74,11 @@ class Check:
         self.started = None if signum else self.world.start_agreeing(signals.pending())
         return signum
 
+    def alone(self) -> int:
+        """The stop signal this process has received, when it trains alone (0 under torchrun, where a stop must be
+        agreed on): for a batch that failed to come because the stop's signal ended the DataLoader's workers."""
+        return signals.pending() if self.world.size == 1 else 0
+
     def finish(self) -> int:
         """The agreement still under way when the epoch ended, waited for (every rank has one), or 0."""
         signum = self.world.agreed_on(self.started) if self.started is not None else 0
