@@ -3,6 +3,11 @@ and how to continue, and the command exits 128 + the signal's number (130 for Ct
 
 Only the command installs these handlers (`stop_signals`), and puts the previous ones back: the Python API leaves
 a program's signal handling alone.
+
+While training (`flagged`), a stop signal only sets a flag (`pending`): the training loop reads it at the next
+optimizer-step boundary (agreed among torchrun's processes there: engine/distributed.py), keeps the epoch in
+progress in last.pt and stops then (engine/stop.py), so that a stop loses no step, and every process stops after
+the same step.
 """
 from __future__ import annotations
 
@@ -28,15 +33,46 @@ received = None
 
 _deferring = False
 _pending = None
+_flagging = None   # inside `flagged`: whether a second signal stops at once
+_flag = 0          # the stop signal received inside `flagged`, 0 for none
 
 
 def _raise(signum, frame):
-    global received, _pending
+    global received, _pending, _flag
     received = signum
     if _deferring:
         _pending = signum
         return
-    raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
+    if _flagging is not None and not (_flag and _flagging):
+        _flag = _flag or signum
+        return
+    raise stop(signum)
+
+
+def stop(signum: int) -> KeyboardInterrupt:
+    """The exception that stops the command for `signum`."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else Stopped(signum)
+
+
+def pending() -> int:
+    """The stop signal received inside `flagged` and not yet acted on, or 0: a plain read, for every step."""
+    return _flag
+
+
+@contextlib.contextmanager
+def flagged(second_stops: bool = True):
+    """Inside the block, a stop signal sets `pending` instead of raising (the training loop stops at the next step
+    boundary); with `second_stops`, another one raises at once (a second Ctrl-C when a step takes too long).
+    torchrun's processes pass False: the agent forwards the terminal's Ctrl-C to processes that had it already, and
+    kills them itself after 30 s. A flag still pending when the block ends is raised then."""
+    global _flagging, _flag
+    _flagging, _flag = second_stops, 0
+    try:
+        yield
+    finally:
+        signum, _flagging, _flag = _flag, None, 0
+    if signum:
+        raise stop(signum)
 
 
 @contextlib.contextmanager
@@ -52,7 +88,7 @@ def deferred():
         _deferring = False
     if _pending is not None:
         signum, _pending = _pending, None
-        raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
+        raise stop(signum)
 
 
 @contextlib.contextmanager

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__, _process, evidence
+from . import __version__, _process, evidence, signals
 from ._malloc import freed_memory_kept, tuning
 from .config import Config, check_parallelism
 from .data import Data, DataInfo, load_data, make_batches
-from .engine import checkpoint as ckpt_io, distributed, syncbn
+from .engine import checkpoint as ckpt_io, distributed, stop, syncbn
 from .engine.device import describe, resolve_device, resolve_precision
 from .data.table import in_target_units
 from .engine.lookahead import Lookahead
@@ -101,8 +101,12 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     # The test split may be shown each epoch, but only a real validation split chooses the model (see _epochs).
     history, best, start_epoch = [], {"metric": ("val_acc" if t.classification else "val_loss") if t.has_val
                                       else LAST, "value": None, "epoch": None}, 0
+    partial = None
     if state is not None:
         check_data(run.path, state.get("data_fingerprint"), data_fingerprint(t.data.train))
+        # a stop in the middle of an epoch: this rank's part of it, checked against this run (engine/stop.py)
+        partial = stop.resumed(state.get("partial"), state["path"], state["epoch"], tc.epochs, len(t.train_batches),
+                               tc.accumulate, world)
         history, best, start_epoch = _resume(t, run, state, progress)
         if start_epoch >= tc.epochs:   # nothing to train: nothing is written, not even the environment
             predictor = Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, cfg, t.precision.device, t.precision,
@@ -155,13 +159,19 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
             t.precision.small_linears_in_float32(t.module, t.eval_model, enabled=not tc.compile):
         try:
             try:
-                final_va = _epochs(t, run, tb, progress, history, best, start_epoch, where, record_config, live)
+                # a stop signal only sets a flag while training: it stops at a step boundary (engine/stop.py); a
+                # second one at once, except under torchrun, whose agent repeats a Ctrl-C to processes that had it
+                with signals.flagged(second_stops=not distributed.is_launched()):
+                    final_va = _epochs(t, run, tb, progress, history, best, start_epoch, where, record_config, live,
+                                       partial)
             finally:
                 tb.close()
             test = _test(t, run, progress, final_va)
         except KeyboardInterrupt:   # say how to go on; the checkpoints are whole (written atomically)
             if run.writes:   # once, by the rank that wrote them
-                print(f"\n{_stopped(run, where['epoch'], tc.epochs)}", file=sys.stderr)
+                said = _stopped(run, where["epoch"], tc.epochs, where.get("step"), t.steps_per_epoch,
+                                where.get("after", False))
+                print(f"\n{said}", file=sys.stderr)
             raise
         except NettrainError:
             raise
@@ -189,9 +199,14 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
 LAST = "last epoch"   # best["metric"] of a run without a validation split: best.pt holds the last epoch's weights
 
 
-def _stopped(run: RunDir, epoch: Optional[int], epochs: int) -> str:
+def _stopped(run: RunDir, epoch: Optional[int], epochs: int, step: Optional[int] = None, steps: int = 0,
+             after: bool = False) -> str:
     """What an interrupted fit says: where it stopped, the epoch last.pt really holds (read from it: the
-    interruption may have come between an epoch's end and its checkpoint) and how to go on."""
+    interruption may have come between an epoch's end and its checkpoint) and how to go on. `step`: the stop came at
+    that step boundary, whose checkpoint last.pt holds (engine/stop.py); `after`: it came after the epoch's."""
+    if step is not None:
+        return f"nettrain: stopped at step {step} of {steps} in epoch {epoch} of {epochs}; {run.last} keeps it; " \
+               f"continue with: nettrain fit --resume {run.path}"
     kept, where = ckpt_io.saved_epoch(run.last), run.last
     best = ckpt_io.saved_epoch(run.best) if run.best.exists() else None
     if best is not None and (kept is None or best > kept):   # best.pt is written first: newer after a stop between
@@ -199,7 +214,8 @@ def _stopped(run: RunDir, epoch: Optional[int], epochs: int) -> str:
     if kept is not None and kept >= epochs:
         return f"nettrain: stopped after the last epoch, in the test; {where} keeps epoch {kept} (the " \
                f"finished run); nettrain evaluate {run.path} runs the test"
-    at = f"stopped in epoch {epoch} of {epochs}" if epoch else "stopped before the first epoch"
+    at = f"stopped {'after' if after else 'in'} epoch {epoch} of {epochs}" if epoch else \
+        "stopped before the first epoch"
     if kept is None:
         return f"nettrain: {at}; no epoch had been kept, so nettrain fit --resume {run.path} starts it again"
     return f"nettrain: {at}; {where} keeps epoch {kept}; continue with: nettrain fit --resume {run.path}"
@@ -219,7 +235,7 @@ def _resume_state(run: RunDir, progress: Progress) -> Optional[dict]:
         _save_last(run, {k: v for k, v in state.items() if k != "path"})
         return state
     if last is not None and best_epoch is not None and last["best"]["epoch"] is not None \
-            and best_epoch < last["best"]["epoch"] == last["epoch"]:
+            and best_epoch < last["best"]["epoch"] == last["epoch"] and "partial" not in last:
         # a run of an older nettrain, killed between the last.pt and best.pt writes: last.pt is the best epoch
         progress.say(f"{run.best} held epoch {best_epoch}, {run.last} the best epoch {last['epoch']}: best.pt is "
                      f"rewritten from it")
@@ -469,8 +485,9 @@ def _resume(t: _Training, run: RunDir, state: dict, progress: Progress):
     if saved_epochs == tc.epochs or start_epoch >= tc.epochs:   # an interrupted run: continue exactly
         s.optimizer.load_state_dict(state["optimizer"])
         s.scheduler.load_state_dict(state["scheduler"])
-    else:
-        _resume_over_new_length(s.optimizer, s.scheduler, state["optimizer"], start_epoch * t.steps_per_epoch)
+    else:   # the steps of an epoch stopped in its middle too (engine/stop.py)
+        _resume_over_new_length(s.optimizer, s.scheduler, state["optimizer"], start_epoch * t.steps_per_epoch +
+                                (state.get("partial") or {}).get("steps", 0))
         progress.say(f"resuming {run.path} at epoch {start_epoch} of {tc.epochs}: the lr schedule is "
                      f"{'stretched' if tc.epochs > saved_epochs else 'shortened'} from {saved_epochs} to "
                      f"{tc.epochs} epochs")
@@ -506,17 +523,25 @@ def _checkpoint(t: _Training, epoch: int, history: list, best: dict) -> dict:
 
 def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, history: list, best: dict,
             start_epoch: int, where: dict, record_config: Optional[Config] = None,
-            live: Optional[LiveReport] = None) -> Optional[dict]:
+            live: Optional[LiveReport] = None, partial: Optional[stop.Partial] = None) -> Optional[dict]:
     """Train from `start_epoch` to the end, validating, logging and checkpointing each epoch; returns the last
     epoch's validation (None if it did not validate). where["epoch"] is the epoch in progress; `record_config`,
-    a resume's new config.yaml, is written once the first epoch under it is kept."""
+    a resume's new config.yaml, is written once the first epoch under it is kept. `partial`: the first epoch's
+    batches done before a stop (engine/stop.py). A stop signal (signals.flagged) ends training at the next step
+    boundary, with the epoch in progress in last.pt, or after an epoch's checkpoint."""
     tc = t.cfg.train
     final_va = None
     for epoch in range(start_epoch + 1, tc.epochs + 1):
         where["epoch"] = epoch
         t.train_batches.set_epoch(epoch)
         progress.start_epoch(epoch, len(t.train_batches))
-        tr = t.world.train_sums(train_epoch(t.step, t.train_batches, t.classification, progress))
+        done, partial = partial, None
+        check = stop.Check(t.world, epoch, done.batches // tc.accumulate if done else 0)
+        result = train_epoch(t.step, t.train_batches, t.classification, progress, stop=check, done=done)
+        if result.get("stopped"):
+            _stop_in_epoch(t, run, epoch, result, history, best, where, record_config)
+        late = check.finish()   # agreed on in the epoch's last step: the epoch ends, then the run stops
+        tr = t.world.train_sums(result)
         validate = t.val_batches is not None and (epoch == tc.epochs or (tc.val_every and epoch % tc.val_every == 0))
         va = t.evaluate(t.val_batches) if validate else {}
         final_va = va if epoch == tc.epochs else None
@@ -555,7 +580,26 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
             record_config = None
         if live is not None:
             live.epoch_end(epoch)
+        signum = stop.agreed(t.world) or late   # a stop that came in the epoch's last steps, validation, checkpoint
+        if signum:
+            where["after"] = True
+            raise signals.stop(signum)
     return final_va
+
+
+def _stop_in_epoch(t: _Training, run: RunDir, epoch: int, result: dict, history: list, best: dict, where: dict,
+                   record_config: Optional[Config]):
+    """A stop agreed at a step boundary of `epoch`: the main rank keeps the epoch in progress in last.pt (the last
+    whole epoch's number, and `partial`: engine/stop.py), the others wait for it; then every rank raises the stop."""
+    state = _checkpoint(t, epoch - 1, history, best)
+    state["partial"] = stop.record(result["partial"], epoch, t.world, t.cfg.train.accumulate)
+    _check_finite(state, epoch, run, t.cfg.optim.lr)
+    _save_last(run, state)
+    if record_config is not None:   # last.pt now holds the new length: config.yaml says so, as a resume reads both
+        _write_config(run, record_config)
+    t.world.barrier()
+    where["step"] = state["partial"]["steps"]
+    raise signals.stop(result["stopped"])
 
 
 def _save_last(run: RunDir, state: dict):

@@ -73,14 +73,24 @@ class BatchPrep:
         if not self.image:
             return x, y
         if train and (self.crop_padding or self.flip):
-            params = draw(sizes or [len(x)], self.crop_padding, self.flip and flips is None, generator, x.device,
-                          rank, world_size, strided)
+            params = self.draw(sizes or [len(x)], generator, flips is not None, rank, world_size, strided)
             if self.flip and flips is not None:
                 params["flip"] = flips.to(x.device)
             x = apply(x, self.crop_padding, params)
         if not x.is_floating_point():   # uint8 (images stored rounded are normalized already)
             x = self.normalize(x)
         return x.contiguous(memory_format=self.memory_format), y   # no copy when x came in the model's layout
+
+    def draw(self, sizes, generator, flips_given=False, rank=0, world_size=1, strided=False) -> dict:
+        """The augmentation's random numbers for batches of `sizes` (see __call__)."""
+        return draw(sizes, self.crop_padding, self.flip and not flips_given, generator, self.device, rank, world_size,
+                    strided)
+
+    def skip(self, sizes, train: bool, generator, flips_given=False, rank=0, world_size=1, strided=False):
+        """Draw the random numbers that __call__ would for batches of `sizes`, and nothing else: batches already
+        trained before a stop are skipped, and the batches after them get the numbers they got in one go."""
+        if self.image and train and (self.crop_padding or self.flip):
+            self.draw(sizes, generator, flips_given, rank, world_size, strided)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images -> (x/255 - mean)/std in float32, in x's memory layout."""
@@ -152,21 +162,33 @@ class InMemoryBatches:
         return g
 
     def __iter__(self):
+        return self.iterate(0)
+
+    def iterate(self, start: int = 0):
+        """The epoch's batches from batch `start` on (a resume in the middle of an epoch): the same permutation and
+        random numbers, indexed from the position; the chunks before it are neither gathered nor prepared."""
         g = self._generator()
         n = len(self.y)
         order = torch.randperm(n, generator=g, device=g.device) if self.shuffle else None
         if self.world_size > 1:   # this rank's contiguous slice of each global batch
             order = self._mine(order if order is not None else torch.arange(n, device=self.prep.device))
+        return self._batches(g, order, start)
+
+    def _batches(self, g, order, start: int):
         bs, n_batches, per_chunk = self.batch_size, len(self), self.per_chunk
         for first in range(0, n_batches, per_chunk):
             last = min(first + per_chunk, n_batches)
             sizes = [min((i + 1) * bs, self.num_samples) - i * bs for i in range(first, last)]
+            if last <= start:   # trained before the stop: only its random numbers are drawn, in their turn
+                self.prep.skip(sizes, self.train, g, self.flip_base is not None, self.rank, self.world_size)
+                continue
             lo, hi = first * bs, first * bs + sum(sizes)
             rows = slice(lo, hi) if order is None else order[lo:hi]   # a slice is a view: no gather when unshuffled
             flips = None if self.flip_base is None else self.flip_base[rows] ^ bool(self.epoch % 2)
             x, y = (self.x[rows], self.y[rows]) if order is None else (take(self.x, rows), take(self.y, rows))
             x, y = self.prep(x, y, self.train, g, sizes, flips, self.rank, self.world_size)
-            yield from zip(x.split(sizes), y.split(sizes))   # views, made in one call each
+            pairs = zip(x.split(sizes), y.split(sizes))   # views, made in one call each
+            yield from (pairs if first >= start else list(pairs)[start - first:])
 
 
     def _mine(self, order: torch.Tensor) -> torch.Tensor:
@@ -208,6 +230,17 @@ class LoaderBatches:
         return len(self.loader)
 
     def __iter__(self):
+        return self.iterate(0)
+
+    def iterate(self, start: int = 0):
+        """The epoch's batches from batch `start` on (a resume in the middle of an epoch). The DataLoader's first
+        `start` batches are loaded and discarded (iterate-and-discard: its workers' random numbers and their turns
+        stay those of the uninterrupted epoch; a skip by sampler position would shift them), unprepared: only the
+        augmentation's random numbers are drawn for them. Eager: the loader is started and skipped on the call."""
         g = torch.Generator(device=self.prep.device).manual_seed(self.seed * 1_000_003 + self.epoch + 7)
-        for x, y in self.loader:
-            yield self.prep(x, y, self.train, g, rank=self.rank, world_size=self.world_size, strided=True)
+        it = iter(self.loader)
+        for _ in range(start):
+            x, _y = next(it)
+            self.prep.skip([len(x)], self.train, g, rank=self.rank, world_size=self.world_size, strided=True)
+        return (self.prep(x, y, self.train, g, rank=self.rank, world_size=self.world_size, strided=True)
+                for x, y in it)

@@ -178,8 +178,27 @@ class CustomBatches:
         return len(self.loader)
 
     def __iter__(self):
-        non_blocking = self.device.type == "cuda"
+        return self.iterate(0)
+
+    def iterate(self, start: int = 0):
+        """The epoch's batches from batch `start` on (a resume in the middle of an epoch): the DataLoader's first
+        `start` batches are loaded and discarded, on the call (its sampler's order and its workers' random numbers
+        are then those of the uninterrupted epoch)."""
         it = iter(self.loader)
+        for _ in range(start):
+            try:
+                next(it)
+            except StopIteration:
+                break
+            except DataError:
+                raise
+            except Exception as e:
+                raise DataError(f"{self.what}: making a batch failed ({raised(e)}); fix the Dataset or the collate "
+                                f"function") from None
+        return self._batches(it)
+
+    def _batches(self, it):
+        non_blocking = self.device.type == "cuda"
         while True:
             try:
                 batch = next(it)

@@ -292,8 +292,14 @@ class TextBatches:
         return 1 - used / positions if positions else 0.0
 
     def __iter__(self):
+        return self.iterate(0)
+
+    def iterate(self, start: int = 0):
+        """The epoch's batches from batch `start` on (a resume in the middle of an epoch): its plan, from there."""
         order, batch_order, widths = self.plan()
-        order_dev = order.to(self.device)
+        return self._batches(order.to(self.device), batch_order[start:], widths)
+
+    def _batches(self, order_dev, batch_order, widths):
         bs, n = self.global_batch, self.size
         for b, width in zip(batch_order.tolist(), widths[batch_order].tolist()):
             rows = order_dev[b * bs:min(n, (b + 1) * bs)]

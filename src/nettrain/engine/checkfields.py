@@ -59,7 +59,9 @@ RESUME_FIELDS = {"optimizer": ((dict,), "a mapping"), "scheduler": ((dict,), "a 
                  "scaler": ((dict,), "a mapping"), "ema": ((dict, type(None)), "a mapping or null"),
                  "lookahead": ((dict, type(None)), "a mapping or null"), "rng": ((dict,), "a mapping"),
                  "history": ((list,), "a list"), "best": ((dict,), "a mapping"),
-                 "train_model": ((dict,), "a state_dict")}
+                 "train_model": ((dict,), "a state_dict"), "partial": ((dict,), "a mapping")}
+# a stop's epoch in progress (engine/stop.py): each rank's sums of its batches so far
+PARTIAL_SUMS = {"loss_sum": torch.Tensor, "correct": int, "seen": int, "wait": float, "seconds": float}
 
 
 def resume_problem(ckpt: dict) -> Optional[str]:
@@ -72,6 +74,26 @@ def resume_problem(ckpt: dict) -> Optional[str]:
         return "rng.torch must be a uint8 tensor (torch.get_rng_state())"
     if "history" in ckpt and not all(isinstance(row, dict) for row in ckpt["history"]):
         return "history must be a list of metric rows (mappings)"
+    return partial_problem(ckpt.get("partial"))
+
+
+def partial_problem(part) -> Optional[str]:
+    """The optional `partial` field: an epoch stopped at a step boundary (engine/stop.py)."""
+    if part is None:
+        return None
+    if not all(_int(part.get(k)) and part[k] >= 0 for k in ("epoch", "batches", "steps", "world_size")):
+        return "partial must give epoch, batches, steps and world_size as non-negative integers"
+    sums = part.get("sums")
+    if not isinstance(sums, list) or len(sums) != part["world_size"] or not all(
+            isinstance(s, dict) and all(isinstance(s.get(k), t) and not isinstance(s.get(k), bool)
+                                        for k, t in PARTIAL_SUMS.items()) and s["loss_sum"].numel() == 1
+            for s in sums):
+        return "partial.sums must be one mapping of loss_sum (a one-value tensor), correct, seen, wait and seconds " \
+               "per process"
+    rng = part.get("rng_at_start")
+    if not isinstance(rng, dict) or (rng and not (isinstance(rng.get("torch"), torch.Tensor) and
+                                                  rng["torch"].dtype == torch.uint8)):
+        return "partial.rng_at_start must be a mapping with a uint8 tensor rng_at_start.torch"
     return None
 
 

@@ -6,8 +6,12 @@ A single process is world size 1 on the same path: no process group is made and 
 input. Only the main rank writes (run directory, TensorBoard, progress, checkpoints): the others are given null
 writers (`NullRun`, `NullLog`): the training code asks a run directory whether it `writes`, never its rank.
 
-A stop (Ctrl-C, SIGTERM) reaches every process from the terminal or from torchrun's agent, which stops them all
-when one ends; a stop flag agreed on at step boundaries (an all-reduce a step) is not done.
+A stop (Ctrl-C, SIGTERM) reaches the processes from the terminal, from torchrun's agent (which forwards it to them
+all), or from a scheduler to one of them. While training it only sets a flag (signals.py), which the processes agree
+on at every optimizer-step boundary (`agree_stop`: one all-reduce of one integer, MAX): all of them stop after the
+same step, where a rank stopping alone would leave the others waiting in the next gradient all-reduce (Lightning's
+rank-0-only handler deadlocked them: lightning #20806). The main rank then keeps the epoch in progress in last.pt
+(engine/stop.py) while the others wait at a barrier, and every process exits 128 + the signal.
 
 `train.batch_size` is the global batch: each rank takes batch_size / world_size, and the learning rate is not scaled.
 """
@@ -96,6 +100,37 @@ class World:
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
 
+    def agree_stop(self, signum: int) -> int:
+        """The stop signal any rank has received (the largest number), or 0: every rank calls this at the same step
+        boundary, and all of them stop after that step or none does. Alone: `signum`, a plain int (no collective,
+        no device sync). Under nccl the integer goes through a gloo group of its own, on the CPU: no wait for the
+        GPU's queued work, which a CUDA tensor's .item() would add to every step."""
+        if self.size == 1:
+            return signum
+        flag = torch.tensor([signum], dtype=torch.int32)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, group=_cpu_group(self.backend))
+        return int(flag[0])
+
+    def start_agreeing(self, signum: int):
+        """agree_stop's all-reduce, started and not waited for (the training loop waits for it a step later, so
+        that its round trip overlaps the step instead of adding to it): what `agreed_on` takes."""
+        flag = torch.tensor([signum], dtype=torch.int32)
+        work = torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, group=_cpu_group(self.backend),
+                                            async_op=True)
+        return flag, work
+
+    @staticmethod
+    def agreed_on(started) -> int:
+        """The signal a started agreement (start_agreeing) came to, once every rank's part has arrived."""
+        flag, work = started
+        work.wait()
+        return int(flag[0])
+
+    def barrier(self):
+        """Every rank waits here for the others (the main rank writing a stop's checkpoint before any exits)."""
+        if self.size > 1:
+            torch.distributed.barrier(group=_cpu_group(self.backend))
+
     def shard(self, n: int) -> tuple:
         """This rank's contiguous part [lo, hi) of n examples to evaluate: every example in exactly one part, none
         repeated to even the parts out (their sums are all-reduced once at the end, so uneven parts cannot hang)."""
@@ -132,6 +167,21 @@ class World:
             outs = [p[0].to(device) for p in parts]
             ys = [p[1].to(device) for p in parts]
         return loss_sum, seen, confusion, outs, ys
+
+
+_cpu_groups = {}   # the default process group -> the gloo group beside it, for stop flags under nccl
+
+
+def _cpu_group(backend: Optional[str]):
+    """A process group for small CPU tensors: the default one under gloo; under nccl a gloo group made once, the
+    first time every rank asks (new_group is itself collective: all ranks reach their first stop check together)."""
+    if backend != "nccl":
+        return None
+    world = torch.distributed.group.WORLD
+    if world not in _cpu_groups:
+        _cpu_groups.clear()
+        _cpu_groups[world] = torch.distributed.new_group(backend="gloo")
+    return _cpu_groups[world]
 
 
 def local(model: torch.nn.Module) -> torch.nn.Module:

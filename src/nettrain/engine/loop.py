@@ -15,8 +15,11 @@ from typing import Optional
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from .. import signals
+from .checkpoint import rng_state
 from .lookahead import Lookahead
 from .metrics import regression_metrics
+from .stop import Partial, batches_from
 
 
 def forward(model, x):
@@ -44,23 +47,45 @@ class Step:
     lookahead: Optional[Lookahead] = None
 
 
-def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: int = 25) -> dict:
+def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: int = 25, stop=None,
+                done: Optional[Partial] = None) -> dict:
+    """One epoch (the rest of one, from `done`: a resumed stop's Partial, engine/stop.py). `stop` (stop.Check) is
+    asked at every optimizer-step boundary but the epoch's last: a signal's number ends the epoch there, and the
+    result is then {"stopped": signum, "partial": Partial}."""
     model, opt = s.model, s.optimizer
     model.train()
     device = s.precision.device
-    loss_sum = torch.zeros((), device=device)
+    first = done.batches if done is not None else 0
+    loss_sum = done.loss_sum.to(device, copy=True) if done is not None else torch.zeros((), device=device)
     predicted, targets = [], []   # compared once at the end: one small op per step instead of four
-    seen, wait, n_batches = 0, 0.0, len(batches)
+    seen, wait = (done.seen, done.wait) if done is not None else (0, 0.0)
+    n_batches = len(batches)
+    seen0, before = seen, done.seconds if done is not None else 0.0
+    rng_at_start = (done.rng_at_start if done is not None else rng_state()) if stop is not None else {}
     # Under DDP with accumulation, the micro-batches before a group's last run forward and backward in no_sync:
     # their gradients add up in each process, and the group's last backward all-reduces the sum once (1 all-reduce a
     # step instead of `accumulate`). Chosen once: one process, or no accumulation, enters a reused null context.
     no_sync = model.no_sync if s.accumulate > 1 and isinstance(model, DistributedDataParallel) else None
     stepping = contextlib.nullcontext()
     start = time.perf_counter()
-    it = iter(batches)
-    for i in range(n_batches):
+
+    def stopped(signum: int, batches_done: int) -> dict:   # the epoch so far, for last.pt (engine/stop.py)
+        correct = (done.correct if done is not None else 0) + _correct(predicted, targets)
+        return {"stopped": signum, "partial": Partial(batches_done, loss_sum, correct, seen, wait,
+                                                      before + time.perf_counter() - start, rng_at_start)}
+
+    it = batches_from(batches, first, rng_at_start)
+    for i in range(first, n_batches):
         t = time.perf_counter()
-        x, y = next(it)
+        try:
+            x, y = next(it)
+        except Exception:   # a DataLoader's workers end on the terminal's Ctrl-C before this process's step boundary
+            signum = stop.alone() if stop is not None and i % s.accumulate == 0 else 0
+            if not signum:
+                raise
+            if i == first:   # nothing of this epoch (or since its resume) to keep beyond what last.pt holds
+                raise signals.stop(signum) from None
+            return stopped(signum, i)
         wait += time.perf_counter() - t
         steps = (i + 1) % s.accumulate == 0 or i + 1 == n_batches
         with stepping if steps or no_sync is None else no_sync():
@@ -89,13 +114,21 @@ def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: 
             targets.append(y)
         seen += len(y)
         if progress is not None and (i + 1) % refresh == 0:
-            progress.step(refresh, loss_sum.item() / seen, seen / (time.perf_counter() - start))
+            progress.step(refresh, loss_sum.item() / seen, (seen - seen0) / (time.perf_counter() - start))
+        if stop is not None and (i + 1) % s.accumulate == 0 and i + 1 < n_batches:
+            signum = stop()   # a plain int alone; under torchrun the ranks' agreement
+            if signum:
+                return stopped(signum, i + 1)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    correct = (torch.cat(predicted) == torch.cat(targets)).sum().item() if predicted else 0
+    seconds = before + time.perf_counter() - start
+    correct = (done.correct if done is not None else 0) + _correct(predicted, targets)
     return {"loss": loss_sum.item() / max(seen, 1), "acc": correct / max(seen, 1) if classification else None,
             "seconds": seconds, "images": seen, "data_wait": wait / seconds if seconds else 0.0}
+
+
+def _correct(predicted: list, targets: list) -> int:
+    return (torch.cat(predicted) == torch.cat(targets)).sum().item() if predicted else 0
 
 
 def tta_forward(model, x, shift: int = 0):
