@@ -12,6 +12,7 @@ keys (`**{"optim.momentum": 0.9}`), or whole sections (`optim={"momentum": 0.9}`
 """
 from __future__ import annotations
 
+import os
 import types
 from pathlib import Path
 from typing import Optional
@@ -57,6 +58,26 @@ def resolve_config(config=None, options: Optional[dict] = None) -> Config:
 
 # ---- fit -------------------------------------------------------------------------------------------
 
+def _restarted(options: dict) -> tuple:
+    """(the run directory to resume, the options) on an attempt that torchrun's agent restarted after a process of
+    the job died (engine/elastic.py); (None, options) otherwise. A run directory the dead attempt made but had not
+    yet written its config into is started again in place (`run.overwrite` deletes only nettrain's own files)."""
+    from .engine import elastic
+    from .runs import RunDir
+    path = elastic.run_to_resume()
+    if path is None:
+        return None, options
+    main = os.environ.get("RANK", "0") == "0"
+    if not (path / "config.yaml").exists():
+        return None, {**options, "run.dir": str(path), "run.overwrite": True}
+    if main:
+        print(f"nettrain: torchrun restarted the job (restart {elastic.restart_count()} of at most "
+              f"{elastic.max_restarts()}): resuming {path} from its last checkpoint", flush=True)
+        RunDir(path).add_event(event="restart", restart=elastic.restart_count(), max_restarts=elastic.max_restarts())
+    # the lr finder chose the run's lr on the first attempt: its config.yaml holds it
+    return path, {k: v for k, v in options.items() if not (k in ("lr", "optim.lr") and v == "auto")}
+
+
 # the options by which the user names a kind of code anew, rather than take the resumed run's
 OWN_KEYS = {"model": {"model", "model.name"}, "loss": {"loss", "train.loss"},
             "optimizer": {"optimizer", "optim.name"}, "scheduler": {"scheduler", "sched.name"}}
@@ -83,6 +104,8 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
     is ordered by (seed, epoch) and always resumes exactly."""
     if collate_fn is not None and data is None:
         raise ConfigError("collate_fn= batches the items of data=; give data= (a torch Dataset) with it")
+    if resume is None:   # a restart by torchrun --max-restarts resumes the run its first attempt made
+        resume, options = _restarted(options)
     auto_lr = any(options.get(k) == "auto" for k in ("lr", "optim.lr"))
     if auto_lr:   # lr="auto": the lr finder chooses it below (lrfind.py)
         if resume is not None:

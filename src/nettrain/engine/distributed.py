@@ -14,6 +14,7 @@ when one ends; a stop flag agreed on at step boundaries (an all-reduce a step) i
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Optional
 import torch
 
 from ..errors import ConfigError
+from . import elastic, watchdog
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,11 @@ class World:
         NullRun of the same path."""
         run = make() if self.is_main else None
         path = self.broadcast(str(run.path) if run is not None else None)
-        return run if run is not None else NullRun(path, kind)
+        if run is not None:   # where a restarted attempt (torchrun --max-restarts) finds the run to resume
+            elastic.record_run(run.path)
+        run = run if run is not None else NullRun(path, kind)
+        watchdog.attach(run)   # every rank's stacks go into the run directory on a hang
+        return run
 
     def _comm_device(self, like: torch.Tensor) -> torch.device:
         return like.device if self.backend == "nccl" else torch.device("cpu")   # gloo reduces CPU tensors
@@ -77,7 +83,8 @@ class World:
         if self.size == 1:
             return tensor
         out = tensor.detach().to(self._comm_device(tensor), copy=True)
-        torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.SUM)
+        with watchdog.guard("all_reduce"):
+            torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.SUM)
         return out.to(tensor.device)
 
     def gather(self, obj) -> list:
@@ -85,7 +92,8 @@ class World:
         if self.size == 1:
             return [obj]
         out = [None] * self.size
-        torch.distributed.all_gather_object(out, obj)
+        with watchdog.guard("all_gather_object"):
+            torch.distributed.all_gather_object(out, obj)
         return out
 
     def broadcast(self, obj):
@@ -93,7 +101,8 @@ class World:
         if self.size == 1:
             return obj
         box = [obj]
-        torch.distributed.broadcast_object_list(box, src=0)
+        with watchdog.guard("broadcast_object_list"):
+            torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
 
     def shard(self, n: int) -> tuple:
@@ -149,9 +158,10 @@ def from_env() -> World:
 
 
 @contextlib.contextmanager
-def joined(device: torch.device):
+def joined(device: torch.device, timeout: Optional[float] = None):
     """This process's World inside the block: under torchrun, its process group (gloo for the CPU, nccl for CUDA),
-    made on entry and torn down on exit when this block made it; alone, world size 1 and nothing to make."""
+    made on entry and torn down on exit when this block made it; alone, world size 1 and nothing to make. `timeout`
+    (dist.timeout, seconds): the hang watchdog's (engine/watchdog.py), with the process group's own timeout past it."""
     world = from_env()
     if world.size == 1:
         yield world
@@ -162,11 +172,13 @@ def joined(device: torch.device):
     if made:
         if backend == "nccl":
             torch.cuda.set_device(world.local_rank)
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend, **({"timeout": datetime.timedelta(seconds=watchdog.backstop(
+            timeout))} if timeout else {}))
     else:
         backend = dist.get_backend()
     try:
-        yield World(world.rank, world.local_rank, world.size, backend)
+        with watchdog.watching(world, timeout):
+            yield World(world.rank, world.local_rank, world.size, backend)
     finally:
         if made and dist.is_initialized():
             dist.destroy_process_group()
@@ -203,16 +215,19 @@ def _nothing(*args, **kwargs):
     return None
 
 
-def launch(nproc: int, argv: list) -> int:
+def launch(nproc: int, argv: list, max_restarts: int = 0) -> int:
     """`nettrain fit --nproc N ...`: the same command in N processes on this machine, started by torchrun's own
-    entry point (torch.distributed.run, standalone rendezvous on a free local port); returns the exit code."""
+    entry point (torch.distributed.run, standalone rendezvous on a free local port); returns the exit code. With
+    `max_restarts`, a process that dies makes torchrun restart them all (up to that many times), and the run
+    resumes from its last checkpoint (engine/elastic.py)."""
     import logging
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     # the machine's cores shared among the processes (torchrun would set 1 thread each, with a warning banner)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    args = torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "nettrain", *argv])
+    args = torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}", "-m",
+                                "nettrain", *argv])
     # a failed process has said what went wrong in its one line: the agent's own error log would only repeat it
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
