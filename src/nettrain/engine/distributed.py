@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NettrainError
 from . import elastic, watchdog
 
 
@@ -179,9 +180,30 @@ def joined(device: torch.device, timeout: Optional[float] = None):
     try:
         with watchdog.watching(world, timeout):
             yield World(world.rank, world.local_rank, world.size, backend)
+    except RuntimeError as e:
+        lost = _peer_lost(e)
+        if lost is None:
+            raise
+        raise PeerLostError(f"rank {world.rank}: a collective failed because another process of the job ended "
+                            f"({lost}); that process's output says why (under --max-restarts torchrun restarts the "
+                            f"job, which resumes the run)") from e
     finally:
         if made and dist.is_initialized():
             dist.destroy_process_group()
+
+
+class PeerLostError(NettrainError):
+    """A collective that failed because another process of the job ended (killed, or stopped by its own error)."""
+
+
+def _peer_lost(e: RuntimeError):
+    """What gloo or NCCL said when a peer process went away (its connection closed or reset), or None for
+    another error. gloo raises a plain RuntimeError whose message starts with its source file: "[.../pair.cc:561]
+    Connection closed by peer [127.0.0.1]:30087. This is typically caused by a remote worker crashing ..."."""
+    text = str(e)
+    found = re.search(r"(Connection (?:closed|reset) by peer|Read error|Socket closed|NCCL communicator was "
+                      r"aborted|remote process exited)", text)
+    return f"{'NCCL' if 'NCCL' in text else 'gloo'}: {found.group(1)}" if found else None
 
 
 class NullRun:
@@ -245,4 +267,4 @@ def is_launched() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
 
-__all__ = ["World", "from_env", "joined", "NullRun", "NullLog", "launch", "is_launched"]
+__all__ = ["World", "from_env", "joined", "NullRun", "NullLog", "launch", "is_launched", "PeerLostError"]

@@ -38,8 +38,8 @@ EXIT_CODE = 2   # as for a user error: the command said in one line what happene
 STEP = "a training step"
 
 # (tests only) "RANK:STEP": that rank stops answering (sleeps) at the start of that training step, counted from 1
-# over the whole run; read once, unset in real use.
-_INJECTED_HANG = os.environ.get("NETTRAIN_TEST_HANG") or None
+# over the whole run, on a job's first attempt (a restarted one runs on); read once, unset in real use.
+_INJECTED_HANG = (os.environ.get("NETTRAIN_TEST_HANG") or None) if elastic.restart_count() == 0 else None
 
 _active: Optional["Watchdog"] = None   # this process's watchdog while a job of many processes trains
 
@@ -47,7 +47,7 @@ _active: Optional["Watchdog"] = None   # this process's watchdog while a job of 
 def backstop(timeout: float) -> float:
     """The process group's own timeout: past the watchdog's report (timeout + GRACE), so that it is the watchdog
     that speaks, but still ending a collective that Python's threads cannot see (twice the timeout and 30 s more:
-    630 s for the default 300, against gloo's default 1,800)."""
+    640 s for the default 300, against gloo's default 1,800)."""
     return 2 * timeout + GRACE + 30
 
 
