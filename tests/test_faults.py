@@ -297,3 +297,14 @@ def test_two_torchrun_nodes_on_loopback_train_as_one_job(tmp_path):
     for a, b in zip(two, one):
         for key in ("train_loss", "val_loss", "val_acc"):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-6)
+
+
+def test_each_restarted_attempt_joins_through_keys_of_its_own(job_store, monkeypatch):
+    """torch's rendezvous reuses the agent's store through restarts: a restarted process could read the address a
+    dead one published. A restarted attempt's process group gets a prefix of its own."""
+    assert elastic.attempt_store(10) is None   # the first attempt: torch's own rendezvous
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    first = elastic.attempt_store(10)
+    first.set("rank_0", "address of a process now dead")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "2")
+    assert not elastic.attempt_store(10).check(["rank_0"]) and first.check(["rank_0"])

@@ -173,8 +173,12 @@ def joined(device: torch.device, timeout: Optional[float] = None):
     if made:
         if backend == "nccl":
             torch.cuda.set_device(world.local_rank)
-        dist.init_process_group(backend=backend, **({"timeout": datetime.timedelta(seconds=watchdog.backstop(
-            timeout))} if timeout else {}))
+        seconds = watchdog.backstop(timeout) if timeout else None
+        options = {"timeout": datetime.timedelta(seconds=seconds)} if seconds else {}
+        store = elastic.attempt_store(seconds or 1800)   # restarted (--max-restarts): keys of this attempt's own
+        if store is not None:
+            options.update(store=store, rank=world.rank, world_size=world.size)
+        dist.init_process_group(backend=backend, **options)
     else:
         backend = dist.get_backend()
     try:

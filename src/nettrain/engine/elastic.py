@@ -64,4 +64,17 @@ def run_to_resume() -> Optional[Path]:
     return Path(store.get(key("run")).decode())
 
 
-__all__ = ["restart_count", "max_restarts", "key", "connect", "record_run", "run_to_resume"]
+def attempt_store(timeout: float):
+    """On a restarted attempt, the job's store under a prefix of this attempt's own, for init_process_group; None on
+    the first attempt (torch's own env:// rendezvous) and without torchrun. The agent keeps one store through every
+    restart, and torch's rendezvous reuses its keys: a restarted process could read the address a dead one had
+    published and fail to connect (gloo: "connectFullMesh failed ... Connection refused", seen here on 1 restart in
+    2; NCCL alike, pytorch #167288)."""
+    n = restart_count()
+    if n == 0 or _job() is None:
+        return None
+    import torch.distributed as dist
+    return dist.PrefixStore(key(f"attempt{n}"), connect(timeout))
+
+
+__all__ = ["restart_count", "max_restarts", "key", "connect", "record_run", "run_to_resume", "attempt_store"]
