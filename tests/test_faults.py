@@ -55,6 +55,15 @@ def test_the_line_names_the_stuck_rank_its_call_and_what_the_others_waited_in(tm
     assert f"{tmp_path / 'hang'}/rank*.txt" in line and "--dist.timeout more than 5" in line
 
 
+def test_under_an_asynchronous_backend_the_rank_behind_is_the_stuck_one():
+    """NCCL queues the all-reduce and returns: the waiting rank runs on to its next device sync, steps ahead of the
+    stuck one, outside any collective's frame."""
+    line = watchdog.describe({0: summary(0, None, "train_epoch (nettrain/engine/loop.py:83)", step=25),
+                              1: summary(1, None, "load (user/mydata.py:41)", step=3)}, 2, 5, None)
+    assert line.startswith("rank 1 of 2 is stuck in load (user/mydata.py:41) (training step 3), while the others")
+    assert "rank 0 in train_epoch (nettrain/engine/loop.py:83), at step 25 (a wait on the device)" in line
+
+
 def test_a_rank_that_gave_no_stack_is_named_and_mismatched_collectives_are_said():
     silent = watchdog.describe({0: summary(0, "torch.distributed.all_reduce", what="all_reduce")}, 2, 5, None)
     assert "rank 1 gave no stack" in silent and "rank 0 in torch.distributed.all_reduce" in silent

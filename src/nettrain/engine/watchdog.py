@@ -12,6 +12,10 @@ every thread) and say in the store what their main thread is in. The first rank 
 answers (GRACE seconds at most: a rank stuck holding Python's lock cannot answer), prints the one line, and every
 rank ends with exit code 2; under `--max-restarts` torchrun then restarts the job, which resumes the run.
 
+The stuck rank is the one outside any collective while the others wait in one (gloo: a collective blocks its
+caller); under NCCL, whose collectives return at once, a waiting rank runs on to its next device sync, so the ranks
+outside a collective that are furthest behind in steps are the stuck ones (untested: no GPU has been lent yet).
+
 Python's threads cannot run while a C extension holds the interpreter's lock: for that case torch's own timeout,
 set by `backstop` on the process group, still ends a collective (gloo raises, NCCL's watchdog aborts).
 """
@@ -219,6 +223,11 @@ def describe(summaries: dict, size: int, timeout: float, folder: Optional[Path])
     stacks are and what to do."""
     stuck = [s for s in summaries.values() if not s["collective"]]
     waiting = [s for s in summaries.values() if s["collective"]]
+    behind = [s for s in stuck if s["step"] == min(t["step"] for t in stuck)]
+    if 0 < len(behind) < len(stuck):   # the others ran ahead: NCCL's collectives are asynchronous, and a rank waits
+        waiting += [dict(s, collective=f"{s['call']}, at step {s['step']} (a wait on the device)") for s in stuck
+                    if s not in behind]   # at its next device sync, not in a collective's frame
+        stuck = behind
     silent = [r for r in range(size) if r not in summaries]
     parts = [f"rank {s['rank']} of {size} is stuck in {s['call']}" + (f" (training step {s['step']})"
                                                                        if s["what"] == STEP else "") for s in stuck]
