@@ -202,6 +202,7 @@ def test_max_restarts_needs_nproc_and_is_checked(capsys):
                     "--max-restarts", 4) == ["fit", "--nproc=2", "--npr", "2", "--epochs", "1"]
 
 
+@pytest.mark.slow   # a torchrun job of 2 processes: 20-50 s on a busy 2-core machine
 def test_a_hung_rank_is_reported_with_every_ranks_stack(tmp_path):
     """Rank 1 stops answering at step 3 (NETTRAIN_TEST_HANG); rank 0 waits for it in DDP's gradient all-reduce.
     Within dist.timeout (3 s) and a poll (<= 1 s) both ranks' stacks are in RUN/hang, the job ends within GRACE of
