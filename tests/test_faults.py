@@ -149,6 +149,7 @@ def test_a_lost_peer_is_one_line():
                         "[127.0.0.1]:30087. This is typically caused by a remote worker crashing.")
     assert distributed._peer_lost(gloo) == "gloo: Connection closed by peer"
     assert distributed._peer_lost(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+    assert distributed._peer_lost(RuntimeError("Read error in my_dataset.py: Connection reset by peer")) is None
 
 
 # ---- restarts: the run an earlier attempt made ----

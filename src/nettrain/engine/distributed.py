@@ -205,6 +205,8 @@ def _peer_lost(e: RuntimeError):
     another error. gloo raises a plain RuntimeError whose message starts with its source file: "[.../pair.cc:561]
     Connection closed by peer [127.0.0.1]:30087. This is typically caused by a remote worker crashing ..."."""
     text = str(e)
+    if "gloo" not in text and "NCCL" not in text:   # a user's own "Read error" is the user's, not a peer's
+        return None
     found = re.search(r"(Connection (?:closed|reset) by peer|Read error|Socket closed|NCCL communicator was "
                       r"aborted|remote process exited)", text)
     return f"{'NCCL' if 'NCCL' in text else 'gloo'}: {found.group(1)}" if found else None
