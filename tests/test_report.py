@@ -325,3 +325,23 @@ def test_a_short_runs_curves_have_whole_epoch_ticks(tmp_path, epochs, ticks):
     for fig in (learning_curves(rec), lr_schedule(rec)):
         for ax in fig.axes:   # not 0.96 ... 1.04 around one epoch
             assert list(ax.get_xticks()) == ticks
+
+
+def test_the_shown_test_images_are_spread_through_a_split_stored_by_class():
+    import torch
+    from nettrain.evidence import SHOWN, _classification
+    y = torch.arange(10).repeat_interleave(100)   # 1,000 examples stored class by class, as CIFAR-10's staged split
+    probs = torch.full((1000, 10), 0.1)
+    out = _classification(probs, y, torch.zeros(1000, 1, 4, 4, dtype=torch.uint8))
+    assert len(out["shown_true"]) == SHOWN and set(out["shown_true"].tolist()) == set(range(10))
+
+
+def test_report_of_a_run_fit_without_one_makes_its_predictions_first(tmp_path, capsys):
+    run = nettrain.fit(dataset="digits", model="mlp", epochs=1, run_dir=str(tmp_path / "run"), **QUIET,
+                       **{"run.report": False})   # as the speed recipes train: no figures, no predictions.npz
+    assert not (run.dir / "predictions.npz").exists()
+    assert main(["report", str(run.dir)]) == 0
+    assert "predictions.npz made from best.pt on the test split (359 examples)" in capsys.readouterr().err
+    assert {"test_examples.png", "top_losses.png", "calibration.png"} <= {p.name for p in (run.dir / "figures").iterdir()}
+    recorded = json.loads((run.dir / ".nettrain-run.json").read_text())["files"]
+    assert "predictions.npz" in recorded   # --overwrite knows it

@@ -12,6 +12,8 @@ keys (`**{"optim.momentum": 0.9}`), or whole sections (`optim={"momentum": 0.9}`
 """
 from __future__ import annotations
 
+import os
+import sys
 import types
 from pathlib import Path
 from typing import Optional
@@ -30,7 +32,7 @@ from .kinds import kind_of
 from .models import MODELS, build_model
 from .models.flat import FlatInput
 from .predictor import Predictions, Predictor, format_report
-from .runs import MANIFEST
+from .runs import MANIFEST, RUN_FILES
 from .training import Run, train
 from .trust import API_FIXES, RESUME_FIXES, Gate
 
@@ -58,6 +60,26 @@ def resolve_config(config=None, options: Optional[dict] = None) -> Config:
 
 # ---- fit -------------------------------------------------------------------------------------------
 
+def _restarted(options: dict) -> tuple:
+    """(the run directory to resume, the options) on an attempt that torchrun's agent restarted after a process of
+    the job died (engine/elastic.py); (None, options) otherwise. A run directory the dead attempt made but had not
+    yet written its config into is started again in place (`run.overwrite` deletes only nettrain's own files)."""
+    from .engine import elastic
+    from .runs import RunDir
+    path = elastic.run_to_resume()
+    if path is None:
+        return None, options
+    main = os.environ.get("RANK", "0") == "0"
+    if not (path / "config.yaml").exists():
+        return None, {**options, "run.dir": str(path), "run.overwrite": True}
+    if main:
+        print(f"nettrain: torchrun restarted the job (restart {elastic.restart_count()} of at most "
+              f"{elastic.max_restarts()}): resuming {path} from its last checkpoint", flush=True)
+        RunDir(path).add_event(event="restart", restart=elastic.restart_count(), max_restarts=elastic.max_restarts())
+    # the lr finder chose the run's lr on the first attempt: its config.yaml holds it
+    return path, {k: v for k, v in options.items() if not (k in ("lr", "optim.lr") and v == "auto")}
+
+
 # the options by which the user names a kind of code anew, rather than take the resumed run's
 OWN_KEYS = {"model": {"model", "model.name"}, "loss": {"loss", "train.loss"},
             "optimizer": {"optimizer", "optim.name"}, "scheduler": {"scheduler", "sched.name"}}
@@ -84,6 +106,8 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
     is ordered by (seed, epoch) and always resumes exactly."""
     if collate_fn is not None and data is None:
         raise ConfigError("collate_fn= batches the items of data=; give data= (a torch Dataset) with it")
+    if resume is None:   # a restart by torchrun --max-restarts resumes the run its first attempt made
+        resume, options = _restarted(options)
     auto_lr = any(options.get(k) == "auto" for k in ("lr", "optim.lr"))
     if auto_lr:   # lr="auto": the lr finder chooses it below (lrfind.py)
         if resume is not None:
@@ -199,11 +223,42 @@ def _check_size(cfg: Config, info: DataInfo, state: dict):
                               f"model and data it was trained with")
 
 
-def report(run_dir) -> Path:
+def report(run_dir, say=None) -> Path:
     """Draw the figures and write report.html of a run directory (a finished or stopped run) from its files
-    alone; returns the page's path. See nettrain/report/."""
+    alone; returns the page's path. See nettrain/report/. A finished run whose fit drew no report (`run.report:
+    false`, as the speed recipes train) lacks what the model-based figures need (predictions.npz: the test images
+    with their predictions, top losses, calibration): it is made first, once, from best.pt on the run's test split
+    (evidence.py), said in one line; a run whose data or code cannot be loaded here gets the other figures."""
     from .report import build
-    return build(run_dir)
+    from .report.read import check_run_dir
+    path = check_run_dir(run_dir)
+    if not (path / RUN_FILES["predictions"]).exists() and (path / RUN_FILES["test_metrics"]).exists() and \
+            (path / RUN_FILES["best"]).exists():
+        _record_evidence(path, say or (lambda line: print(line, file=sys.stderr)))
+    return build(path)
+
+
+def _record_evidence(path: Path, say):
+    import json
+    from . import evidence
+    from .data import load_for_model
+    from .runs import RunDir
+    try:
+        predictor = load(path / RUN_FILES["best"])
+        test = load_for_model(predictor.config.data, predictor.info).test
+        result = json.loads((path / RUN_FILES["test_metrics"]).read_text(encoding="utf-8"))
+    except (NettrainError, OSError, ValueError) as e:
+        say(f"nettrain: the figures of the model's predictions are left out: {e}")
+        return
+    result = {**result, "acc": result.get("accuracy")} if "accuracy" in result else result
+    run = RunDir(path)
+    run.lock(command="nettrain report")
+    try:
+        evidence.record(run, predictor, test, result)
+    finally:
+        run.unlock()
+    say(f"nettrain: {RUN_FILES['predictions']} made from {RUN_FILES['best']} on the test split ({len(test):,} "
+        f"examples), for the report's figures of the model's predictions")
 
 
 def checkpoint_run_dir(path) -> Optional[Path]:

@@ -3,6 +3,7 @@
     nettrain fit [--config FILE] [--dataset mnist --model cnn --epochs 3 ...] [--optim.momentum 0.9 ...]
     nettrain fit --resume RUN_DIR [--model SPEC] [--trust-code]
     nettrain fit --nproc N ...                 (N processes: torchrun + DDP; or torchrun -m nettrain fit ...)
+    nettrain fit --nproc N --max-restarts K ... (a process that dies: all restarted, the run resumed)
     nettrain evaluate RUN_DIR_OR_CHECKPOINT [--data-dir DIR] [--model SPEC] [--trust-code]
     nettrain predict RUN_DIR_OR_CHECKPOINT FILE_OR_FOLDER... [--topk 3] [--json] [--model SPEC] [--trust-code]
     nettrain predict RUN_DIR_OR_CHECKPOINT --file rows.csv [--json]       (a model trained on a table)
@@ -91,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'); see `nettrain list`."))
     fit.add_argument("--nproc", type=int, help="train in N processes on this machine (torchrun + DDP; one per GPU); "
                                                "--batch-size is then the global batch")
+    fit.add_argument("--max-restarts", type=int, help="with --nproc: when a process dies, restart them all up to K "
+                                                      "times, resuming the run from its last checkpoint (torchrun's "
+                                                      "--max-restarts)")
     ev = sub.add_parser("evaluate", help="evaluate a trained model on its test split")
     ev.add_argument("checkpoint", help="run directory or checkpoint file")
     _model_flags(ev)
@@ -167,26 +171,43 @@ def cmd_fit(args, extra) -> int:
     return 0
 
 
-def _fit_in_processes(nproc: int, argv: list) -> int:
-    """`fit --nproc N`: the same command without --nproc, in N processes started by torchrun's own entry point; in
-    this one when N is 1 or this process is already one of torchrun's."""
+def _fit_in_processes(nproc: int, argv: list, max_restarts=None) -> int:
+    """`fit --nproc N [--max-restarts K]`: the same command without them, in N processes started by torchrun's own
+    entry point; in this one when N is 1 (and nothing is to be restarted) or this process is already one of
+    torchrun's."""
     from .engine import distributed
+    if nproc is None:
+        raise NettrainError("--max-restarts restarts the processes of --nproc N; give --nproc too (under torchrun: "
+                            "torchrun --max-restarts=K -m nettrain fit ...)")
     if nproc < 1:
         raise NettrainError(f"--nproc must be at least 1 (the number of processes to train in), got {nproc}")
+    if max_restarts is not None and max_restarts < 0:
+        raise NettrainError(f"--max-restarts must be 0 or more (how often to restart the processes), got "
+                            f"{max_restarts}")
+    if max_restarts is not None and distributed.is_launched():
+        raise NettrainError("--max-restarts is torchrun's to give when torchrun starts nettrain: torchrun "
+                            "--max-restarts=K -m nettrain fit ...")
+    rest = _without(_without(argv, "--nproc", 4), "--max-restarts", 4)
+    if (nproc == 1 and not max_restarts) or distributed.is_launched():
+        args, extra = build_parser().parse_known_args(rest)
+        return cmd_fit(args, extra)
+    return distributed.launch(nproc, rest, max_restarts or 0)
+
+
+def _without(argv: list, flag: str, shortest: int) -> list:
+    """`argv` without `flag` and its value, as argparse accepts them: --flag N, --flag=N and unambiguous prefixes
+    of at least `shortest` characters (--npr N)."""
     rest, i = [], 0
-    while i < len(argv):   # argparse accepts --nproc N, --nproc=N and unambiguous prefixes (--npr N)
-        if "--nproc".startswith(argv[i]) and len(argv[i]) > 4:
+    while i < len(argv):
+        if flag.startswith(argv[i]) and len(argv[i]) > shortest:
             i += 2
             continue
-        if argv[i].startswith("--np") and "=" in argv[i] and "--nproc".startswith(argv[i].split("=")[0]):
+        if "=" in argv[i] and len(argv[i].split("=")[0]) > shortest and flag.startswith(argv[i].split("=")[0]):
             i += 1
             continue
         rest.append(argv[i])
         i += 1
-    if nproc == 1 or distributed.is_launched():
-        args, extra = build_parser().parse_known_args(rest)
-        return cmd_fit(args, extra)
-    return distributed.launch(nproc, rest)
+    return rest
 
 
 def cmd_evaluate(args) -> int:
@@ -394,8 +415,8 @@ def _main(argv=None) -> int:
             with signals.deferred():   # torch's import does not survive a KeyboardInterrupt inside it
                 from . import api  # noqa: F401
         if args.command == "fit":
-            if args.nproc is not None:
-                return _fit_in_processes(args.nproc, sys.argv[1:] if argv is None else list(argv))
+            if args.nproc is not None or args.max_restarts is not None:
+                return _fit_in_processes(args.nproc, sys.argv[1:] if argv is None else list(argv), args.max_restarts)
             return cmd_fit(args, extra)
         if args.command in ("lr-find", "summary", "show"):   # fit's flags and --model.args.* / --data.*
             return SHIP_COMMANDS[args.command](args, extra)

@@ -178,8 +178,17 @@ class RunConfig:
     report: bool = True               # figures and report.html, live while training (nettrain/report/)
 
 
+@dataclass
+class DistConfig:
+    # many processes (torchrun): the longest a training step or one of nettrain's collectives may take before the
+    # hang watchdog ends the job with every rank's stack (engine/watchdog.py); null: torch's own timeouts only
+    # (NCCL 10 min, gloo 30 min). 300 s: far above a step, or an epoch's end on the main rank (checkpoint, report)
+    # that the others wait through, yet 2-6x sooner than torch's.
+    timeout: Optional[float] = bounded(300.0, 0, above=True, note="seconds, e.g. 300")
+
+
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "sched": SchedConfig,
-            "train": TrainConfig, "run": RunConfig}
+            "train": TrainConfig, "run": RunConfig, "dist": DistConfig}
 
 # Short names for the keys people change most (CLI flags and nettrain.fit keywords).
 SHORTCUTS = {
@@ -201,6 +210,7 @@ class Config:
     sched: SchedConfig = field(default_factory=SchedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
 
     # ---- loading and saving -------------------------------------------------------------------------
     @classmethod

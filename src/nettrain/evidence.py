@@ -7,7 +7,8 @@ records here what its figures need:
         task, kind                  "classification" / "regression", "image" / "vector" / "table" / "text"
         classes                     class names (classification)
         confidence, correct         every evaluated test example's top probability and whether it was right
-        shown_*                     the first test examples (images as uint8 NHWC, true, predicted, probabilities)
+        shown_*                     test examples spread evenly through the split (images as uint8 NHWC, true,
+                                    predicted, probabilities): a split stored by class shows every class
         top_*                       the test examples of highest loss: the most confidently wrong (images, or for a
                                     text run top_texts: the raw strings, clipped, as a fixed-width unicode array)
         boundary_*, points*         2-D inputs: the model's class over a grid, and the test points
@@ -91,14 +92,16 @@ def _encoded_probs(predictor, x: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 def _classification(probs: torch.Tensor, y: torch.Tensor, images, texts=None) -> dict:
-    """Every example's confidence and correctness; with `images`, the first ones (shown_*) and those of highest loss
+    """Every example's confidence and correctness; with `images`, SHOWN spread evenly (shown_*) and those of highest loss
     (top_*); with `texts` (raw strings), those of highest loss, the strings clipped to TEXT_CHARS."""
     confidence, predicted = probs.max(1)
     p_true = probs.gather(1, y.view(-1, 1)).squeeze(1)
     loss = -p_true.clamp_min(1e-12).log()
     out = {"confidence": confidence.numpy().astype(np.float32), "correct": (predicted == y).numpy()}
     top = loss.argsort(descending=True)[:TOP]   # the highest losses: the most confidently wrong come first
-    groups = (("shown", torch.arange(min(SHOWN, len(y)))), ("top", top)) if images is not None else \
+    # evenly spaced: CIFAR-10's staged test split is stored class by class, whose first 24 are all airplanes
+    shown = torch.linspace(0, len(y) - 1, min(SHOWN, len(y))).round().long()
+    groups = (("shown", shown), ("top", top)) if images is not None else \
         (("top", top),) if texts is not None else ()
     for prefix, index in groups:
         if images is not None:

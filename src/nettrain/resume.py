@@ -7,7 +7,7 @@ A resume continues the run its checkpoint describes. It may change only:
 - keys that do not change the numbers the run computes, only where and how it runs or what it shows:
   `run.progress`, `run.tensorboard`, `run.dir`, `run.overwrite`, `data.dir` (the same data elsewhere),
   `data.download`, `train.device` and `train.threads` (the same arithmetic; another thread count or device is not
-  bit for bit the same, which a resume says in a warning).
+  bit for bit the same, which a resume says in a warning), `dist.timeout` (the hang watchdog's).
 
 Anything else (the lr, the batch size, the optimizer, the model, the data...) would make a different run under the
 old one's name, or fail on the old optimizer's state: it is refused in one line naming the keys, with the way to
@@ -22,7 +22,7 @@ import torch
 from .errors import ConfigError, DataError
 
 RESUMABLE = {"train.epochs", "run.progress", "run.tensorboard", "run.dir", "run.overwrite", "data.dir",
-             "data.download", "train.device", "train.threads"}
+             "data.download", "train.device", "train.threads", "dist.timeout"}
 # kept in config.yaml after a resume (the others are this session's, not the run's)
 RECORDED = {"train.epochs"}
 

@@ -10,6 +10,7 @@
         best.safetensors       best weights only
         tensorboard/           TensorBoard event files
         events.jsonl           one line per resume: when, from which epoch, what changed
+        hang/rank{R}.txt       many processes: each rank's Python stacks, when the hang watchdog ended the job
         vocab.json             text runs: the vocabulary's tokens, in id order (<pad> 0, <unk> 1)
         .nettrain-run.json     the record of every file nettrain wrote here (what --overwrite deletes)
         .nettrain-lock         the writers' lock (runlock.py): one fit or resume at a time
@@ -54,6 +55,8 @@ RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metric
              "confusion": "confusion_matrix.csv", "last": "last.pt", "best": "best.pt",
              "best_safetensors": "best.safetensors", "tensorboard": "tensorboard", "events": "events.jsonl",
              "test_metrics": "test_metrics.json",
+             # many processes: each rank's Python stacks when the hang watchdog fired (engine/watchdog.py)
+             "hang": "hang",
              # the report (nettrain/report/) and what a fit records for it of its model (nettrain/evidence.py)
              "report": "report.html", "figures": "figures", "predictions": "predictions.npz",
              "model_summary": "model_summary.txt", "vocab": "vocab.json",
@@ -61,7 +64,7 @@ RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metric
              "onnx": "model.onnx", "onnx_meta": "model.onnx.json", "torchscript": "model.torchscript.pt",
              "torchscript_meta": "model.torchscript.pt.json", "lr_find": "lr_find.png"}
 # the folders among them: their files are recorded one by one, the folder itself is not
-RUN_FOLDERS = (RUN_FILES["tensorboard"], RUN_FILES["figures"])
+RUN_FOLDERS = (RUN_FILES["tensorboard"], RUN_FILES["figures"], RUN_FILES["hang"])
 # the record of every file nettrain wrote into the run, relative to it, rewritten atomically when one is added
 MANIFEST = ".nettrain-run.json"
 
@@ -233,6 +236,7 @@ class RunDir:
     confusion, tensorboard, events = _file("confusion"), _file("tensorboard"), _file("events")
     last, best, best_safetensors = _file("last"), _file("best"), _file("best_safetensors")
     test_metrics = _file("test_metrics")
+    hang = _file("hang")   # hang/rank{R}.txt: rank R's stacks, written by the hang watchdog (engine/watchdog.py)
 
     def write_config(self, text: str):
         write_atomically(self.claim(self.config), text)

@@ -24,7 +24,7 @@ from . import __version__, _process, evidence, signals
 from ._malloc import freed_memory_kept, tuning
 from .config import Config, check_parallelism
 from .data import Data, DataInfo, load_data, make_batches
-from .engine import checkpoint as ckpt_io, distributed, stop, syncbn
+from .engine import checkpoint as ckpt_io, distributed, stop, syncbn, watchdog
 from .engine.device import describe, resolve_device, resolve_precision
 from .data.table import in_target_units
 from .engine.lookahead import Lookahead
@@ -70,7 +70,7 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
     were afterwards (_process.py)."""
     device = resolve_device(cfg.train.device)
     # under torchrun, this process's place among the others (engine/distributed.py); alone, world size 1
-    with _process.kept(device), distributed.joined(device) as world, contextlib.ExitStack() as held:
+    with _process.kept(device), distributed.joined(device, cfg.dist.timeout) as world, contextlib.ExitStack() as held:
         return _train(cfg, module, data, resume_dir, held, gate, loss, world)
 
 
@@ -375,6 +375,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     model = world.wrap(_maybe_compile(module, tc.compile, train_batches, loss_fn, precision, probe), device)
     step = Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema,
                 lookahead)
+    train_batches = watchdog.steps(train_batches)   # many processes: each step watched for a hang; alone, as it is
     return _Training(cfg, data, info, precision, module, step, train_batches, val_batches, steps_per_epoch,
                      input_dtype, _code_origins(cfg, gate, info.collate), data_fingerprint(data.train), world)
 

@@ -18,14 +18,17 @@ rank-0-only handler deadlocked them: lightning #20806). The main rank then keeps
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NettrainError
+from . import elastic, watchdog
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,11 @@ class World:
         NullRun of the same path."""
         run = make() if self.is_main else None
         path = self.broadcast(str(run.path) if run is not None else None)
-        return run if run is not None else NullRun(path, kind)
+        if run is not None:   # where a restarted attempt (torchrun --max-restarts) finds the run to resume
+            elastic.record_run(run.path)
+        run = run if run is not None else NullRun(path, kind)
+        watchdog.attach(run)   # every rank's stacks go into the run directory on a hang
+        return run
 
     def _comm_device(self, like: torch.Tensor) -> torch.device:
         return like.device if self.backend == "nccl" else torch.device("cpu")   # gloo reduces CPU tensors
@@ -81,7 +88,8 @@ class World:
         if self.size == 1:
             return tensor
         out = tensor.detach().to(self._comm_device(tensor), copy=True)
-        torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.SUM)
+        with watchdog.guard("all_reduce"):
+            torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.SUM)
         return out.to(tensor.device)
 
     def gather(self, obj) -> list:
@@ -89,7 +97,8 @@ class World:
         if self.size == 1:
             return [obj]
         out = [None] * self.size
-        torch.distributed.all_gather_object(out, obj)
+        with watchdog.guard("all_gather_object"):
+            torch.distributed.all_gather_object(out, obj)
         return out
 
     def broadcast(self, obj):
@@ -97,7 +106,8 @@ class World:
         if self.size == 1:
             return obj
         box = [obj]
-        torch.distributed.broadcast_object_list(box, src=0)
+        with watchdog.guard("broadcast_object_list"):
+            torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
 
     def agree_stop(self, signum: int) -> int:
@@ -199,9 +209,10 @@ def from_env() -> World:
 
 
 @contextlib.contextmanager
-def joined(device: torch.device):
+def joined(device: torch.device, timeout: Optional[float] = None):
     """This process's World inside the block: under torchrun, its process group (gloo for the CPU, nccl for CUDA),
-    made on entry and torn down on exit when this block made it; alone, world size 1 and nothing to make."""
+    made on entry and torn down on exit when this block made it; alone, world size 1 and nothing to make. `timeout`
+    (dist.timeout, seconds): the hang watchdog's (engine/watchdog.py), with the process group's own timeout past it."""
     world = from_env()
     if world.size == 1:
         yield world
@@ -212,14 +223,43 @@ def joined(device: torch.device):
     if made:
         if backend == "nccl":
             torch.cuda.set_device(world.local_rank)
-        dist.init_process_group(backend=backend)
+        seconds = watchdog.backstop(timeout) if timeout else None
+        options = {"timeout": datetime.timedelta(seconds=seconds)} if seconds else {}
+        store = elastic.attempt_store(seconds or 1800)   # restarted (--max-restarts): keys of this attempt's own
+        if store is not None:
+            options.update(store=store, rank=world.rank, world_size=world.size)
+        dist.init_process_group(backend=backend, **options)
     else:
         backend = dist.get_backend()
     try:
-        yield World(world.rank, world.local_rank, world.size, backend)
+        with watchdog.watching(world, timeout):
+            yield World(world.rank, world.local_rank, world.size, backend)
+    except RuntimeError as e:
+        lost = _peer_lost(e)
+        if lost is None:
+            raise
+        raise PeerLostError(f"rank {world.rank}: a collective failed because another process of the job ended "
+                            f"({lost}); that process's output says why (under --max-restarts torchrun restarts the "
+                            f"job, which resumes the run)") from e
     finally:
         if made and dist.is_initialized():
             dist.destroy_process_group()
+
+
+class PeerLostError(NettrainError):
+    """A collective that failed because another process of the job ended (killed, or stopped by its own error)."""
+
+
+def _peer_lost(e: RuntimeError):
+    """What gloo or NCCL said when a peer process went away (its connection closed or reset), or None for
+    another error. gloo raises a plain RuntimeError whose message starts with its source file: "[.../pair.cc:561]
+    Connection closed by peer [127.0.0.1]:30087. This is typically caused by a remote worker crashing ..."."""
+    text = str(e)
+    if "gloo" not in text and "NCCL" not in text:   # a user's own "Read error" is the user's, not a peer's
+        return None
+    found = re.search(r"(Connection (?:closed|reset) by peer|Read error|Socket closed|NCCL communicator was "
+                      r"aborted|remote process exited)", text)
+    return f"{'NCCL' if 'NCCL' in text else 'gloo'}: {found.group(1)}" if found else None
 
 
 class NullRun:
@@ -253,16 +293,19 @@ def _nothing(*args, **kwargs):
     return None
 
 
-def launch(nproc: int, argv: list) -> int:
+def launch(nproc: int, argv: list, max_restarts: int = 0) -> int:
     """`nettrain fit --nproc N ...`: the same command in N processes on this machine, started by torchrun's own
-    entry point (torch.distributed.run, standalone rendezvous on a free local port); returns the exit code."""
+    entry point (torch.distributed.run, standalone rendezvous on a free local port); returns the exit code. With
+    `max_restarts`, a process that dies makes torchrun restart them all (up to that many times), and the run
+    resumes from its last checkpoint (engine/elastic.py)."""
     import logging
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     # the machine's cores shared among the processes (torchrun would set 1 thread each, with a warning banner)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    args = torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "nettrain", *argv])
+    args = torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}", "-m",
+                                "nettrain", *argv])
     # a failed process has said what went wrong in its one line: the agent's own error log would only repeat it
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
@@ -280,4 +323,4 @@ def is_launched() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
 
-__all__ = ["World", "from_env", "joined", "NullRun", "NullLog", "launch", "is_launched"]
+__all__ = ["World", "from_env", "joined", "NullRun", "NullLog", "launch", "is_launched", "PeerLostError"]

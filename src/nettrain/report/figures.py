@@ -226,8 +226,8 @@ def test_examples(rec: Record) -> Optional[Figure]:
     titles = [f"{'WRONG: ' if bad else ''}pred {_name(names[pr], 10)}\ntrue {_name(names[t], 10)}"
               for t, pr, bad in zip(p["shown_true"], p["shown_pred"], wrong)]
     return _image_grid(p["shown_images"], titles, wrong,
-                       f"The first {len(titles)} test images: predicted and true class ({int(wrong.sum())} wrong, "
-                       f"in red)")
+                       f"{len(titles)} test images, spread through the test split: predicted and true class "
+                       f"({int(wrong.sum())} wrong, in red)")
 
 
 def top_losses(rec: Record) -> Optional[Figure]:
