@@ -261,3 +261,71 @@ def test_text_models_ignore_padding_and_train(name):
     assert out.shape == (2, 3)
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+# ---- padding waste: a column of metrics.csv, the epoch log and TensorBoard ------------------------------------
+
+def waste_by_hand(lengths: list, batch_size: int) -> float:
+    """1 - tokens / positions of batches cut from `lengths` in order, each as wide as its longest text."""
+    chunks = [lengths[i:i + batch_size] for i in range(0, len(lengths), batch_size)]
+    return 1 - sum(lengths) / sum(max(c) * len(c) for c in chunks)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_each_epochs_padding_waste_is_that_of_the_batches_it_made(drop_last):
+    data = lengths_data(n=100)
+    for bucket in (False, True):
+        batches = data.batches("cpu", 16, train=True, shuffle=True, seed=2, bucket=bucket, drop_last=drop_last)
+        assert batches.epoch_metrics() == {}   # before any pass: nothing to report
+        seen = set()
+        for epoch in (1, 2):
+            batches.set_epoch(epoch)
+            made = [(int(lengths.sum()), tokens.numel()) for (tokens, lengths), _ in batches]
+            expected = 1 - sum(u for u, _ in made) / sum(p for _, p in made)
+            assert batches.epoch_metrics() == {"padding_waste": round(expected, 4)}
+            seen.add(batches.epoch_metrics()["padding_waste"])
+        # shuffled unbucketed: each epoch's own batches, not one figure for the run (bucketed, 100 texts are one
+        # window, sorted alike every epoch)
+        assert len(seen) == (1 if bucket else 2)
+
+
+def test_metrics_csv_log_and_tensorboard_have_the_padding_waste(tmp_path, capsys):
+    # lengths 1..9 words in a scrambled order: unbucketed batches of 4 mix short and long texts
+    words = [7, 2, 9, 1, 5, 3, 8, 4, 6, 2, 9, 1, 6, 3, 8, 5, 7, 4, 1, 9]
+    rows = [(" ".join(["good" if i % 2 else "bad"] + [f"w{j}" for j in range(1, n)]), "pos" if i % 2 else "neg")
+            for i, n in enumerate(words)]
+    path = write_csv(tmp_path / "t.csv", rows)
+    train_lengths = load_text(data_cfg(path)).train.lengths.tolist()   # the training split, in its order
+    plain = waste_by_hand(train_lengths, 4)
+    bucketed = waste_by_hand(sorted(train_lengths), 4)   # one window of 50 batches: sorted by length throughout
+    assert bucketed < plain
+    for bucket, expected in (("false", plain), ("true", bucketed)):
+        run_dir = tmp_path / f"run-{bucket}"
+        assert main(fit_args(path, run_dir, "--batch-size", "4", "--train.shuffle", "false", "--data.args.bucket",
+                             bucket, "--run.progress", "lines", "--run.tensorboard", "true", "--run.report", "false",
+                             epochs="2")) == 0
+        rows = read_metrics(run_dir / "metrics.csv")
+        assert [r["padding_waste"] for r in rows] == [round(expected, 4)] * 2
+        assert f"padding {expected:.1%}" in capsys.readouterr().out
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+        assert [e.value for e in events.Scalars("data/padding_waste")] == \
+            pytest.approx([round(expected, 4)] * 2, abs=1e-7)   # stored as float32
+
+
+def test_a_run_without_the_padding_column_still_reads_and_reports(tmp_path):
+    """metrics.csv of a run made before the column (or of an image run: left empty) reads as it did."""
+    from nettrain.report.html import _epochs_table
+    from nettrain.report.read import read
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "metrics.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,val_mae,lr,seconds,images_per_s,"
+                                     "data_wait,val_split\n1,0.5,0.8,0.4,0.9,,0.001,1.0,100.0,0.01,test\n")
+    rec = read(old)
+    assert rec.metrics[0]["train_loss"] == 0.5 and rec.metrics[0].get("padding_waste") is None
+    assert "padding" not in _epochs_table(rec)
+    (old / "metrics.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,val_mae,lr,seconds,images_per_s,"
+                                     "data_wait,val_split,padding_waste\n1,0.5,0.8,0.4,0.9,,0.001,1.0,100.0,0.01,"
+                                     "test,0.125\n")
+    rec = read(old)
+    assert rec.metrics[0]["padding_waste"] == 0.125 and "12.50%" in _epochs_table(rec)

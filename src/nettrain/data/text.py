@@ -228,6 +228,7 @@ class TextBatches:
         self.seed, self.bucket, self.epoch = seed, bucket, 0
         self.num_samples = len(data)
         self.waste = self.padding_waste()
+        self.last_waste = None   # of the last pass over the batches (epoch_metrics)
         # what fit says before training (training.py prints the training batches' notes)
         self.notes = [f"text: padding is {self.waste:.1%} of the token positions at batch size {batch_size}"
                       f"{' (bucketed by length)' if bucket else ''}"] if train else []
@@ -264,6 +265,14 @@ class TextBatches:
     def padding_waste(self) -> float:
         """The share of this epoch's padded positions that are padding."""
         order, _, widths = self.plan()
+        return self._waste(order, widths)
+
+    def epoch_metrics(self) -> dict:
+        """The columns this epoch adds to metrics.csv: the padding waste of the batches the last pass made, counted
+        from the lengths the plan read on the host (no device sync)."""
+        return {"padding_waste": round(self.last_waste, 4)} if self.last_waste is not None else {}
+
+    def _waste(self, order, widths) -> float:
         bs, n = self.batch_size, self.num_samples
         sizes = torch.full((len(widths),), bs)
         if len(widths) and not self.drop_last:
@@ -274,6 +283,7 @@ class TextBatches:
 
     def __iter__(self):
         order, batch_order, widths = self.plan()
+        self.last_waste = self._waste(order, widths)
         order_dev = order.to(self.device)
         bs, n = self.batch_size, self.num_samples
         for b, width in zip(batch_order.tolist(), widths[batch_order].tolist()):
