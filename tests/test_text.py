@@ -329,3 +329,62 @@ def test_a_run_without_the_padding_column_still_reads_and_reports(tmp_path):
                                      "test,0.125\n")
     rec = read(old)
     assert rec.metrics[0]["padding_waste"] == 0.125 and "12.50%" in _epochs_table(rec)
+
+
+# ---- resume after kill -9: exact, as for images -----------------------------------------------------------------
+
+def varied_texts(n=400, seed=5):
+    """Texts of 2-40 words from 300 (so bucketing has lengths to sort), the class from which of two words it holds."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(300)]
+    rows = []
+    for i in range(n):
+        text = rng.choices(words, k=rng.randint(2, 40)) + ["good" if i % 2 else "bad"]
+        rng.shuffle(text)
+        rows.append((" ".join(text), "pos" if i % 2 else "neg"))
+    return rows
+
+
+def test_a_text_run_killed_with_sigkill_resumes_to_the_uninterrupted_run_bit_for_bit(tmp_path):
+    """As tests/test_resume.py does for images: the same run uninterrupted and killed (SIGKILL, in another process,
+    whose Python hash seed differs: a vocabulary or split that followed set or dict order would differ) after
+    epoch 1's checkpoint, then resumed; every metric but the timings and the final weights are equal."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from test_resume import data_rows
+    path = write_csv(tmp_path / "texts.csv", varied_texts())
+    args = ["--model.args.embed", "16", "--model.args.hidden", "16", "--model.args.dropout", "0.2", "--batch-size", "4",
+            "--data.args.bucket", "true", "--data.val_fraction", "0.2", "--train.threads", "1", "--lr", "0.01",
+            "--run.report", "false"]
+    reference = tmp_path / "reference"
+    assert main(fit_args(path, reference, *args, model="bilstm", epochs="2")) == 0
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONHASHSEED": "123"}
+    proc = subprocess.Popen([sys.executable, "-m", "nettrain", *fit_args(path, killed, *args, model="bilstm",
+                                                                         epochs="2")],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while not (killed / "last.pt").exists():
+            assert proc.poll() is None, f"the run ended early: {proc.stderr.read().decode()}"
+            assert time.monotonic() < deadline, "epoch 1 never finished"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)   # during epoch 2
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert data_rows(killed / "metrics.csv") == 1, "epoch 2 had already finished when the kill came"
+    assert main(["fit", "--resume", str(killed)]) == 0
+    timing = {"seconds", "images_per_s", "data_wait"}
+
+    def numbers(run_dir):
+        return [{k: v for k, v in row.items() if k not in timing} for row in read_metrics(run_dir / "metrics.csv")]
+    assert len(numbers(killed)) == 2 and numbers(killed) == numbers(reference)
+    a = torch.load(killed / "last.pt", weights_only=True)["model"]
+    b = torch.load(reference / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
+    assert (killed / "vocab.json").read_text() == (reference / "vocab.json").read_text()
