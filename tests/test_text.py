@@ -388,3 +388,26 @@ def test_a_text_run_killed_with_sigkill_resumes_to_the_uninterrupted_run_bit_for
     b = torch.load(reference / "last.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
     assert (killed / "vocab.json").read_text() == (reference / "vocab.json").read_text()
+
+
+def test_fasttext_starts_as_fasttext_does_and_its_dropout_acts_in_training_only():
+    """Input vectors uniform in +-1/embed and a zero output layer (fastText's own start): with torch's N(0, 1)
+    embeddings a text's mean was noise of norm ~8 that small data never outweighed (hold-out accuracy on the
+    sentiment files 73.5% against 77.2%, benchmarks/sentiment.py --select)."""
+    from nettrain.errors import ModelError
+    from nettrain.models import build_model
+    torch.manual_seed(0)
+    model = build_model("fasttext", [30], 2, {"embed": 8, "dropout": 0.5})
+    assert all(float(t.weight.detach().abs().max()) <= 1 / 8 for t in (model.words, model.bigrams))
+    assert not model.words.weight[0].any()   # <pad> adds nothing
+    tokens, lengths = torch.tensor([[5, 6, 7], [8, 9, 0]]), torch.tensor([3, 2])
+    assert not model(tokens, lengths).any()   # no class preferred before training
+    torch.nn.init.normal_(model.classifier.weight)
+    model.eval()
+    plain = build_model("fasttext", [30], 2, {"embed": 8})
+    plain.load_state_dict(model.state_dict())
+    assert torch.equal(model(tokens, lengths), plain.eval()(tokens, lengths))   # evaluation: no dropout
+    model.train()
+    assert not torch.equal(model(tokens, lengths), plain(tokens, lengths))
+    with pytest.raises(ModelError, match=r"argument dropout must be in \[0, 1\), got 1"):
+        build_model("fasttext", [30], 2, {"dropout": 1})
