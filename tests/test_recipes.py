@@ -27,9 +27,11 @@ def test_recipe_loads_and_documents_itself(path):
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_recipe_model_builds_for_its_dataset(path):
     cfg = Config.load(path)
-    shape = {"mnist": [1, 28, 28], "cifar10": [3, 32, 32], "iris": [4]}[cfg.data.name]
+    shape = {"mnist": [1, 28, 28], "cifar10": [3, 32, 32], "iris": [4], "text": [100]}[cfg.data.name]
     model = build_model(cfg.model.name, shape, 10, cfg.model.args)
-    check_fits(model, cfg.model.name, shape, 10, "classification")
+    # a text model takes (token ids, lengths), not zeros of a shape
+    example = (torch.tensor([[5, 6, 7], [8, 9, 0]]), torch.tensor([3, 2])) if cfg.data.name == "text" else None
+    check_fits(model, cfg.model.name, shape, 10, "classification", example)
 
 
 def test_fastnet_whitens_forwards_and_trains_a_step():

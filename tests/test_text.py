@@ -261,3 +261,153 @@ def test_text_models_ignore_padding_and_train(name):
     assert out.shape == (2, 3)
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+# ---- padding waste: a column of metrics.csv, the epoch log and TensorBoard ------------------------------------
+
+def waste_by_hand(lengths: list, batch_size: int) -> float:
+    """1 - tokens / positions of batches cut from `lengths` in order, each as wide as its longest text."""
+    chunks = [lengths[i:i + batch_size] for i in range(0, len(lengths), batch_size)]
+    return 1 - sum(lengths) / sum(max(c) * len(c) for c in chunks)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_each_epochs_padding_waste_is_that_of_the_batches_it_made(drop_last):
+    data = lengths_data(n=100)
+    for bucket in (False, True):
+        batches = data.batches("cpu", 16, train=True, shuffle=True, seed=2, bucket=bucket, drop_last=drop_last)
+        assert batches.epoch_metrics() == {}   # before any pass: nothing to report
+        seen = set()
+        for epoch in (1, 2):
+            batches.set_epoch(epoch)
+            made = [(int(lengths.sum()), tokens.numel()) for (tokens, lengths), _ in batches]
+            expected = 1 - sum(u for u, _ in made) / sum(p for _, p in made)
+            assert batches.epoch_metrics() == {"padding_waste": round(expected, 4)}
+            seen.add(batches.epoch_metrics()["padding_waste"])
+        # shuffled unbucketed: each epoch's own batches, not one figure for the run (bucketed, 100 texts are one
+        # window, sorted alike every epoch)
+        assert len(seen) == (1 if bucket else 2)
+
+
+def test_metrics_csv_log_and_tensorboard_have_the_padding_waste(tmp_path, capsys):
+    # lengths 1..9 words in a scrambled order: unbucketed batches of 4 mix short and long texts
+    words = [7, 2, 9, 1, 5, 3, 8, 4, 6, 2, 9, 1, 6, 3, 8, 5, 7, 4, 1, 9]
+    rows = [(" ".join(["good" if i % 2 else "bad"] + [f"w{j}" for j in range(1, n)]), "pos" if i % 2 else "neg")
+            for i, n in enumerate(words)]
+    path = write_csv(tmp_path / "t.csv", rows)
+    train_lengths = load_text(data_cfg(path)).train.lengths.tolist()   # the training split, in its order
+    plain = waste_by_hand(train_lengths, 4)
+    bucketed = waste_by_hand(sorted(train_lengths), 4)   # one window of 50 batches: sorted by length throughout
+    assert bucketed < plain
+    for bucket, expected in (("false", plain), ("true", bucketed)):
+        run_dir = tmp_path / f"run-{bucket}"
+        assert main(fit_args(path, run_dir, "--batch-size", "4", "--train.shuffle", "false", "--data.args.bucket",
+                             bucket, "--run.progress", "lines", "--run.tensorboard", "true", "--run.report", "false",
+                             epochs="2")) == 0
+        rows = read_metrics(run_dir / "metrics.csv")
+        assert [r["padding_waste"] for r in rows] == [round(expected, 4)] * 2
+        assert f"padding {expected:.1%}" in capsys.readouterr().out
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+        assert [e.value for e in events.Scalars("data/padding_waste")] == \
+            pytest.approx([round(expected, 4)] * 2, abs=1e-7)   # stored as float32
+
+
+def test_a_run_without_the_padding_column_still_reads_and_reports(tmp_path):
+    """metrics.csv of a run made before the column (or of an image run: left empty) reads as it did."""
+    from nettrain.report.html import _epochs_table
+    from nettrain.report.read import read
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "metrics.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,val_mae,lr,seconds,images_per_s,"
+                                     "data_wait,val_split\n1,0.5,0.8,0.4,0.9,,0.001,1.0,100.0,0.01,test\n")
+    rec = read(old)
+    assert rec.metrics[0]["train_loss"] == 0.5 and rec.metrics[0].get("padding_waste") is None
+    assert "padding" not in _epochs_table(rec)
+    (old / "metrics.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,val_mae,lr,seconds,images_per_s,"
+                                     "data_wait,val_split,padding_waste\n1,0.5,0.8,0.4,0.9,,0.001,1.0,100.0,0.01,"
+                                     "test,0.125\n")
+    rec = read(old)
+    assert rec.metrics[0]["padding_waste"] == 0.125 and "12.50%" in _epochs_table(rec)
+
+
+# ---- resume after kill -9: exact, as for images -----------------------------------------------------------------
+
+def varied_texts(n=400, seed=5):
+    """Texts of 2-40 words from 300 (so bucketing has lengths to sort), the class from which of two words it holds."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(300)]
+    rows = []
+    for i in range(n):
+        text = rng.choices(words, k=rng.randint(2, 40)) + ["good" if i % 2 else "bad"]
+        rng.shuffle(text)
+        rows.append((" ".join(text), "pos" if i % 2 else "neg"))
+    return rows
+
+
+def test_a_text_run_killed_with_sigkill_resumes_to_the_uninterrupted_run_bit_for_bit(tmp_path):
+    """As tests/test_resume.py does for images: the same run uninterrupted and killed (SIGKILL, in another process,
+    whose Python hash seed differs: a vocabulary or split that followed set or dict order would differ) after
+    epoch 1's checkpoint, then resumed; every metric but the timings and the final weights are equal."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from test_resume import data_rows
+    path = write_csv(tmp_path / "texts.csv", varied_texts())
+    args = ["--model.args.embed", "16", "--model.args.hidden", "16", "--model.args.dropout", "0.2", "--batch-size", "4",
+            "--data.args.bucket", "true", "--data.val_fraction", "0.2", "--train.threads", "1", "--lr", "0.01",
+            "--run.report", "false"]
+    reference = tmp_path / "reference"
+    assert main(fit_args(path, reference, *args, model="bilstm", epochs="2")) == 0
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONHASHSEED": "123"}
+    proc = subprocess.Popen([sys.executable, "-m", "nettrain", *fit_args(path, killed, *args, model="bilstm",
+                                                                         epochs="2")],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while not (killed / "last.pt").exists():
+            assert proc.poll() is None, f"the run ended early: {proc.stderr.read().decode()}"
+            assert time.monotonic() < deadline, "epoch 1 never finished"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)   # during epoch 2
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert data_rows(killed / "metrics.csv") == 1, "epoch 2 had already finished when the kill came"
+    assert main(["fit", "--resume", str(killed)]) == 0
+    timing = {"seconds", "images_per_s", "data_wait"}
+
+    def numbers(run_dir):
+        return [{k: v for k, v in row.items() if k not in timing} for row in read_metrics(run_dir / "metrics.csv")]
+    assert len(numbers(killed)) == 2 and numbers(killed) == numbers(reference)
+    a = torch.load(killed / "last.pt", weights_only=True)["model"]
+    b = torch.load(reference / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
+    assert (killed / "vocab.json").read_text() == (reference / "vocab.json").read_text()
+
+
+def test_fasttext_starts_as_fasttext_does_and_its_dropout_acts_in_training_only():
+    """Input vectors uniform in +-1/embed and a zero output layer (fastText's own start): with torch's N(0, 1)
+    embeddings a text's mean was noise of norm ~8 that small data never outweighed (hold-out accuracy on the
+    sentiment files 73.5% against 77.2%, benchmarks/sentiment.py --select)."""
+    from nettrain.errors import ModelError
+    from nettrain.models import build_model
+    torch.manual_seed(0)
+    model = build_model("fasttext", [30], 2, {"embed": 8, "dropout": 0.5})
+    assert all(float(t.weight.detach().abs().max()) <= 1 / 8 for t in (model.words, model.bigrams))
+    assert not model.words.weight[0].any()   # <pad> adds nothing
+    tokens, lengths = torch.tensor([[5, 6, 7], [8, 9, 0]]), torch.tensor([3, 2])
+    assert not model(tokens, lengths).any()   # no class preferred before training
+    torch.nn.init.normal_(model.classifier.weight)
+    model.eval()
+    plain = build_model("fasttext", [30], 2, {"embed": 8})
+    plain.load_state_dict(model.state_dict())
+    assert torch.equal(model(tokens, lengths), plain.eval()(tokens, lengths))   # evaluation: no dropout
+    model.train()
+    assert not torch.equal(model(tokens, lengths), plain(tokens, lengths))
+    with pytest.raises(ModelError, match=r"argument dropout must be in \[0, 1\), got 1"):
+        build_model("fasttext", [30], 2, {"dropout": 1})

@@ -37,9 +37,10 @@ from .errors import NettrainError
 from .runlock import RunLock
 
 # val_* are the split evaluated each epoch; val_split names it: "val" (a validation split, which chooses best.pt)
-# or "test" (no validation split: shown only, best.pt is the last epoch). Appended last: existing readers keep theirs.
+# or "test" (no validation split: shown only, best.pt is the last epoch). padding_waste: text runs' padded positions
+# that are padding, of all the epoch's positions (empty for other kinds). Appended last: existing readers keep theirs.
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_mae", "lr", "seconds",
-                  "images_per_s", "data_wait", "val_split"]
+                  "images_per_s", "data_wait", "val_split", "padding_waste"]
 TEXT_COLUMNS = {"val_split"}
 
 
@@ -330,7 +331,7 @@ class TensorBoardLog:
         split = row.get("val_split") or "val"   # the test split shown each epoch is labelled test, not val
         for key, tag in (("train_loss", "loss/train"), ("val_loss", f"loss/{split}"), ("train_acc", "accuracy/train"),
                          ("val_acc", f"accuracy/{split}"), ("val_mae", f"mae/{split}"), ("lr", "lr"),
-                         ("images_per_s", "speed/images_per_s")):
+                         ("images_per_s", "speed/images_per_s"), ("padding_waste", "data/padding_waste")):
             if row.get(key) is not None:
                 self.writer.add_scalar(tag, row[key], epoch)
         self.writer.flush()

@@ -550,6 +550,7 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
                "val_acc": va.get("acc"), "val_mae": va.get("mae"), "lr": t.step.optimizer.param_groups[0]["lr"],
                "seconds": round(tr["seconds"], 3), "images_per_s": round(tr["images"] / tr["seconds"], 1),
                "data_wait": round(tr["data_wait"], 4), "val_split": ("val" if t.has_val else "test") if va else None}
+        row.update(getattr(t.train_batches, "epoch_metrics", dict)())   # a kind's own columns (text: padding_waste)
         history.append(row)
         run.write_metrics(history)
         tb.scalars(row, epoch)

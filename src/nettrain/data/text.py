@@ -247,6 +247,7 @@ class TextBatches:
         self.num_samples = self.size if world_size == 1 else \
             full * batch_size + (0 if drop_last else rest // world_size)
         self.waste = self.padding_waste()
+        self.last_waste = None   # of the last pass over the batches (epoch_metrics)
         # what fit says before training (training.py prints the training batches' notes)
         self.notes = [f"text: padding is {self.waste:.1%} of the token positions at batch size "
                       f"{self.global_batch}{' (bucketed by length)' if bucket else ''}"] if train else []
@@ -283,6 +284,15 @@ class TextBatches:
     def padding_waste(self) -> float:
         """The share of this epoch's padded positions that are padding."""
         order, _, widths = self.plan()
+        return self._waste(order, widths)
+
+    def epoch_metrics(self) -> dict:
+        """The columns this epoch adds to metrics.csv: the padding waste of the epoch's global batches (the plan of
+        the last pass, the same at any number of processes), counted from the lengths the plan read on the host (no
+        device sync)."""
+        return {"padding_waste": round(self.last_waste, 4)} if self.last_waste is not None else {}
+
+    def _waste(self, order, widths) -> float:
         bs, n = self.global_batch, self.size
         sizes = torch.full((len(widths),), bs)
         if len(widths) and not self.drop_last:
@@ -297,6 +307,7 @@ class TextBatches:
     def iterate(self, start: int = 0):
         """The epoch's batches from batch `start` on (a resume in the middle of an epoch): its plan, from there."""
         order, batch_order, widths = self.plan()
+        self.last_waste = self._waste(order, widths)
         return self._batches(order.to(self.device), batch_order[start:], widths)
 
     def _batches(self, order_dev, batch_order, widths):

@@ -16,6 +16,8 @@ def fmt_row(row: dict, epochs: int) -> str:
         parts.append(f"mae {row['val_mae']:.4f}")
     parts += [f"| lr {row['lr']:.2e}", f"{row['seconds']:.1f}s", f"{row['images_per_s']:,.0f} img/s",
               f"data wait {row['data_wait']:.1%}"]
+    if row.get("padding_waste") is not None:   # text: the share of the batches' positions that are padding
+        parts.append(f"padding {row['padding_waste']:.1%}")
     return "  ".join(parts)
 
 

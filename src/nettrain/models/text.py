@@ -59,14 +59,28 @@ class BiLSTM(nn.Module):
 
 
 class FastText(nn.Module):
-    """fastText's classifier: the mean of the word embeddings and of hashed bigram embeddings, one linear layer."""
+    """fastText's classifier: the mean of the word embeddings and of hashed bigram embeddings, one linear layer
+    (`dropout` on the mean, for small data: recipes/sentiment.yaml)."""
 
-    def __init__(self, vocab: int, outputs: int, embed=64, buckets=32768):
+    def __init__(self, vocab: int, outputs: int, embed=64, buckets=32768, dropout=0.0):
         super().__init__()
+        if not 0 <= dropout < 1:
+            raise ModelError(f"model 'fasttext': argument dropout must be in [0, 1), got {dropout!r}; fix "
+                             f"--model.args.dropout")
         self.buckets = buckets
+        self.dropout = nn.Dropout(dropout)
         self.words = nn.Embedding(vocab, embed, padding_idx=0)   # the padding's row stays zero
         self.bigrams = nn.Embedding(buckets, embed)
         self.classifier = nn.Linear(embed, outputs)
+        # fastText's initialization: input vectors uniform in +-1/embed, the output layer zero. torch's N(0, 1)
+        # embeddings made each text's mean a sum of random vectors of norm ~8 (embed 64) that the few hundred steps
+        # of a small dataset never outweighed.
+        for table in (self.words, self.bigrams):
+            nn.init.uniform_(table.weight, -1 / embed, 1 / embed)
+        with torch.no_grad():
+            self.words.weight[0].zero_()   # <pad>
+        nn.init.zeros_(self.classifier.weight)
+        nn.init.zeros_(self.classifier.bias)
 
     def forward(self, tokens, lengths):
         inside = _mask(tokens, lengths)
@@ -74,7 +88,7 @@ class FastText(nn.Module):
         pairs = (tokens[:, :-1] * 1_000_003 + tokens[:, 1:]) % self.buckets   # a bigram's bucket: a fixed hash
         bigrams = (self.bigrams(pairs) * inside[:, 1:].unsqueeze(2).to(words.dtype)).sum(1)
         count = (2 * lengths - 1).clamp_min(1).unsqueeze(1).to(words.dtype)   # words + bigrams of each text
-        return self.classifier((words + bigrams) / count)
+        return self.classifier(self.dropout((words + bigrams) / count))
 
 
 @MODELS.register("bilstm", "text: embedding, bidirectional LSTM (packed), max pooling; args: embed, hidden, "
@@ -83,6 +97,7 @@ def bilstm(shape, outputs, embed=64, hidden=64, layers=1, pool="max", dropout=0.
     return BiLSTM(_vocab("bilstm", shape), outputs, embed, hidden, layers, pool, dropout)
 
 
-@MODELS.register("fasttext", "text: mean of word and hashed bigram embeddings, linear; args: embed, buckets")
-def fasttext(shape, outputs, embed=64, buckets=32768):
-    return FastText(_vocab("fasttext", shape), outputs, embed, buckets)
+@MODELS.register("fasttext", "text: mean of word and hashed bigram embeddings, linear; args: embed, buckets, "
+                             "dropout")
+def fasttext(shape, outputs, embed=64, buckets=32768, dropout=0.0):
+    return FastText(_vocab("fasttext", shape), outputs, embed, buckets, dropout)

@@ -85,7 +85,7 @@ def _epochs_table(rec: Record) -> str:
                ("val_acc", "val acc", _pct), ("val_mae", "val MAE", _num), ("lr", "lr", lambda v: _num(v, 3)),
                ("seconds", "seconds", lambda v: _num(v, 3)),
                ("images_per_s", "images/s", lambda v: "-" if v is None else f"{v:,.0f}"),
-               ("data_wait", "data wait", _pct)]
+               ("data_wait", "data wait", _pct), ("padding_waste", "padding", _pct)]
     shown = [c for c in columns if any(r.get(c[0]) is not None for r in rec.metrics)]
     return _table([label for _, label, _ in shown], [[fmt(r.get(key)) for key, _, fmt in shown]
                                                       for r in rec.metrics], left=0)
