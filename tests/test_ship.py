@@ -269,8 +269,8 @@ def test_lr_flag_takes_auto_or_a_number(capsys):
 
 
 @pytest.mark.parametrize("model, exporter", [("fasttext", "onnx (dynamo exporter)"),
-                                             # a bidirectional LSTM over packed sequences: dynamo cannot capture it
-                                             ("bilstm", "onnx (TorchScript-based exporter, the dynamo exporter failed)")])
+                                             # its two plain LSTM passes: dynamo captures them (packed ones it cannot)
+                                             ("bilstm", "onnx (dynamo exporter)")])
 def test_text_export_takes_ids_and_lengths_and_predicts_strings_without_torch(tmp_path, model, exporter):
     from test_text import texts_and_labels, write_csv
     path = write_csv(tmp_path / "texts.csv", texts_and_labels())

@@ -411,3 +411,24 @@ def test_fasttext_starts_as_fasttext_does_and_its_dropout_acts_in_training_only(
     assert not torch.equal(model(tokens, lengths), plain(tokens, lengths))
     with pytest.raises(ModelError, match=r"argument dropout must be in \[0, 1\), got 1"):
         build_model("fasttext", [30], 2, {"dropout": 1})
+
+
+@pytest.mark.parametrize("layers, pool", [(1, "max"), (2, "both"), (3, "mean")])
+def test_bilstm_outputs_are_those_of_packed_sequences(layers, pool):
+    """Padding never reaches a text's outputs: the two plain passes (the backward one over each text reversed within
+    its length) give what the LSTM gives over packed sequences, and the pooled prediction does not depend on how much
+    padding the batch has."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+    from nettrain.models.text import BiLSTM
+    torch.manual_seed(0)
+    model = BiLSTM(50, 3, 8, 6, layers, pool, 0.0).eval()
+    lengths = torch.tensor([11, 1, 5, 3, 11, 2, 8])
+    tokens = torch.randint(1, 50, (7, 11)).masked_fill(torch.arange(11) >= lengths[:, None], 0)
+    x = model.embedding(tokens)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    want, _ = pad_packed_sequence(model.lstm(packed)[0], batch_first=True, total_length=11)
+    inside = (torch.arange(11) < lengths[:, None]).unsqueeze(2)
+    got = model.directions(x, lengths)
+    assert torch.allclose(got.masked_fill(~inside, 0), want, atol=1e-6)
+    wider = torch.cat([tokens, torch.zeros(7, 5, dtype=torch.long)], 1)   # more padding: the same predictions
+    assert torch.allclose(model(tokens, lengths), model(wider, lengths), atol=1e-6)
