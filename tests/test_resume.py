@@ -43,22 +43,27 @@ def data_rows(path) -> int:
         return 0
 
 
+
+def kill_when(proc, ready, what: str, timeout: float = 300):
+    """SIGKILL the fit running in `proc` as soon as `ready()` holds (it must not end, nor take `timeout`, before)."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, f"the run ended early: {proc.stderr.read().decode()}"
+            assert time.monotonic() < deadline, f"{what} never happened"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
 def test_resume_after_kill_9_in_epoch_3_matches_the_uninterrupted_run(reference, tmp_path):
     run_dir = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}   # the reference's thread count
     proc = subprocess.Popen([sys.executable, "-m", "nettrain", *ARGS, "--run-dir", str(run_dir)], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 300
-        while data_rows(run_dir / "metrics.csv") < 2:
-            assert proc.poll() is None, f"the run ended early: {proc.stderr.read().decode()}"
-            assert time.monotonic() < deadline, "epoch 2 never finished"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)   # during epoch 3
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(proc, lambda: data_rows(run_dir / "metrics.csv") >= 2, "epoch 2 finishing")   # during epoch 3
     assert data_rows(run_dir / "metrics.csv") == 2, "epoch 3 had already finished when the kill came"
     assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] in (1, 2)   # never a half-written file
 

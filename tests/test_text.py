@@ -350,11 +350,9 @@ def test_a_text_run_killed_with_sigkill_resumes_to_the_uninterrupted_run_bit_for
     whose Python hash seed differs: a vocabulary or split that followed set or dict order would differ) after
     epoch 1's checkpoint, then resumed; every metric but the timings and the final weights are equal."""
     import os
-    import signal
     import subprocess
     import sys
-    import time
-    from test_resume import data_rows
+    from test_resume import data_rows, kill_when
     path = write_csv(tmp_path / "texts.csv", varied_texts())
     args = ["--model.args.embed", "16", "--model.args.hidden", "16", "--model.args.dropout", "0.2", "--batch-size", "4",
             "--data.args.bucket", "true", "--data.val_fraction", "0.2", "--train.threads", "1", "--lr", "0.01",
@@ -366,17 +364,7 @@ def test_a_text_run_killed_with_sigkill_resumes_to_the_uninterrupted_run_bit_for
     proc = subprocess.Popen([sys.executable, "-m", "nettrain", *fit_args(path, killed, *args, model="bilstm",
                                                                          epochs="2")],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 300
-        while not (killed / "last.pt").exists():
-            assert proc.poll() is None, f"the run ended early: {proc.stderr.read().decode()}"
-            assert time.monotonic() < deadline, "epoch 1 never finished"
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)   # during epoch 2
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(proc, (killed / "last.pt").exists, "epoch 1's checkpoint")   # during epoch 2
     assert data_rows(killed / "metrics.csv") == 1, "epoch 2 had already finished when the kill came"
     assert main(["fit", "--resume", str(killed)]) == 0
     timing = {"seconds", "images_per_s", "data_wait"}
