@@ -205,3 +205,27 @@ def test_two_processes_evaluate_a_regression_whole(tmp_path):
     alone = nettrain.load(run, device="cpu").evaluate()
     for key in ("mse", "mae", "r2"):
         assert alone[key] == pytest.approx(tested[key], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_compile_and_bf16_autocast_train_under_ddp(tmp_path):
+    """torch.compile of the DDP-wrapped model (inductor, on the CPU) and bf16 autocast, in 2 processes: the compiled
+    model trains (no fall-back to eager), the losses are those of 1 process within bf16's rounding (BatchNorm-free
+    mlp: the per-process batch of 32 changes nothing but the reduction order), the inductor's CUDA_HOME notice is not
+    printed."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    config = ["--dataset", "digits", "--model", "mlp", "--epochs", "2", "--batch-size", "64", "--precision",
+              "bf16-mixed", "--train.compile", "true", "--seed", "3", "--train.threads", "1", "--run.report", "false",
+              "--run.tensorboard", "false", "--run.progress", "none"]
+    done = subprocess.run([sys.executable, "-m", "nettrain", "fit", *config, "--nproc", "2", "--run-dir",
+                           str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torch.compile failed" not in done.stderr and "CUDA_HOME" not in done.stderr
+    alone = subprocess.run([sys.executable, "-m", "nettrain", "fit", *config, "--run-dir", str(tmp_path / "one")],
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    two, one = (list(csv.DictReader(open(tmp_path / r / "metrics.csv"))) for r in ("two", "one"))
+    for a, b in zip(two, one):
+        assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), rel=0.03)
+    assert float(two[-1]["val_acc"]) > 0.9

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -682,6 +683,8 @@ def _maybe_compile(module, enabled: bool, batches, loss_fn, precision, probe=Non
         return module
     saved = {k: v.detach().clone() for k, v in module.state_dict().items()}
     cuda = [precision.device] if precision.device.type == "cuda" else []
+    if not cuda:   # inductor's "No CUDA runtime is found, using CUDA_HOME" (a CUDA build of torch on the CPU) in
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)   # every process: nothing to act on
     with torch.random.fork_rng(devices=cuda):   # the warm-up draws no random numbers the run would have drawn
         try:
             compiled = torch.compile(module)
