@@ -25,19 +25,15 @@ def main():
     args = ap.parse_args()
 
     import onnxruntime as ort
-    import torch
     import nettrain
     from nettrain.data import load_data
     from nettrain.export import export
-    from nettrain.engine.device import resolve_precision
-    from nettrain.predictor import Predictor
 
     run = nettrain.load(args.run)
     test = load_data(run.config.data, run.info.table).test
     images = test.x.permute(0, 2, 3, 1).contiguous().numpy()   # NCHW uint8 -> the NHWC pixels a user has
     labels = test.y.numpy()
-    cpu = torch.device("cpu")
-    fp32 = Predictor(run.module, run.info, run.config, cpu, resolve_precision("32", cpu, run.info.kind))
+    fp32 = nettrain.load(args.run, precision="32")   # nettrain predict RUN --precision 32
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
@@ -49,7 +45,7 @@ def main():
                                for i in range(0, len(images), args.batch)])
 
     rows = [("onnxruntime (float32)", onnx)]
-    for label, predictor in (("nettrain predict, float32", fp32), (f"nettrain predict, as the run ({run.precision.name})", run)):
+    for label, predictor in (("nettrain predict --precision 32", fp32), (f"nettrain predict, as the run ({run.precision.name})", run)):
         probs = predictor.predict(images, batch_size=args.batch).probs.float().numpy()
         rows.append((label, probs))
     ours = onnx.argmax(1)

@@ -293,3 +293,17 @@ def test_text_export_takes_ids_and_lengths_and_predicts_strings_without_torch(tm
     assert [r["text"] for r in printed] == texts
     assert all(p["probability"] == pytest.approx(dict(w)[p["class"]], abs=1e-5)
                for r, w in zip(printed, want) for p in r["predictions"])
+
+
+def test_predicting_in_float32_agrees_with_the_onnx_file_on_every_input(digits_run, capsys):
+    from nettrain.data import load_data
+    model = nettrain.load(digits_run, precision="32")
+    assert model.precision.name == "32"
+    images = load_data(model.config.data).test.x.permute(0, 2, 3, 1).contiguous().numpy()
+    session = ort.InferenceSession(str(digits_run / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx = session.run(None, {"images": images})[0]
+    ours = model.predict(images).probs.numpy()
+    assert (onnx.argmax(1) == ours.argmax(1)).all() and np.abs(onnx - ours).max() < 1e-5
+    with pytest.raises(nettrain.NettrainError, match="precision must be one of"):
+        nettrain.load(digits_run, precision="fp8")
+    assert main(["evaluate", str(digits_run), "--precision", "32"]) == 0

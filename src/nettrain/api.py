@@ -160,16 +160,23 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
 
 # ---- load ------------------------------------------------------------------------------------------
 
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+
+
 def load(path, model=None, device: str = "cpu", trust_code: bool = False, _fixes: Optional[dict] = None,
-         collate_fn=None) -> Predictor:
+         collate_fn=None, precision: Optional[str] = None) -> Predictor:
     """A trained model from a run directory (its best.pt) or a checkpoint file.
 
     A checkpoint is data: the user code its config names (a model class, a loss) is imported only when it is the
     user's own, trained on this machine and unchanged since (see trust.py), or with `trust_code=True`. Otherwise
     give `model`: an instance of your own class, or its spec ("my_nets.py:Net", built with the run's model.args).
     A model trained on a Dataset with a collate function predicts on raw items through it: the checkpoint records
-    the function's module:qualname, resolved by the same rules, or give it again as `collate_fn`."""
+    the function's module:qualname, resolved by the same rules, or give it again as `collate_fn`. `precision`: what
+    predictions compute in, by default the run's own (bf16 autocast where it trained so); "32" computes as an
+    exported model does, which then agrees with it on every input (a bf16 near-tie can tip the other way)."""
     fixes = _fixes or API_FIXES
+    if precision is not None and precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     state = ckpt_io.load(path)
     cfg = Config.from_dict(state["config"]).override({"data.download": False})   # reading a file fetches nothing
     info = DataInfo.from_dict(state["data"])
@@ -198,7 +205,8 @@ def load(path, model=None, device: str = "cpu", trust_code: bool = False, _fixes
         except ModelError as e:   # a function gone from its module, or not a plain function
             raise ModelError(f"{e}; {fixes.get('collate', 'give collate_fn=')}") from None
     return Predictor(model.eval(), info, cfg, dev,
-                     resolve_precision(cfg.train.precision, dev, info.kind, cfg.train.small_linears_fp32), gate,
+                     resolve_precision(precision or cfg.train.precision, dev, info.kind, cfg.train.small_linears_fp32),
+                     gate,
                      collate_fn=collate_fn)
 
 

@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_flags(ev)
     ev.add_argument("--data-dir", help="evaluate on the test split found in this directory instead")
     ev.add_argument("--device", default="auto")
+    ev.add_argument("--precision", choices=["auto", "32", "bf16-mixed", "16-mixed"],
+                    help="compute in this precision (default: the run's own; 32 as an exported model does)")
     pr = sub.add_parser("predict", help="predict the classes of image files, a table's rows, or texts (a text run)")
     pr.add_argument("checkpoint", help="run directory or checkpoint file, or a model.onnx from nettrain export")
     pr.add_argument("inputs", nargs="*", help="image files or folders of images; CSV files of rows (tables); the "
@@ -109,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--topk", type=int, default=None, help="classes to show per input (default 3; tables 1)")
     pr.add_argument("--json", action="store_true", help="print JSON for machines")
     pr.add_argument("--device", default="cpu")
+    pr.add_argument("--precision", choices=["auto", "32", "bf16-mixed", "16-mixed"],
+                    help="compute in this precision (default: the run's own; 32 as an exported model does)")
     _model_flags(pr)
     rp = sub.add_parser("report", help="draw a run's figures and write its report.html (a self-contained page)")
     rp.add_argument("run", help="run directory")
@@ -214,7 +218,7 @@ def cmd_evaluate(args) -> int:
     from . import api
     from .trust import CLI_FIXES
     model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
-                     _fixes=CLI_FIXES)
+                     _fixes=CLI_FIXES, precision=args.precision)
     result = model.evaluate(data_dir=args.data_dir)
     # printed only: the run directory is fit's record (its confusion_matrix.csv is the test at the end of training)
     print(api.format_report(result, model.classes, "test"))
@@ -247,7 +251,7 @@ def cmd_predict(args) -> int:
     if args.topk is not None and args.topk < 1:
         raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
     model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
-                     _fixes=CLI_FIXES)
+                     _fixes=CLI_FIXES, precision=args.precision)
     if model.info.kind == "table":
         return _predict_rows(model, args.inputs + args.file, args.topk or 1, args.json)
     if model.info.kind == "text":
