@@ -107,8 +107,10 @@ def data_problem(d) -> Optional[str]:
         return "data must have exactly the keys " + ", ".join(DATA_KEYS) + \
             (f"; it has {', '.join(extra)}" if extra else "") + (f"; it lacks {', '.join(missing)}" if missing else "")
     kind, task, shape, outputs, classes = d["kind"], d["task"], d["shape"], d["outputs"], d["classes"]
-    if kind not in ("image", "vector", "table", "custom", "text"):
-        return f"data.kind must be image, vector, table, custom or text, got {kind!r}"
+    from ..kinds import KINDS   # (imported here: kinds/ imports data/, which imports the engine)
+    if not isinstance(kind, str) or kind not in KINDS:
+        *others, last = KINDS
+        return f"data.kind must be {', '.join(others)} or {last}, got {kind!r}"
     if task not in ("classification", "regression"):
         return f"data.task must be classification or regression, got {task!r}"
     dtype, collate = d.get("dtype"), d.get("collate")
