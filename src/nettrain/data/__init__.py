@@ -61,7 +61,7 @@ def from_source(src: Source, cfg) -> Data:
     if cfg.limit and len(train) > cfg.limit:
         train = _limited(train, cfg.limit, cfg.split_seed + 2)
     from ..kinds import KINDS   # (imported here: kinds/ imports data/)
-    images = KINDS[src.kind].images
+    images, token_ids = KINDS[src.kind].images, "dtype" in KINDS[src.kind].record_fields
     if images:
         x0 = train.x if isinstance(train, ArrayData) else train[0][0].unsqueeze(0)
         shape = list(x0.shape[1:])
@@ -77,7 +77,7 @@ def from_source(src: Source, cfg) -> Data:
     else:
         classes, outputs = None, int(train.y.shape[1]) if train.y.ndim > 1 else 1
     # integer vectors are token ids, kept integers (an embedding takes them); predict converts to this dtype
-    dtype = str(train.x.dtype).removeprefix("torch.") if src.kind == "vector" and isinstance(train, ArrayData) \
+    dtype = str(train.x.dtype).removeprefix("torch.") if token_ids and isinstance(train, ArrayData) \
         and not train.x.is_floating_point() else None
     info = DataInfo(kind=src.kind, shape=shape, task=src.task, classes=classes, outputs=outputs,
                     mean=mean, std=std, image_size=src.image_size, dtype=dtype, table=src.table)
@@ -256,10 +256,11 @@ def from_user_data(train, test=None, classes=None, cfg=None, collate_fn=None) ->
         return tensor_images(x, what), y
     x, y = to_arrays(train, "data")
     task = _task(y, cfg.task if cfg is not None else "auto", "data")
-    kind = "image" if x.dtype == torch.uint8 and x.ndim in (3, 4) else "vector"
+    images = x.dtype == torch.uint8 and x.ndim in (3, 4)
+    kind = "image" if images else "vector"   # which kind a user's arrays are: where the name is decided
 
     def shaped(x, y, what) -> ArrayData:
-        if kind == "image":
+        if images:
             x = image_layout(x, what)
         elif x.is_floating_point() or x.dtype in (torch.uint8, torch.bool) or x.is_complex():
             x = x.float()

@@ -14,6 +14,8 @@ class Kind:
     traceable = True    # a batch is one tensor of a fixed shape per example: TensorBoard's graph, export
     input_names = ["inputs"]   # the exported graph's inputs
     fixed_shape = True  # every input has the recorded shape: built-in models, summaries (not a collate function's)
+    record_fields = ()  # DataInfo's optional fields this kind's record holds (engine/checkfields.py): dtype (token
+                        # ids), collate, vocab, table; the others must be null
     reads = None        # what `nettrain predict RUN ARGS` reads (cli.py): "files" (image files and folders),
                         # "rows" (--file CSV rows) or "texts" (arguments or --file lines); None: the Python API only
 

@@ -14,6 +14,7 @@ from .base import Kind
 
 class Custom(Kind):
     name = "custom"
+    record_fields = ("collate",)   # the collate function's "module:function"
     traceable = False
     fixed_shape = False
 

@@ -14,6 +14,7 @@ from .base import Kind
 
 class Table(Kind):
     name = "table"
+    record_fields = ("table",)   # the columns' encodings and statistics
     input_names = ["rows"]
     reads = "rows"
 

@@ -10,6 +10,7 @@ from .base import Kind
 
 class Vector(Kind):
     name = "vector"
+    record_fields = ("dtype",)   # integer vectors: token ids, kept integers
 
     def evidence(self, predictor, test) -> dict:
         """With the toy tasks' pictures: a 2-D classifier's decision boundary, a 1-D regression's curve."""
