@@ -199,7 +199,7 @@ def load(path, model=None, device: str = "cpu", trust_code: bool = False, _fixes
     model.to(dev)
     if cfg.train.channels_last and kind_of(info).images:
         model.to(memory_format=torch.channels_last)
-    if collate_fn is None and info.kind == "custom" and info.collate:
+    if collate_fn is None and info.collate:   # recorded for custom data only (engine/checkfields.py)
         try:
             collate_fn = gate.resolve(info.collate, "collate")
         except ModelError as e:   # a function gone from its module, or not a plain function

@@ -250,11 +250,13 @@ def cmd_predict(args) -> int:
     from .errors import printable
     if args.topk is not None and args.topk < 1:
         raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
+    from .kinds import kind_of
     model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
                      _fixes=CLI_FIXES, precision=args.precision)
-    if model.info.kind == "table":
+    reads = kind_of(model.info).reads   # what the command line holds for this kind: files, CSV rows or texts
+    if reads == "rows":
         return _predict_rows(model, args.inputs + args.file, args.topk or 1, args.json)
-    if model.info.kind == "text":
+    if reads == "texts":
         return _predict_texts(model, args.inputs, args.file, args.topk or 3, args.json)
     if args.file:
         raise NettrainError("--file gives CSV rows to a table model or texts to a text model; give image files and "
@@ -262,7 +264,7 @@ def cmd_predict(args) -> int:
     if not args.inputs:
         raise NettrainError("nothing to predict: give image files or folders after the run directory")
     args.topk = args.topk or 3
-    if model.info.kind != "image":
+    if reads != "files":
         raise NettrainError("predict from files needs a model trained on images; use the Python API for vectors")
     c, h, _ = model.info.shape
     images, names, errors = [], [], []
@@ -526,12 +528,12 @@ def cmd_predict_onnx(args) -> int:
     if args.topk is not None and args.topk < 1:
         raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
     model = OnnxModel(args.checkpoint)
-    if model.kind == "table":
+    if model.reads == "rows":
         return _predict_onnx_rows(model, args.inputs + args.file, args.topk or 1, args.json)
-    if model.kind == "text":
+    if model.reads == "texts":
         texts = _texts(args.inputs, args.file)
         return _print_texts(texts, model.topk(model.predict_texts(texts), args.topk or 3), args.json)
-    if model.kind != "image" or args.file:
+    if model.reads != "files" or args.file:
         raise NettrainError("nettrain predict model.onnx reads image files, a table's CSV rows or texts; run a "
                             "vector export in onnxruntime with rows shaped as its .onnx.json says")
     files, errors, images, names = [], [], [], []

@@ -27,6 +27,7 @@ import torch
 
 from .atomic import write_file, write_text
 from .data import ArrayData, tensor_images
+from .kinds import kind_of
 from .runs import RUN_FILES
 
 MAX_EXAMPLES = 10_000   # calibration is read off this many test examples (all of MNIST's or CIFAR's): one pass
@@ -43,13 +44,7 @@ def record(run, predictor, test, result: dict) -> None:
     write_text(run.claim(run.path / RUN_FILES["model_summary"]), model_summary(predictor))
     if test is None or len(test) == 0:
         return
-    if predictor.info.kind == "custom":   # batches of the user's making: no fixed inputs to grid
-        arrays = {"task": np.array(predictor.info.task), "kind": np.array(predictor.info.kind)}
-    elif predictor.info.kind == "text":
-        arrays = _text_predictions(predictor, test)
-    else:
-        x, y = _examples(test)
-        arrays = _predictions(predictor, x, y)
+    arrays = kind_of(predictor.info).evidence(predictor, test)   # each kind's part: kinds/, with the functions here
     arrays.update({f"test_{k}": np.array(float(result[k])) for k in ("loss", "acc", "mse", "mae") if k in result})
 
     def save(tmp):
@@ -58,7 +53,7 @@ def record(run, predictor, test, result: dict) -> None:
     write_file(run.claim(run.path / RUN_FILES["predictions"]), save)
 
 
-def _examples(test) -> tuple:
+def examples(test) -> tuple:
     """The test split's first inputs and targets as tensors (images uint8 NCHW)."""
     if isinstance(test, ArrayData):
         return test.x[:MAX_EXAMPLES], test.y[:MAX_EXAMPLES]
@@ -67,23 +62,19 @@ def _examples(test) -> tuple:
     return x, torch.stack([torch.as_tensor(item[1]) for item in items])   # class indices, or regression targets
 
 
-def _predictions(predictor, x: torch.Tensor, y: torch.Tensor) -> dict:
+def predictions(predictor, x: torch.Tensor, y: torch.Tensor, images=None, probs_of=None) -> dict:
+    """Task, kind and, for a classifier, every example's confidence and correctness (with `images`, those to show):
+    the probabilities from predict, or from `probs_of(predictor, x, batch)` where predict takes other inputs."""
     info = predictor.info
     batch = predictor.config.train.eval_batch_size
     arrays = {"task": np.array(info.task), "kind": np.array(info.kind)}
     if info.task == "classification":
-        probs = _encoded_probs(predictor, x, batch) if info.kind == "table" else \
-            predictor.predict(x, batch_size=batch).probs
-        arrays.update(_classification(probs, y.long(), x if info.kind == "image" else None),
-                      classes=np.array([str(c) for c in info.classes]))
-        if info.kind == "vector" and list(info.shape) == [2] and info.dtype is None:
-            arrays.update(_boundary(predictor, x, y))
-    elif info.kind == "vector" and list(info.shape) == [1] and info.outputs == 1 and info.dtype is None:
-        arrays.update(_curve(predictor, x, y))
+        probs = probs_of(predictor, x, batch) if probs_of else predictor.predict(x, batch_size=batch).probs
+        arrays.update(_classification(probs, y.long(), images), classes=np.array([str(c) for c in info.classes]))
     return arrays
 
 
-def _encoded_probs(predictor, x: torch.Tensor, batch: int) -> torch.Tensor:
+def encoded_probs(predictor, x: torch.Tensor, batch: int) -> torch.Tensor:
     """A table's test split is held encoded (data/table.py: the model's own inputs), where predict takes raw rows:
     the class probabilities straight from the model."""
     with torch.no_grad():
@@ -118,7 +109,7 @@ def _clipped(text: str) -> str:
     return text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS - 1] + "\u2026"
 
 
-def _text_predictions(predictor, test) -> dict:
+def text_predictions(predictor, test) -> dict:
     """A text run's test split (data/text.py's TextData) through the model, in batches of consecutive texts padded
     as predict pads them: what calibration and the top losses need, with the raw strings of the top losses."""
     from .data.text import pad
@@ -136,7 +127,7 @@ def _text_predictions(predictor, test) -> dict:
             **_classification(probs, test.y[:n], None, test.texts[:n] if test.texts is not None else None)}
 
 
-def _boundary(predictor, x: torch.Tensor, y: torch.Tensor) -> dict:
+def boundary(predictor, x: torch.Tensor, y: torch.Tensor) -> dict:
     """The model's class and confidence over a grid around the test points (a 2-D input's decision boundary)."""
     low, high = x.min(0).values.float(), x.max(0).values.float()
     pad = (high - low).clamp_min(1e-3) * 0.1
@@ -151,7 +142,7 @@ def _boundary(predictor, x: torch.Tensor, y: torch.Tensor) -> dict:
             "points": x.float().numpy(), "points_true": y.numpy()}
 
 
-def _curve(predictor, x: torch.Tensor, y: torch.Tensor) -> dict:
+def curve(predictor, x: torch.Tensor, y: torch.Tensor) -> dict:
     """The model's output over the test inputs' range (a 1-D regression's fitted curve), and the test points."""
     grid = torch.linspace(float(x.min()), float(x.max()), CURVE).unsqueeze(1)
     values = predictor.predict(grid, batch_size=predictor.config.train.eval_batch_size).values
@@ -164,7 +155,7 @@ def model_summary(predictor) -> str:
     it cannot trace is named in one line instead: the summary is a nicety, the run is whole without it."""
     import torchinfo
     info = predictor.info
-    if info.kind in ("custom", "text"):   # its inputs have no fixed shape to trace with
+    if not kind_of(info).traceable:   # custom and text: its inputs have no fixed shape to trace with
         return "(no summary: this model takes batches of the user's own making, with no fixed input shape)\n"
     dtype = getattr(torch, info.dtype) if info.dtype else torch.float32   # token ids stay integers
     try:

@@ -16,6 +16,10 @@ import numpy as np
 from .errors import DataError, NettrainError, printable
 
 
+# what `nettrain predict model.onnx ARGS` reads per kind: kinds/' Kind.reads, copied here because nettrain.kinds
+# imports torch (its modules build the graphs' preprocessing) and this reader must not; a test keeps them equal
+READS = {"image": "files", "table": "rows", "text": "texts"}
+
 # cells read as missing: data/table.py's MISSING (which imports torch with its module); a test keeps them equal
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}   # data/table.py's MISSING: not imported, nettrain.data loads torch
 
@@ -49,6 +53,11 @@ class OnnxModel:
     @property
     def kind(self) -> str:
         return self.meta["preprocessing"]["kind"]
+
+    @property
+    def reads(self):
+        """What the command line holds for this model (READS): "files", "rows", "texts", or None."""
+        return READS.get(self.kind)
 
     def read(self, path) -> np.ndarray:
         """One image file as the graph takes it: uint8 H x W x C, converted and resized as nettrain's reader does."""

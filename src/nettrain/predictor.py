@@ -111,14 +111,9 @@ class Predictor:
         it was trained on (optionally from another `data_dir`), or on `data` given as (x, y); for a model trained
         through a collate function, `data` is a Dataset or DataLoader, batched by it (or by `collate_fn`)."""
         cfg = self.config
-        if self.info.kind == "custom" and data is not None:
-            from .data.custom import custom_data
-            collate_fn = collate_fn or self.collate_fn
-            _, split, _, _ = custom_data(data, data, self.classes, collate_fn, None)   # all of it: no held-out split
-            batches = split.batches(self.device, batch_size or cfg.train.eval_batch_size, self.info.task)
-            loss_fn = self.loss_fn or build_loss(loss_config(cfg, self.info.task), self.gate)
-            return evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
-                                 self.info.outputs)
+        done = kind_of(self.info).evaluate_given(self, data, batch_size, collate_fn) if data is not None else None
+        if done is not None:   # a kind's own way with data= (custom: through the collate function)
+            return done
         refused = kind_of(self.info).evaluation_data_refusal(data) if data is not None else None
         if refused:
             raise DataError(refused)

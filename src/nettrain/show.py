@@ -20,6 +20,7 @@ import torch
 
 from .atomic import write_file
 from .errors import ConfigError, DataError, printable
+from .kinds import kind_of
 
 MAX_SAMPLES = 256   # 32 rows of 8: a taller page is no longer looked at as one picture
 
@@ -53,7 +54,7 @@ def samples(cfg, n: int = 64, augmented: bool = False) -> Samples:
     from .data import load_data, make_batches
     data = load_data(cfg.data)
     info = data.info
-    if info.kind != "image":
+    if not kind_of(info).images:
         raise DataError(f"nettrain show draws images, but dataset {cfg.data.name!r} holds {info.kind} data; "
                         f"{INSTEAD.get(info.kind, 'it has no images to draw')}")
     d = cfg.data

@@ -53,7 +53,8 @@ def summary(run=None, *, dataset: Optional[str] = None, model: Optional[str] = N
             raise ConfigError("a run's summary uses its own data's shape; give either RUN or --dataset/--shape")
         from .api import load
         predictor = load(run, model=model, trust_code=trust_code, _fixes=_fixes)
-        if predictor.info.kind == "custom":
+        from .kinds import kind_of
+        if not kind_of(predictor.info).fixed_shape:
             raise ConfigError("this run was trained through a collate function, whose inputs have no fixed shape to "
                               "summarize")
         net, shape = predictor.module, list(predictor.info.shape)

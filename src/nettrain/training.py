@@ -314,7 +314,7 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     # the model, built and checked on the CPU, then moved
     user = module is not None or cfg.model.name not in MODELS
     if module is None:
-        if info.kind == "custom" and cfg.model.name in MODELS:
+        if not kind_of(info).fixed_shape and cfg.model.name in MODELS:
             raise ConfigError(f"model {cfg.model.name!r} takes inputs of a fixed shape, and this data's batches have "
                               f"none (a collate function or DataLoader makes them); give your own model=")
         module = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args, gate)
@@ -383,12 +383,8 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
 
 def _example(data: Data):
     """A real first batch input for the model check when zeros of the recorded shape would not do: custom batches
-    (no fixed shape) and token ids (integers); None otherwise."""
-    if data.info.kind in ("custom", "text"):
-        return data.train.example()[0]
-    if data.info.dtype is not None:
-        return data.train.x[:2]
-    return None
+    (no fixed shape), texts and token ids (integers); None otherwise (each kind's example())."""
+    return kind_of(data.info).example(data)
 
 
 def _loss_for_model(cfg: Config, out: torch.Tensor, info: DataInfo) -> Config:

@@ -60,22 +60,24 @@ def from_source(src: Source, cfg) -> Data:
                         f"give more examples, or a validation split of your own")
     if cfg.limit and len(train) > cfg.limit:
         train = _limited(train, cfg.limit, cfg.split_seed + 2)
-    if src.kind == "image":
+    from ..kinds import KINDS   # (imported here: kinds/ imports data/)
+    images, token_ids = KINDS[src.kind].images, "dtype" in KINDS[src.kind].record_fields
+    if images:
         x0 = train.x if isinstance(train, ArrayData) else train[0][0].unsqueeze(0)
         shape = list(x0.shape[1:])
         mean, std = _stats(train)
     else:
         shape, mean, std = list(train.x.shape[1:]), [], []
     if cfg.mean is not None or cfg.std is not None:
-        mean, std = _given_normalization(cfg, src.kind, shape, mean, std)
-    _check_crop(cfg.crop_padding, src.kind, shape)
+        mean, std = _given_normalization(cfg, images, shape, mean, std)
+    _check_crop(cfg.crop_padding, images, shape)
     if src.task == "classification":
         classes = class_list([d.y for d in (train, val, test) if isinstance(d, ArrayData)], src.classes)
         outputs = len(classes)
     else:
         classes, outputs = None, int(train.y.shape[1]) if train.y.ndim > 1 else 1
     # integer vectors are token ids, kept integers (an embedding takes them); predict converts to this dtype
-    dtype = str(train.x.dtype).removeprefix("torch.") if src.kind == "vector" and isinstance(train, ArrayData) \
+    dtype = str(train.x.dtype).removeprefix("torch.") if token_ids and isinstance(train, ArrayData) \
         and not train.x.is_floating_point() else None
     info = DataInfo(kind=src.kind, shape=shape, task=src.task, classes=classes, outputs=outputs,
                     mean=mean, std=std, image_size=src.image_size, dtype=dtype, table=src.table)
@@ -91,10 +93,10 @@ def _limited(train, limit: int, seed: int):
     return torch.utils.data.Subset(train, keep.tolist())
 
 
-def _given_normalization(cfg, kind: str, shape: list, mean: list, std: list) -> tuple:
+def _given_normalization(cfg, images: bool, shape: list, mean: list, std: list) -> tuple:
     """data.mean / data.std (a tutorial's Normalize values, per channel in [0, 1] units) instead of the dataset's;
     one value serves every channel."""
-    if kind != "image":
+    if not images:
         raise ConfigError(f"data.mean and data.std normalize images' channels, but this dataset's inputs are vectors "
                           f"of shape {shape}; leave them out")
     out = []
@@ -111,11 +113,11 @@ def _given_normalization(cfg, kind: str, shape: list, mean: list, std: list) -> 
     return out[0], out[1]
 
 
-def _check_crop(padding: int, kind: str, shape: list):
+def _check_crop(padding: int, images: bool, shape: list):
     """A crop padding as large as the images crops mostly zeros, and pads every batch to (H + 2p) x (W + 2p)."""
     if not padding:
         return
-    if kind != "image":
+    if not images:
         raise ConfigError(f"data.crop_padding crops images, but this dataset's inputs are vectors of shape {shape}; "
                           f"leave it 0")
     if padding >= min(shape[1:]):
@@ -135,10 +137,8 @@ def load_data(cfg, prep: Optional[dict] = None) -> Data:
 def load_for_model(cfg, info: DataInfo) -> Data:
     """The dataset of `cfg` (data section) read as the trained model `info` reads it: a text file with the model's
     own vocabulary, a table with its encodings (not learned again from the data)."""
-    if info.kind == "text":
-        from .text import load_text
-        return load_text(cfg, vocab=info.vocab)
-    return load_data(cfg, info.table)
+    from ..kinds import kind_of   # (imported here: kinds/ imports data/)
+    return kind_of(info).load_for_model(cfg, info)
 
 
 def tensor_images(x: torch.Tensor, what: str = "data") -> torch.Tensor:
@@ -256,10 +256,11 @@ def from_user_data(train, test=None, classes=None, cfg=None, collate_fn=None) ->
         return tensor_images(x, what), y
     x, y = to_arrays(train, "data")
     task = _task(y, cfg.task if cfg is not None else "auto", "data")
-    kind = "image" if x.dtype == torch.uint8 and x.ndim in (3, 4) else "vector"
+    images = x.dtype == torch.uint8 and x.ndim in (3, 4)
+    kind = "image" if images else "vector"   # which kind a user's arrays are: where the name is decided
 
     def shaped(x, y, what) -> ArrayData:
-        if kind == "image":
+        if images:
             x = image_layout(x, what)
         elif x.is_floating_point() or x.dtype in (torch.uint8, torch.bool) or x.is_complex():
             x = x.float()

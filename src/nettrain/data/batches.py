@@ -36,7 +36,8 @@ class BatchPrep:
 
     def __init__(self, info: DataInfo, device, *, normalize=True, crop_padding=0, flip=False, channels_last=True,
                  alternate_flip=False):
-        self.image = info.kind == "image"
+        from ..kinds import kind_of   # (imported here: kinds/ imports data/)
+        self.image = kind_of(info).images
         self.device = torch.device(device)
         self.crop_padding, self.flip, self.alternate_flip = crop_padding, flip, alternate_flip
         self.channels_last = channels_last and self.image

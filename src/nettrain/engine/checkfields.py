@@ -107,27 +107,31 @@ def data_problem(d) -> Optional[str]:
         return "data must have exactly the keys " + ", ".join(DATA_KEYS) + \
             (f"; it has {', '.join(extra)}" if extra else "") + (f"; it lacks {', '.join(missing)}" if missing else "")
     kind, task, shape, outputs, classes = d["kind"], d["task"], d["shape"], d["outputs"], d["classes"]
-    if kind not in ("image", "vector", "table", "custom", "text"):
-        return f"data.kind must be image, vector, table, custom or text, got {kind!r}"
+    from ..kinds import KINDS   # (imported here: kinds/ imports data/, which imports the engine)
+    if not isinstance(kind, str) or kind not in KINDS:
+        *others, last = KINDS
+        return f"data.kind must be {', '.join(others)} or {last}, got {kind!r}"
     if task not in ("classification", "regression"):
         return f"data.task must be classification or regression, got {task!r}"
     dtype, collate = d.get("dtype"), d.get("collate")
-    if dtype is not None and (kind != "vector" or dtype not in INTEGER_DTYPES):
+    own = KINDS[kind]
+    if dtype is not None and ("dtype" not in own.record_fields or dtype not in INTEGER_DTYPES):
         return f"data.dtype must be null, or for vectors one of {', '.join(INTEGER_DTYPES)}, got {dtype!r:.40}"
-    if collate is not None and (kind != "custom" or not isinstance(collate, str) or ":" not in collate):
+    if collate is not None and ("collate" not in own.record_fields or not isinstance(collate, str) or
+                                ":" not in collate):
         return f"data.collate must be null, or for custom data a 'module:function' string, got {collate!r:.80}"
     vocab = d.get("vocab")
-    if (kind == "text") != (vocab is not None):
+    if ("vocab" in own.record_fields) != (vocab is not None):
         return f"data.vocab must be a list of tokens for text, and null otherwise, got {type(vocab).__name__}"
     if vocab is not None and (not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab) or
                               not isinstance(shape, list) or shape != [len(vocab)]):
         return f"data.vocab must be a list of token strings, as many as data.shape {shape!r:.40} says"
-    if kind == "custom" and shape != []:   # batches of any shape: none is recorded
+    if not own.fixed_shape and shape != []:   # batches of any shape: none is recorded
         return f"data.shape of custom data must be [], got {shape!r:.80}"
-    if kind != "custom" and (not isinstance(shape, list) or not 1 <= len(shape) <= 3 or
-                             not all(_int(n) and n > 0 for n in shape)):
+    if own.fixed_shape and (not isinstance(shape, list) or not 1 <= len(shape) <= 3 or
+                            not all(_int(n) and n > 0 for n in shape)):
         return f"data.shape must be a list of 1 to 3 positive integers, got {shape!r}"
-    if kind == "image" and len(shape) != 3:
+    if own.images and len(shape) != 3:
         return f"data.shape of images must be [channels, height, width], got {shape!r}"
     if math.prod(shape) > MAX_INPUT_VALUES:   # checked before anything of this size is allocated
         return f"data.shape {shape} makes inputs of {math.prod(shape):,} values, more than the limit of " \
@@ -141,17 +145,18 @@ def data_problem(d) -> Optional[str]:
             return f"data.classes names {len(classes)} classes but the model has {outputs} outputs"
     elif classes is not None:
         return f"data.classes must be null for regression, got {type(classes).__name__}"
-    channels = shape[0] if kind == "image" else None
+    channels = shape[0] if own.images else None
     for key in ("mean", "std"):
         if not _numbers(d[key]):
             return f"data.{key} must be a list of finite numbers, got {d[key]!r:.80}"
         if channels is not None and len(d[key]) != channels:
             return f"data.{key} must have one value per channel ({channels}), got {len(d[key])}"
-    if kind == "image" and not all(s > 0 for s in d["std"]):
+    if own.images and not all(s > 0 for s in d["std"]):
         return f"data.std must be positive, got {d['std']}"
-    if kind == "table" or d.get("table") is not None:   # a table's preprocessing, checked by its own module
+    table = "table" in own.record_fields
+    if table or d.get("table") is not None:   # a table's preprocessing, checked by its own module
         from ..data.table import problem as table_problem
-        found = table_problem(d.get("table"), d) if kind == "table" else "data.table must be null unless kind is table"
+        found = table_problem(d.get("table"), d) if table else "data.table must be null unless kind is table"
         if found:
             return found
     size = d["image_size"]

@@ -15,7 +15,7 @@ from .table import Table
 from .text import Text
 from .vector import Vector
 
-KINDS = {k.name: k for k in (Image(), Vector(), Table(), Text(), Custom())}
+KINDS = {k.name: k for k in (Image(), Vector(), Table(), Custom(), Text())}   # in the order messages name them
 
 
 def kind_of(info) -> Kind:

@@ -13,6 +13,11 @@ class Kind:
     images = False      # uint8 images: sample grids, TTA, channels_last, flattening, bf16 under precision auto
     traceable = True    # a batch is one tensor of a fixed shape per example: TensorBoard's graph, export
     input_names = ["inputs"]   # the exported graph's inputs
+    fixed_shape = True  # every input has the recorded shape: built-in models, summaries (not a collate function's)
+    record_fields = ()  # DataInfo's optional fields this kind's record holds (engine/checkfields.py): dtype (token
+                        # ids), collate, vocab, table; the others must be null
+    reads = None        # what `nettrain predict RUN ARGS` reads (cli.py): "files" (image files and folders),
+                        # "rows" (--file CSV rows) or "texts" (arguments or --file lines); None: the Python API only
 
     # ---- predict ---------------------------------------------------------------------------------------
     def batch(self, info, inputs) -> torch.Tensor:
@@ -26,6 +31,28 @@ class Kind:
     def evaluation_data_refusal(self, data) -> Optional[str]:
         """Why `model.evaluate(data=...)` cannot take `data` for this kind, or None."""
         return None
+
+    def evaluate_given(self, predictor, data, batch_size: Optional[int], collate_fn) -> Optional[dict]:
+        """`model.evaluate(data=...)` done this kind's own way, or None for predictor.py's (arrays in memory)."""
+        return None
+
+    def load_for_model(self, cfg, info):
+        """The dataset of `cfg` (data section) read as the trained model reads it (data.load_for_model)."""
+        from ..data import load_data
+        return load_data(cfg, info.table)   # a table's encodings, not learned again (None for other kinds)
+
+    # ---- training --------------------------------------------------------------------------------------
+    def example(self, data):
+        """A real first batch input for the model check (training.py) when zeros of the recorded shape would not do:
+        token ids (integers); None otherwise."""
+        return data.train.x[:2] if data.info.dtype is not None else None
+
+    # ---- the report (evidence.py) ----------------------------------------------------------------------
+    def evidence(self, predictor, test) -> dict:
+        """What predictions.npz holds of the `test` split: task, kind, and the predictions' arrays."""
+        from ..evidence import examples, predictions
+        x, y = examples(test)
+        return predictions(predictor, x, y)
 
     # ---- export ----------------------------------------------------------------------------------------
     def export_refusal(self, info) -> Optional[str]:

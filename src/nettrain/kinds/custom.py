@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 
 from ..errors import DataError
@@ -13,7 +14,28 @@ from .base import Kind
 
 class Custom(Kind):
     name = "custom"
+    record_fields = ("collate",)   # the collate function's "module:function"
     traceable = False
+    fixed_shape = False
+
+    def evaluate_given(self, predictor, data, batch_size: Optional[int], collate_fn) -> Optional[dict]:
+        """`data`, a Dataset or DataLoader, batched by the collate function: all of it, no held-out split."""
+        from ..data.custom import custom_data
+        from ..engine.loop import evaluate as evaluate_pass
+        from ..engine.optim import build_loss
+        from ..predictor import loss_config
+        info, cfg = predictor.info, predictor.config
+        _, split, _, _ = custom_data(data, data, predictor.classes, collate_fn or predictor.collate_fn, None)
+        batches = split.batches(predictor.device, batch_size or cfg.train.eval_batch_size, info.task)
+        loss_fn = predictor.loss_fn or build_loss(loss_config(cfg, info.task), predictor.gate)
+        return evaluate_pass(predictor.module, batches, loss_fn, predictor.precision, info.task == "classification",
+                             info.outputs)
+
+    def example(self, data):   # batches of the user's making: no fixed shape to make zeros of
+        return data.train.example()[0]
+
+    def evidence(self, predictor, test) -> dict:   # batches of the user's making: no fixed inputs to grid
+        return {"task": np.array(predictor.info.task), "kind": np.array(predictor.info.kind)}
 
     def predict(self, predictor, items, batch_size: int, collate_fn=None):
         """Raw items, each paired with a placeholder target (the collate function expects (input, target) pairs;

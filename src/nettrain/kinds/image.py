@@ -18,6 +18,12 @@ class Image(Kind):
     name = "image"
     images = True
     input_names = ["images"]
+    reads = "files"
+
+    def evidence(self, predictor, test) -> dict:   # with the test images to show (shown_*, top_*)
+        from ..evidence import examples, predictions
+        x, y = examples(test)
+        return predictions(predictor, x, y, images=x)
 
     def batch(self, info, inputs) -> torch.Tensor:
         if isinstance(inputs, (np.ndarray, torch.Tensor)):

@@ -14,7 +14,14 @@ from .base import Kind
 
 class Table(Kind):
     name = "table"
+    record_fields = ("table",)   # the columns' encodings and statistics
     input_names = ["rows"]
+    reads = "rows"
+
+    def evidence(self, predictor, test) -> dict:   # the test split is held encoded, where predict takes raw rows
+        from ..evidence import encoded_probs, examples, predictions
+        x, y = examples(test)
+        return predictions(predictor, x, y, probs_of=encoded_probs)
 
     def batch(self, info, inputs) -> torch.Tensor:
         return table.predict_batch(inputs, info.table)

@@ -14,8 +14,21 @@ from .base import Kind
 
 class Text(Kind):
     name = "text"
+    record_fields = ("vocab",)
     traceable = False   # a batch is (tokens, lengths): TensorBoard's graph cannot trace it
     input_names = ["tokens", "lengths"]
+    reads = "texts"
+
+    def load_for_model(self, cfg, info):   # with the model's own vocabulary
+        from ..data.text import load_text
+        return load_text(cfg, vocab=info.vocab)
+
+    def example(self, data):   # (tokens, lengths): a real batch, padded as training pads it
+        return data.train.example()[0]
+
+    def evidence(self, predictor, test) -> dict:
+        from ..evidence import text_predictions
+        return text_predictions(predictor, test)
 
     def predict(self, predictor, inputs, batch_size: int, collate_fn=None):
         from ..data.text import encode_texts

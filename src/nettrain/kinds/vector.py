@@ -10,6 +10,18 @@ from .base import Kind
 
 class Vector(Kind):
     name = "vector"
+    record_fields = ("dtype",)   # integer vectors: token ids, kept integers
+
+    def evidence(self, predictor, test) -> dict:
+        """With the toy tasks' pictures: a 2-D classifier's decision boundary, a 1-D regression's curve."""
+        from ..evidence import boundary, curve, examples, predictions
+        x, y = examples(test)
+        arrays, info = predictions(predictor, x, y), predictor.info
+        if info.dtype is None and info.task == "classification" and list(info.shape) == [2]:
+            arrays.update(boundary(predictor, x, y))
+        elif info.dtype is None and info.task != "classification" and list(info.shape) == [1] and info.outputs == 1:
+            arrays.update(curve(predictor, x, y))
+        return arrays
 
     def batch(self, info, inputs) -> torch.Tensor:
         shape = list(info.shape)
