@@ -21,6 +21,7 @@ from nettrain.data.arrays import ArrayData, DataInfo
 from nettrain.data.batches import BatchPrep, InMemoryBatches, LoaderBatches
 from nettrain.data.custom import CustomData
 from nettrain.data.text import TextData
+from nettrain.engine.stop import AGREE_EVERY
 from nettrain.runs import read_metrics
 
 from test_user_data import BiLSTM, Sequences, pad_collate
@@ -315,10 +316,12 @@ def test_two_processes_stop_at_the_same_step_and_resume_exactly(two_whole, tmp_p
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
     assert "Traceback" not in stopped.stderr and stopped.stderr.count("keeps") == 1   # said once, by rank 0
     kept = torch.load(run / "last.pt", weights_only=True)
-    if who == "1":   # deterministic: rank 1's flag after step 5 is agreed on at the next boundary, by both
-        assert f"stopped at step 6 of 90 in epoch 2 of 3; {run / 'last.pt'} keeps it" in stopped.stderr
-        assert kept["partial"]["batches"] == 6 and kept["partial"]["world_size"] == 2
-        assert [s["seen"] for s in kept["partial"]["sums"]] == [6 * 8, 6 * 8]   # each rank's own sums
+    if who == "1":   # deterministic: rank 1's flag after step 5 is agreed on by both at the next agreed boundary,
+        # step 8 (stop.AGREE_EVERY: started after step 7, waited for after step 8)
+        assert AGREE_EVERY == 8
+        assert f"stopped at step 8 of 90 in epoch 2 of 3; {run / 'last.pt'} keeps it" in stopped.stderr
+        assert kept["partial"]["batches"] == 8 and kept["partial"]["world_size"] == 2
+        assert [s["seen"] for s in kept["partial"]["sums"]] == [8 * 8, 8 * 8]   # each rank's own sums
     resumed = nettrain_cli(["fit", "--resume", str(run), "--nproc", "2"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert numbers(run) == numbers(two_whole)
