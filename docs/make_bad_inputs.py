@@ -33,7 +33,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "errors.jsonl"
         env = dict(os.environ, NETTRAIN_CATALOGUE=str(log))
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"], cwd=ROOT, env=env,
+        # the catalogue's own check is left out: it reads the file being made
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--deselect",
+                        "tests/test_bad_input.py::test_the_docs_catalogue_lists_every_case"], cwd=ROOT, env=env,
                        check=True)
         records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     by_test = collections.OrderedDict()
