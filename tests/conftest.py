@@ -73,3 +73,20 @@ def catalogue_errors(request, monkeypatch):
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"test": request.node.nodeid, "message": str(self)}) + "\n")
     monkeypatch.setattr(NettrainError, "__init__", recorded)
+
+
+@pytest.fixture
+def malloc_calls(monkeypatch):
+    """The `enabled` argument of every freed_memory_kept call that training and the predictor make (_malloc.py):
+    whether the allocator was tuned, without tuning anything the real function would not."""
+    import nettrain.predictor
+    import nettrain.training
+    from nettrain import _malloc
+    calls, real = [], _malloc.freed_memory_kept
+
+    def recording(enabled=True):
+        calls.append(enabled)
+        return real(enabled)
+    monkeypatch.setattr(nettrain.training, "freed_memory_kept", recording)
+    monkeypatch.setattr(nettrain.predictor, "freed_memory_kept", recording)
+    return calls

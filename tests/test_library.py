@@ -59,20 +59,13 @@ def test_fit_puts_back_the_thread_count(tmp_path):
     assert torch.get_num_threads() == before
 
 
-def test_fit_tunes_the_allocator_only_when_asked(tmp_path, monkeypatch):
-    calls = []
-    real = _malloc.freed_memory_kept
-
-    def recording(enabled=True):
-        calls.append(enabled)
-        return real(enabled)
-
-    monkeypatch.setattr(nettrain.training, "freed_memory_kept", recording)
+def test_fit_tunes_the_allocator_only_when_asked(tmp_path, malloc_calls):
+    calls = malloc_calls
     _tiny(tmp_path, "plain")
     _tiny(tmp_path, "tuned", tune_process=True)
     from nettrain.cli import main   # the command tunes its own process while it runs
     assert main(["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--device", "cpu",
-                 "--run-dir", str(tmp_path / "cli"), "--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]) == 0
+                 "--run-dir", str(tmp_path / "cli"), "--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false"]) == 0
     assert calls == [False, True, True] and not _malloc.tuning()
 
 

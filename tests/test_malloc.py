@@ -62,16 +62,8 @@ def test_a_users_own_malloc_tuning_is_left_alone(libc, monkeypatch):
         assert mapped_while_alive(libc) >= LARGE
 
 
-def test_training_and_evaluating_on_the_cpu_keep_freed_memory_when_the_process_is_nettrains(tmp_path, monkeypatch):
-    calls = []
-    real = _malloc.freed_memory_kept
-
-    def recording(enabled=True):
-        calls.append(enabled)
-        return real(enabled)
-
-    monkeypatch.setattr(nettrain.training, "freed_memory_kept", recording)
-    monkeypatch.setattr(nettrain.predictor, "freed_memory_kept", recording)
+def test_training_and_evaluating_on_the_cpu_keep_freed_memory_when_the_process_is_nettrains(tmp_path, malloc_calls):
+    calls = malloc_calls
     g = np.random.default_rng(0)
     x, y = g.normal(size=(64, 4)).astype(np.float32), g.integers(0, 2, 64)
     run = nettrain.fit(data=(x, y), model="mlp", epochs=1, device="cpu", run_dir=tmp_path / "run",
