@@ -260,8 +260,13 @@ def test_a_ctrl_c_that_ends_the_dataloaders_workers_stops_at_the_step_boundary_b
 def test_without_the_commands_handlers_a_signal_is_not_deferred(tmp_path):
     """The Python API installs no handlers: flagged() changes nothing then, and a KeyboardInterrupt comes where it
     is raised, as before (last.pt keeps the last whole epoch)."""
-    with pytest.raises(KeyboardInterrupt), signals.flagged():
-        signal.raise_signal(signal.SIGINT)   # Python's own handler
+    # Python's own handler, set here: a shell starting the tests in the background (`cmd &`) has SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), signals.flagged():
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_second_stop_signal_stops_at_once_unless_under_torchrun():
