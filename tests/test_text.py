@@ -420,3 +420,12 @@ def test_bilstm_outputs_are_those_of_packed_sequences(layers, pool):
     assert torch.allclose(got.masked_fill(~inside, 0), want, atol=1e-6)
     wider = torch.cat([tokens, torch.zeros(7, 5, dtype=torch.long)], 1)   # more padding: the same predictions
     assert torch.allclose(model(tokens, lengths), model(wider, lengths), atol=1e-6)
+
+
+def test_predict_takes_texts_after_its_options(sms, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(fit_args(sms, run, "--run.report", "false")) == 0
+    capsys.readouterr()
+    assert main(["predict", str(run), "--topk", "1", "the food was good", "the service was bad"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()   # argparse alone gives '*' inputs only their first run
+    assert [line.split(":")[0] for line in lines] == ["the food was good", "the service was bad"]

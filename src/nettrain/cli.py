@@ -428,6 +428,9 @@ def _main(argv=None) -> int:
             return SHIP_COMMANDS[args.command](args, extra)
         if args.command in COMPARE_COMMANDS:   # sweep reads its own argv: its keys before --, fit's flags after
             return COMPARE_COMMANDS[args.command](args, extra, sys.argv[1:] if argv is None else list(argv))
+        if args.command == "predict":   # inputs after an option (predict RUN --topk 2 a.png b.png): argparse gives
+            args.inputs += [e for e in extra if not e.startswith("-")]   # a '*' positional only its first run
+            extra = [e for e in extra if e.startswith("-")]
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "evaluate":
