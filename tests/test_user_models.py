@@ -2,6 +2,7 @@
 model is dropped for it in one line (engine/probe.py), a Linear-first model gets flattened images, and a bug in
 the user's code is one line naming its file and line."""
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,32 +16,9 @@ from nettrain.engine.probe import Probe
 
 QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
 
-# PyTorch's CIFAR-10 tutorial, verbatim: line 19 is the .view that channels_last batches break
-CIFAR_NET = """\
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 5)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = x.view(-1, 16 * 5 * 5)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        x = self.fc3(x)
-        return x
-"""
+# PyTorch's CIFAR-10 tutorial, verbatim (shared with benchmarks/user_models.py): line 19 is the .view that
+# channels_last batches break
+CIFAR_NET = (Path(__file__).resolve().parents[1] / "benchmarks" / "tutorial_net.py").read_text()
 
 # the MNIST tutorial's MLP, whose training loop flattens the images (images.view(-1, 784)) before calling it
 MNIST_MLP = """\
