@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch import nn
 
 from .base import Kind
 
@@ -62,6 +61,3 @@ class Text(Kind):
         tokens, lengths = x
         inside = torch.arange(tokens.shape[1]) < lengths.unsqueeze(1)
         return predictor.predict_encoded(TextData(tokens[inside], lengths, torch.zeros_like(lengths)))
-
-    def graph_prep(self, info, cfg) -> nn.Module:
-        return nn.Identity()
