@@ -306,7 +306,9 @@ def test_metrics_csv_log_and_tensorboard_have_the_padding_waste(tmp_path, capsys
                              epochs="2")) == 0
         rows = read_metrics(run_dir / "metrics.csv")
         assert [r["padding_waste"] for r in rows] == [round(expected, 4)] * 2
-        assert f"padding {expected:.1%}" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert f"padding {expected:.1%}" in out
+        assert " texts/s " in out and "img/s" not in out   # a text run's speed counts texts, not images
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
         events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
         assert [e.value for e in events.Scalars("data/padding_waste")] == \

@@ -97,6 +97,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     _seed_everything(tc.seed)
     t = _build(cfg, module, data, fresh=state is None, gate=gate, loss=loss, world=world)
     cfg, tc = t.cfg, t.cfg.train   # with the speed choices dropped for a user's model (engine/probe.py)
+    progress.unit = kind_of(t.info).unit
 
     # the run directory: a new one, or the one being resumed
     # The test split may be shown each epoch, but only a real validation split chooses the model (see _epochs).

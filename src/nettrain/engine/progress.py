@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 
-def fmt_row(row: dict, epochs: int) -> str:
+def fmt_row(row: dict, epochs: int, unit: str = "ex") -> str:
     parts = [f"epoch {int(row['epoch'])}/{epochs}", f"train loss {row['train_loss']:.4f}"]
     if row.get("train_acc") is not None:
         parts.append(f"acc {row['train_acc']:.2%}")
@@ -14,7 +14,7 @@ def fmt_row(row: dict, epochs: int) -> str:
         parts.append(f"acc {row['val_acc']:.2%}")
     if row.get("val_mae") is not None:
         parts.append(f"mae {row['val_mae']:.4f}")
-    parts += [f"| lr {row['lr']:.2e}", f"{row['seconds']:.1f}s", f"{row['images_per_s']:,.0f} img/s",
+    parts += [f"| lr {row['lr']:.2e}", f"{row['seconds']:.1f}s", f"{row['images_per_s']:,.0f} {unit}/s",
               f"data wait {row['data_wait']:.1%}"]
     if row.get("padding_waste") is not None:   # text: the share of the batches' positions that are padding
         parts.append(f"padding {row['padding_waste']:.1%}")
@@ -26,6 +26,7 @@ class Progress:
 
     def __init__(self, mode: str, epochs: int):
         self.epochs = epochs
+        self.unit = "ex"   # the data's kind says what an example is ("img", "texts", "rows"), once it is built
         self.bar_enabled = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
         self.quiet = mode == "none"
         self.bar = None
@@ -43,10 +44,10 @@ class Progress:
     def step(self, n: int, loss: float, images_per_s: float):
         if self.bar is not None:
             self.bar.update(n)
-            self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_s:,.0f}", refresh=False)
+            self.bar.set_postfix(loss=f"{loss:.4f}", **{f"{self.unit}_s": f"{images_per_s:,.0f}"}, refresh=False)
 
     def end_epoch(self, row: dict):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        self.say(fmt_row(row, self.epochs))
+        self.say(fmt_row(row, self.epochs, self.unit))

@@ -16,6 +16,7 @@ from .base import Kind
 
 class Image(Kind):
     name = "image"
+    unit = "img"
     images = True
     input_names = ["images"]
     reads = "files"

@@ -14,6 +14,7 @@ from .base import Kind
 
 class Table(Kind):
     name = "table"
+    unit = "rows"
     record_fields = ("table",)   # the columns' encodings and statistics
     input_names = ["rows"]
     reads = "rows"

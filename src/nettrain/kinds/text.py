@@ -13,6 +13,7 @@ from .base import Kind
 
 class Text(Kind):
     name = "text"
+    unit = "texts"
     record_fields = ("vocab",)
     traceable = False   # a batch is (tokens, lengths): TensorBoard's graph cannot trace it
     input_names = ["tokens", "lengths"]
