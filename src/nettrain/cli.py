@@ -45,7 +45,8 @@ FIT_FLAGS = {
     "--dataset": ("dataset", str, "dataset name (nettrain list)"),
     "--data-dir": ("data_dir", str, "data directory (default: $NETTRAIN_DATA, else ./data); for csv, the file"),
     "--target": ("target", str, "csv: the column to predict (data.target)"),
-    "--model": ("model", str, "model name, package.module:Class or path/file.py:Class"),
+    "--model": ("model", str, "model name, package.module:Class or path/file.py:Class (default auto: cnn for "
+                              "images, mlp for vectors and tables, fasttext for texts)"),
     "--optimizer": ("optimizer", str, "sgd, adam, adamw, rmsprop, adagrad, adadelta, muon, or a torch.optim.Optimizer "
                                       "class: torch.optim.ASGD, package.module:Class, path/file.py:Class "
                                       "(--optim.args '{t0: 1000}')"),

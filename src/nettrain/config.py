@@ -108,7 +108,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "cnn"                 # registered name, `package.module:Class` or `path/file.py:Class`
+    # registered name, `package.module:Class` or `path/file.py:Class`; auto: the data's kind chooses (images cnn,
+    # vectors and tables mlp, texts fasttext: kinds/), and config.yaml records the choice
+    name: str = "auto"
     args: dict = field(default_factory=dict)  # keyword arguments for the model (e.g. hidden: [512, 128])
     # hand images to the model flattened to C*H*W values (models/flat.py); null: when its first layer is an
     # nn.Linear taking them and it fails on the images as they are (a fit records what it decided)

@@ -173,7 +173,7 @@ def check_names(cfg):
     DATASETS.get(cfg.data.name)
     for kind, name, registry in (("model", cfg.model.name, MODELS), ("optimizer", cfg.optim.name, OPTIMIZERS),
                                  ("scheduler", cfg.sched.name, SCHEDULERS), ("loss", cfg.train.loss, LOSSES)):
-        if not is_user_spec(kind, name):
+        if not is_user_spec(kind, name) and not (kind == "model" and name == "auto"):
             registry.get(name)
 
 

@@ -303,6 +303,15 @@ class _Training:
                                self.info.table)
 
 
+def _auto_model(info) -> str:
+    """The built-in model `--model auto` (the default) means for this data: its kind's (kinds/)."""
+    name = kind_of(info).model
+    if name is None:
+        raise ConfigError("this data's batches come from a collate function, and no built-in model reads them; give "
+                          "your own: model=YourModel() (Python) or --model path/file.py:Class")
+    return name
+
+
 def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh: bool,
            gate: Optional[Gate] = None, loss=None, world=distributed.World()) -> _Training:
     tc = cfg.train
@@ -313,6 +322,8 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
     precision = resolve_precision(tc.precision, device, info.kind, tc.small_linears_fp32)
 
     # the model, built and checked on the CPU, then moved
+    if module is None and cfg.model.name == "auto":
+        cfg = cfg.override({"model.name": _auto_model(info)})
     user = module is not None or cfg.model.name not in MODELS
     if module is None:
         if not kind_of(info).fixed_shape and cfg.model.name in MODELS:

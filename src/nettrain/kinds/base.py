@@ -11,6 +11,7 @@ from torch import nn
 class Kind:
     name = ""
     unit = "ex"         # what the speed counts: "img/s" on an image run, "texts/s" on a text one
+    model = "mlp"       # the built-in model of `--model auto` (the default); None: the user must give one
     images = False      # uint8 images: sample grids, TTA, channels_last, flattening, bf16 under precision auto
     traceable = True    # a batch is one tensor of a fixed shape per example: TensorBoard's graph, export
     input_names = ["inputs"]   # the exported graph's inputs

@@ -17,6 +17,7 @@ class Custom(Kind):
     record_fields = ("collate",)   # the collate function's "module:function"
     traceable = False
     fixed_shape = False
+    model = None        # batches of the user's collate function: only the user knows what reads them
 
     def evaluate_given(self, predictor, data, batch_size: Optional[int], collate_fn) -> Optional[dict]:
         """`data`, a Dataset or DataLoader, batched by the collate function: all of it, no held-out split."""

@@ -17,6 +17,7 @@ from .base import Kind
 class Image(Kind):
     name = "image"
     unit = "img"
+    model = "cnn"
     images = True
     input_names = ["images"]
     reads = "files"
