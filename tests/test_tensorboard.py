@@ -73,6 +73,13 @@ def test_hparams_hold_the_config_and_the_final_metrics(tb_run):
     assert not any(k.startswith("run.") for k in hp)   # where it logs is not a hyperparameter
     assert ea.Scalars("final/test_accuracy")[0].value == pytest.approx(tb_run.test["acc"], rel=1e-6)
     assert ea.Scalars("final/test_accuracy")[0].step == 2
+    summary = json.loads((tb_run.dir / "test_metrics.json").read_text())   # what evaluate and the run dir say
+    assert {f"final/test_macro_{k}" for k in ("precision", "recall", "f1")} <= metrics
+    assert ea.Scalars("final/test_macro_f1")[0].value == pytest.approx(summary["macro"]["f1"], rel=1e-6)
+    for name, scores in summary["per_class"].items():   # per class: scalars, not HParams columns
+        assert ea.Scalars(f"final/test_f1/{name}")[0].value == pytest.approx(scores["f1"], rel=1e-6, abs=1e-7)
+        assert ea.Scalars(f"final/test_recall/{name}")[0].value == pytest.approx(scores["recall"], abs=1e-7)
+    assert "final/test_f1/0" not in metrics
     assert (tb_run.dir / "tensorboard").is_dir() and all(f.is_file() for f in (tb_run.dir / "tensorboard").iterdir())
 
 
@@ -110,3 +117,11 @@ def test_no_batch_is_prepared_for_a_graph_when_tensorboard_is_off(tmp_path, monk
                                                         "model.args.width": 8})
         counts[on] = len(calls)
     assert counts[False] == counts[True] - 1   # the graph's example batch, and nothing else
+
+
+def test_a_regression_runs_final_r2_mse_and_mae_are_in_tensorboard(tmp_path):
+    run = nettrain.fit(dataset="diabetes", epochs=2, run_dir=tmp_path / "run", **{"run.progress": "none"})
+    summary = json.loads((run.dir / "test_metrics.json").read_text())
+    ea = accumulator(run.dir)
+    for key in ("r2", "mse", "mae"):
+        assert ea.Scalars(f"final/test_{key}")[0].value == pytest.approx(summary[key], rel=1e-5)

@@ -13,9 +13,11 @@ import json
 from pathlib import Path
 
 from .atomic import write_error
+from .engine.metrics import classification_metrics
 
-# the test split's final metrics (training's evaluate: loss, acc; regression: mse, mae) -> their TensorBoard tags
-FINAL = {"loss": "final/test_loss", "acc": "final/test_accuracy", "mse": "final/test_mse", "mae": "final/test_mae"}
+# the test split's final metrics (training's evaluate: loss, acc; regression: mse, mae, r2) -> their TensorBoard tags
+FINAL = {"loss": "final/test_loss", "acc": "final/test_accuracy", "mse": "final/test_mse", "mae": "final/test_mae",
+         "r2": "final/test_r2"}
 TAG = "report/"   # the figures' tags: report/learning_curves, report/confusion_matrix, ...
 
 
@@ -38,8 +40,12 @@ def hparams_of(config: dict, prefix: str = "") -> dict:
 
 
 def final_metrics(history: list, test: dict) -> dict:
-    """Tag -> value: the test split's metrics, and the last epoch's train loss and held-out metrics."""
+    """Tag -> value: the test split's metrics (a classification's macro precision, recall and F1 too), and the last
+    epoch's train loss and held-out metrics."""
     out = {tag: float(test[key]) for key, tag in FINAL.items() if test.get(key) is not None}
+    if "confusion" in test:
+        macro = classification_metrics(test["confusion"])["macro"]
+        out.update({f"final/test_macro_{k}": macro[k] for k in ("precision", "recall", "f1")})
     last = history[-1] if history else {}
     split = last.get("val_split") or "val"
     for key, tag in (("train_loss", "final/train_loss"), ("train_acc", "final/train_accuracy"),
@@ -47,6 +53,15 @@ def final_metrics(history: list, test: dict) -> dict:
         if last.get(key) is not None and tag not in out:
             out[tag] = float(last[key])
     return out
+
+
+def per_class(test: dict, classes) -> dict:
+    """Tag -> value: each class's precision, recall and F1 on the test split (scalars only: as HParams columns, 100
+    classes would make 300 of them)."""
+    if "confusion" not in test or not classes:
+        return {}
+    m = classification_metrics(test["confusion"])
+    return {f"final/test_{k}/{name}": m[k][i] for k in ("precision", "recall", "f1") for i, name in enumerate(classes)}
 
 
 def figures_of(run_path: Path) -> list:
@@ -57,7 +72,7 @@ def figures_of(run_path: Path) -> list:
     return [(TAG + name[:-4], folder / name) for name, _, _, _ in FIGURES if (folder / name).is_file()]
 
 
-def write(run, config: dict, history: list, test: dict) -> None:
+def write(run, config: dict, history: list, test: dict, classes=None) -> None:
     """The report's figures (at the last epoch's step) and the hparams with the final metrics, into `run`'s
     tensorboard/ folder (run: a RunDir, whose lock the caller holds)."""
     from PIL import Image
@@ -85,7 +100,7 @@ def write(run, config: dict, history: list, test: dict) -> None:
             chosen = {k: v for k, v in config.items() if k != "run"}   # run.*: where and how it logs, not numbers
             for summary in hparams(hparams_of(chosen), metrics):   # add_hparams' own route, minus its sub-run
                 writer.file_writer.add_summary(summary)
-            for tag, value in metrics.items():
+            for tag, value in {**metrics, **per_class(test, classes)}.items():
                 writer.add_scalar(tag, value, step)
     finally:
         writer.close()
