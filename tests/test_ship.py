@@ -251,6 +251,47 @@ def test_table_export_fills_and_standardizes_in_the_graph_and_predicts_csv_witho
     assert all(g[c] == pytest.approx(p, abs=1e-5) for g, w in zip(got, want) for c, p in w)
 
 
+def test_a_table_with_text_columns_exports_its_one_hot_encoding_and_predicts_csv_without_torch(tmp_path):
+    # the colour decides the class; the size is noise; the shape is a second text column
+    rng = np.random.default_rng(0)
+    colours = rng.choice(["red", "green", "blue"], 120)
+    lines = [f"{c},{rng.normal():.3f},{rng.choice(['round', 'square'])},{'warm' if c == 'red' else 'cold'}"
+             for c in colours]
+    data = tmp_path / "things.csv"
+    data.write_text("colour,size,shape,label\n" + "\n".join(lines) + "\n")
+    run = nettrain.fit(dataset="csv", data_dir=str(data), target="label", epochs=3, lr=0.02,
+                       run_dir=tmp_path / "run", **QUIET)
+    assert main(["export", str(run.dir)]) == 0   # checked against predict on held-out rows in the export itself
+    record = json.loads((run.dir / "model.onnx.json").read_text())
+    assert record["input"]["levels"] == {"colour": ["blue", "green", "red"], "shape": ["round", "square"]}
+    # red, a missing colour (the training fill), a colour training never saw, a missing size, CSV quoting
+    rows = [{"colour": "red", "size": "0.5", "shape": "round"}, {"colour": "", "size": "-1", "shape": "square"},
+            {"colour": "purple", "size": "2", "shape": "round"}, {"colour": "blue", "size": "NA", "shape": "x"}]
+    table = tmp_path / "rows.csv"
+    table.write_text("shape,size,colour\n" + "\n".join(f"{r['shape']},{r['size']},\"{r['colour']}\"" for r in rows))
+    code = ("import sys, json; from nettrain.cli import main; rc = main(sys.argv[1:]); "
+            "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code, "predict", str(run.dir / "model.onnx"), "--file", str(table),
+                          "--json", "--topk", "2"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": SRC}, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert json.loads(lines[-1]) == {"rc": 0, "torch": False}
+    got = [{p["class"]: p["probability"] for p in r["predictions"]} for r in json.loads("\n".join(lines[:-1]))["predictions"]]
+    want = run.model.predict(str(table)).topk(2)
+    assert all(g[c] == pytest.approx(p, abs=1e-5) for g, w in zip(got, want) for c, p in w)
+    assert max(got[0], key=got[0].get) == "warm" and max(got[3], key=got[3].get) == "cold"
+    # the graph itself, fed level indices by hand: red = 2, -1 = unseen, NaN = missing
+    session = ort.InferenceSession(str(run.dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    cells = np.array([[2, 0.5, 0], [-1, 2.0, 0], [np.nan, np.nan, 1]], dtype=np.float32)
+    named = [{"colour": "red", "size": 0.5, "shape": "round"}, {"colour": "purple", "size": 2.0, "shape": "round"},
+             {"shape": "square"}]
+    order = [record["input"]["columns"].index(c) for c in ("colour", "size", "shape")]
+    fed = np.empty_like(cells)
+    fed[:, order] = cells
+    assert session.run(None, {"rows": fed})[0] == pytest.approx(
+        run.model.predict(named).probs.numpy(), abs=1e-5)
+
+
 def test_predict_model_onnx_without_its_record_or_with_a_damaged_file_is_one_line(tmp_path, capsys):
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"not onnx")

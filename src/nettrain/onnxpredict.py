@@ -108,8 +108,11 @@ class OnnxModel:
 
     def read_rows(self, path) -> np.ndarray:
         """A CSV file's rows as the graph takes them: the exported columns by name, in their order, as float32; a
-        missing cell is NaN (the graph fills it as training did). Other columns (the target) are ignored."""
+        text column's cell as its level's index (-1: a level training never saw), a missing cell as NaN (the graph
+        fills it as training did). Other columns (the target) are ignored."""
         columns = self.input["columns"]
+        coded = {c: {level: float(i) for i, level in enumerate(levels)}
+                 for c, levels in self.input.get("levels", {}).items()}
         name = printable(path)
         try:
             with open(path, newline="", encoding="utf-8-sig") as f:
@@ -118,7 +121,7 @@ class OnnxModel:
                 if absent:
                     raise DataError(f"{name} lacks the column(s) {', '.join(map(repr, absent))}; the model takes the "
                                     f"columns {', '.join(columns)}")
-                rows = [[_cell(row[c], c, name, reader.line_num) for c in columns] for row in reader]
+                rows = [[_cell(row[c], c, name, reader.line_num, coded.get(c)) for c in columns] for row in reader]
         except (OSError, UnicodeDecodeError, csv.Error) as e:
             raise DataError(f"cannot read {name} ({type(e).__name__}: {e}); give a UTF-8 CSV file with a header "
                             f"row") from None
@@ -127,9 +130,11 @@ class OnnxModel:
         return np.array(rows, dtype=np.float32)
 
 
-def _cell(value, column: str, name: str, line: int) -> float:
+def _cell(value, column: str, name: str, line: int, levels=None) -> float:
     if value is None or value.strip().lower() in MISSING:
         return math.nan
+    if levels is not None:   # a text column: its level's index, as data/table.py's features() looks it up
+        return levels.get(value.strip(), -1.0)
     try:
         x = float(value)
     except ValueError:
