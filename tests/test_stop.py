@@ -133,11 +133,15 @@ def test_a_stop_in_the_middle_of_an_epoch_resumes_to_the_uninterrupted_run(tmp_p
         assert torch.load(stopped / "best.pt", weights_only=True)["epoch"] == 1   # best.pt: epoch ends only
 
     monkeypatch.delenv("NETTRAIN_TEST_SIGNAL_AT")
+    from nettrain.engine.progress import Progress
+    bars = []   # the progress bar of each epoch trained: (epoch, its batches, where it starts)
+    monkeypatch.setattr(Progress, "start_epoch", lambda self, e, steps, done=0: bars.append((e, steps, done)))
     if epoch > 1:
         assert main(["fit", "--resume", str(stopped), "--epochs", "1"]) == 2   # its weights are epoch 2's, in part
         assert capsys.readouterr().err == f"nettrain: error: {stopped / 'last.pt'} was stopped in the middle of " \
                                           f"epoch 2; --epochs must be at least 2 to resume it (give --epochs 2 or more)\n"
     assert main(["fit", "--resume", str(stopped)]) == 0
+    assert bars[0] == (epoch, 45, 14)   # the resumed epoch's bar starts at the batches done before the stop
     assert numbers(stopped) == numbers(tmp_path / "whole")   # epoch 2's row too: its first 14 batches carried on
     assert same_weights(stopped, tmp_path / "whole") and same_weights(stopped, tmp_path / "whole", "train_model")
     assert "partial" not in torch.load(stopped / "last.pt", weights_only=True)
@@ -333,3 +337,13 @@ def test_two_processes_stop_at_the_same_step_and_resume_exactly(two_whole, tmp_p
     assert same_weights(run, two_whole)
     assert json.loads((run / "test_metrics.json").read_text()) == \
         json.loads((two_whole / "test_metrics.json").read_text())
+
+
+def test_the_progress_bar_counts_batches_from_where_it_starts(monkeypatch):
+    from nettrain.engine.progress import Progress
+    bar = Progress("bar", 2)
+    bar.start_epoch(2, 45, done=14)
+    assert (bar.bar.n, bar.bar.total) == (14, 45)
+    bar.step(25, 0.5, 100.0)   # 11 batches since the resumed start: the bar is at 25, not 14 + 25
+    assert bar.bar.n == 25
+    bar.end_epoch({"epoch": 2, "train_loss": 0.5, "lr": 0.1, "seconds": 1.0, "images_per_s": 100.0, "data_wait": 0.0})

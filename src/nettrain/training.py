@@ -544,8 +544,8 @@ def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, h
     for epoch in range(start_epoch + 1, tc.epochs + 1):
         where["epoch"] = epoch
         t.train_batches.set_epoch(epoch)
-        progress.start_epoch(epoch, len(t.train_batches))
         done, partial = partial, None
+        progress.start_epoch(epoch, len(t.train_batches), done.batches if done else 0)
         check = stop.Check(t.world, epoch, done.batches // tc.accumulate if done else 0)
         result = train_epoch(t.step, t.train_batches, t.classification, progress, stop=check, done=done)
         if result.get("stopped"):

@@ -114,7 +114,7 @@ def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: 
             targets.append(y)
         seen += len(y)
         if progress is not None and (i + 1) % refresh == 0:
-            progress.step(refresh, loss_sum.item() / seen, (seen - seen0) / (time.perf_counter() - start))
+            progress.step(i + 1, loss_sum.item() / seen, (seen - seen0) / (time.perf_counter() - start))
         if stop is not None and (i + 1) % s.accumulate == 0 and i + 1 < n_batches:
             signum = stop()   # a plain int alone; under torchrun the ranks' agreement
             if signum:

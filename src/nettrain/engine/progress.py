@@ -35,15 +35,17 @@ class Progress:
         if not self.quiet:
             print(text, flush=True)
 
-    def start_epoch(self, epoch: int, steps: int):
+    def start_epoch(self, epoch: int, steps: int, done: int = 0):
+        """`done`: the batches a resumed stop had already trained (engine/stop.py): the bar starts there."""
         if self.bar_enabled:
             from tqdm import tqdm
-            self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{self.epochs}", unit="step", leave=False,
+            self.bar = tqdm(total=steps, initial=done, desc=f"epoch {epoch}/{self.epochs}", unit="step", leave=False,
                             file=sys.stderr, dynamic_ncols=True)
 
-    def step(self, n: int, loss: float, images_per_s: float):
+    def step(self, at: int, loss: float, images_per_s: float):
+        """The epoch's batches done so far (`at`, counted from its start, a resumed part included)."""
         if self.bar is not None:
-            self.bar.update(n)
+            self.bar.update(at - self.bar.n)
             self.bar.set_postfix(loss=f"{loss:.4f}", **{f"{self.unit}_s": f"{images_per_s:,.0f}"}, refresh=False)
 
     def end_epoch(self, row: dict):
