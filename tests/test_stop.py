@@ -289,7 +289,8 @@ def test_a_second_stop_signal_stops_at_once_unless_under_torchrun():
 
 # ---- two processes (torchrun, gloo): one of them, or the agent, gets SIGTERM in the middle of an epoch ----------
 
-TWO = ["fit", "--dataset", "digits", "--model", "mlp", "--epochs", "3", "--batch-size", "16", "--precision", "32",
+# dropout: each process draws its own masks (distributed.own_random_streams), which a resume must give back to each
+TWO = ["fit", "--dataset", "digits", "--model", "mlp", "--model.args.dropout", "0.2", "--epochs", "3", "--batch-size", "16", "--precision", "32",
        "--seed", "3", "--train.threads", "1", "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9",
        "--data.flip", "true", "--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false",
        "--nproc", "2"]
@@ -335,6 +336,9 @@ def test_two_processes_stop_at_the_same_step_and_resume_exactly(two_whole, tmp_p
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert numbers(run) == numbers(two_whole)
     assert same_weights(run, two_whole)
+    kept = torch.load(two_whole / "last.pt", weights_only=True)   # the processes' streams: each its own
+    assert len(kept["rng_ranks"]) == 2 and torch.equal(kept["rng_ranks"][0]["torch"], kept["rng"]["torch"])
+    assert not torch.equal(kept["rng_ranks"][0]["torch"], kept["rng_ranks"][1]["torch"])
     assert json.loads((run / "test_metrics.json").read_text()) == \
         json.loads((two_whole / "test_metrics.json").read_text())
 

@@ -296,6 +296,8 @@ FIELDS = {
                                             "it has 75,000,000,010 weights, the file 610"),
     "history not a list": (lambda s: s.update(history="x"), "history must be a list, got str"),
     "rng without a torch state": (lambda s: s.update(rng={"torch": [1]}), "rng.torch must be a uint8 tensor"),
+    "a process's rng without a torch state": (lambda s: s.update(rng_ranks=[s["rng"], {"torch": "x"}]),
+                                              "rng_ranks[1] must be a mapping with a uint8 tensor .torch"),
 }
 
 

@@ -98,6 +98,8 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     t = _build(cfg, module, data, fresh=state is None, gate=gate, loss=loss, world=world)
     cfg, tc = t.cfg, t.cfg.train   # with the speed choices dropped for a user's model (engine/probe.py)
     progress.unit = kind_of(t.info).unit
+    if state is None:   # the models were made alike; what each rank draws from now on is its own
+        world.own_random_streams(tc.seed)
 
     # the run directory: a new one, or the one being resumed
     # The test split may be shown each epoch, but only a real validation split chooses the model (see _epochs).
@@ -506,7 +508,10 @@ def _resume(t: _Training, run: RunDir, state: dict, progress: Progress):
         s.ema.load_state_dict(state["ema"])
     if s.lookahead is not None and state.get("lookahead"):
         s.lookahead.load_state_dict(state["lookahead"])
-    ckpt_io.set_rng_state(state["rng"])
+    mine = t.world.mine(state.get("rng_ranks"))
+    ckpt_io.set_rng_state(mine or state["rng"])
+    if mine is None:   # a checkpoint of another world size: the main rank's state, and each other rank its own
+        t.world.own_random_streams(tc.seed + start_epoch)
     if start_epoch >= tc.epochs:
         progress.say(f"{run.path} already finished its {start_epoch} epochs; give --epochs N to train further")
     elif state.get("threads") not in (None, torch.get_num_threads()):
@@ -525,7 +530,7 @@ def _checkpoint(t: _Training, epoch: int, history: list, best: dict) -> dict:
              "lookahead": s.lookahead.state_dict() if s.lookahead is not None else None, "epoch": epoch,
              "rng": ckpt_io.rng_state(), "config": t.cfg.to_dict(), "data": t.info.to_dict(), "history": history,
              "best": best, "nettrain_version": __version__, "code": t.code, "threads": torch.get_num_threads(),
-             "data_fingerprint": t.fingerprint}
+             "data_fingerprint": t.fingerprint, "rng_ranks": t.world.random_states(ckpt_io.rng_state())}
     if s.ema is not None:   # training resumes from the raw weights; predictions use the average
         state["train_model"] = ckpt_io.clean_state_dict(t.module)
     return state

@@ -59,7 +59,8 @@ RESUME_FIELDS = {"optimizer": ((dict,), "a mapping"), "scheduler": ((dict,), "a 
                  "scaler": ((dict,), "a mapping"), "ema": ((dict, type(None)), "a mapping or null"),
                  "lookahead": ((dict, type(None)), "a mapping or null"), "rng": ((dict,), "a mapping"),
                  "history": ((list,), "a list"), "best": ((dict,), "a mapping"),
-                 "train_model": ((dict,), "a state_dict"), "partial": ((dict,), "a mapping")}
+                 "train_model": ((dict,), "a state_dict"), "partial": ((dict,), "a mapping"),
+                 "rng_ranks": ((list,), "a list")}
 # a stop's epoch in progress (engine/stop.py): each rank's sums of its batches so far
 PARTIAL_SUMS = {"loss_sum": torch.Tensor, "correct": int, "seen": int, "wait": float, "seconds": float}
 
@@ -69,9 +70,11 @@ def resume_problem(ckpt: dict) -> Optional[str]:
     for key, (types_, words) in RESUME_FIELDS.items():
         if key in ckpt and not isinstance(ckpt[key], types_):
             return f"{key} must be {words}, got {type(ckpt[key]).__name__}"
-    rng = ckpt.get("rng")
-    if rng is not None and not (isinstance(rng.get("torch"), torch.Tensor) and rng["torch"].dtype == torch.uint8):
+    if ckpt.get("rng") is not None and not _rng(ckpt["rng"]):
         return "rng.torch must be a uint8 tensor (torch.get_rng_state())"
+    for i, rng in enumerate(ckpt.get("rng_ranks") or []):   # one per process under torchrun
+        if not _rng(rng):
+            return f"rng_ranks[{i}] must be a mapping with a uint8 tensor .torch (torch.get_rng_state())"
     if "history" in ckpt and not all(isinstance(row, dict) for row in ckpt["history"]):
         return "history must be a list of metric rows (mappings)"
     return partial_problem(ckpt.get("partial"))
@@ -90,11 +93,18 @@ def partial_problem(part) -> Optional[str]:
             for s in sums):
         return "partial.sums must be one mapping of loss_sum (a one-value tensor), correct, seen, wait and seconds " \
                "per process"
-    rng = part.get("rng_at_start")
-    if not isinstance(rng, dict) or (rng and not (isinstance(rng.get("torch"), torch.Tensor) and
-                                                  rng["torch"].dtype == torch.uint8)):
-        return "partial.rng_at_start must be a mapping with a uint8 tensor rng_at_start.torch"
+    rng, ranks = part.get("rng_at_start"), part.get("rng_at_start_ranks", [])
+    if not isinstance(rng, dict) or (rng and not _rng(rng)) or not isinstance(ranks, list) or \
+            not all(_rng(r) for r in ranks):
+        return "partial.rng_at_start (and each of partial.rng_at_start_ranks) must be a mapping with a uint8 " \
+               "tensor .torch"
     return None
+
+
+def _rng(state) -> bool:
+    """An RNG state as checkpoint.rng_state() makes it: {"torch": a uint8 tensor, ...}."""
+    return isinstance(state, dict) and isinstance(state.get("torch"), torch.Tensor) and \
+        state["torch"].dtype == torch.uint8
 
 
 def data_problem(d) -> Optional[str]:

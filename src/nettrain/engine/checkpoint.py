@@ -4,7 +4,8 @@ A checkpoint loads with `torch.load(path, weights_only=True)` anywhere, nettrain
 
     {"format_version": 1, "model": state_dict (no "module." / "_orig_mod." prefixes), "optimizer": ...,
      "scheduler": ..., "scaler": ..., "ema": state_dict or None, "lookahead": {step_count, slow} or None,
-     "epoch": completed epochs, "rng": {"torch": ByteTensor, "cuda": [...]}, "config": {...},
+     "epoch": completed epochs, "rng": {"torch": ByteTensor, "cuda": [...]},
+     "rng_ranks": [each process's "rng" under torchrun; [] alone], "config": {...},
      "data": {classes, shape, mean, std, ...},
      "history": [metrics rows], "best": {"metric", "value", "epoch"}, "nettrain_version": "..."}
 

@@ -58,6 +58,24 @@ class World:
                               f"{max(self.size, batch_size // self.size * self.size)}")
         return batch_size // self.size
 
+    def own_random_streams(self, seed: int):
+        """From here on, each rank draws its own random numbers (dropout masks, a DataLoader's worker seeds). Every
+        rank was seeded alike so that the models start alike; left alike, each rank would draw the very dropout masks
+        of the others on its own examples. Rank 0 keeps its stream: world size 1 is the single process's."""
+        if self.rank:
+            torch.manual_seed((seed * 2_654_435_761 + self.rank) % 2**63)
+
+    def random_states(self, state: dict) -> list:
+        """Every rank's RNG state (checkpoint.rng_state()), in rank order, for a checkpoint (one process: [])."""
+        return self.gather(state) if self.size > 1 else []
+
+    def mine(self, ranks) -> Optional[dict]:
+        """This rank's entry of a checkpoint's per-rank RNG states (random_states), or None when it holds none for
+        this world size (then every rank takes the main rank's state, and the others go on with own_random_streams)."""
+        if self.size > 1 and isinstance(ranks, list) and len(ranks) == self.size:
+            return ranks[self.rank]
+        return None
+
     def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         """The model under DistributedDataParallel (checkpoint.unwrap takes it off again), or as it is alone."""
         if self.size == 1:

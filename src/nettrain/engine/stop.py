@@ -123,9 +123,11 @@ def batches_from(batches, start: int, rng_at_start: Optional[dict] = None):
 
 def record(part: Partial, epoch: int, world, accumulate: int) -> dict:
     """The `partial` entry of a stop's last.pt: the epoch in progress, its batches and steps done, every rank's sums
-    (gathered: each rank resumes its own), the RNG state at the epoch's start."""
+    (gathered: each rank resumes its own), the RNG state at the epoch's start (the main rank's, and under torchrun
+    every rank's)."""
     return {"epoch": epoch, "batches": part.batches, "steps": -(-part.batches // accumulate),
-            "world_size": world.size, "sums": world.gather(part.sums()), "rng_at_start": part.rng_at_start}
+            "world_size": world.size, "sums": world.gather(part.sums()), "rng_at_start": part.rng_at_start,
+            "rng_at_start_ranks": world.random_states(part.rng_at_start)}
 
 
 def resumed(entry: Optional[dict], where, completed: int, epochs: int, n_batches: int, accumulate: int,
@@ -153,7 +155,7 @@ def resumed(entry: Optional[dict], where, completed: int, epochs: int, n_batches
         if not world.is_main:
             mine = {**mine, "loss_sum": torch.zeros_like(mine["loss_sum"]), "correct": 0, "seen": 0}
     return Partial(batches, mine["loss_sum"], mine["correct"], mine["seen"], mine["wait"], mine["seconds"],
-                   entry.get("rng_at_start") or {})
+                   world.mine(entry.get("rng_at_start_ranks")) or entry.get("rng_at_start") or {})
 
 
 __all__ = ["Partial", "Check", "agreed", "batches_from", "record", "resumed"]
