@@ -225,6 +225,20 @@ def test_torchscript_export_of_a_vector_run(tmp_path):
     assert "model.torchscript.pt.json" in json.loads((run.dir / MANIFEST).read_text())["files"]
 
 
+def predicted_without_torch(model_onnx, rows_csv, topk: int) -> list:
+    """`nettrain predict model.onnx --file rows.csv --json` in a fresh process, which must not import torch: each
+    row's {class: probability} of its top `topk`."""
+    code = ("import sys, json; from nettrain.cli import main; rc = main(sys.argv[1:]); "
+            "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code, "predict", str(model_onnx), "--file", str(rows_csv), "--json",
+                          "--topk", str(topk)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": SRC}, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert json.loads(lines[-1]) == {"rc": 0, "torch": False}
+    return [{p["class"]: p["probability"] for p in r["predictions"]}
+            for r in json.loads("\n".join(lines[:-1]))["predictions"]]
+
+
 def test_table_export_fills_and_standardizes_in_the_graph_and_predicts_csv_without_torch(tmp_path):
     from nettrain.data.table import MISSING
     from nettrain.onnxpredict import MISSING as ONNX_MISSING
@@ -237,15 +251,7 @@ def test_table_export_fills_and_standardizes_in_the_graph_and_predicts_csv_witho
     table.write_text(",".join(reversed(names)) + "\n" + "\n".join(
         ",".join("" if r[n] is None and i == 0 else "NA" if r[n] is None else str(r[n]) for i, n in
                  enumerate(reversed(names))) for r in rows) + "\n")
-    code = ("import sys, json; from nettrain.cli import main; rc = main(sys.argv[1:]); "
-            "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}))")
-    out = subprocess.run([sys.executable, "-c", code, "predict", str(run.dir / "model.onnx"), "--file", str(table),
-                          "--json", "--topk", "3"], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": SRC}, check=True)
-    lines = out.stdout.strip().splitlines()
-    assert json.loads(lines[-1]) == {"rc": 0, "torch": False}
-    printed = json.loads("\n".join(lines[:-1]))["predictions"]
-    got = [{p["class"]: p["probability"] for p in r["predictions"]} for r in printed]
+    got = predicted_without_torch(run.dir / "model.onnx", table, 3)
     want = run.model.predict([{k: v for k, v in r.items() if v is not None} for r in rows]).topk(3)
     assert [sorted(g) for g in got] == [sorted(c for c, _ in w) for w in want]
     assert all(g[c] == pytest.approx(p, abs=1e-5) for g, w in zip(got, want) for c, p in w)
@@ -269,14 +275,7 @@ def test_a_table_with_text_columns_exports_its_one_hot_encoding_and_predicts_csv
             {"colour": "purple", "size": "2", "shape": "round"}, {"colour": "blue", "size": "NA", "shape": "x"}]
     table = tmp_path / "rows.csv"
     table.write_text("shape,size,colour\n" + "\n".join(f"{r['shape']},{r['size']},\"{r['colour']}\"" for r in rows))
-    code = ("import sys, json; from nettrain.cli import main; rc = main(sys.argv[1:]); "
-            "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}))")
-    out = subprocess.run([sys.executable, "-c", code, "predict", str(run.dir / "model.onnx"), "--file", str(table),
-                          "--json", "--topk", "2"], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": SRC}, check=True)
-    lines = out.stdout.strip().splitlines()
-    assert json.loads(lines[-1]) == {"rc": 0, "torch": False}
-    got = [{p["class"]: p["probability"] for p in r["predictions"]} for r in json.loads("\n".join(lines[:-1]))["predictions"]]
+    got = predicted_without_torch(run.dir / "model.onnx", table, 2)
     want = run.model.predict(str(table)).topk(2)
     assert all(g[c] == pytest.approx(p, abs=1e-5) for g, w in zip(got, want) for c, p in w)
     assert max(got[0], key=got[0].get) == "warm" and max(got[3], key=got[3].get) == "cold"
