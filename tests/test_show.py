@@ -108,7 +108,8 @@ def test_an_image_folder_is_shown_with_its_folder_names(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["--dataset", "iris"], "dataset 'iris' holds table data; look at its rows directly"),
+    (["--dataset", "iris", "--out", "iris.png"], "dataset 'iris' holds table data, which nettrain show describes "
+                                                  "in the terminal: --out and --augmented are for image datasets"),
     (["--dataset", "two-gaussians"], "dataset 'two-gaussians' holds vector data; a fit on it plots the points"),
     (["--dataset", "digits", "--augmented"], "--augmented shows the training-time augmentation, but this config has "
                                              "none"),
@@ -123,13 +124,45 @@ def test_what_show_cannot_draw_is_one_line(argv, says, tmp_path, monkeypatch, ca
     assert list(tmp_path.iterdir()) == []   # nothing written
 
 
-def test_a_text_dataset_is_one_line_saying_what_shows_it(tmp_path, monkeypatch, capsys):
+def test_a_text_file_is_described_with_its_first_batch_as_the_model_reads_it(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "t.csv").write_text("text,label\ngood film,pos\nbad film,neg\nfine,pos\nawful,neg\n")
-    assert main(["show", "--dataset", "text", "--data-dir", "t.csv"]) == 2
-    err = capsys.readouterr().err
-    assert "nettrain show draws images, but dataset 'text' holds text data; read its texts" in err
-    assert err.count("\n") == 1 and not list(tmp_path.glob("*.png"))
+    # 5 copies of one text (all on one side of the split), texts of 1 to 12 words, a word seen once only in test
+    rows = ["good film,pos"] * 5 + [f"{' '.join(['bad'] * k)} ending,neg" for k in range(1, 12)] + \
+        [f"great {'fun ' * k}show,pos" for k in range(1, 12)]
+    (tmp_path / "t.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    assert main(["show", "--dataset", "text", "--data-dir", "t.csv", "--batch-size", "4", "--n", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("text: 27 texts in t.csv, 4 of them duplicates (23 distinct")
+    from nettrain.api import resolve_config
+    from nettrain.data import load_data, make_batches
+    cfg = resolve_config(None, {"dataset": "text", "data_dir": "t.csv", "batch_size": 4})
+    data = load_data(cfg.data)
+    y = {"train": data.train.y, "test": data.test.y}
+    n = {s: len(t) for s, t in y.items()}
+    counts = {s: int((t == 1).sum()) for s, t in y.items()}   # classes: neg 0, pos 1
+    assert f"  pos    {counts['train']} ({counts['train'] / n['train']:.1%})  " in "\n".join(out) + " "
+    batches = make_batches(data.train, data.info, cfg.data, "cpu", 4, train=True, shuffle=True, seed=cfg.train.seed)
+    batches.set_epoch(1)
+    (tokens, lengths), labels = next(iter(batches))
+    shown = out[-3:]   # the batch's first 3 texts, their words from the vocabulary, under their class
+    for line, row, length, label in zip(shown, tokens.tolist(), lengths.tolist(), labels.tolist()):
+        assert line.split() == [["neg", "pos"][label]] + [data.info.vocab[i] for i in row[:length]]
+    waste = [line for line in out if line.startswith("padding at batch size 4: ")]
+    assert len(waste) == 1 and f"{batches.padding_waste():.1%} of the positions" in waste[0]
+    assert not list(tmp_path.glob("*.png"))   # printed, nothing written
+
+
+def test_a_table_is_described_by_its_columns_encoding_and_its_first_rows_as_read(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    lines = [f"{i},{'xy'[i % 2]},{i * 1.5}" for i in range(1, 21)] + ["21,,31.5"]   # a missing colour cell
+    (tmp_path / "t.csv").write_text("size,colour,price\n" + "\n".join(lines) + "\n")
+    assert main(["show", "--dataset", "csv", "--data-dir", "t.csv", "--target", "price", "--n", "4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "21 rows: 16 train, 5 test; target column 'price', regression"
+    assert any(line.split()[:4] == ["colour", "categorical", "one-hot", "over"] and "(x, y)" in line for line in out)
+    rows = [line.split() for line in out[-4:]]   # price, size, colour: as the CSV has them
+    assert all(float(price) == float(size) * 1.5 and colour == "xy"[int(float(size)) % 2] for price, size, colour in
+               rows if float(size) != 21)
 
 
 def test_show_mnist_from_the_staged_files(mnist_dir, tmp_path):

@@ -484,14 +484,15 @@ def _ship_parsers(sub):
     ex.add_argument("--out", help="the file to write (default: model.onnx / model.torchscript.pt in the run)")
     ex.add_argument("--overwrite", action="store_true", help="replace an earlier export")
     _model_flags(ex)
-    sh = sub.add_parser("show", help="a labelled grid of training samples as a PNG (augmented as training would)",
+    sh = sub.add_parser("show", help="a labelled grid of training samples as a PNG (augmented as training would); "
+                                     "for texts and tables, their splits, classes, statistics and first rows",
                         epilog="Any config key: --section.key VALUE (e.g. --data.crop_padding 4 --data.flip true)")
     for flag in ("--config", "--dataset", "--data-dir", "--image-size", "--seed"):
         sh.add_argument(flag, type=FIT_FLAGS[flag][1], help=FIT_FLAGS[flag][2])
     sh.add_argument("--download", action="store_true", default=None, help=SWITCHES["--download"][1])
     sh.add_argument("--augmented", action="store_true", help="after the training-time augmentation the config "
                                                               "gives (data.crop_padding, data.flip)")
-    sh.add_argument("--n", type=int, default=64, help="how many samples (default 64)")
+    sh.add_argument("--n", type=int, default=None, help="how many samples (default 64 images, 10 texts or rows)")
     sh.add_argument("--out", help="the PNG to write (default: show-DATASET.png in the current folder)")
     sh.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
@@ -583,8 +584,9 @@ def cmd_show(args, extra) -> int:
     options = {FIT_FLAGS[f][0]: getattr(args, f[2:].replace("-", "_")) for f in
                ("--dataset", "--data-dir", "--image-size", "--seed")}
     options = {k: v for k, v in {**options, "download": args.download}.items() if v is not None}
-    print(printable(show(args.config, n=args.n, augmented=args.augmented, out=args.out, overwrite=args.overwrite,
-                         **options, **parse_extra(extra))))
+    shown = show(args.config, n=args.n, augmented=args.augmented, out=args.out, overwrite=args.overwrite, **options,
+                 **parse_extra(extra))
+    print(shown if isinstance(shown, str) else printable(shown))   # a text or table summary, or the grid's path
     return 0
 
 

@@ -1,19 +1,22 @@
-"""`nettrain show`: a labelled grid of training samples as a PNG (the tutorials' `imshow(make_grid(images))`).
+"""`nettrain show`: a labelled grid of training samples as a PNG (the tutorials' `imshow(make_grid(images))`), or
+for texts and tables a summary printed in the terminal.
 
     nettrain show --dataset cifar10 --data-dir DATA                         # show-cifar10.png, its path printed
     nettrain show --dataset cifar10 --data.crop_padding 4 --data.flip true --augmented --out aug.png
+    nettrain show --dataset text --data-dir sms_spam.csv --n 10             # splits, classes, lengths, padding, texts
+    nettrain show --dataset iris                                             # splits, classes, columns, rows
 
 The samples are the first batch epoch 1 would draw (the run's seed and shuffle), gathered by the very batches
 training uses (data/batches.py): with `--augmented` through its augmentation (data/augment.py: the config's crop and
 flips), without it as stored. The batches are asked for unnormalized, so their floats are the pixels / 255 and go
-back to the uint8 images exactly. Only image datasets are drawn; a table, text or vector dataset is one line saying
-what shows it instead.
+back to the uint8 images exactly. A text or table dataset is described in words by its kind (kinds/text.py,
+kinds/table.py: Kind.describe); a vector dataset is one line saying what shows it instead.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -26,10 +29,6 @@ MAX_SAMPLES = 256   # 32 rows of 8: a taller page is no longer looked at as one 
 
 # what shows a dataset that is not images, by its kind (data.DataInfo.kind)
 INSTEAD = {
-    "table": "look at its rows directly (the CSV file; the bundled tables in sklearn.datasets), and a fit on it draws "
-             "per-class scores and calibration in RUN/report.html",
-    "text": "read its texts in the file itself (a fit's RUN/report.html lists the test texts the model got most "
-            "wrong)",
     "vector": "a fit on it plots the points in RUN/figures/decision_boundary.png (2-D classes) or regression_fit.png "
               "(1-D regression)",
     "custom": "a Dataset with your collate_fn has no fixed images to draw",
@@ -49,10 +48,10 @@ def default_out(dataset: str, augmented: bool) -> Path:
     return Path(f"show-{dataset}{'-augmented' if augmented else ''}.png")
 
 
-def samples(cfg, n: int = 64, augmented: bool = False) -> Samples:
+def samples(cfg, n: int = 64, augmented: bool = False, data=None) -> Samples:
     """The first `n` examples of epoch 1's first training batch (the config's seed and shuffle), as uint8 images."""
     from .data import load_data, make_batches
-    data = load_data(cfg.data)
+    data = data or load_data(cfg.data)
     info = data.info
     if not kind_of(info).images:
         raise DataError(f"nettrain show draws images, but dataset {cfg.data.name!r} holds {info.kind} data; "
@@ -82,22 +81,38 @@ def draw(s: Samples, dataset: str) -> bytes:
     return png(fig)
 
 
-def show(config=None, *, n: int = 64, augmented: bool = False, out: Optional[str] = None, overwrite: bool = False,
-         **options) -> Path:
+def show(config=None, *, n: Optional[int] = None, augmented: bool = False, out: Optional[str] = None, overwrite: bool = False,
+         **options) -> Union[Path, str]:
     """`nettrain show`: draw the grid of `n` training samples into `out` (default: show-DATASET.png here), which
-    must not exist unless `overwrite`; returns the path. `config`/`options`: as fit takes them (dataset, data_dir,
+    must not exist unless `overwrite`; returns the path. For texts and tables: returns their summary with `n` sample
+    rows (Kind.describe), and writes nothing. `n`: default 64 images, 10 texts or rows. `config`/`options`: as fit takes them (dataset, data_dir,
     data.crop_padding, ...)."""
     from .api import resolve_config
-    if not 1 <= n <= MAX_SAMPLES:
+    from .data import load_data
+    if n is not None and not 1 <= n <= MAX_SAMPLES:
         raise ConfigError(f"--n must be between 1 and {MAX_SAMPLES} (the samples drawn), got {n}")
     cfg = resolve_config(config, options)
+    if out is not None:   # before the data is read: the user's file is never replaced
+        _check_out(Path(out), overwrite)
+    data = load_data(cfg.data)
+    summary = kind_of(data.info).describe(data, cfg, n or 10)
+    if summary is not None:
+        if out is not None or augmented:
+            raise ConfigError(f"dataset {cfg.data.name!r} holds {data.info.kind} data, which nettrain show describes "
+                              f"in the terminal: --out and --augmented are for image datasets; leave them out")
+        return summary
     path = Path(out) if out is not None else default_out(cfg.data.name, augmented)
+    _check_out(path, overwrite)
+    image = draw(samples(cfg, n or 64, augmented, data), cfg.data.name)
+    write_file(path, lambda tmp: tmp.write_bytes(image))
+    return path
+
+
+def _check_out(path: Path, overwrite: bool):
+    """The grid's file: a .png, not a folder, and not an existing file unless `overwrite`."""
     if path.suffix.lower() != ".png":
         raise ConfigError(f"--out {printable(path)} must name a .png file (the grid is a PNG image)")
     if path.is_dir():
         raise ConfigError(f"--out {printable(path)} is a folder; give a file name such as {printable(path / 'show.png')}")
-    if path.exists() and not overwrite:   # checked before the data is read: the user's file is never replaced
+    if path.exists() and not overwrite:
         raise ConfigError(f"{printable(path)} already exists; add --overwrite to replace it, or give another --out")
-    image = draw(samples(cfg, n, augmented), cfg.data.name)
-    write_file(path, lambda tmp: tmp.write_bytes(image))
-    return path

@@ -194,6 +194,21 @@ def features(frame: dict, prep: dict, where) -> torch.Tensor:
     return torch.from_numpy(x.astype(np.float32))
 
 
+def cells(x: torch.Tensor, prep: dict) -> torch.Tensor:
+    """features() undone: the model's inputs (N, width) back to one float per column, a numeric cell as it was
+    read (a missing one as its fill) and a text cell as its level's index (-1: a level training never saw)."""
+    x, out, at = x.double(), [], 0
+    for col in prep["columns"]:
+        if col["type"] == "numeric":
+            out.append(x[:, at] * col["std"] + col["mean"])
+            at += 1
+        else:
+            block = x[:, at:at + len(col["levels"])]
+            out.append(torch.where(block.amax(1) > 0, block.argmax(1).double(), -1.0))
+            at += len(col["levels"])
+    return torch.stack(out, 1) if out else x.new_zeros(len(x), 0)
+
+
 def targets(values: list, prep: dict, where) -> torch.Tensor:
     """The training targets: class indices, or the standardized value (N, 1)."""
     t = prep["target"]

@@ -30,6 +30,11 @@ class Kind:
         """Predictions (predictor.py) of `inputs`: by default one tensor, run in memory in batches."""
         return predictor.predict_tensor(self.batch(predictor.info, inputs), batch_size)
 
+    def describe(self, data, cfg, n: int) -> Optional[str]:
+        """`nettrain show` of data that is not drawn as images: its splits, classes and statistics in words, and
+        its first `n` training examples as the model reads them; None: nothing to show (show.py says what does)."""
+        return None
+
     def evaluation_data_refusal(self, data) -> Optional[str]:
         """Why `model.evaluate(data=...)` cannot take `data` for this kind, or None."""
         return None
@@ -84,3 +89,24 @@ class Kind:
     def reference(self, predictor, x):
         """nettrain's own Predictions of held-out `x` (export checks the written file against them)."""
         return predictor.predict(x)
+
+
+def class_table(classes: list, splits: dict) -> list:
+    """Lines of a table of each class's examples per split ({"train": class indices tensor, ...}): count and share."""
+    counts = {name: torch.bincount(y.long(), minlength=len(classes)).tolist() for name, y in splits.items()}
+    cells = [["class"] + list(splits)] + [
+        [str(c)[:24]] + [f"{counts[s][k]:,} ({counts[s][k] / max(1, len(splits[s])):.1%})" for s in splits]
+        for k, c in enumerate(classes)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return ["  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+
+
+def first_batch(data, cfg):
+    """Epoch 1's first training batch as training makes it (the config's batch size, seed, shuffle and data
+    options), unnormalized and not augmented, on the CPU: what `nettrain show` shows."""
+    from ..data import make_batches
+    plain = cfg.override({"data.normalize": False, "data.crop_padding": 0, "data.flip": False})
+    batches = make_batches(data.train, data.info, plain.data, "cpu", cfg.train.batch_size, train=True,
+                           shuffle=cfg.train.shuffle, seed=cfg.train.seed, channels_last=False)
+    batches.set_epoch(1)
+    return next(iter(batches))

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..data import table
-from .base import Kind
+from .base import Kind, class_table, first_batch
 
 
 class Table(Kind):
@@ -53,22 +53,58 @@ class Table(Kind):
         return TablePrep(info.table["columns"])
 
     def held_out(self, test, info, n: int):
-        """The first `n` test rows back as the exported graph takes them (training holds them encoded): a numeric
-        cell unstandardized, a text column's one-hot block as its level's index (-1 when all zero)."""
-        x, cells, at = test.x[:n].double(), [], 0
-        for col in info.table["columns"]:
-            if col["type"] == "numeric":
-                cells.append(x[:, at] * col["std"] + col["mean"])
-                at += 1
-            else:
-                block = x[:, at:at + len(col["levels"])]
-                cells.append(torch.where(block.amax(1) > 0, block.argmax(1).double(), -1.0))
-                at += len(col["levels"])
-        return torch.stack(cells, 1).to(torch.float32)
+        """The first `n` test rows back as the exported graph takes them (training holds them encoded)."""
+        return table.cells(test.x[:n], info.table).to(torch.float32)
+
+    def describe(self, data, cfg, n: int) -> str:
+        """The target and its classes (or values) per split, each column's encoding with its training statistics,
+        and the first rows of epoch 1's first batch as they were read."""
+        prep, info = data.info.table, data.info
+        target, columns = prep["target"], prep["columns"]
+        splits = {"train": data.train.y} | ({"val": data.val.y} if data.val is not data.test else {}) | \
+            {"test": data.test.y}
+        lines = list(data.notes) + [f"{sum(len(y) for y in splits.values()):,} rows: "
+                                    + ", ".join(f"{len(y):,} {name}" for name, y in splits.items())
+                                    + f"; target column {target['name']!r}, {target['task']}"]
+        if target["task"] == "classification":
+            lines += class_table(info.classes, splits)
+        else:
+            y = data.train.y.double() * target["std"] + target["mean"]
+            lines.append(f"  target on the training split: mean {target['mean']:.4g}, std {target['std']:.4g}, "
+                         f"min {float(y.min()):.4g}, max {float(y.max()):.4g}")
+        lines.append(f"{len(columns)} input columns, encoded with the training split's statistics:")
+        width = max(len(c["name"][:28]) for c in columns)
+        for c in columns:
+            how = f"numeric      standardized: mean {c['mean']:.4g}, std {c['std']:.4g}; a missing cell -> " \
+                  f"{c['fill']:.4g} (median)" if c["type"] == "numeric" else \
+                  f"categorical  one-hot over {len(c['levels'])} levels ({', '.join(c['levels'][:6])[:60]}" \
+                  f"{', ...' if len(c['levels']) > 6 else ''}); a missing cell -> {c['fill']!r} (most frequent)"
+            lines.append(f"  {c['name'][:28]:<{width}}  {how}")
+        x, y = first_batch(data, cfg)
+        shown = min(n, len(y))
+        values = table.cells(x[:shown], prep).tolist()
+        lines.append(f"the first {shown} rows of epoch 1's first batch, as read (a missing cell as its fill):")
+        names = [c["name"][:18] for c in columns[:8]] + ([f"(+{len(columns) - 8} more)"] if len(columns) > 8 else [])
+        rows = [[_shown(c, v) for c, v in zip(columns[:8], row)] for row in values]
+        labels = [str(info.classes[k]) if target["task"] == "classification" else
+                  f"{float(v) * target['std'] + target['mean']:.4g}" for k, v in zip(y[:shown].tolist(),
+                                                                                 y[:shown].flatten().tolist())]
+        head = [target["name"][:18]] + names
+        cells_ = [head] + [[lab[:18]] + r for lab, r in zip(labels, rows)]
+        widths = [max(len(r[i]) for r in cells_ if i < len(r)) for i in range(len(head))]
+        lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells_]
+        return "\n".join(lines)
 
     def reference(self, predictor, x):
         columns = predictor.info.table["columns"]
         return predictor.predict([{col["name"]: _cell(col, v) for col, v in zip(columns, row)} for row in x.tolist()])
+
+
+def _shown(col: dict, value: float) -> str:
+    """A cell of `nettrain show`: a number in 4 significant digits, a text cell's level (clipped)."""
+    if col["type"] == "numeric":
+        return f"{value:.4g}"
+    return col["levels"][int(value)][:14] if value >= 0 else "(unseen)"
 
 
 def _cell(col: dict, value: float):

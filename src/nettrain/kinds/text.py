@@ -8,7 +8,9 @@ from typing import Optional
 
 import torch
 
-from .base import Kind
+from .base import Kind, class_table, first_batch
+
+CLIP = 110   # characters of a sample text shown by `nettrain show`: one terminal line with its label
 
 
 class Text(Kind):
@@ -23,6 +25,35 @@ class Text(Kind):
     def load_for_model(self, cfg, info):   # with the model's own vocabulary
         from ..data.text import load_text
         return load_text(cfg, vocab=info.vocab)
+
+    def describe(self, data, cfg, n: int) -> str:
+        """The file's splits and classes, words a text, the padding of the config's batches with and without
+        bucketing, the test split's unknown words, and the first texts of epoch 1's first batch in their tokens."""
+        train, vocab, tc = data.train, data.info.vocab, cfg.train
+        splits = {"train": train.y} | ({"val": data.val.y} if data.val is not data.test else {}) | \
+            {"test": data.test.y}
+        lengths = train.lengths.double()
+        median, high = torch.quantile(lengths, torch.tensor([0.5, 0.9], dtype=torch.float64)).tolist()
+        waste = {bucket: train.batches("cpu", tc.batch_size, train=True, shuffle=tc.shuffle, seed=tc.seed,
+                                       bucket=bucket) for bucket in (False, True)}
+        for b in waste.values():
+            b.set_epoch(1)
+        unknown = float((data.test.ids == 1).double().mean()) if len(data.test.ids) else 0.0
+        lines = list(data.notes) + class_table(data.info.classes, splits) + [
+            f"words a text (training split): min {int(lengths.min())}, median {median:g}, 90% at most {high:g}, "
+            f"max {int(lengths.max())}; {unknown:.1%} of the test split's words are <unk> (not in the vocabulary)",
+            f"padding at batch size {tc.batch_size}: {waste[False].padding_waste():.1%} of the positions, "
+            f"{waste[True].padding_waste():.1%} with --data.args.bucket true"]
+        (tokens, lens), y = first_batch(data, cfg)
+        shown = min(n, len(y))
+        lines.append(f"the first {shown} texts of epoch 1's first batch, as the model reads them (<unk>: a word not "
+                     f"in the vocabulary):")
+        width = max(len(str(c)[:16]) for c in data.info.classes)
+        for row, length, label in zip(tokens[:shown].tolist(), lens[:shown].tolist(), y[:shown].tolist()):
+            words = " ".join(vocab[i] for i in row[:length])
+            lines.append(f"  {str(data.info.classes[label])[:16]:<{width}}  {words[:CLIP]}"
+                         f"{'...' if len(words) > CLIP else ''}")
+        return "\n".join(lines)
 
     def example(self, data):   # (tokens, lengths): a real batch, padded as training pads it
         return data.train.example()[0]
