@@ -431,3 +431,42 @@ def test_predict_takes_texts_after_its_options(sms, tmp_path, capsys):
     assert main(["predict", str(run), "--topk", "1", "the food was good", "the service was bad"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()   # argparse alone gives '*' inputs only their first run
     assert [line.split(":")[0] for line in lines] == ["the food was good", "the service was bad"]
+
+
+# ---- a folder of class folders, one text a .txt file ------------------------------------------------
+
+def write_folder(root, rows):
+    """Keras' text_dataset_from_directory layout: root/<class>/<n>.txt, one text each."""
+    for i, (text, label) in enumerate(rows):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        (root / label / f"{i:03d}.txt").write_text(text, encoding="utf-8")
+    return root
+
+
+def test_a_folder_of_class_folders_reads_as_the_same_texts_in_a_file(tmp_path):
+    rows = texts_and_labels()
+    folder = write_folder(tmp_path / "reviews", rows)
+    (folder / "README.md").write_text("not a text: only class folders' .txt files are read")
+    from_folder = load_text(data_cfg(folder))
+    # the file holding the same texts in the folder's order (by class, then by file name)
+    ordered = sorted(((f"{label}/{i:03d}.txt", text, label) for i, (text, label) in enumerate(rows)))
+    assert read_rows(folder, "text", "label") == ordered
+    from_file = load_text(data_cfg(write_csv(tmp_path / "same.csv", [(t, lab) for _, t, lab in ordered])))
+    assert from_folder.info.vocab == from_file.info.vocab and from_folder.info.classes == ["neg", "pos"]
+    for a, b in ((from_folder.train, from_file.train), (from_folder.test, from_file.test)):
+        assert torch.equal(a.ids, b.ids) and torch.equal(a.y, b.y) and a.texts == b.texts
+
+
+@pytest.mark.parametrize("layout, expected", [
+    ({"pos/1.txt": "good", "pos/2.txt": "fine"}, "holds .txt files in one class folder only ('pos')"),
+    ({"pos/1.txt": "good", "neg/1.txt": "  \n", "neg/2.txt": "bad"}, "1 empty text, the first at neg/1.txt"),
+    ({"pos/1.md": "good", "notes.txt": "x"}, "holds no .txt files in class folders (its folders: pos)"),
+])
+def test_a_bad_folder_is_one_line_naming_the_file(tmp_path, capsys, layout, expected):
+    for name, text in layout.items():
+        (tmp_path / "texts" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "texts" / name).write_text(text)
+    assert main(fit_args(tmp_path / "texts", tmp_path / "run")) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and err.startswith("nettrain: error:") and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

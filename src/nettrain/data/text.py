@@ -66,10 +66,13 @@ def text_args(args: dict) -> dict:
 # ---- reading -----------------------------------------------------------------------------------------
 
 def read_rows(path: Path, text_column: str, label_column: str) -> list:
-    """[(line number, text, label string)] of a .csv, .tsv/.txt (tab-separated) or .jsonl file."""
+    """[(where, text, label string)] of a .csv, .tsv/.txt (tab-separated) or .jsonl file (where: the line number),
+    or of a folder with a subfolder of .txt files per class (where: the file, as "pos/12.txt")."""
+    if path.is_dir():
+        return _folder_rows(path)
     if not path.is_file():
         raise DataError(f"{printable(path)} is not a file; give the CSV, TSV or JSONL file of texts with "
-                        f"--data-dir FILE")
+                        f"--data-dir FILE (or a folder with a subfolder of .txt files per class)")
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             if path.suffix.lower() == ".jsonl":
@@ -80,6 +83,31 @@ def read_rows(path: Path, text_column: str, label_column: str) -> list:
             from None
     except csv.Error as e:
         raise DataError(f"{printable(path)} is not a readable CSV file ({e}); check its quoting") from None
+
+
+def _folder_rows(path: Path) -> list:
+    """A folder of class folders, one text a .txt file (Keras' text_dataset_from_directory, the IMDB reviews'
+    train/pos, train/neg): the class is the folder's name; other files and deeper folders are not read."""
+    classes = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    rows = []
+    for folder in classes:
+        for file in sorted(folder.glob("*.txt")):
+            try:
+                rows.append((f"{folder.name}/{file.name}", file.read_text(encoding="utf-8-sig"), folder.name))
+            except UnicodeDecodeError as e:
+                raise DataError(f"{printable(file)} is not UTF-8 text (byte 0x{e.object[e.start]:02x}); save it as "
+                                f"UTF-8") from None
+    if not rows:
+        found = ", ".join(d.name for d in classes[:5]) or "none"
+        raise DataError(f"{printable(path)} holds no .txt files in class folders (its folders: {found}); give a folder "
+                        f"with one subfolder of .txt files per class (pos/1.txt, neg/2.txt), or a CSV, TSV or "
+                        f"JSONL file")
+    return rows
+
+
+def _at(where) -> str:
+    """A row's place in a message: "line 12" of a file, or the file "pos/12.txt" of a folder."""
+    return f"line {where}" if isinstance(where, int) else where
 
 
 def _delimited_rows(f, path: Path, text_column: str, label_column: str) -> list:
@@ -343,18 +371,21 @@ def load_text(cfg, vocab=None):
     rows = read_rows(path, args["text_column"], args["label_column"])
     empty = [line for line, text, _ in rows if not text.strip()]
     if empty:
-        raise DataError(f"{printable(path)} has {len(empty)} empty text{'s' * (len(empty) > 1)}, the first at line "
-                        f"{empty[0]}; remove those rows or fill in their text")
+        raise DataError(f"{printable(path)} has {len(empty)} empty text{'s' * (len(empty) > 1)}, the first at "
+                        f"{_at(empty[0])}; remove those rows or fill in their text")
     unlabelled = [line for line, _, label in rows if not label.strip()]
     if unlabelled:
         raise DataError(f"{printable(path)} has {len(unlabelled)} text{'s' * (len(unlabelled) > 1)} without a label, "
-                        f"the first at line {unlabelled[0]}; give every text its class in column "
+                        f"the first at {_at(unlabelled[0])}; give every text its class in column "
                         f"{args['label_column']!r}")
     if len(rows) < 2:
         raise DataError(f"{printable(path)} holds {len(rows)} text{'s' * (len(rows) != 1)}; give at least two (one "
                         f"to train on, one to test)")
     texts, labels = [t for _, t, _ in rows], [lab.strip() for _, _, lab in rows]
     classes = class_names(labels)
+    if len(classes) < 2 and path.is_dir():
+        raise DataError(f"{printable(path)} holds .txt files in one class folder only ({classes[0]!r}); a classifier "
+                        f"needs texts of at least two classes: one subfolder each")
     if len(classes) < 2:
         raise DataError(f"{printable(path)}'s column {args['label_column']!r} has one class only ({classes[0]!r}); "
                         f"a classifier needs texts of at least two classes")
@@ -395,6 +426,7 @@ def encode_texts(texts, info: DataInfo, args: dict) -> TextData:
     return TextData(ids, lengths, torch.zeros(len(texts), dtype=torch.int64))
 
 
-@DATASETS.register("text", "labelled texts: --data-dir FILE (.csv, .tsv, .jsonl) with text and label columns")
+@DATASETS.register("text", "labelled texts: --data-dir FILE (.csv, .tsv, .jsonl) with text and label columns, or a "
+                           "folder of class folders of .txt files")
 def text_dataset(cfg, root):
     return load_text(cfg)
