@@ -470,3 +470,45 @@ def test_a_bad_folder_is_one_line_naming_the_file(tmp_path, capsys, layout, expe
     err = capsys.readouterr().err.strip()
     assert expected in err and err.startswith("nettrain: error:") and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+# ---- data.args.tokenizer chars: the character-level tutorial's names ----------------------------------
+
+def names(n=150, seed=0):
+    """Made-up surnames whose language is in their letters: every name occurs once, so no word of the test split is
+    in a word vocabulary; its characters are."""
+    rng = random.Random(seed)
+    endings = {"russian": ["ov", "ev", "in"], "spanish": ["ez", "es", "az"], "english": ["son", "ton", "ley"]}
+    rows = []
+    for i in range(n):
+        lang = list(endings)[i % 3]
+        stem = "".join(rng.choice("bdfgklmnprstv") + rng.choice("aeiou") for _ in range(rng.randint(1, 3)))
+        rows.append((stem.capitalize() + rng.choice(endings[lang]), lang))
+    return rows
+
+
+def test_a_character_tokenizer_learns_what_words_cannot_and_predict_and_export_use_it(tmp_path, capsys):
+    path = write_csv(tmp_path / "names.csv", names())
+    scores = {}
+    for tokenizer in ("words", "chars"):
+        run = nettrain.fit(dataset="text", data_dir=str(path), model="bilstm", epochs=25, lr=0.02, batch_size=16,
+                           run_dir=tmp_path / tokenizer, **{"data.args": {"tokenizer": tokenizer}, "device": "cpu",
+                                                            "run.progress": "none", "run.tensorboard": False})
+        scores[tokenizer] = run.test["acc"]
+    assert scores["chars"] >= 0.9 and scores["words"] < 0.6   # each test name is <unk> as a word
+    vocab = json.loads((tmp_path / "chars" / "vocab.json").read_text())["tokens"]
+    assert "v" in vocab and "V" not in vocab[:2] and all(len(t) == 1 for t in vocab[2:])   # characters, case kept
+    model = nettrain.load(tmp_path / "chars")
+    assert model.predict(["Petrov", "Gonzalez", "Hamilton"]).labels == ["russian", "spanish", "english"]
+    pytest.importorskip("onnxruntime")   # the test extra installs it
+    assert main(["export", str(tmp_path / "chars")]) == 0
+    from nettrain.onnxpredict import OnnxModel
+    onnx = OnnxModel(tmp_path / "chars" / "model.onnx")
+    assert onnx.meta["preprocessing"]["tokenizer"] == "chars"
+    texts = ["Petrov", "Gonzalez", "Hamilton", "Zzyzx"]   # an unseen letter too
+    assert onnx.predict_texts(texts) == pytest.approx(model.predict(texts).probs.numpy(), abs=1e-5)
+
+
+def test_an_unknown_tokenizer_is_refused_naming_the_choices(sms, tmp_path, capsys):
+    assert main(fit_args(sms, tmp_path / "run", "--data.args.tokenizer", "bytes")) == 2
+    assert "data.args.tokenizer must be one of words, chars, got 'bytes'" in capsys.readouterr().err

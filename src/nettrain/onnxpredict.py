@@ -85,10 +85,11 @@ class OnnxModel:
     def predict_texts(self, texts: list, batch_size: int = 256) -> np.ndarray:
         """Class probabilities of raw strings: tokenized by the run's own rule and vocabulary (words.py, no torch),
         in batches of consecutive texts, each padded to its longest, as nettrain's predict batches them."""
-        from .words import ids
+        from .words import RULES, ids
         p = self.meta["preprocessing"]
         index = {w: i for i, w in enumerate(p["vocab"])}
-        encoded = [ids(t, index, p["max_len"]) for t in texts]
+        tokenizer = p["tokenizer"] if p.get("tokenizer") in RULES else "words"   # older exports: the rule in words
+        encoded = [ids(t, index, p["max_len"], tokenizer) for t in texts]
         empty = [i for i, e in enumerate(encoded, 1) if not e]
         if empty:
             raise DataError(f"text {empty[0]} is empty; give texts with at least one word")

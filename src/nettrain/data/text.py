@@ -32,6 +32,7 @@ from ..errors import ConfigError, DataError, printable
 from .arrays import DataInfo
 from .shard import global_share
 from .sources import DATASETS, data_root
+from ..words import RULES
 from .tokenize import build_vocab, encode
 
 # data.args for the text dataset: key -> (default, check, what it must be)
@@ -44,6 +45,7 @@ _ARGS = {
     "test_fraction": (0.2, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1,
                       "a number between 0 and 1"),
     "bucket": (False, lambda v: isinstance(v, bool), "true or false"),
+    "tokenizer": ("words", lambda v: v in RULES, f"one of {', '.join(RULES)}"),
 }
 TAKES_ARGS = {"text"}   # the datasets whose options are data.args (the others refuse them)
 BUCKET_WINDOW = 50   # batches whose texts are sorted by length together when bucketing
@@ -352,8 +354,8 @@ class TextBatches:
 
 # ---- the dataset ----------------------------------------------------------------------------------------
 
-def _encoded(texts, labels, rows, vocab, classes, max_len) -> TextData:
-    ids, lengths = encode([texts[i] for i in rows], vocab, max_len)
+def _encoded(texts, labels, rows, vocab, classes, args) -> TextData:
+    ids, lengths = encode([texts[i] for i in rows], vocab, args["max_len"], args["tokenizer"])
     index = {c: i for i, c in enumerate(classes)}
     return TextData(ids, lengths, torch.tensor([index[labels[i]] for i in rows], dtype=torch.int64),
                     [texts[i] for i in rows])
@@ -398,10 +400,10 @@ def load_text(cfg, vocab=None):
         raise DataError(f"{printable(path)}: no texts are left to train on after the test and validation splits; "
                         f"give more texts or a smaller data.args.test_fraction")
     if vocab is None:
-        vocab = build_vocab([texts[i] for i in train_rows], args["vocab_size"], args["min_freq"])
-    train = _encoded(texts, labels, train_rows, vocab, classes, args["max_len"])
-    test = _encoded(texts, labels, test_rows, vocab, classes, args["max_len"])
-    val = test if val_rows is test_rows else _encoded(texts, labels, val_rows, vocab, classes, args["max_len"])
+        vocab = build_vocab([texts[i] for i in train_rows], args["vocab_size"], args["min_freq"], args["tokenizer"])
+    train = _encoded(texts, labels, train_rows, vocab, classes, args)
+    test = _encoded(texts, labels, test_rows, vocab, classes, args)
+    val = test if val_rows is test_rows else _encoded(texts, labels, val_rows, vocab, classes, args)
     info = DataInfo(kind="text", shape=[len(vocab)], task="classification", classes=classes, outputs=len(classes),
                     vocab=vocab)
     notes = [f"text: {len(rows):,} texts in {printable(path.name)}, {duplicates:,} of them duplicates "
@@ -420,7 +422,8 @@ def encode_texts(texts, info: DataInfo, args: dict) -> TextData:
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise DataError(f"text {i + 1} is a {type(t).__name__}; this model takes strings")
-    ids, lengths = encode(texts, info.vocab, text_args(args)["max_len"])
+    args = text_args(args)
+    ids, lengths = encode(texts, info.vocab, args["max_len"], args["tokenizer"])
     if not bool(lengths.all()):
         raise DataError(f"text {int((lengths == 0).nonzero()[0]) + 1} is empty; give texts with at least one word")
     return TextData(ids, lengths, torch.zeros(len(texts), dtype=torch.int64))

@@ -29,6 +29,7 @@ class Text(Kind):
     def describe(self, data, cfg, n: int) -> str:
         """The file's splits and classes, words a text, the padding of the config's batches with and without
         bucketing, the test split's unknown words, and the first texts of epoch 1's first batch in their tokens."""
+        from ..data.text import text_args
         train, vocab, tc = data.train, data.info.vocab, cfg.train
         splits = {"train": train.y} | ({"val": data.val.y} if data.val is not data.test else {}) | \
             {"test": data.test.y}
@@ -49,8 +50,9 @@ class Text(Kind):
         lines.append(f"the first {shown} texts of epoch 1's first batch, as the model reads them (<unk>: a word not "
                      f"in the vocabulary):")
         width = max(len(str(c)[:16]) for c in data.info.classes)
+        joiner = "" if text_args(cfg.data.args)["tokenizer"] == "chars" else " "
         for row, length, label in zip(tokens[:shown].tolist(), lens[:shown].tolist(), y[:shown].tolist()):
-            words = " ".join(vocab[i] for i in row[:length])
+            words = joiner.join(vocab[i] for i in row[:length])
             lines.append(f"  {str(data.info.classes[label])[:16]:<{width}}  {words[:CLIP]}"
                          f"{'...' if len(words) > CLIP else ''}")
         return "\n".join(lines)
@@ -78,9 +80,11 @@ class Text(Kind):
 
     def preprocessing(self, info, cfg) -> dict:
         from ..data.text import text_args
-        from ..words import RULE
-        return {"kind": "text", "tokenizer": RULE, "vocab": list(info.vocab), "unknown_id": 1, "padding_id": 0,
-                "max_len": text_args(cfg.data.args)["max_len"], "in_graph": "none: the ids and lengths as given"}
+        from ..words import RULES
+        args = text_args(cfg.data.args)
+        return {"kind": "text", "tokenizer": args["tokenizer"], "rule": RULES[args["tokenizer"]],
+                "vocab": list(info.vocab), "unknown_id": 1, "padding_id": 0, "max_len": args["max_len"],
+                "in_graph": "none: the ids and lengths as given"}
 
     def dynamic_axes(self) -> list:
         return [{0: "batch", 1: "length"}, {0: "batch"}]
