@@ -335,6 +335,24 @@ def test_text_export_takes_ids_and_lengths_and_predicts_strings_without_torch(tm
                for r, w in zip(printed, want) for p in r["predictions"])
 
 
+def test_every_lstm_export_of_a_process_keeps_its_sequence_axis_dynamic(tmp_path, capsys):
+    """torch 2.14's dynamo exporter fixes an LSTM's sequence axis at the example's width from the second export of a
+    process on, without a word; export then takes the TorchScript-based exporter, said in one line."""
+    import onnx
+    from test_text import texts_and_labels, write_csv
+    from nettrain.onnxpredict import OnnxModel
+    path = write_csv(tmp_path / "texts.csv", texts_and_labels())
+    texts = ["ok", "the food was good " * 8]   # 1 word, and longer than any training text
+    for name in ("first", "second"):
+        run = nettrain.fit(dataset="text", data_dir=str(path), model="bilstm", epochs=1, run_dir=tmp_path / name,
+                           **{"model.args.embed": 8, "model.args.hidden": 8, **QUIET})
+        assert main(["export", str(run.dir)]) == 0
+        dims = onnx.load(str(run.dir / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
+        assert [bool(d.dim_param) for d in dims] == [True, True]   # batch and length
+        assert OnnxModel(run.dir / "model.onnx").predict_texts(texts) == \
+            pytest.approx(run.model.predict(texts).probs.numpy(), abs=1e-5)
+
+
 def test_predicting_in_float32_agrees_with_the_onnx_file_on_every_input(digits_run, capsys):
     from nettrain.data import load_data
     model = nettrain.load(digits_run, precision="32")
