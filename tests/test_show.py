@@ -154,15 +154,16 @@ def test_a_text_file_is_described_with_its_first_batch_as_the_model_reads_it(tmp
 
 def test_a_table_is_described_by_its_columns_encoding_and_its_first_rows_as_read(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    lines = [f"{i},{'xy'[i % 2]},{i * 1.5}" for i in range(1, 21)] + ["21,,31.5"]   # a missing colour cell
+    lines = [f"{i % 4},{'xy'[i % 4 % 2]},{i % 4 * 1.5}" for i in range(20)] + ["3,,4.5"]   # a missing colour
     (tmp_path / "t.csv").write_text("size,colour,price\n" + "\n".join(lines) + "\n")
-    assert main(["show", "--dataset", "csv", "--data-dir", "t.csv", "--target", "price", "--n", "4"]) == 0
+    assert main(["show", "--dataset", "csv", "--data-dir", "t.csv", "--target", "price", "--n", "16"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "21 rows: 16 train, 5 test; target column 'price', regression"
     assert any(line.split()[:4] == ["colour", "categorical", "one-hot", "over"] and "(x, y)" in line for line in out)
-    rows = [line.split() for line in out[-4:]]   # price, size, colour: as the CSV has them
-    assert all(float(price) == float(size) * 1.5 and colour == "xy"[int(float(size)) % 2] for price, size, colour in
-               rows if float(size) != 21)
+    rows = [line.split() for line in out[-16:]]   # every training row: price, size, colour, as the CSV has them
+    assert all(float(price) == float(size) * 1.5 for price, size, _ in rows)
+    assert all(colour == "xy"[int(size) % 2] for _, size, colour in rows if colour != "x" or size != "3")
+    assert {size for _, size, _ in rows} <= {"0", "1", "2", "3"}   # 0 reads 0, not the float32 round trip's 1e-8
 
 
 def test_show_mnist_from_the_staged_files(mnist_dir, tmp_path):

@@ -87,8 +87,8 @@ class Table(Kind):
         names = [c["name"][:18] for c in columns[:8]] + ([f"(+{len(columns) - 8} more)"] if len(columns) > 8 else [])
         rows = [[_shown(c, v) for c, v in zip(columns[:8], row)] for row in values]
         labels = [str(info.classes[k]) if target["task"] == "classification" else
-                  f"{float(v) * target['std'] + target['mean']:.4g}" for k, v in zip(y[:shown].tolist(),
-                                                                                 y[:shown].flatten().tolist())]
+                  _number(float(v) * target["std"] + target["mean"], target) for k, v in zip(y[:shown].tolist(),
+                                                                                            y[:shown].flatten().tolist())]
         head = [target["name"][:18]] + names
         cells_ = [head] + [[lab[:18]] + r for lab, r in zip(labels, rows)]
         widths = [max(len(r[i]) for r in cells_ if i < len(r)) for i in range(len(head))]
@@ -103,8 +103,13 @@ class Table(Kind):
 def _shown(col: dict, value: float) -> str:
     """A cell of `nettrain show`: a number in 4 significant digits, a text cell's level (clipped)."""
     if col["type"] == "numeric":
-        return f"{value:.4g}"
+        return _number(value, col)
     return col["levels"][int(value)][:14] if value >= 0 else "(unseen)"
+
+
+def _number(value: float, stats: dict) -> str:
+    """4 significant digits; stored standardized in float32, a 0 comes back as about 1e-8 of its column's scale."""
+    return f"{0.0 if abs(value) < 1e-6 * (abs(stats['mean']) + stats['std']) else value:.4g}"
 
 
 def _cell(col: dict, value: float):
