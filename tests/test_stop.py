@@ -290,7 +290,8 @@ def test_a_second_stop_signal_stops_at_once_unless_under_torchrun():
 # ---- two processes (torchrun, gloo): one of them, or the agent, gets SIGTERM in the middle of an epoch ----------
 
 # dropout: each process draws its own masks (distributed.own_random_streams), which a resume must give back to each
-TWO = ["fit", "--dataset", "digits", "--model", "mlp", "--model.args.dropout", "0.2", "--epochs", "3", "--batch-size", "16", "--precision", "32",
+TWO = ["fit", "--dataset", "digits", "--model", "mlp", "--model.args.dropout", "0.2", "--epochs", "3",
+       "--batch-size", "16", "--precision", "32",
        "--seed", "3", "--train.threads", "1", "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9",
        "--data.flip", "true", "--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false",
        "--nproc", "2"]

@@ -81,12 +81,12 @@ def draw(s: Samples, dataset: str) -> bytes:
     return png(fig)
 
 
-def show(config=None, *, n: Optional[int] = None, augmented: bool = False, out: Optional[str] = None, overwrite: bool = False,
-         **options) -> Union[Path, str]:
+def show(config=None, *, n: Optional[int] = None, augmented: bool = False, out: Optional[str] = None,
+         overwrite: bool = False, **options) -> Union[Path, str]:
     """`nettrain show`: draw the grid of `n` training samples into `out` (default: show-DATASET.png here), which
     must not exist unless `overwrite`; returns the path. For texts and tables: returns their summary with `n` sample
-    rows (Kind.describe), and writes nothing. `n`: default 64 images, 10 texts or rows. `config`/`options`: as fit takes them (dataset, data_dir,
-    data.crop_padding, ...)."""
+    rows (Kind.describe), and writes nothing. `n`: default 64 images, 10 texts or rows. `config`/`options`: as fit
+    takes them (dataset, data_dir, data.crop_padding, ...)."""
     from .api import resolve_config
     from .data import load_data
     if n is not None and not 1 <= n <= MAX_SAMPLES:

@@ -86,9 +86,10 @@ class Table(Kind):
         lines.append(f"the first {shown} rows of epoch 1's first batch, as read (a missing cell as its fill):")
         names = [c["name"][:18] for c in columns[:8]] + ([f"(+{len(columns) - 8} more)"] if len(columns) > 8 else [])
         rows = [[_shown(c, v) for c, v in zip(columns[:8], row)] for row in values]
-        labels = [str(info.classes[k]) if target["task"] == "classification" else
-                  _number(float(v) * target["std"] + target["mean"], target) for k, v in zip(y[:shown].tolist(),
-                                                                                            y[:shown].flatten().tolist())]
+        if target["task"] == "classification":
+            labels = [str(info.classes[k]) for k in y[:shown].tolist()]
+        else:   # stored standardized
+            labels = [_number(v * target["std"] + target["mean"], target) for v in y[:shown].flatten().tolist()]
         head = [target["name"][:18]] + names
         cells_ = [head] + [[lab[:18]] + r for lab, r in zip(labels, rows)]
         widths = [max(len(r[i]) for r in cells_ if i < len(r)) for i in range(len(head))]
