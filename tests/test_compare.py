@@ -41,7 +41,7 @@ def test_compare_shows_the_keys_that_differ_and_writes_the_figure_and_page(runs,
     assert header.split()[:2] == ["run", "optim.lr"]   # the only key that differs
     for same in ("optim.name", "data.name", "model.name", "train.epochs", "run.dir"):
         assert same not in header
-    assert "best val acc (epoch)" in header and "test acc" in header and "img/s (mean)" in header
+    assert "best val acc (epoch)" in header and "test acc" in header and "examples/s (mean)" in header   # vectors
     assert row_a.split()[:2] == ["a", "0.01"] and row_b.split()[:2] == ["b", "0.001"]
     assert re.search(r"\d+\.\d\d%", row_a)   # accuracies
     assert f"page {runs / HTML}" in out   # the runs' common folder by default
@@ -126,3 +126,19 @@ def test_run_names_are_safe_and_unique():
     assert run_name({"data.dir": "../x/y"}) == "data.dir=.._x_y"
     names = _names([{"data.dir": "a b"}, {"data.dir": "ab"}, {"x": "y" * 300}])
     assert len(set(names)) == 3 and all(len(n) <= 100 and "/" not in n for n in names)
+
+
+def test_the_speed_columns_count_what_the_runs_hold(tmp_path, capsys):
+    from test_text import texts_and_labels, write_csv
+    plain = {"run.progress": "none", "run.tensorboard": False, "epochs": 1}
+    path = write_csv(tmp_path / "t.csv", texts_and_labels())
+    for name in ("t1", "t2"):
+        nettrain.fit(dataset="text", data_dir=str(path), model="fasttext", run_dir=tmp_path / "runs" / name, **plain)
+    nettrain.fit(dataset="digits", model="cnn", run_dir=tmp_path / "runs" / "img", **{**plain, "model.args.width": 8})
+    page = (tmp_path / "runs" / "t1" / "report.html").read_text(encoding="utf-8")
+    assert "texts/s (median epoch)" in page and "images/s" not in page
+    assert "images/s (median epoch)" in (tmp_path / "runs" / "img" / "report.html").read_text(encoding="utf-8")
+    capsys.readouterr()
+    for names, label in ((["t1", "t2"], "texts/s (mean)"), (["t1", "img"], "examples/s (mean)")):
+        assert main(["compare", *[str(tmp_path / "runs" / n) for n in names], "--out", str(tmp_path / label[:4])]) == 0
+        assert label in capsys.readouterr().out.splitlines()[0]

@@ -126,7 +126,8 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     device = t.precision.device
     if resume_dir is None or state is None:
         run.write_environment(device=describe(device), precision=t.precision.name, nettrain=__version__,
-                              threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
+                              threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+                              data_kind=t.info.kind, speed_unit=kind_of(t.info).unit)   # what the report counts
     if resume_dir is not None:
         run.add_event(event="resume", from_epoch=start_epoch, epochs=tc.epochs, threads=torch.get_num_threads(),
                       device=describe(device), changed={k: list(v) for k, v in changed.items()}, argv=sys.argv)

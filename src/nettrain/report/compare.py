@@ -7,8 +7,8 @@ one overlay figure of their curves (compare.png) and a self-contained page (comp
 The table has one row per run: the config keys that differ between the runs (flattened `section.key`; the `run`
 section says where and how a run was written, not what it trained, and is left out), the best and final
 per-epoch held-out metric (accuracy for classification, the loss for regression), the test metrics of
-test_metrics.json, the epochs done, the training seconds and the mean images/s. Runs of different tasks are
-compared on what they share (the loss).
+test_metrics.json, the epochs done, the training seconds and the mean speed (images, texts or rows a second, as
+environment.json names them). Runs of different tasks are compared on what they share (the loss).
 
 compare.html and compare.png carry a mark (MARK: a <meta name="generator"> and the PNG's Software text): an
 existing file of either name is replaced only when it has that mark, i.e. nettrain compare wrote it; any other
@@ -203,7 +203,7 @@ def columns(entries: list, keys: list, task: str) -> tuple:
                        TEST.get(task, TEST_DEFAULT)]
     metric_columns += [("epochs", lambda r: str(len(r.metrics))),
                        ("seconds", lambda r: f"{stats.timings(r.metrics)['seconds']:.3g}" if r.metrics else "-"),
-                       ("img/s (mean)", lambda r: _mean_speed(r.metrics))]
+                       (f"{_examples(entries)}/s (mean)", lambda r: _mean_speed(r.metrics))]
     cells = [[fn(e.record) if e.record is not None else "-" for e in entries] for _, fn in metric_columns]
     shown = [(label, col) for (label, _), col in zip(metric_columns, cells) if any(c != "-" for c in col)]
     header = ["run"] + keys + [label for label, _ in shown]
@@ -228,6 +228,12 @@ def _best(rec: Record, key: str, best_of, fmt) -> str:
 def _test_value(test: dict, key: str):
     value = test.get(key)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _examples(entries) -> str:
+    """What the runs' speeds count: their common unit ("images", "texts", "rows"), or "examples" for a mix."""
+    units = {e.record.examples for e in entries if e.record is not None}
+    return units.pop() if len(units) == 1 else "examples"
 
 
 def _mean_speed(metrics: list) -> str:

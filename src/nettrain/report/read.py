@@ -47,6 +47,14 @@ class Record:
         return value if isinstance(value, dict) else {}
 
     @property
+    def examples(self) -> str:
+        """What the run's speed counts, in words: "images", "texts", "rows" or "examples" (environment.json's
+        speed_unit, the data kind's; a run made before it was recorded: "images")."""
+        unit = self.environment.get("speed_unit")
+        return {"img": "images", "ex": "examples", None: "images"}.get(unit, unit if isinstance(unit, str) else
+                                                                       "images")
+
+    @property
     def classification(self) -> bool:
         return self.confusion is not None or self.predictions.get("task") == "classification"
 
