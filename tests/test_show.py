@@ -110,7 +110,8 @@ def test_an_image_folder_is_shown_with_its_folder_names(tmp_path, capsys):
 @pytest.mark.parametrize("argv, says", [
     (["--dataset", "iris", "--out", "iris.png"], "dataset 'iris' holds table data, which nettrain show describes "
                                                   "in the terminal: --out and --augmented are for image datasets"),
-    (["--dataset", "two-gaussians"], "dataset 'two-gaussians' holds vector data; a fit on it plots the points"),
+    (["--dataset", "two-gaussians", "--augmented"], "dataset 'two-gaussians' holds vector data, which nettrain show "
+                                                    "describes in the terminal"),
     (["--dataset", "digits", "--augmented"], "--augmented shows the training-time augmentation, but this config has "
                                              "none"),
     (["--dataset", "digits", "--n", "0"], "--n must be between 1 and 256"),
@@ -171,3 +172,22 @@ def test_show_mnist_from_the_staged_files(mnist_dir, tmp_path):
     s = samples(cfg, 8, augmented=True)
     assert s.images.shape == (8, 28, 28, 1) and s.classes == [str(c) for c in range(10)]
     assert s.augmentation == "random crop with 2 px zero padding"
+
+
+def test_vectors_are_described_by_their_features_and_first_rows(capsys):
+    assert main(["show", "--dataset", "two-gaussians", "--n", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    from nettrain.api import resolve_config
+    from nettrain.data import load_data
+    cfg = resolve_config(None, {"dataset": "two-gaussians"})
+    data = load_data(cfg.data)
+    x = data.train.x.double()
+    assert out[0] == "two-gaussians: 400 vectors of shape [2] (200 train, 200 test), classification"
+    means = [float(v) for v in x.mean(0)]
+    assert [float(line.split()[2]) for line in out if line.strip().startswith(("0  mean", "1  mean"))] == \
+        pytest.approx(means, rel=1e-3, abs=1e-6)
+    from nettrain.kinds.base import first_batch
+    inputs, y = first_batch(data, cfg)
+    rows = [line.split() for line in out[-5:]]
+    assert [r[0] for r in rows] == [str(k) for k in y[:5].tolist()]
+    assert [float(v) for r in rows for v in r[1:]] == pytest.approx(inputs[:5].flatten().tolist(), rel=1e-3)

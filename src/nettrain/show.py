@@ -9,8 +9,8 @@ for texts and tables a summary printed in the terminal.
 The samples are the first batch epoch 1 would draw (the run's seed and shuffle), gathered by the very batches
 training uses (data/batches.py): with `--augmented` through its augmentation (data/augment.py: the config's crop and
 flips), without it as stored. The batches are asked for unnormalized, so their floats are the pixels / 255 and go
-back to the uint8 images exactly. A text or table dataset is described in words by its kind (kinds/text.py,
-kinds/table.py: Kind.describe); a vector dataset is one line saying what shows it instead.
+back to the uint8 images exactly. Texts, tables and vectors are described in words by their kind (kinds/text.py,
+kinds/table.py, kinds/vector.py: Kind.describe).
 """
 from __future__ import annotations
 
@@ -29,8 +29,6 @@ MAX_SAMPLES = 256   # 32 rows of 8: a taller page is no longer looked at as one 
 
 # what shows a dataset that is not images, by its kind (data.DataInfo.kind)
 INSTEAD = {
-    "vector": "a fit on it plots the points in RUN/figures/decision_boundary.png (2-D classes) or regression_fit.png "
-              "(1-D regression)",
     "custom": "a Dataset with your collate_fn has no fixed images to draw",
 }
 

@@ -5,7 +5,9 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import Kind
+from .base import Kind, class_table, first_batch
+
+SHOWN_FEATURES = 8   # columns of `nettrain show`'s feature table and rows: one terminal width
 
 
 class Vector(Kind):
@@ -22,6 +24,37 @@ class Vector(Kind):
         elif info.dtype is None and info.task != "classification" and list(info.shape) == [1] and info.outputs == 1:
             arrays.update(curve(predictor, x, y))
         return arrays
+
+    def describe(self, data, cfg, n: int) -> str:
+        """The splits, the classes (or the target's range) per split, each feature's statistics on the training
+        split, and the first rows of epoch 1's first batch."""
+        info, x = data.info, data.train.x
+        splits = {"train": data.train.y} | ({"val": data.val.y} if data.val not in (None, data.test) else {}) | \
+            {"test": data.test.y}
+        lines = [f"{cfg.data.name}: {sum(len(y) for y in splits.values()):,} vectors of shape "
+                 f"{list(info.shape)} ({', '.join(f'{len(y):,} {s}' for s, y in splits.items())}), {info.task}"]
+        if info.task == "classification":
+            lines += class_table(info.classes, splits)
+        else:
+            y = data.train.y.double()
+            lines.append(f"  target on the training split: mean {float(y.mean()):.4g}, std {float(y.std()):.4g}, "
+                         f"min {float(y.min()):.4g}, max {float(y.max()):.4g}")
+        flat = x.reshape(len(x), -1).double()
+        features = min(flat.shape[1], SHOWN_FEATURES)
+        lines.append(f"features on the training split (the first {features} of {flat.shape[1]}):" if
+                     flat.shape[1] > features else "features on the training split:")
+        for j in range(features):
+            col = flat[:, j]
+            lines.append(f"  {j:>3}  mean {float(col.mean()):<10.4g} std {float(col.std()):<10.4g} "
+                         f"min {float(col.min()):<10.4g} max {float(col.max()):.4g}")
+        inputs, y = first_batch(data, cfg)
+        shown = min(n, len(y))
+        lines.append(f"the first {shown} rows of epoch 1's first batch (label, then features):")
+        labels = [str(info.classes[k])[:16] for k in y[:shown].tolist()] if info.task == "classification" else \
+            [f"{v:.4g}" for v in y[:shown].reshape(shown, -1)[:, 0].tolist()]   # a regression's first target
+        for row, label in zip(inputs[:shown].reshape(shown, -1)[:, :features].tolist(), labels):
+            lines.append(f"  {label:<10} " + " ".join(f"{v:<10.4g}" for v in row).rstrip())
+        return "\n".join(lines)
 
     def batch(self, info, inputs) -> torch.Tensor:
         shape = list(info.shape)
