@@ -191,3 +191,9 @@ def test_vectors_are_described_by_their_features_and_first_rows(capsys):
     rows = [line.split() for line in out[-5:]]
     assert [r[0] for r in rows] == [str(k) for k in y[:5].tolist()]
     assert [float(v) for r in rows for v in r[1:]] == pytest.approx(inputs[:5].flatten().tolist(), rel=1e-3)
+
+
+def test_a_validation_split_is_its_own_column(capsys):
+    assert main(["show", "--dataset", "two-gaussians", "--data.val_fraction", "0.2", "--n", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "(160 train, 40 val, 200 test)" in out[0] and out[1].split() == ["class", "train", "val", "test"]

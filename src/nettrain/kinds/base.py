@@ -91,6 +91,12 @@ class Kind:
         return predictor.predict(x)
 
 
+def split_targets(data) -> dict:
+    """{"train": targets, "val": ... (only when it is a split of its own), "test": ...} of a Data."""
+    held = {"val": data.val.y} if data.val is not None and data.val is not data.test else {}
+    return {"train": data.train.y, **held, "test": data.test.y}
+
+
 def class_table(classes: list, splits: dict) -> list:
     """Lines of a table of each class's examples per split ({"train": class indices tensor, ...}): count and share."""
     counts = {name: torch.bincount(y.long(), minlength=len(classes)).tolist() for name, y in splits.items()}

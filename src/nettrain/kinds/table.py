@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..data import table
-from .base import Kind, class_table, first_batch
+from .base import Kind, class_table, first_batch, split_targets
 
 
 class Table(Kind):
@@ -61,8 +61,7 @@ class Table(Kind):
         and the first rows of epoch 1's first batch as they were read."""
         prep, info = data.info.table, data.info
         target, columns = prep["target"], prep["columns"]
-        splits = {"train": data.train.y} | ({"val": data.val.y} if data.val is not data.test else {}) | \
-            {"test": data.test.y}
+        splits = split_targets(data)
         lines = list(data.notes) + [f"{sum(len(y) for y in splits.values()):,} rows: "
                                     + ", ".join(f"{len(y):,} {name}" for name, y in splits.items())
                                     + f"; target column {target['name']!r}, {target['task']}"]

@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from .base import Kind, class_table, first_batch
+from .base import Kind, class_table, first_batch, split_targets
 
 CLIP = 110   # characters of a sample text shown by `nettrain show`: one terminal line with its label
 
@@ -31,8 +31,7 @@ class Text(Kind):
         bucketing, the test split's unknown words, and the first texts of epoch 1's first batch in their tokens."""
         from ..data.text import text_args
         train, vocab, tc = data.train, data.info.vocab, cfg.train
-        splits = {"train": train.y} | ({"val": data.val.y} if data.val is not data.test else {}) | \
-            {"test": data.test.y}
+        splits = split_targets(data)
         lengths = train.lengths.double()
         median, high = torch.quantile(lengths, torch.tensor([0.5, 0.9], dtype=torch.float64)).tolist()
         waste = {bucket: train.batches("cpu", tc.batch_size, train=True, shuffle=tc.shuffle, seed=tc.seed,

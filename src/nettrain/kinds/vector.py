@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import Kind, class_table, first_batch
+from .base import Kind, class_table, first_batch, split_targets
 
 SHOWN_FEATURES = 8   # columns of `nettrain show`'s feature table and rows: one terminal width
 
@@ -29,8 +29,7 @@ class Vector(Kind):
         """The splits, the classes (or the target's range) per split, each feature's statistics on the training
         split, and the first rows of epoch 1's first batch."""
         info, x = data.info, data.train.x
-        splits = {"train": data.train.y} | ({"val": data.val.y} if data.val not in (None, data.test) else {}) | \
-            {"test": data.test.y}
+        splits = split_targets(data)
         lines = [f"{cfg.data.name}: {sum(len(y) for y in splits.values()):,} vectors of shape "
                  f"{list(info.shape)} ({', '.join(f'{len(y):,} {s}' for s, y in splits.items())}), {info.task}"]
         if info.task == "classification":
