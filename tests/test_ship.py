@@ -69,6 +69,19 @@ def test_summary_of_a_run_uses_its_shape(digits_run, capsys):
     assert out.startswith("input: 1 x 1 x 8 x 8") and f"Total params: {params:,}" in out
 
 
+@pytest.mark.parametrize("model", ["fasttext", "bilstm"])
+def test_summary_of_a_text_run_runs_its_model_on_tokens_and_lengths(tmp_path, capsys, model):
+    from test_text import texts_and_labels, write_csv
+    path = write_csv(tmp_path / "texts.csv", texts_and_labels())
+    run = nettrain.fit(dataset="text", data_dir=str(path), model=model, epochs=1, run_dir=tmp_path / "run", **QUIET)
+    capsys.readouterr()
+    assert main(["summary", str(run.dir)]) == 0
+    out = capsys.readouterr().out
+    params = sum(p.numel() for p in run.model.module.parameters())
+    assert out.startswith("input: tokens 1 x 32, lengths 1\n") and f"Total params: {params:,}" in out
+    assert "[1, 32, " in out   # the embedding's output: one text of 32 tokens
+
+
 def test_summary_bad_input_is_one_line(capsys):
     assert "--shape takes" in one_line_error(capsys, ["summary", "--model", "tudui", "--shape", "3,x", "--classes",
                                                      "10"])

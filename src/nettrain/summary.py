@@ -46,7 +46,6 @@ def summary(run=None, *, dataset: Optional[str] = None, model: Optional[str] = N
             shape=None, classes: Optional[int] = None, depth: int = 3, trust_code: bool = False,
             _fixes: Optional[dict] = None) -> str:
     """The layer table of a run's model, or of `model` on `dataset`'s inputs (or `shape` and `classes`)."""
-    from torchinfo import summary as torchinfo_summary
     args = dict(args or {})
     if run is not None:
         if dataset or shape or classes:
@@ -59,6 +58,11 @@ def summary(run=None, *, dataset: Optional[str] = None, model: Optional[str] = N
                               "summarize")
         net, shape = predictor.module, list(predictor.info.shape)
         dtype = getattr(torch, predictor.info.dtype) if predictor.info.dtype else torch.float32
+        kind = kind_of(predictor.info)
+        inputs = kind.summary_inputs(predictor.info)
+        if inputs is not None:   # a text model's (tokens, lengths)
+            return _table(net, depth, input_data=list(inputs), what=", ".join(
+                f"{name} {' x '.join(map(str, t.shape))}" for name, t in zip(kind.input_names, inputs)))
     else:
         from .models import build_model
         if not model:
@@ -80,22 +84,29 @@ def summary(run=None, *, dataset: Optional[str] = None, model: Optional[str] = N
         if classes < 1:
             raise ConfigError(f"--classes must be at least 1, got {classes}")
         net, dtype = build_model(model, shape, classes, model_args), torch.float32
+    try:
+        return _table(net, depth, input_size=(1, *shape), dtypes=[dtype], what=f"1 x {' x '.join(map(str, shape))}")
+    except ConfigError as e:
+        raise ConfigError(f"model {model or 'of the run'} {e}; give the shape it takes with --shape") from None
+
+
+def _table(net, depth: int, what: str, **inputs) -> str:
+    """torchinfo's layer table of `net` on `inputs` (input_size and dtypes, or input_data), under "input: `what`"."""
+    from torchinfo import summary as torchinfo_summary
     net = net.float().to(memory_format=torch.contiguous_format).eval()
     try:
         with torch.no_grad():
-            stats = torchinfo_summary(net, input_size=(1, *shape), dtypes=[dtype], depth=depth, verbose=0,
-                                      device="cpu", col_names=("output_size", "num_params", "mult_adds"),
-                                      row_settings=("var_names",))
+            stats = torchinfo_summary(net, depth=depth, verbose=0, device="cpu", row_settings=("var_names",),
+                                      col_names=("output_size", "num_params", "mult_adds"), **inputs)
     except NettrainError:
         raise
-    except Exception as e:   # the model does not take this shape: torchinfo wraps the model's own error
+    except Exception as e:   # the model does not take these inputs: torchinfo wraps the model's own error
         cause = e.__cause__ or e
         first = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
-        raise ConfigError(f"model {model or 'of the run'} does not take inputs of shape {list(shape)} "
-                          f"({type(cause).__name__}: {first}); give the shape it takes with --shape") from None
+        raise ConfigError(f"does not take inputs of {what} ({type(cause).__name__}: {first})") from None
     # torchinfo 1.8.0 on Python 3.11+ prints its unit enum ("Total mult-adds (Units.MEGABYTES): 12.40"): say M
     table = re.sub(r"\(Units\.(\w+)\)", lambda m: f"({UNITS.get(m.group(1), m.group(1))})", str(stats))
-    return f"input: 1 x {' x '.join(map(str, shape))}\n{table}"
+    return f"input: {what}\n{table}"
 
 
 UNITS = {"NONE": "", "KILOBYTES": "k", "MEGABYTES": "M", "GIGABYTES": "G", "TERABYTES": "T"}

@@ -35,6 +35,11 @@ class Kind:
         its first `n` training examples as the model reads them; None: nothing to show (show.py says what does)."""
         return None
 
+    def summary_inputs(self, info) -> Optional[tuple]:
+        """One made-up batch for `nettrain summary RUN` when the model takes more than one tensor of the recorded
+        shape; None: a batch of one input of that shape."""
+        return None
+
     def evaluation_data_refusal(self, data) -> Optional[str]:
         """Why `model.evaluate(data=...)` cannot take `data` for this kind, or None."""
         return None

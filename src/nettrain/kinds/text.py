@@ -11,6 +11,7 @@ import torch
 from .base import Kind, class_table, first_batch, split_targets
 
 CLIP = 110   # characters of a sample text shown by `nettrain show`: one terminal line with its label
+SUMMARY_TOKENS = 32   # the length of the one text `nettrain summary RUN` runs a text model on (its sizes scale with it)
 
 
 class Text(Kind):
@@ -55,6 +56,9 @@ class Text(Kind):
             lines.append(f"  {str(data.info.classes[label])[:16]:<{width}}  {words[:CLIP]}"
                          f"{'...' if len(words) > CLIP else ''}")
         return "\n".join(lines)
+
+    def summary_inputs(self, info) -> tuple:   # one text of SUMMARY_TOKENS tokens: (tokens, lengths)
+        return torch.full((1, SUMMARY_TOKENS), 1, dtype=torch.int64), torch.tensor([SUMMARY_TOKENS])
 
     def example(self, data):   # (tokens, lengths): a real batch, padded as training pads it
         return data.train.example()[0]
