@@ -96,6 +96,9 @@ class Kind:
         return predictor.predict(x)
 
 
+SHOWN_COLUMNS = 8   # features or columns in `nettrain show`'s rows: about one terminal width
+
+
 def split_targets(data) -> dict:
     """{"train": targets, "val": ... (only when it is a split of its own), "test": ...} of a Data."""
     held = {"val": data.val.y} if data.val is not None and data.val is not data.test else {}
@@ -104,12 +107,11 @@ def split_targets(data) -> dict:
 
 def class_table(classes: list, splits: dict) -> list:
     """Lines of a table of each class's examples per split ({"train": class indices tensor, ...}): count and share."""
+    from ..report.columns import text_table   # imported when shown: nothing of the report at start-up
     counts = {name: torch.bincount(y.long(), minlength=len(classes)).tolist() for name, y in splits.items()}
-    cells = [["class"] + list(splits)] + [
-        [str(c)[:24]] + [f"{counts[s][k]:,} ({counts[s][k] / max(1, len(splits[s])):.1%})" for s in splits]
-        for k, c in enumerate(classes)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    return ["  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    rows = [[str(c)[:24]] + [f"{counts[s][k]:,} ({counts[s][k] / max(1, len(splits[s])):.1%})" for s in splits]
+            for k, c in enumerate(classes)]
+    return text_table(["class", *splits], rows, left=1 + len(splits), indent="  ").splitlines()
 
 
 def first_batch(data, cfg):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..data import table
-from .base import Kind, class_table, first_batch, split_targets
+from .base import SHOWN_COLUMNS, Kind, class_table, first_batch, split_targets
 
 
 class Table(Kind):
@@ -83,16 +83,17 @@ class Table(Kind):
         shown = min(n, len(y))
         values = table.cells(x[:shown], prep).tolist()
         lines.append(f"the first {shown} rows of epoch 1's first batch, as read (a missing cell as its fill):")
-        names = [c["name"][:18] for c in columns[:8]] + ([f"(+{len(columns) - 8} more)"] if len(columns) > 8 else [])
-        rows = [[_shown(c, v) for c, v in zip(columns[:8], row)] for row in values]
+        kept = columns[:SHOWN_COLUMNS]
+        more = [f"(+{len(columns) - len(kept)} more)"] if len(columns) > len(kept) else []
+        names = [c["name"][:18] for c in kept] + more
+        rows = [[_shown(c, v) for c, v in zip(kept, row)] + [""] * len(more) for row in values]
         if target["task"] == "classification":
             labels = [str(info.classes[k]) for k in y[:shown].tolist()]
         else:   # stored standardized
             labels = [_number(v * target["std"] + target["mean"], target) for v in y[:shown].flatten().tolist()]
+        from ..report.columns import text_table
         head = [target["name"][:18]] + names
-        cells_ = [head] + [[lab[:18]] + r for lab, r in zip(labels, rows)]
-        widths = [max(len(r[i]) for r in cells_ if i < len(r)) for i in range(len(head))]
-        lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells_]
+        lines.append(text_table(head, [[lab[:18]] + r for lab, r in zip(labels, rows)], left=len(head), indent="  "))
         return "\n".join(lines)
 
     def reference(self, predictor, x):

@@ -5,9 +5,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import Kind, class_table, first_batch, split_targets
-
-SHOWN_FEATURES = 8   # columns of `nettrain show`'s feature table and rows: one terminal width
+from .base import SHOWN_COLUMNS, Kind, class_table, first_batch, split_targets
 
 
 class Vector(Kind):
@@ -39,7 +37,7 @@ class Vector(Kind):
             lines.append(f"  target on the training split: mean {float(y.mean()):.4g}, std {float(y.std()):.4g}, "
                          f"min {float(y.min()):.4g}, max {float(y.max()):.4g}")
         flat = x.reshape(len(x), -1).double()
-        features = min(flat.shape[1], SHOWN_FEATURES)
+        features = min(flat.shape[1], SHOWN_COLUMNS)
         lines.append(f"features on the training split (the first {features} of {flat.shape[1]}):" if
                      flat.shape[1] > features else "features on the training split:")
         for j in range(features):

@@ -25,6 +25,7 @@ from typing import Optional
 from urllib.parse import quote
 
 from ..atomic import write_error, write_file, write_text
+from .columns import text_table
 from ..errors import NettrainError, printable
 from ..runs import MANIFEST
 from . import stats
@@ -69,7 +70,7 @@ class Comparison:
 
     def table(self) -> str:
         header, rows = self.columns()
-        lines = [text_table(header, rows, left=1 + len(self.keys))]
+        lines = [text_table(header, rows, left=1 + len(self.keys), left_last=header[-1] == "status")]
         return "\n".join(lines + self.notes)
 
 
@@ -239,16 +240,6 @@ def _examples(entries) -> str:
 def _mean_speed(metrics: list) -> str:
     speeds = [r["images_per_s"] for r in metrics if r.get("images_per_s") is not None]
     return f"{sum(speeds) / len(speeds):,.0f}" if speeds else "-"
-
-
-def text_table(header: list, rows: list, left: int = 1) -> str:
-    """Columns padded to their widest cell; the first `left` aligned left (names and config values)."""
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-
-    def line(cells):
-        return "  ".join(str(c).ljust(w) if i < left or i == len(widths) - 1 and header[-1] == "status"
-                         else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-    return "\n".join([line(header)] + [line(r) for r in rows])
 
 
 # ---- the figure and the page -------------------------------------------------------------------------

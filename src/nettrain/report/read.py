@@ -51,8 +51,9 @@ class Record:
         """What the run's speed counts, in words: "images", "texts", "rows" or "examples" (environment.json's
         speed_unit, the data kind's; a run made before it was recorded: "images")."""
         unit = self.environment.get("speed_unit")
-        return {"img": "images", "ex": "examples", None: "images"}.get(unit, unit if isinstance(unit, str) else
-                                                                       "images")
+        if not isinstance(unit, str):   # a run made before it was recorded
+            return "images"
+        return {"img": "images", "ex": "examples"}.get(unit, unit)   # the epoch line's short forms, in words
 
     @property
     def classification(self) -> bool:
