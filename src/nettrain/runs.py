@@ -361,8 +361,8 @@ class TensorBoardLog:
         if self.writer is not None:
             self.writer.close()
 
-    def finish(self, run: RunDir, config: dict, history: list, test: dict, classes=None):
+    def finish(self, run: RunDir, config: dict, history: list):
         """At the fit's end (after the report): its figures, and the hparams with the final metrics (tbreport.py)."""
         if self.writer is not None:
             from . import tbreport
-            tbreport.write(run, config, history, test, classes)
+            tbreport.write(run, config, history)

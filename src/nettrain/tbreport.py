@@ -13,11 +13,10 @@ import json
 from pathlib import Path
 
 from .atomic import write_error
-from .engine.metrics import classification_metrics
 
-# the test split's final metrics (training's evaluate: loss, acc; regression: mse, mae, r2) -> their TensorBoard tags
-FINAL = {"loss": "final/test_loss", "acc": "final/test_accuracy", "mse": "final/test_mse", "mae": "final/test_mae",
-         "r2": "final/test_r2"}
+# the test split's final metrics (test_metrics.json: loss and accuracy, or mse, mae and r2) -> their TensorBoard tags
+FINAL = {"loss": "final/test_loss", "accuracy": "final/test_accuracy", "mse": "final/test_mse",
+         "mae": "final/test_mae", "r2": "final/test_r2"}
 TAG = "report/"   # the figures' tags: report/learning_curves, report/confusion_matrix, ...
 
 
@@ -40,12 +39,10 @@ def hparams_of(config: dict, prefix: str = "") -> dict:
 
 
 def final_metrics(history: list, test: dict) -> dict:
-    """Tag -> value: the test split's metrics (a classification's macro precision, recall and F1 too), and the last
-    epoch's train loss and held-out metrics."""
+    """Tag -> value: the test split's metrics (`test`: test_metrics.json's; a classification's macro precision,
+    recall and F1 too), and the last epoch's train loss and held-out metrics."""
     out = {tag: float(test[key]) for key, tag in FINAL.items() if test.get(key) is not None}
-    if "confusion" in test:
-        macro = classification_metrics(test["confusion"])["macro"]
-        out.update({f"final/test_macro_{k}": macro[k] for k in ("precision", "recall", "f1")})
+    out.update({f"final/test_macro_{k}": float(v) for k, v in (test.get("macro") or {}).items()})
     last = history[-1] if history else {}
     split = last.get("val_split") or "val"
     for key, tag in (("train_loss", "final/train_loss"), ("train_acc", "final/train_accuracy"),
@@ -55,13 +52,11 @@ def final_metrics(history: list, test: dict) -> dict:
     return out
 
 
-def per_class(test: dict, classes) -> dict:
-    """Tag -> value: each class's precision, recall and F1 on the test split (scalars only: as HParams columns, 100
-    classes would make 300 of them)."""
-    if "confusion" not in test or not classes:
-        return {}
-    m = classification_metrics(test["confusion"])
-    return {f"final/test_{k}/{name}": m[k][i] for k in ("precision", "recall", "f1") for i, name in enumerate(classes)}
+def per_class(test: dict) -> dict:
+    """Tag -> value: each class's precision, recall and F1 on the test split, from test_metrics.json (scalars only:
+    as HParams columns, 100 classes would make 300 of them)."""
+    return {f"final/test_{k}/{name}": float(scores[k]) for k in ("precision", "recall", "f1")
+            for name, scores in (test.get("per_class") or {}).items()}
 
 
 def figures_of(run_path: Path) -> list:
@@ -72,9 +67,10 @@ def figures_of(run_path: Path) -> list:
     return [(TAG + name[:-4], folder / name) for name, _, _, _ in FIGURES if (folder / name).is_file()]
 
 
-def write(run, config: dict, history: list, test: dict, classes=None) -> None:
-    """The report's figures (at the last epoch's step) and the hparams with the final metrics, into `run`'s
-    tensorboard/ folder (run: a RunDir, whose lock the caller holds)."""
+def write(run, config: dict, history: list) -> None:
+    """The report's figures (at the last epoch's step) and the hparams with the final metrics (the run's
+    test_metrics.json, as the fit wrote it), into `run`'s tensorboard/ folder (run: a RunDir, whose lock the caller
+    holds)."""
     from PIL import Image
     from tensorboard.compat.proto.summary_pb2 import Summary
     from torch.utils.tensorboard import SummaryWriter
@@ -95,12 +91,13 @@ def write(run, config: dict, history: list, test: dict, classes=None) -> None:
                 (width, height), channels = image.size, len(image.getbands())
             picture = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=data)
             writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=picture)]), step)
+        test = json.loads(run.test_metrics.read_text()) if run.test_metrics.is_file() else {}
         metrics = final_metrics(history, test)
         if metrics:   # the HParams tab lists a run by its metrics: without any it has nothing to show
             chosen = {k: v for k, v in config.items() if k != "run"}   # run.*: where and how it logs, not numbers
             for summary in hparams(hparams_of(chosen), metrics):   # add_hparams' own route, minus its sub-run
                 writer.file_writer.add_summary(summary)
-            for tag, value in {**metrics, **per_class(test, classes)}.items():
+            for tag, value in {**metrics, **per_class(test)}.items():
                 writer.add_scalar(tag, value, step)
     finally:
         writer.close()

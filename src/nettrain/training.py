@@ -197,8 +197,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     if cfg.run.report and world.is_main:   # what the figures need of the model, then the full report
         evidence.record(run, predictor, t.data.test, test)
         progress.say(f"report {live.finish()}")
-    # the report's figures and the HParams with the test's metrics (the main rank's; NullLog elsewhere)
-    tb.finish(run, cfg.to_dict(), history, test, t.info.classes)
+    tb.finish(run, cfg.to_dict(), history)   # the report's figures and the HParams (main rank: NullLog else)
     return Run(run.path, history, predictor, test, seconds)
 
 
