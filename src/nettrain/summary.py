@@ -53,16 +53,17 @@ def summary(run=None, *, dataset: Optional[str] = None, model: Optional[str] = N
         from .api import load
         predictor = load(run, model=model, trust_code=trust_code, _fixes=_fixes)
         from .kinds import kind_of
-        if not kind_of(predictor.info).fixed_shape:
+        kind = kind_of(predictor.info)
+        if not kind.fixed_shape:
             raise ConfigError("this run was trained through a collate function, whose inputs have no fixed shape to "
                               "summarize")
         net, shape = predictor.module, list(predictor.info.shape)
         dtype = getattr(torch, predictor.info.dtype) if predictor.info.dtype else torch.float32
-        kind = kind_of(predictor.info)
         inputs = kind.summary_inputs(predictor.info)
         if inputs is not None:   # a text model's (tokens, lengths)
-            return _table(net, depth, input_data=list(inputs), what=", ".join(
-                f"{name} {' x '.join(map(str, t.shape))}" for name, t in zip(kind.input_names, inputs)))
+            return _table(net, depth, ", ".join(f"{name} {' x '.join(map(str, t.shape))}"
+                                                for name, t in zip(kind.input_names, inputs)),
+                          "model of the run", input_data=list(inputs))
     else:
         from .models import build_model
         if not model:
@@ -84,14 +85,14 @@ def summary(run=None, *, dataset: Optional[str] = None, model: Optional[str] = N
         if classes < 1:
             raise ConfigError(f"--classes must be at least 1, got {classes}")
         net, dtype = build_model(model, shape, classes, model_args), torch.float32
-    try:
-        return _table(net, depth, input_size=(1, *shape), dtypes=[dtype], what=f"1 x {' x '.join(map(str, shape))}")
-    except ConfigError as e:
-        raise ConfigError(f"model {model or 'of the run'} {e}; give the shape it takes with --shape") from None
+    fix = "" if run is not None else "; give the shape it takes with --shape"   # a run's shape is its data's
+    return _table(net, depth, f"1 x {' x '.join(map(str, shape))}", f"model {model or 'of the run'}", fix,
+                  input_size=(1, *shape), dtypes=[dtype])
 
 
-def _table(net, depth: int, what: str, **inputs) -> str:
-    """torchinfo's layer table of `net` on `inputs` (input_size and dtypes, or input_data), under "input: `what`"."""
+def _table(net, depth: int, what: str, who: str, fix: str = "", **inputs) -> str:
+    """torchinfo's layer table of `net` on `inputs` (input_size and dtypes, or input_data), under "input: `what`";
+    a model that does not take them is one line naming `who`, then `fix`."""
     from torchinfo import summary as torchinfo_summary
     net = net.float().to(memory_format=torch.contiguous_format).eval()
     try:
@@ -103,7 +104,7 @@ def _table(net, depth: int, what: str, **inputs) -> str:
     except Exception as e:   # the model does not take these inputs: torchinfo wraps the model's own error
         cause = e.__cause__ or e
         first = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
-        raise ConfigError(f"does not take inputs of {what} ({type(cause).__name__}: {first})") from None
+        raise ConfigError(f"{who} does not take inputs of {what} ({type(cause).__name__}: {first}){fix}") from None
     # torchinfo 1.8.0 on Python 3.11+ prints its unit enum ("Total mult-adds (Units.MEGABYTES): 12.40"): say M
     table = re.sub(r"\(Units\.(\w+)\)", lambda m: f"({UNITS.get(m.group(1), m.group(1))})", str(stats))
     return f"input: {what}\n{table}"
