@@ -49,7 +49,7 @@ def default_out(dataset: str, augmented: bool) -> Path:
 def samples(cfg, n: int = 64, augmented: bool = False, data=None) -> Samples:
     """The first `n` examples of epoch 1's first training batch (the config's seed and shuffle), as uint8 images."""
     from .data import load_data, make_batches
-    data = data or load_data(cfg.data)
+    data = data if data is not None else load_data(cfg.data)
     info = data.info
     if not kind_of(info).images:
         raise DataError(f"nettrain show draws images, but dataset {cfg.data.name!r} holds {info.kind} data; "
