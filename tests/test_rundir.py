@@ -147,11 +147,11 @@ def test_overwrite_deletes_only_what_nettrain_recorded(tmp_path):
     (run_dir / "notes.txt").write_text("my notes")   # the user's, added to the run afterwards
     (run_dir / "tensorboard" / "mine").mkdir()
     (run_dir / "tensorboard" / "mine" / "plot.md").write_text("my plot")
-    (run_dir / ".best.pt.tmp").write_bytes(b"half")   # what a killed checkpoint write leaves is nettrain's
+    (run_dir / ".best.pt.0123456789ab.tmp").write_bytes(b"half")   # what a killed checkpoint write leaves is nettrain's
     fit_into(run_dir, overwrite=True, epochs=2)
     assert (run_dir / "notes.txt").read_text() == "my notes"
     assert (run_dir / "tensorboard" / "mine" / "plot.md").read_text() == "my plot"
-    assert not any((run_dir / e).exists() for e in events) and not (run_dir / ".best.pt.tmp").exists()
+    assert not any((run_dir / e).exists() for e in events) and not (run_dir / ".best.pt.0123456789ab.tmp").exists()
     assert len(read_metrics(run_dir / "metrics.csv")) == 2
     # the new run's record: its own files, not the user's
     assert "notes.txt" not in json.loads((run_dir / ".nettrain-run.json").read_text())["files"]
@@ -361,7 +361,7 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_keeps_the_previous_one(tm
     def fills_the_disk(obj, f):
         calls.append(obj["epoch"])
         if obj["epoch"] == 2:
-            open(f, "wb").write(b"half a checkpoint")
+            f.write(b"half a checkpoint")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         save(obj, f)
     monkeypatch.setattr(torch, "save", fills_the_disk)
@@ -392,7 +392,7 @@ def test_a_read_only_run_dir_is_one_line(tmp_path, capsys, monkeypatch):
     assert main(args) == 0
     capsys.readouterr()
 
-    def read_only(src, dst):
+    def read_only(src, dst, **dir_fds):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
     monkeypatch.setattr(os, "replace", read_only)
     assert main(["evaluate", str(run_dir)]) == 0   # evaluate only reads the run: a read-only one is fine

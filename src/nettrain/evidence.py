@@ -25,7 +25,7 @@ import sys
 import numpy as np
 import torch
 
-from .atomic import write_file, write_text
+from .files import write_file, write_text
 from .data import ArrayData, tensor_images
 from .kinds import kind_of
 from .runs import RUN_FILES
@@ -41,16 +41,14 @@ CURVE = 200             # 1-D regression: the model's curve at CURVE points
 def record(run, predictor, test, result: dict) -> None:
     """Write predictions.npz and model_summary.txt into `run` (a RunDir) for `predictor`'s model on the `test`
     split, with the fit's own test `result` (loss, accuracy or MSE/MAE: the report's key numbers)."""
-    write_text(run.claim(run.path / RUN_FILES["model_summary"]), model_summary(predictor))
+    write_text(run.claim(run.path / RUN_FILES["model_summary"]), model_summary(predictor), root=run.path)
     if test is None or len(test) == 0:
         return
     arrays = kind_of(predictor.info).evidence(predictor, test)   # each kind's part: kinds/, with the functions here
     arrays.update({f"test_{k}": np.array(float(result[k])) for k in ("loss", "acc", "mse", "mae") if k in result})
 
-    def save(tmp):
-        with open(tmp, "wb") as f:   # a file object: np.savez would add .npz to the temporary's name
-            np.savez_compressed(f, **arrays)
-    write_file(run.claim(run.path / RUN_FILES["predictions"]), save)
+    write_file(run.claim(run.path / RUN_FILES["predictions"]), lambda f: np.savez_compressed(f, **arrays),
+               root=run.path)
 
 
 def examples(test) -> tuple:

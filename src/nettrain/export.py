@@ -19,6 +19,8 @@ import json
 import math
 import os
 import re
+import shutil
+import tempfile
 import sys
 from pathlib import Path
 from typing import Optional
@@ -28,7 +30,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .atomic import write_file, write_text
+from .files import write_file, write_text
 from .errors import NettrainError, printable
 from .kinds import kind_of
 from .runs import RUN_FILES
@@ -110,10 +112,14 @@ def export(path, fmt: str = "onnx", out=None, overwrite: bool = False, model=Non
             run.claim(dest), run.claim(meta)
         note, check = {}, {}
 
-        def write_and_check(tmp: Path):   # checked before it replaces anything: a file that disagrees is not kept
-            _write(fmt, shipped, x, tmp, note, say)
-            check.update(_check(fmt, tmp, x, expected, dest.name))
-        write_file(dest, write_and_check)
+        def write_and_check(f):   # checked before it replaces anything: a file that disagrees is not kept
+            with tempfile.TemporaryDirectory(prefix="nettrain-export-") as private:   # the exporters write paths
+                tmp = Path(private) / dest.name
+                _write(fmt, shipped, x, tmp, note, say)
+                check.update(_check(fmt, tmp, x, expected, dest.name))
+                with open(tmp, "rb") as written:
+                    shutil.copyfileobj(written, f)
+        write_file(dest, write_and_check, root=dest.parent)
         record = {"format": fmt, "file": dest.name, "input": input_spec(info),
                   "output": {"name": "probabilities" if info.task == "classification" else "values",
                              "what": "class probabilities (softmax)" if info.task == "classification"
@@ -121,7 +127,7 @@ def export(path, fmt: str = "onnx", out=None, overwrite: bool = False, model=Non
                   "task": info.task, "classes": info.classes, "preprocessing": preprocessing(info, cfg),
                   "check": check, "exporter": note.get("exporter", fmt), "model": cfg.model.name,
                   "source": str(Path(path).name), "nettrain_version": __version__}
-        write_text(meta, json.dumps(record, indent=2))
+        write_text(meta, json.dumps(record, indent=2), root=meta.parent)
     finally:
         if run is not None:
             run.unlock()

@@ -39,8 +39,8 @@ class LRFind:
                 f"{self.lrs[-1]:.2e}" + (f", loss minimum at {self.minimum:.2e}" if self.minimum else ""))
 
     def save_plot(self, path):
-        from .atomic import write_file
-        write_file(Path(path), lambda tmp: tmp.write_bytes(self.png))
+        from .files import write_bytes
+        write_bytes(Path(path), self.png)
 
 
 def suggest(lrs: list, losses: list) -> tuple:

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .atomic import write_error
+from .files import open_lock, read_text, write_error, FileError
 from .errors import NettrainError
 
 LOCK_NAME = ".nettrain-lock"
@@ -37,10 +37,7 @@ class RunLock:
         self._fd = None
 
     def acquire(self) -> "RunLock":
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise write_error(self.path, e) from None
+        fd = open_lock(self.path)   # never through a link planted as the lock, never a FIFO
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -74,8 +71,8 @@ class RunLock:
 def holder(run_dir) -> dict:
     """What the lock file says of its last holder: {pid, host, command, since} (empty when there is none)."""
     try:
-        text = (Path(run_dir) / LOCK_NAME).read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        text = read_text(Path(run_dir) / LOCK_NAME, 64 * 1024, "lock file", follow=False, errors="replace")
+    except (OSError, FileError):
         return {}
     return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import temporary, write_error, write_text
+from .files import append_text, make_dir, remove, remove_dir, temporaries, write_error, write_text
 from .errors import NettrainError
 from .runlock import RunLock
 
@@ -46,8 +46,8 @@ TEXT_COLUMNS = {"val_split"}
 
 def write_atomically(path: Path, text: str):
     """Replace `path` by `text` so that a reader (a resume, a report) sees the old file or the new one, never half;
-    a full disk or a read-only folder is one line (atomic.py)."""
-    write_text(path, text)
+    a full disk or a read-only folder is one line, and a link in the way is never written through (files.py)."""
+    write_text(path, text, root=Path(path).parent)
 
 
 # Everything nettrain writes into a run directory, by RunDir's name for it. A new kind of output is one line here
@@ -152,7 +152,7 @@ class RunDir:
             self.lock()
         try:
             self._claimed = set()
-            write_text(self.path / MANIFEST, json.dumps({"files": []}))
+            write_text(self.path / MANIFEST, json.dumps({"files": []}), root=self.path)
         except BaseException:
             self.unlock()
             raise
@@ -187,7 +187,7 @@ class RunDir:
             self._claimed = self.recorded() or set()
         if name not in self._claimed:
             self._claimed.add(name)
-            write_text(self.path / MANIFEST, json.dumps({"files": sorted(self._claimed)}, indent=1))
+            write_text(self.path / MANIFEST, json.dumps({"files": sorted(self._claimed)}, indent=1), root=self.path)
         return path
 
     def _refuse_unless_a_run(self):
@@ -206,31 +206,20 @@ class RunDir:
     def _delete_recorded(self):
         """Delete the files the record names (and their temporaries), then the folders this emptied; nothing
         else in the directory is touched."""
-        root = self.path.resolve()
         folders = set()
         for name in self.recorded() or ():
-            p = self.path / name
-            if Path(name).is_absolute() or ".." in Path(name).parts or \
-                    (not p.is_symlink() and not p.resolve().is_relative_to(root)):
+            if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
                 continue   # not a name nettrain writes: a record edited by hand deletes nothing outside the run
-            for f in (p, temporary(p)):
-                try:
-                    if f.is_symlink() or f.is_file():
-                        f.unlink()
-                except FileNotFoundError:
-                    pass
-                except OSError as e:
-                    raise write_error(f, e) from None
+            p = self.path / name
+            # files.remove walks from the run down without following a link: `sub/.bashrc` with `sub -> ~` is
+            # not deleted, a link named in the record is removed itself, never what it points to
+            for f in [p, *temporaries(p, self.path)]:
+                remove(f, self.path)
             folders.update(q for q in p.parents if q != self.path and self.path in q.parents)
-        try:
-            temporary(self.path / MANIFEST).unlink()
-        except OSError:
-            pass
+        for tmp in temporaries(self.path / MANIFEST, self.path):
+            remove(tmp, self.path)
         for folder in sorted(folders, key=lambda q: len(q.parts), reverse=True):
-            try:
-                folder.rmdir()   # only when empty: a folder of the user's inside stays
-            except OSError:
-                pass
+            remove_dir(folder, self.path)   # only when empty and a real folder: a folder of the user's stays
 
     # ---- paths ----
     config, environment, metrics = _file("config"), _file("environment"), _file("metrics")
@@ -275,12 +264,7 @@ class RunDir:
     def add_event(self, **event):
         """Append one line to events.jsonl (resumes: when, from which epoch, what changed)."""
         line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **event}, default=str) + "\n"
-        path = self.claim(self.events)
-        try:
-            with open(path, "a", encoding="utf-8") as f:   # one short append: a kill leaves it whole or absent
-                f.write(line)
-        except OSError as e:
-            raise write_error(path, e) from None
+        append_text(self.claim(self.events), line, root=self.path)   # one short append: whole or absent
 
 
 def git_commit():

@@ -21,7 +21,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from .atomic import write_file
+from .files import write_bytes
 from .errors import ConfigError, DataError, printable
 from .kinds import kind_of
 
@@ -102,7 +102,7 @@ def show(config=None, *, n: Optional[int] = None, augmented: bool = False, out: 
     path = Path(out) if out is not None else default_out(cfg.data.name, augmented)
     _check_out(path, overwrite)
     image = draw(samples(cfg, n or 64, augmented, data), cfg.data.name)
-    write_file(path, lambda tmp: tmp.write_bytes(image))
+    write_bytes(path, image)
     return path
 
 

@@ -12,7 +12,7 @@ import io
 import json
 from pathlib import Path
 
-from .atomic import write_error
+from .files import write_error
 
 # the test split's final metrics (test_metrics.json: loss and accuracy, or mse, mae and r2) -> their TensorBoard tags
 FINAL = {"loss": "final/test_loss", "accuracy": "final/test_accuracy", "mse": "final/test_mse",

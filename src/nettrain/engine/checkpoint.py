@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import write_file
+from ..files import write_file
 from ..errors import CheckpointError
 from . import checkfields as fields
 
@@ -54,13 +54,13 @@ def clean_state_dict(model: torch.nn.Module) -> dict:
 
 def _atomic(path: Path, write):
     """A reader, or a kill -9, sees the old file or the new one, never half of one; a full disk or a read-only
-    folder is one line, and the temporary is removed (atomic.write_file)."""
-    write_file(path, write, sync=True)
+    folder is one line, and the temporary is removed (files.write_file, which never writes through a link)."""
+    write_file(path, write, sync=True, root=Path(path).parent)
 
 
-def _torch_save(checkpoint: dict, path: Path):
+def _torch_save(checkpoint: dict, f, path: Path):
     try:
-        torch.save(checkpoint, path)
+        torch.save(checkpoint, f)
     except RuntimeError as e:   # torch's writer reports a failed write(2) as "unexpected pos ..." without errno
         if "unexpected pos" not in str(e) and "failed writing" not in str(e):
             raise
@@ -77,7 +77,7 @@ def _nearly_full(path: Path) -> bool:
 
 def save(path, checkpoint: dict):
     checkpoint = {"format_version": FORMAT_VERSION, **checkpoint}
-    _atomic(path, lambda p: _torch_save(checkpoint, p))
+    _atomic(path, lambda f: _torch_save(checkpoint, f, Path(path)))
 
 
 def saved_epoch(path) -> "int | None":
@@ -90,10 +90,10 @@ def saved_epoch(path) -> "int | None":
 
 
 def save_safetensors(path, state_dict: dict, metadata: dict):
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     tensors = {k: v.contiguous() for k, v in state_dict.items()}
     meta = {k: json.dumps(v) for k, v in metadata.items()}
-    _atomic(path, lambda p: save_file(tensors, str(p), metadata=meta))
+    _atomic(path, lambda f: f.write(save(tensors, metadata=meta)))
 
 
 def _without_advice(text: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..atomic import write_file, write_error, write_text
+from ..files import make_dir, write_file, write_text
 from ..runs import RUN_FILES, RunDir
 from .html import page
 from .read import Record, check_run_dir, read
@@ -39,14 +39,11 @@ def write(run: RunDir, *, live: bool = False, cheap: bool = False, status: str =
     rec = read(run.path)
     drawn = render(rec, cheap_only=cheap)
     folder = run.path / FIGURES
-    try:
-        folder.mkdir(exist_ok=True)
-    except OSError as e:
-        raise write_error(folder, e) from None
+    make_dir(folder, root=run.path)   # a real folder of the run: `figures -> ~/Pictures` is refused, not written
     for name, _, data in drawn:
-        write_file(run.claim(folder / name), lambda tmp, data=data: tmp.write_bytes(data))
+        write_file(run.claim(folder / name), lambda f, data=data: f.write(data), root=run.path)
     path = run.claim(run.path / REPORT)
-    write_text(path, page(rec, drawn, status or status_of(rec), live))
+    write_text(path, page(rec, drawn, status or status_of(rec), live), root=run.path)
     return path
 
 

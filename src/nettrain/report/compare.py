@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import quote
 
-from ..atomic import write_error, write_file, write_text
+from ..files import write_error, write_file, write_text
 from .columns import text_table
 from ..errors import NettrainError, printable
 from ..runs import MANIFEST
@@ -358,7 +358,7 @@ def write(entries: list, keys: list, out: Path) -> Comparison:
     except OSError as e:
         raise write_error(out / HTML, e) from None
     if image is not None:
-        write_file(png_path, lambda tmp: tmp.write_bytes(image))
+        write_file(png_path, lambda f: f.write(image))
     comparison = Comparison(entries, keys, task, html_path, png_path if image is not None else None, notes)
     write_text(html_path, page(comparison, image))
     return comparison
