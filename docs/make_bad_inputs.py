@@ -4,7 +4,7 @@
 
 Every NettrainError a test provokes is recorded (tests/conftest.py: catalogue_errors) with the test's id; the test's
 name (its parameter, for table-driven tests) says what was given. Errors raised in a subprocess (the signal and
-lock tests) are not seen; the README's table names those.
+lock tests) are not seen; the table in docs/resume.md names those.
 """
 import collections
 import json
