@@ -23,7 +23,7 @@ from .errors import ConfigError, DataError
 
 RESUMABLE = {"train.epochs", "run.progress", "run.tensorboard", "run.dir", "run.overwrite", "data.dir",
              "data.download", "train.device", "train.threads", "dist.timeout"}
-# kept in config.yaml after a resume (the others are this session's, not the run's)
+# kept in config.yaml after a resume (the others belong to this invocation, not to the run)
 RECORDED = {"train.epochs"}
 
 
