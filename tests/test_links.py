@@ -6,6 +6,8 @@ import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from nettrain.cli import main
 QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false"]
 QUIET_API = {"run.progress": "none", "run.tensorboard": False, "run.report": False}
 PACKAGE = Path(nettrain.__file__).resolve().parent
+SRC = str(PACKAGE.parent)
 VICTIM = "the user's own file\n"
 
 
@@ -68,12 +71,33 @@ def test_a_lock_planted_as_a_link_is_never_written_through(base_run, tmp_path, c
     assert (run / ".nettrain-lock").is_symlink()
 
 
+def test_a_downloaded_run_is_reported_on_by_a_fresh_process_without_writing_through_its_links(base_run, tmp_path):
+    """The real command, in a process of its own: the lock planted as a link first, then figures/ as one."""
+    run = downloaded(base_run, tmp_path)
+    target = victim(tmp_path)
+    pictures = tmp_path / "Pictures"
+    pictures.mkdir()
+    picture = victim(pictures, "learning_curves.png")
+    plant(run / ".nettrain-lock", target)
+    shutil.rmtree(run / "figures")
+    plant(run / "figures", pictures)
+    env = {**os.environ, "NETTRAIN_HOME": str(tmp_path / "home"), "PYTHONPATH": SRC}
+    for planted in (".nettrain-lock", "figures"):
+        done = subprocess.run([sys.executable, "-m", "nettrain", "report", str(run)], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith(f"nettrain: error: {run / planted} is a symbolic link"), done.stderr
+        (run / planted).unlink()   # the user removes the link, as the line says; the next one is found
+    assert target.read_text() == VICTIM and picture.read_text() == VICTIM and os.listdir(pictures) == [picture.name]
+
+
 # ---- temporaries -----------------------------------------------------------------------------------------------
 
 def test_report_temporaries_planted_as_links_are_never_written_through(base_run, tmp_path, capsys):
     """The old fixed name, and names of the new form: planted, none is opened."""
     run = downloaded(base_run, tmp_path)
-    planted = {".report.html.tmp": victim(tmp_path, "a.txt"), ".report.html.0123456789ab.tmp": victim(tmp_path, "b.txt"),
+    planted = {".report.html.tmp": victim(tmp_path, "a.txt"),
+               ".report.html.0123456789ab.tmp": victim(tmp_path, "b.txt"),
                ".report.html.anything.tmp": victim(tmp_path, "c.txt")}
     for name, target in planted.items():
         plant(run / name, target)

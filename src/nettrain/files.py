@@ -12,8 +12,13 @@ trusted to be what its name says:
   temporary's name, a folder such as `figures -> ~/Pictures`) is never written through. The rename replaces a link
   at the target itself, not what it points to. A reader sees the old file or the new one; a failed write removes
   its temporary and raises one line, the previous file left as it was.
+- **Folders** (`make_dir`) are made one component at a time below `root` and opened without following a link, so
+  `tensorboard -> elsewhere` or `hang -> elsewhere` is refused before anything writes into it; `new_dir` makes a
+  new run folder exclusively (a name already taken is never reused).
 - **Deletes** (`remove`) unlink a name inside `root` reached the same way, so a record naming `sub/.bashrc` with
   `sub -> ~` deletes nothing outside the run.
+
+No other module writes, makes a folder or deletes (tests/test_links.py reads every module to check it).
 
 `root` is the folder the user chose (a run directory, compare's --out): links on the way to it are the user's own
 (a home on another disk); below it, none is followed.
