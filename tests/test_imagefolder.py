@@ -1,6 +1,7 @@
 """Image folders made with PIL: mixed sizes, modes and formats, a corrupt file, the decode cache, and predict."""
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,14 +190,14 @@ def test_cache_goes_to_the_user_cache_when_the_folder_is_read_only(tmp_path, mon
     """A data folder nettrain may not write to (a shared, read-only dataset) gets its decode cache in
     $XDG_CACHE_HOME/nettrain instead, reused on the next load."""
     root = make_folder(tmp_path / "photos", n_train=2, n_val=1, corrupt=False)
-    real_mkdir = type(root).mkdir
+    real_mkdir = os.mkdir
 
-    def read_only(self, *args, **kw):   # what mkdir raises in a folder without write permission
-        if self.parent == root:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_mkdir(self, *args, **kw)
+    def read_only(path, *args, **kw):   # what mkdir raises in a folder without write permission
+        if Path(path).name == ".nettrain-cache":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_mkdir(path, *args, **kw)
 
-    monkeypatch.setattr(type(root), "mkdir", read_only)
+    monkeypatch.setattr(os, "mkdir", read_only)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     decoded = []
     real = folder_mod.read_many

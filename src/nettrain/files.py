@@ -12,8 +12,13 @@ trusted to be what its name says:
   temporary's name, a folder such as `figures -> ~/Pictures`) is never written through. The rename replaces a link
   at the target itself, not what it points to. A reader sees the old file or the new one; a failed write removes
   its temporary and raises one line, the previous file left as it was.
+- **Folders** (`make_dir`) are made one component at a time below `root` and opened without following a link, so
+  `tensorboard -> elsewhere` or `hang -> elsewhere` is refused before anything writes into it; `new_dir` makes a
+  new run folder exclusively (a name already taken is never reused).
 - **Deletes** (`remove`) unlink a name inside `root` reached the same way, so a record naming `sub/.bashrc` with
   `sub -> ~` deletes nothing outside the run.
+
+No other module writes, makes a folder or deletes (tests/test_links.py reads every module to check it).
 
 `root` is the folder the user chose (a run directory, compare's --out): links on the way to it are the user's own
 (a home on another disk); below it, none is followed.
@@ -167,6 +172,8 @@ def _open_dir(root: Path, parts, create: bool = False) -> int:
                     os.mkdir(part, 0o755, dir_fd=fd)
                 except FileExistsError:
                     pass
+                except OSError as e:   # a read-only or full disk, a forbidden folder
+                    raise _dir_error(here, e) from None
             try:
                 child = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as e:
@@ -180,7 +187,7 @@ def _open_dir(root: Path, parts, create: bool = False) -> int:
 
 
 def _dir_error(path: Path, e: OSError) -> FileError:
-    if e.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
+    if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EEXIST) and os.path.islink(path):
         return WriteError(f"{path} is a symbolic link (to {os.readlink(path)}), and nettrain does not write through "
                           f"links; remove the link, or choose another folder")
     if e.errno == errno.ENOTDIR:
@@ -195,13 +202,31 @@ def make_dir(path, root=None) -> Path:
     if root is None:
         try:
             path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise write_error(path, e) from None
+        except OSError as e:   # a dangling link or a file in its place, a read-only disk
+            raise _dir_error(path, e) from None
         os.close(_open_dir(path, ()))
         return path
     base, parts, name = _parts(path, root) if Path(path) != Path(root) else (Path(root), (), None)
     os.close(_open_dir(base, parts + ((name,) if name else ()), True))
     return path
+
+
+def new_dir(path) -> bool:
+    """Make the folder `path`, which must not exist yet: False when its name is taken (by a run started in the same
+    second, or anything else: never reused). Its parents are the user's own place and are made as needed, following
+    a link among them (runs -> /data/runs); the new folder itself is real, made by this call."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _dir_error(path.parent, e) from None
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise _dir_error(path, e) from None
+    return True
 
 
 # ---- writing ----
@@ -221,12 +246,8 @@ def write_file(path, write: Callable, sync: bool = False, root=None):
     base, parts, name = _parts(path, root)
     dfd = _open_dir(base, parts)
     had = _exists(name, dfd)
-    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
     try:
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
-        except OSError as e:
-            raise write_error(path, e, had) from None
+        tmp, fd = _new_temporary(name, dfd, lambda e: write_error(path, e, had, base))
         try:
             with os.fdopen(fd, "wb") as f:
                 write(f)
@@ -239,12 +260,28 @@ def write_file(path, write: Callable, sync: bool = False, root=None):
             if e.errno == errno.EISDIR:
                 raise WriteError(f"{path} is a folder where nettrain writes a file; move it away, or choose another "
                                  f"folder") from None
-            raise write_error(path, e, had) from None
+            raise write_error(path, e, had, base) from None
         except BaseException:   # torch.save wraps the disk's error in its own (RuntimeError), and Ctrl-C
             _unlink_quietly(tmp, dfd)
             raise
     finally:
         os.close(dfd)
+
+
+def _new_temporary(name: str, dfd: int, error: Callable) -> tuple:
+    """(name, descriptor) of a new, empty temporary for `name` in the folder `dfd`. O_EXCL | O_NOFOLLOW: whatever
+    is already there under the chosen name (a link planted to catch the write) is never opened; another random name
+    is drawn instead (48 bits: a name met by chance, never one guessed ahead)."""
+    for _ in range(8):
+        tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                                dir_fd=dfd)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise error(e) from None
+    raise error(OSError(errno.EEXIST, "every temporary name tried was taken"))
 
 
 def write_text(path, text: str, sync: bool = False, root=None):
@@ -278,14 +315,18 @@ def append_text(path, text: str, root=None):
         os.close(fd)
 
 
-def open_lock(path) -> int:
+def open_lock(path, root=None) -> int:
     """A read-write descriptor of the lock file `path` (made if absent), never through a link, and only of a
-    regular file (a FIFO planted as the lock neither blocks nor is written)."""
+    regular file (a FIFO planted as the lock neither blocks nor is written). `root`: as for write_file."""
     path = Path(path)
+    base, parts, name = _parts(path, root)
+    dfd = _open_dir(base, parts)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644, dir_fd=dfd)
     except OSError as e:
         raise _link_or_write_error(path, e) from None
+    finally:
+        os.close(dfd)
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
@@ -376,14 +417,15 @@ def _unlink_quietly(name: str, dfd: int):
         pass
 
 
-def write_error(path, e: OSError, had: Optional[bool] = None) -> WriteError:
+def write_error(path, e: OSError, had: Optional[bool] = None, root=None) -> WriteError:
     """One line for an OSError met while writing `path`. `had`: whether a previous file was there (the message
-    says it is intact only when there was one)."""
+    says it is intact only when there was one). `root`: the run directory the hint to resume names (default: the
+    file's folder; figures/x.png is written into its run, not into figures/)."""
     path = Path(path)
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         kept = f"; the previous {path.name} is intact" if had else ""
         return WriteError(f"disk full while writing {path}; free space on that disk and run again (nettrain fit "
-                          f"--resume {path.parent} continues a run){kept}")
+                          f"--resume {root if root is not None else path.parent} continues a run){kept}")
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return WriteError(f"cannot write into {path.parent} ({os.strerror(e.errno)}); make it writable, or choose "
                           f"another --run-dir")

@@ -38,9 +38,10 @@ class LRFind:
         return (f"suggested lr {self.lr:.2e} ({self.how}); {len(self.lrs)} steps from {self.lrs[0]:.0e} to "
                 f"{self.lrs[-1]:.2e}" + (f", loss minimum at {self.minimum:.2e}" if self.minimum else ""))
 
-    def save_plot(self, path):
+    def save_plot(self, path, root=None):
+        """The plot into `path` (inside `root`, a run directory, when given: files.write_bytes)."""
         from .files import write_bytes
-        write_bytes(Path(path), self.png)
+        write_bytes(Path(path), self.png, root=root)
 
 
 def suggest(lrs: list, losses: list) -> tuple:
@@ -180,6 +181,6 @@ def keep_plot(found: LRFind, run_dir):
     run = RunDir(run_dir)
     run.lock(command="nettrain fit --lr auto")
     try:
-        found.save_plot(run.claim(run.path / "lr_find.png"))
+        found.save_plot(run.claim(run.path / "lr_find.png"), root=run.path)
     finally:
         run.unlock()

@@ -37,7 +37,7 @@ class RunLock:
         self._fd = None
 
     def acquire(self) -> "RunLock":
-        fd = open_lock(self.path)   # never through a link planted as the lock, never a FIFO
+        fd = open_lock(self.path, root=self.path.parent)   # never through a link planted as the lock, never a FIFO
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

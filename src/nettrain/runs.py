@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from .files import append_text, make_dir, remove, remove_dir, temporaries, write_error, write_text
+from .files import append_text, make_dir, new_dir, remove, remove_dir, temporaries, write_error, write_text
 from .errors import NettrainError
 from .runlock import RunLock
 
@@ -112,14 +112,10 @@ class RunDir:
             base = Path("runs") / f"{stamp}-{dataset}-{Path(safe_model).name}"
             if Path("runs").exists() and not Path("runs").is_dir():
                 raise NettrainError("a file named runs is where run directories go; move it, or give --run-dir")
-            Path("runs").mkdir(exist_ok=True)
             for n in itertools.count(1):   # mkdir claims a name atomically: runs started in one second get their own
                 path = base if n == 1 else base.with_name(f"{base.name}-{n}")
-                try:
-                    path.mkdir()
-                except FileExistsError:
-                    continue
-                return cls(path)._start()
+                if new_dir(path):
+                    return cls(path)._start()
         path = _checked_path(path)
         if path.exists() and any(path.iterdir()):
             if not overwrite:
@@ -134,10 +130,7 @@ class RunDir:
                 run.unlock()
                 raise
             return run._start(locked=True)
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise write_error(path, e) from None
+        make_dir(path)   # the user's --run-dir, a real folder (a link to it was refused above)
         return cls(path)._start()
 
     @classmethod
@@ -294,20 +287,29 @@ def _cell(key: str, value):
     return value if key in TEXT_COLUMNS else float(value)
 
 
+def tensorboard_writer(run: RunDir, **options):
+    """TensorBoard's SummaryWriter (with its `options`) writing into the run's tensorboard/ folder, made first as a
+    real folder of the run: a planted `tensorboard -> elsewhere` is refused in one line, never written through. The
+    event file it opens is claimed in the run's record. The one place nettrain makes a SummaryWriter."""
+    from torch.utils.tensorboard import SummaryWriter
+    folder = make_dir(run.tensorboard, root=run.path)
+    before = set(folder.iterdir())
+    try:
+        writer = SummaryWriter(str(folder), **options)
+    except OSError as e:
+        raise write_error(folder / "events", e) from None
+    for f in set(folder.iterdir()) - before:   # the event file it has just opened
+        run.claim(f)
+    return writer
+
+
 class TensorBoardLog:
     """Scalars, a grid of sample images and the model graph, via TensorBoard's own SummaryWriter."""
 
     def __init__(self, run: RunDir, enabled: bool, purge_step=None):
         self.writer = None
         if enabled:
-            from torch.utils.tensorboard import SummaryWriter
-            before = set(run.tensorboard.iterdir()) if run.tensorboard.is_dir() else set()
-            try:
-                self.writer = SummaryWriter(str(run.tensorboard), purge_step=purge_step)
-            except OSError as e:
-                raise write_error(run.tensorboard / "events", e) from None
-            for f in set(run.tensorboard.iterdir()) - before:   # the event file it has just opened
-                run.claim(f)
+            self.writer = tensorboard_writer(run, purge_step=purge_step)
 
     def scalars(self, row: dict, epoch: int):
         if self.writer is None:

@@ -22,6 +22,7 @@ from typing import Callable, Optional
 
 from .config import SHORTCUTS, check_parallelism, parse_value
 from .errors import NettrainError, printable
+from .files import make_dir, new_dir
 
 # the keys that name where a run goes: the sweep chooses them
 PLACED = {"run_dir": "run.dir", "overwrite": "run.overwrite"}
@@ -186,25 +187,16 @@ def sweep_dir(path, configs: list) -> Path:
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise NettrainError(f"sweep directory {printable(path)} already exists; choose another --sweep-dir (a "
                                 f"sweep is not resumed or overwritten)")
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            from .atomic import write_error
-            raise write_error(path, e) from None
-        return path
+        return make_dir(path)
     datasets = {c.data.name for c in configs}
     stem = f"sweep-{datasets.pop()}" if len(datasets) == 1 else "sweep"
     runs = Path("runs")
     if runs.exists() and not runs.is_dir():
         raise NettrainError("a file named runs is where sweep directories go; move it, or give --sweep-dir")
-    runs.mkdir(exist_ok=True)
     for n in itertools.count(1):   # mkdir claims a name atomically: two sweeps started together get their own
         path = runs / f"{stem}-{n}"
-        try:
-            path.mkdir()
+        if new_dir(path):
             return path
-        except FileExistsError:
-            continue
 
 
 def sweep(axes: dict, options: Optional[dict] = None, config=None, sweep_dir_path=None, trust_code: bool = False,

@@ -12,7 +12,6 @@ import io
 import json
 from pathlib import Path
 
-from .files import write_error
 
 # the test split's final metrics (test_metrics.json: loss and accuracy, or mse, mae and r2) -> their TensorBoard tags
 FINAL = {"loss": "final/test_loss", "accuracy": "final/test_accuracy", "mse": "final/test_mse",
@@ -73,17 +72,10 @@ def write(run, config: dict, history: list) -> None:
     holds)."""
     from PIL import Image
     from tensorboard.compat.proto.summary_pb2 import Summary
-    from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
+    from .runs import tensorboard_writer
     step = int(history[-1]["epoch"]) if history else 0
-    folder = run.tensorboard
-    before = set(folder.iterdir()) if folder.is_dir() else set()
-    try:
-        writer = SummaryWriter(str(folder))
-    except OSError as e:
-        raise write_error(folder / "events", e) from None
-    for f in set(folder.iterdir()) - before:   # the event file it has just opened
-        run.claim(f)
+    writer = tensorboard_writer(run)   # the run's own tensorboard/ folder, never a link planted in its place
     try:
         for tag, path in figures_of(run.path):   # the PNG's own bytes: add_image would decode and re-encode it
             data = path.read_bytes()               # (0.9 of the 1.3 s seven digits figures took that way)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..files import FileError, make_dir, write_file
 from .arrays import ArrayData
 from .images import image_size_of, is_image_file, read_image, read_many
 from .sources import Source
@@ -96,17 +97,15 @@ class FolderDataset(torch.utils.data.Dataset):
 
 
 def _cache_dir(root: Path) -> Path:
-    d = root / ".nettrain-cache"
+    """.nettrain-cache in the image folder when it is a real folder there (a link planted in its place is not
+    followed) that this process may write; else the user's own cache folder."""
+    d = root.resolve() / ".nettrain-cache"   # links on the way to the folder the user named are the user's own
     try:
-        d.mkdir(exist_ok=True)
-        probe = d / ".write-test"
-        probe.touch()
-        probe.unlink()
-        return d
-    except OSError:
-        fallback = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nettrain"
-        fallback.mkdir(parents=True, exist_ok=True)
-        return fallback
+        if os.access(make_dir(d, root=d.parent), os.W_OK):
+            return d
+    except FileError:
+        pass
+    return make_dir(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nettrain")
 
 
 def _cache_key(root: Path, items, channels, size) -> str:
@@ -134,9 +133,10 @@ def _decode_cached(root: Path, split: str, items, channels: int, size: int) -> A
         if progress is not None:
             progress.close()
         y = torch.tensor([items[i][1] for i in keep], dtype=torch.int64)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")   # its own: two runs may decode one folder at once
-        np.savez(tmp, images=x.permute(0, 2, 3, 1).numpy(), labels=y.numpy(), errors=np.array(errors, dtype=str))
-        os.replace(tmp, path)   # atomic: a half-written cache is never picked up
+        arrays = {"images": x.permute(0, 2, 3, 1).numpy(), "labels": y.numpy(), "errors": np.array(errors, dtype=str)}
+        # a temporary of its own, renamed when whole: two runs may decode one folder at once, and a half-written
+        # cache is never picked up
+        write_file(path, lambda f: np.savez(f, **arrays), root=path.parent)
     for e in errors[:5]:
         print(f"warning: skipped {e}", file=sys.stderr)
     if len(errors) > 5:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import elastic
+from ..files import FileError, make_dir, write_file
 
 # Seconds the first rank to see a hang waits for the other ranks' stacks: they poll the store each second
 # (POLL_MAX) and write a stack in milliseconds, so 10 s is only ever spent on a rank that cannot answer.
@@ -176,17 +177,16 @@ class Watchdog:
             sys.stderr.write(head)
             faulthandler.dump_traceback(sys.stderr, all_threads=True)
             return
-        path = self.folder / f"rank{self.rank}.txt"
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            self.folder.mkdir(exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(head)
-                f.flush()
-                faulthandler.dump_traceback(f, all_threads=True)
-            os.replace(tmp, path)
-        except OSError as e:
-            sys.stderr.write(f"nettrain: cannot write {path} ({e.strerror}); the stacks:\n{head}")
+        path, run = self.folder / f"rank{self.rank}.txt", self.folder.parent
+
+        def stacks(f):   # faulthandler writes to the file's descriptor: what Python buffered goes first
+            f.write(head.encode("utf-8"))
+            f.flush()
+            faulthandler.dump_traceback(f, all_threads=True)
+        try:   # files.py: a real hang/ folder of the run, never a link planted in its place
+            write_file(make_dir(self.folder, root=run) / path.name, stacks, root=run)
+        except (OSError, FileError) as e:
+            sys.stderr.write(f"nettrain: {e}; the stacks:\n{head}")
             faulthandler.dump_traceback(sys.stderr, all_threads=True)
 
 

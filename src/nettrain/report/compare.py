@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import quote
 
-from ..files import write_error, write_file, write_text
+from ..files import make_dir, write_file, write_text
 from .columns import text_table
 from ..errors import NettrainError, printable
 from ..runs import MANIFEST
@@ -353,14 +353,11 @@ def write(entries: list, keys: list, out: Path) -> Comparison:
     notes = _notes(entries)
     fig = figure(entries, task)
     image = png(fig) if fig is not None else None
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise write_error(out / HTML, e) from None
+    make_dir(out)   # the folder the user chose (or that holds the runs): a real one, and nothing below it is a link
     if image is not None:
-        write_file(png_path, lambda f: f.write(image))
+        write_file(png_path, lambda f: f.write(image), root=out)
     comparison = Comparison(entries, keys, task, html_path, png_path if image is not None else None, notes)
-    write_text(html_path, page(comparison, image))
+    write_text(html_path, page(comparison, image), root=out)
     return comparison
 
 
