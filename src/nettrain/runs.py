@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -68,6 +69,24 @@ RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metric
 RUN_FOLDERS = (RUN_FILES["tensorboard"], RUN_FILES["figures"], RUN_FILES["hang"])
 # the record of every file nettrain wrote into the run, relative to it, rewritten atomically when one is added
 MANIFEST = ".nettrain-run.json"
+
+
+# A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...) runs on a click, +, -, @ as
+# well; a tab or carriage return first is how OWASP's CSV-injection notes say filters are slipped past); a quote
+# first is the spreadsheets' own mark of text, doubled so that reading the cell back is exact.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_cell(text) -> str:
+    """A name read from data (a class) as a CSV cell that a spreadsheet shows as text: prefixed with a single quote
+    when it would start a formula; a plain number (-1) is left as it is. `from_spreadsheet_cell` undoes it."""
+    text = str(text)
+    return "'" + text if text.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(text) else text
+
+
+def from_spreadsheet_cell(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
 
 
 def _checked_path(path) -> Path:
@@ -253,9 +272,9 @@ class RunDir:
     def write_confusion(self, matrix, classes):
         text = io.StringIO()
         w = csv.writer(text)
-        w.writerow(["true \\ predicted"] + list(classes))
+        w.writerow(["true \\ predicted"] + [spreadsheet_cell(c) for c in classes])
         for name, row in zip(classes, matrix.tolist()):
-            w.writerow([name] + row)
+            w.writerow([spreadsheet_cell(name)] + row)
         write_atomically(self.claim(self.confusion), text.getvalue())
 
     def write_test_metrics(self, summary: dict):
