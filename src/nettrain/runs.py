@@ -35,7 +35,7 @@ import torch
 
 from .files import append_text, make_dir, remove, remove_dir, temporaries, write_error, write_text
 from .errors import NettrainError
-from .runlock import RunLock
+from .runlock import LOCK_NAME, RunLock
 
 # val_* are the split evaluated each epoch; val_split names it: "val" (a validation split, which chooses best.pt)
 # or "test" (no validation split: shown only, best.pt is the last epoch). padding_waste: text runs' padded positions
@@ -106,6 +106,18 @@ def _checked_path(path) -> Path:
     return path
 
 
+def holds_no_run(path) -> bool:
+    """Does the folder `path` hold nothing but what a fit killed between taking the lock and writing its record
+    (MANIFEST) leaves: the lock file, a temporary of the record? Such a folder has no run in it to keep."""
+    path = Path(path)
+    try:
+        names = set(os.listdir(path))
+    except OSError:
+        return False
+    leftovers = {LOCK_NAME} | {p.name for p in temporaries(path / MANIFEST, path)}
+    return bool(names) and names <= leftovers
+
+
 def _file(key: str) -> property:
     return property(lambda self: self.path / RUN_FILES[key])
 
@@ -140,6 +152,8 @@ class RunDir:
                     continue
                 return cls(path)._start()
         path = _checked_path(path)
+        if path.exists() and holds_no_run(path):   # a fit killed before its record: taken over as an empty folder
+            return cls(path)._take_over()
         if path.exists() and any(path.iterdir()):
             if not overwrite:
                 raise NettrainError(f"run directory {path} already exists; choose another --run-dir, "
@@ -158,6 +172,17 @@ class RunDir:
         except OSError as e:
             raise write_error(path, e) from None
         return cls(path)._start()
+
+    def _take_over(self) -> "RunDir":
+        """The folder a fit left holding only its lock (and a temporary of its record), locked, then emptied."""
+        self.lock()   # a fit about to write its record still holds the lock: refused, naming it
+        try:
+            for tmp in temporaries(self.path / MANIFEST, self.path):
+                remove(tmp, self.path)
+        except BaseException:
+            self.unlock()
+            raise
+        return self._start(locked=True)
 
     @classmethod
     def open(cls, path) -> "RunDir":
