@@ -78,6 +78,15 @@ def test_names_and_values_from_a_run_reach_the_terminal_without_their_escapes(ru
     assert f"y{clean(CLEAR)}" in captured.out   # data.target, the key that differs
 
 
+def test_the_fit_s_log_shows_the_data_s_class_names_without_their_escapes(tmp_path, capsys):
+    table = write_table(tmp_path / "t.csv")
+    assert main(["fit", "--dataset", "csv", "--data-dir", str(table), "--target", "y", *TINY, "--run.progress",
+                 "lines", "--run-dir", str(tmp_path / "run")]) == 0
+    captured = capsys.readouterr()
+    assert_no_control_characters(captured.out + captured.err)
+    assert f"  {clean(TITLE)} " in captured.out   # the test's per-class table
+
+
 def test_an_error_quoting_a_run_s_class_names_is_one_clean_line(runs, tmp_path, capsys):
     """Evaluating on a table with a class the model does not know names the model's classes, read from the run."""
     table = write_table(tmp_path / "other.csv", classes=["unknown", *CLASSES])

@@ -27,7 +27,7 @@ from .data import DataInfo, from_user_data
 from .data.images import is_image_file
 from .engine import checkpoint as ckpt_io
 from .engine.device import resolve_device, resolve_precision
-from .errors import CheckpointError, ConfigError, ModelError, NettrainError
+from .errors import CheckpointError, ConfigError, ModelError, NettrainError, clean
 from .kinds import kind_of
 from .models import MODELS, build_model
 from .models.flat import FlatInput
@@ -246,7 +246,7 @@ def report(run_dir, say=None) -> Path:
     path = check_run_dir(run_dir)
     if not (path / RUN_FILES["predictions"]).exists() and (path / RUN_FILES["test_metrics"]).exists() and \
             (path / RUN_FILES["best"]).exists():
-        _record_evidence(path, say or (lambda line: print(line, file=sys.stderr)))
+        _record_evidence(path, say or (lambda line: print(clean(line), file=sys.stderr)))
     return build(path)
 
 

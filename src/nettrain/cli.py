@@ -31,13 +31,13 @@ from pathlib import Path
 
 from .config import SHORTCUTS, parse_value
 from . import signals
-from .errors import NettrainError, clean
+from .errors import NettrainError, clean, clean_lines
 
 
 def say(text, file=None):
     """Print `text` with every line `clean`: what the commands print holds class names, config values and texts
     read from files (a run folder from elsewhere), which must not reach the terminal as escape sequences."""
-    print("\n".join(map(clean, str(text).split("\n"))), file=file or sys.stdout)
+    print(clean_lines(text), file=file or sys.stdout)
 
 
 def error_line(e) -> str:

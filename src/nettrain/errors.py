@@ -52,6 +52,11 @@ def clean(text) -> str:
     return text if text.isprintable() else "".join(map(_escape, text))
 
 
+def clean_lines(text) -> str:
+    """`clean` line by line: text of several lines (a table, a report) keeps its newlines and nothing else."""
+    return "\n".join(map(clean, str(text).split("\n")))
+
+
 def _escape(ch: str) -> str:
     if 0xDC80 <= ord(ch) <= 0xDCFF:   # a byte that was not UTF-8, carried by Python's surrogateescape
         return f"\\x{ord(ch) - 0xDC00:02x}"

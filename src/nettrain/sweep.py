@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .config import SHORTCUTS, check_parallelism, parse_value
-from .errors import NettrainError, printable
+from .errors import NettrainError, clean, printable
 
 # the keys that name where a run goes: the sweep chooses them
 PLACED = {"run_dir": "run.dir", "overwrite": "run.overwrite"}
@@ -228,7 +228,7 @@ def sweep(axes: dict, options: Optional[dict] = None, config=None, sweep_dir_pat
                     **{**options, **combo, "run_dir": str(outcome.dir)})
         except NettrainError as e:   # this run's problem (it diverged, its model does not fit): the others go on
             outcome.error = str(e)
-            print(f"nettrain: sweep run {name} failed: {e}", file=sys.stderr)
+            print(clean(f"nettrain: sweep run {name} failed: {e}"), file=sys.stderr)
         result.outcomes.append(outcome)
     entries = []
     for o in result.outcomes:
