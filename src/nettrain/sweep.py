@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .config import SHORTCUTS, check_parallelism, parse_value
-from .errors import NettrainError, clean, printable
+from .errors import NettrainError, printable
 
 # the keys that name where a run goes: the sweep chooses them
 PLACED = {"run_dir": "run.dir", "overwrite": "run.overwrite"}
@@ -227,6 +227,7 @@ def sweep(axes: dict, options: Optional[dict] = None, config=None, sweep_dir_pat
             api.fit(config, trust_code=trust_code, tune_process=tune_process,
                     **{**options, **combo, "run_dir": str(outcome.dir)})
         except NettrainError as e:   # this run's problem (it diverged, its model does not fit): the others go on
+            from .errors import clean
             outcome.error = str(e)
             print(clean(f"nettrain: sweep run {name} failed: {e}"), file=sys.stderr)
         result.outcomes.append(outcome)
