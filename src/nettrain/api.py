@@ -27,12 +27,12 @@ from .data import DataInfo, from_user_data
 from .data.images import is_image_file
 from .engine import checkpoint as ckpt_io
 from .engine.device import resolve_device, resolve_precision
-from .errors import CheckpointError, ConfigError, ModelError, NettrainError
+from .errors import CheckpointError, ConfigError, ModelError, NettrainError, clean
 from .kinds import kind_of
 from .models import MODELS, build_model
 from .models.flat import FlatInput
 from .predictor import Predictions, Predictor, format_report
-from .runs import MANIFEST, RUN_FILES
+from .runs import MANIFEST, RUN_FILES, holds_no_run
 from .training import Run, train
 from .trust import API_FIXES, RESUME_FIXES, Gate
 
@@ -120,6 +120,10 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").exists():   # without last.pt it starts again from epoch 0 (training.py)
+            if holds_no_run(run_dir):
+                raise CheckpointError(f"{run_dir} holds no run to resume: a fit was stopped there before it wrote "
+                                      f"anything but its lock; start the run again: nettrain fit ... --run-dir "
+                                      f"{run_dir}")
             if (run_dir / MANIFEST).exists():
                 raise CheckpointError(f"{run_dir} has no config.yaml to resume: the run stopped before it wrote it; "
                                       f"start it again with nettrain fit ... --run-dir {run_dir} --overwrite")
@@ -242,7 +246,7 @@ def report(run_dir, say=None) -> Path:
     path = check_run_dir(run_dir)
     if not (path / RUN_FILES["predictions"]).exists() and (path / RUN_FILES["test_metrics"]).exists() and \
             (path / RUN_FILES["best"]).exists():
-        _record_evidence(path, say or (lambda line: print(line, file=sys.stderr)))
+        _record_evidence(path, say or (lambda line: print(clean(line), file=sys.stderr)))
     return build(path)
 
 

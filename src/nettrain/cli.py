@@ -26,11 +26,41 @@ import argparse
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import SHORTCUTS, parse_value
 from . import signals
-from .errors import NettrainError
+from .errors import NettrainError, clean, clean_lines
+
+
+def say(text, file=None):
+    """Print `text` with every line `clean`: what the commands print holds class names, config values and texts
+    read from files (a run folder from elsewhere), which must not reach the terminal as escape sequences."""
+    print(clean_lines(text), file=file or sys.stdout)
+
+
+def error_line(e) -> str:
+    """A user error as the one line the command prints: its message `clean`, a newline in it escaped too."""
+    return f"nettrain: error: {clean(e)}"
+
+
+@contextmanager
+def warnings_as_lines():
+    """Python's warnings (Pillow's DecompressionBombWarning, matplotlib's missing glyphs, torch's) as one line each,
+    `nettrain: warning: <message>`, each said once: not the library's file and source line, and a message quoting
+    a file's text (a glyph's character) `clean`."""
+    import warnings
+    said = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = clean(" ".join(str(message).split()))
+        if text not in said:
+            said.add(text)
+            print(f"nettrain: warning: {text}", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def learning_rate(text: str):
@@ -222,7 +252,7 @@ def cmd_evaluate(args) -> int:
                      _fixes=CLI_FIXES, precision=args.precision)
     result = model.evaluate(data_dir=args.data_dir)
     # printed only: the run directory is fit's record (its confusion_matrix.csv is the test at the end of training)
-    print(api.format_report(result, model.classes, "test"))
+    say(api.format_report(result, model.classes, "test"))
     return 0
 
 
@@ -235,7 +265,7 @@ def _expand(inputs) -> list:
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
             if not found:
-                print(f"nettrain: warning: no image files in folder {printable(p)}", file=sys.stderr)
+                say(f"nettrain: warning: no image files in folder {printable(p)}", file=sys.stderr)
             files += found
         else:
             files.append(p)
@@ -275,7 +305,7 @@ def cmd_predict(args) -> int:
             names.append(str(f))
         except NettrainError as e:
             errors.append({"file": str(f), "error": str(e)})
-            print(f"nettrain: error: {e}", file=sys.stderr)
+            say(error_line(e), file=sys.stderr)
     results = []
     if images:
         import numpy as np
@@ -283,12 +313,12 @@ def cmd_predict(args) -> int:
         results = [{"file": n, "predictions": [{"class": c_, "probability": round(p, 6)} for c_, p in top]}
                    for n, top in zip(names, preds.topk(args.topk))]
     if args.json:
-        print(json.dumps({"predictions": results, "errors": errors}, indent=2))
+        say(json.dumps({"predictions": results, "errors": errors}, indent=2))
     else:
         for r in results:
             # the name escaped: a newline in it would break one-line-per-file, an undecodable byte the encoding
             shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
-            print(f"{printable(r['file'])}: {shown}")
+            say(f"{printable(r['file'])}: {shown}")
     return 1 if errors else 0
 
 
@@ -319,12 +349,12 @@ def _print_rows(results: list, as_json: bool) -> int:
     """Rows' predictions (a table model's, run in torch or in onnxruntime): JSON, or one line per row."""
     from .errors import printable
     if as_json:
-        print(json.dumps({"predictions": results, "errors": []}, indent=2))
+        say(json.dumps({"predictions": results, "errors": []}, indent=2))
         return 0
     for r in results:
         shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]) \
             if "predictions" in r else (f"{r['value']:.6g}" if isinstance(r["value"], float) else str(r["value"]))
-        print(f"{printable(r['file'])} row {r['row']}: {shown}")
+        say(f"{printable(r['file'])} row {r['row']}: {shown}")
     return 0
 
 
@@ -357,11 +387,11 @@ def _print_texts(texts: list, tops: list, as_json: bool) -> int:
     results = [{"text": t, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in top]}
                for t, top in zip(texts, tops)]
     if as_json:
-        print(json.dumps({"predictions": results, "errors": []}, indent=2))
+        say(json.dumps({"predictions": results, "errors": []}, indent=2))
     else:
         for r in results:
             shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
-            print(f"{printable(r['text'][:60])}: {shown}")
+            say(f"{printable(r['text'][:60])}: {shown}")
     return 0
 
 
@@ -401,7 +431,7 @@ def tune_own_process():
 
 def main(argv=None) -> int:
     try:
-        with signals.stop_signals():   # SIGTERM, SIGHUP: as Ctrl-C (signals.py)
+        with signals.stop_signals(), warnings_as_lines():   # SIGTERM, SIGHUP: as Ctrl-C (signals.py)
             tune_own_process()
             from ._malloc import tuning_allowed
             with tuning_allowed():   # for the command only: main() called from Python leaves the caller's allocator
@@ -439,7 +469,7 @@ def _main(argv=None) -> int:
         if args.command == "predict":
             return cmd_predict(args)
         if args.command == "report":
-            print(f"report {api.report(args.run)}")
+            say(f"report {api.report(args.run)}")
             return 0
         if args.command == "list":
             return cmd_list()
@@ -451,7 +481,7 @@ def _main(argv=None) -> int:
         if args.debug or os.environ.get("NETTRAIN_DEBUG", "") not in ("", "0"):
             _print_traceback(e)
         elif os.environ.get("RANK", "0") == "0":   # torchrun's other processes met the same error: said once
-            print(f"nettrain: error: {e}", file=sys.stderr)
+            say(error_line(e), file=sys.stderr)
         return 2
     except BrokenPipeError:   # the reader left (`nettrain list | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # Python's exit flush would raise again
@@ -506,7 +536,7 @@ def cmd_summary(args, extra) -> int:
     from .summary import summary
     from .trust import CLI_FIXES
     run = extra.pop(0) if extra and not extra[0].startswith("-") else None
-    print(summary(run, dataset=args.dataset, model=args.model, args=parse_extra(extra),
+    say(summary(run, dataset=args.dataset, model=args.model, args=parse_extra(extra),
                   shape=args.shape, classes=args.classes, depth=args.depth, trust_code=args.trust_code,
                   _fixes=CLI_FIXES))
     return 0
@@ -516,7 +546,7 @@ def cmd_lr_find(args, extra) -> int:
     from .lrfind import lr_find
     found = lr_find(args.config, plot=args.out, steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr,
                     **{k: v for k, v in fit_options(args, extra).items() if k != "lr"})
-    print(found.describe())
+    say(found.describe())
     return 0
 
 
@@ -537,7 +567,7 @@ def cmd_predict_onnx(args) -> int:
         return _predict_onnx_rows(model, args.inputs + args.file, args.topk or 1, args.json)
     if model.reads == "texts":
         texts = _texts(args.inputs, args.file)
-        return _print_texts(texts, model.topk(model.predict_texts(texts), args.topk or 3), args.json)
+        return _print_texts(texts, model.topk(_finite(model.predict_texts(texts), model.path), args.topk or 3), args.json)
     if model.reads != "files" or args.file:
         raise NettrainError("nettrain predict model.onnx reads image files, a table's CSV rows or texts; run a "
                             "vector export in onnxruntime with rows shaped as its .onnx.json says")
@@ -554,16 +584,16 @@ def cmd_predict_onnx(args) -> int:
             names.append(str(f))
         except NettrainError as e:
             errors.append({"file": str(f), "error": str(e)})
-            print(f"nettrain: error: {e}", file=sys.stderr)
+            say(error_line(e), file=sys.stderr)
     import numpy as np
     k = args.topk or 3
-    tops = model.topk(model.predict(np.stack(images)), k) if images else []
+    tops = model.topk(_finite(model.predict(np.stack(images)), model.path), k) if images else []
     results = [{"file": n, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in top]}
                for n, top in zip(names, tops)]
     if args.json:
-        print(json.dumps({"predictions": results, "errors": errors}, indent=2))
+        say(json.dumps({"predictions": results, "errors": errors}, indent=2))
     for r in results if not args.json else ():
-        print(f"{printable(r['file'])}: " + ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]))
+        say(f"{printable(r['file'])}: " + ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]))
     return 1 if errors else 0
 
 
@@ -572,10 +602,23 @@ def _predict_onnx_rows(model, files: list, topk: int, as_json: bool) -> int:
     if not files:
         raise NettrainError("nothing to predict: give a CSV file of rows (nettrain predict model.onnx --file rows.csv)")
     results = []
-    for f, out in [(f, model.predict(model.read_rows(f))) for f in files]:
+    for f, out in [(f, _finite(model.predict(model.read_rows(f)), model.path)) for f in files]:
         rows = model.topk(out, topk) if model.classes else out.tolist()
         results += [_row_entry(f, i, row, bool(model.classes)) for i, row in enumerate(rows, 1)]
     return _print_rows(results, as_json)
+
+
+def _finite(out, path):
+    """onnxruntime's outputs, unless NaN or infinite (a checkpoint's are refused alike: Predictor._finite), which
+    would print "nan%" as if it were an answer."""
+    import numpy as np
+    bad = ~np.isfinite(out.reshape(len(out), -1)).all(1)
+    if bad.any():
+        from .errors import printable
+        raise NettrainError(f"the outputs of {printable(path)} are not finite (NaN or infinity) for {int(bad.sum())} "
+                            f"of {len(out)} inputs: its weights hold NaN or infinity, or these inputs overflow it; "
+                            f"export a run whose weights are finite, or check the inputs")
+    return out
 
 
 def cmd_show(args, extra) -> int:
@@ -586,7 +629,7 @@ def cmd_show(args, extra) -> int:
     options = {k: v for k, v in {**options, "download": args.download}.items() if v is not None}
     shown = show(args.config, n=args.n, augmented=args.augmented, out=args.out, overwrite=args.overwrite, **options,
                  **parse_extra(extra))
-    print(shown if isinstance(shown, str) else printable(shown))   # a text or table summary, or the grid's path
+    say(shown if isinstance(shown, str) else printable(shown))   # a text or table summary, or the grid's path
     return 0
 
 
@@ -617,15 +660,15 @@ def cmd_compare(args, extra, argv) -> int:
         raise NettrainError(f"unrecognized arguments: {' '.join(extra)}; nettrain compare takes run directories "
                             f"and --out DIR")
     comparison = compare(args.runs, args.out)
-    print(comparison.table())
+    say(comparison.table())
     _print_outputs(comparison)
     return 0
 
 
 def _print_outputs(comparison):
     if comparison.png is not None:
-        print(f"figure {comparison.png}")
-    print(f"page {comparison.html}")
+        say(f"figure {comparison.png}")
+    say(f"page {comparison.html}")
 
 
 def cmd_sweep(args, extra, argv) -> int:
@@ -649,7 +692,7 @@ def cmd_sweep(args, extra, argv) -> int:
                             f"one after the other in this process")
     result = sweep(parse_axes(keys), fit_options(fit_args, fit_extra), fit_args.config, where,
                    trust_code=fit_args.trust_code, tune_process=True)
-    print(result.comparison.table())
+    say(result.comparison.table())
     _print_outputs(result.comparison)
     if result.failed:
         print(f"nettrain: {len(result.failed)} of {len(result.outcomes)} sweep runs failed (see the status column)",

@@ -42,16 +42,30 @@ def unknown(kind: str, name: str, choices) -> NettrainError:
     return NettrainError(f"unknown {kind} {name!r}{closest(name, choices)}; choose one of: {', '.join(choices)}")
 
 
-def printable(name) -> str:
-    """A file name as it can stand in one line of output: unchanged when every character prints, else quoted with
-    the others escaped (a newline as \\n, an undecodable byte as \\xff), so it can neither break the line nor fail
-    to encode on the way to the terminal."""
-    text = str(name)
-    if text.isprintable():
-        return text
+def clean(text) -> str:
+    """Text that came from a file (a class name, a config value, a message quoting either, a warning) as it may
+    reach a terminal: every character that does not print escaped as Python writes it (ESC as \\x1b, a newline as
+    \\n, a C1 control as \\x9b, an undecodable byte as \\xff), so that a file can neither send the terminal a
+    command (retitle the window, clear the screen, move the cursor) nor break the line. Printable text is
+    unchanged."""
+    text = str(text)
+    return text if text.isprintable() else "".join(map(_escape, text))
 
-    def escape(ch: str) -> str:
-        if 0xDC80 <= ord(ch) <= 0xDCFF:   # a byte that was not UTF-8, carried by Python's surrogateescape
-            return f"\\x{ord(ch) - 0xDC00:02x}"
-        return ch if ch.isprintable() else repr(ch)[1:-1]
-    return "'" + "".join(map(escape, text)) + "'"
+
+def clean_lines(text) -> str:
+    """`clean` line by line: text of several lines (a table, a report) keeps its newlines and nothing else."""
+    return "\n".join(map(clean, str(text).split("\n")))
+
+
+def _escape(ch: str) -> str:
+    if 0xDC80 <= ord(ch) <= 0xDCFF:   # a byte that was not UTF-8, carried by Python's surrogateescape
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    return ch if ch.isprintable() else repr(ch)[1:-1]
+
+
+def printable(name) -> str:
+    """A file name as it can stand in one line of output: unchanged when every character prints, else quoted and
+    `clean`ed (a newline as \\n, an undecodable byte as \\xff), so it can neither break the line nor fail to
+    encode on the way to the terminal."""
+    text = str(name)
+    return text if text.isprintable() else "'" + clean(text) + "'"

@@ -19,7 +19,7 @@ from .engine.device import resolve_precision
 from .engine.loop import evaluate as evaluate_pass
 from .engine.metrics import classification_metrics
 from .engine.optim import build_loss, default_loss_for
-from .errors import DataError, NettrainError, printable
+from .errors import DataError, ModelError, NettrainError, clean, printable
 from .kinds import kind_of
 
 
@@ -75,7 +75,23 @@ class Predictor:
         table's rows (a CSV file, dicts, a DataFrame); a text model's strings; for a model trained on a Dataset
         through a collate function, a list of raw inputs as the Dataset's items hold them (without targets), batched
         by that function (or `collate_fn`). How each is read is its input kind's (kinds/)."""
-        return kind_of(self.info).predict(self, inputs, batch_size, collate_fn)
+        return self._finite(kind_of(self.info).predict(self, inputs, batch_size, collate_fn))
+
+    def _finite(self, preds: Predictions) -> Predictions:
+        """`preds`, unless the model's outputs are NaN or infinite: a damaged or diverged checkpoint would print
+        "nan%" as if it were an answer. Refused in one line naming the checkpoint."""
+        out = preds.probs if preds.probs is not None else preds.values
+        if out is None or len(out) == 0 or bool(torch.isfinite(out).all()):
+            return preds
+        bad = int((~torch.isfinite(out.reshape(len(out), -1))).any(1).sum())
+        where = printable(self.gate.where) if self.gate is not None else "the model"
+        weights = [name for name, t in self.module.state_dict().items()
+                   if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        why = f"its weights hold NaN or infinity ({weights[0]}{' and more' * (len(weights) > 1)}); retrain it, or " \
+              f"use another checkpoint" if weights else "its weights are finite, so these inputs overflow it; check " \
+              "them against the training data's range"
+        raise ModelError(f"the outputs of {where} are not finite (NaN or infinity) for {bad} of {len(out)} inputs: "
+                         f"{why}")
 
     @torch.no_grad()
     def predict_tensor(self, x: torch.Tensor, batch_size: int = 256) -> Predictions:
@@ -174,6 +190,7 @@ def format_report(result: dict, classes, split: str = "test") -> str:
                f"({n} examples)"
     cm = result["confusion"]
     m = classification_metrics(cm)
+    classes = [clean(c) for c in classes]   # a checkpoint's class names: no terminal escapes, one line each
     lines = [f"{split}: loss {result['loss']:.4f}  accuracy {result['acc']:.2%} ({int(cm.diag().sum())}/{n})  "
              f"macro precision {m['macro']['precision']:.2%}  recall {m['macro']['recall']:.2%}  "
              f"F1 {m['macro']['f1']:.2%}"]

@@ -16,6 +16,8 @@ make that run (a new run from the old one's config.yaml with the change).
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 import torch
 
@@ -75,3 +77,37 @@ def check_data(run_path, saved: dict, now: dict):
         raise DataError(f"{run_path} was trained on other data ({saved.get('size')} training examples, sample hash "
                         f"{saved.get('sample', '-')}) than it would resume on ({now.get('size')}, "
                         f"{now.get('sample', '-')}); point --data-dir at the data it was trained on, or start a new run")
+
+
+# What the finish of a run writes after its last epoch's checkpoint, in this order (training.py): the test's record,
+# then what the report needs of the model, then the report (the live page of an earlier epoch is replaced).
+TEST_RECORD, MODEL_SUMMARY, REPORT = "test_metrics.json", "model_summary.txt", "report.html"
+
+
+def unfinished(run_dir, test: bool, report: bool) -> list:
+    """What the finish of a run that has trained all its epochs did not write, by name ([]: the run is finished).
+    A kill or a full disk after the last checkpoint leaves the test's record missing, or the report missing or older
+    than what the finish wrote before it (a live page of an earlier epoch). `test`: the data has a test split;
+    `report`: the run draws a report."""
+    path = Path(run_dir)
+    missing = [] if not test or (path / TEST_RECORD).is_file() else [TEST_RECORD]
+    if report:
+        page = _modified(path / REPORT)
+        before = [m for m in (_modified(path / TEST_RECORD), _modified(path / MODEL_SUMMARY)) if m is not None]
+        if page is None or _modified(path / MODEL_SUMMARY) is None or any(m > page for m in before):
+            missing.append(REPORT)
+    return missing
+
+
+def _modified(path: Path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def trained_processes(state: dict) -> int:
+    """How many processes trained the checkpoint `state`: one RNG state each under torchrun (rng_ranks), none
+    alone."""
+    ranks = state.get("rng_ranks")
+    return len(ranks) if isinstance(ranks, list) and ranks else 1

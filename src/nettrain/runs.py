@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ import torch
 
 from .files import append_text, make_dir, new_dir, remove, remove_dir, temporaries, write_error, write_text
 from .errors import NettrainError
-from .runlock import RunLock
+from .runlock import LOCK_NAME, RunLock
 
 # val_* are the split evaluated each epoch; val_split names it: "val" (a validation split, which chooses best.pt)
 # or "test" (no validation split: shown only, best.pt is the last epoch). padding_waste: text runs' padded positions
@@ -70,6 +71,24 @@ RUN_FOLDERS = (RUN_FILES["tensorboard"], RUN_FILES["figures"], RUN_FILES["hang"]
 MANIFEST = ".nettrain-run.json"
 
 
+# A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...) runs on a click, +, -, @ as
+# well; a tab or carriage return first is how OWASP's CSV-injection notes say filters are slipped past); a quote
+# first is the spreadsheets' own mark of text, doubled so that reading the cell back is exact.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_cell(text) -> str:
+    """A name read from data (a class) as a CSV cell that a spreadsheet shows as text: prefixed with a single quote
+    when it would start a formula; a plain number (-1) is left as it is. `from_spreadsheet_cell` undoes it."""
+    text = str(text)
+    return "'" + text if text.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(text) else text
+
+
+def from_spreadsheet_cell(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
+
+
 def _checked_path(path) -> Path:
     """--run-dir as given, refused in one line where a run cannot or must not go."""
     if not str(path).strip():
@@ -85,6 +104,18 @@ def _checked_path(path) -> Path:
     if path.exists() and not path.is_dir():
         raise NettrainError(f"{path} is a file, not a run directory; choose another --run-dir")
     return path
+
+
+def holds_no_run(path) -> bool:
+    """Does the folder `path` hold nothing but what a fit killed between taking the lock and writing its record
+    (MANIFEST) leaves: the lock file, a temporary of the record? Such a folder has no run in it to keep."""
+    path = Path(path)
+    try:
+        names = set(os.listdir(path))
+    except OSError:
+        return False
+    leftovers = {LOCK_NAME} | {p.name for p in temporaries(path / MANIFEST, path)}
+    return bool(names) and names <= leftovers
 
 
 def _file(key: str) -> property:
@@ -117,6 +148,8 @@ class RunDir:
                 if new_dir(path):
                     return cls(path)._start()
         path = _checked_path(path)
+        if path.exists() and holds_no_run(path):   # a fit killed before its record: taken over as an empty folder
+            return cls(path)._take_over()
         if path.exists() and any(path.iterdir()):
             if not overwrite:
                 raise NettrainError(f"run directory {path} already exists; choose another --run-dir, "
@@ -132,6 +165,17 @@ class RunDir:
             return run._start(locked=True)
         make_dir(path)   # the user's --run-dir, a real folder (a link to it was refused above)
         return cls(path)._start()
+
+    def _take_over(self) -> "RunDir":
+        """The folder a fit left holding only its lock (and a temporary of its record), locked, then emptied."""
+        self.lock()   # a fit about to write its record still holds the lock: refused, naming it
+        try:
+            for tmp in temporaries(self.path / MANIFEST, self.path):
+                remove(tmp, self.path)
+        except BaseException:
+            self.unlock()
+            raise
+        return self._start(locked=True)
 
     @classmethod
     def open(cls, path) -> "RunDir":
@@ -246,9 +290,9 @@ class RunDir:
     def write_confusion(self, matrix, classes):
         text = io.StringIO()
         w = csv.writer(text)
-        w.writerow(["true \\ predicted"] + list(classes))
+        w.writerow(["true \\ predicted"] + [spreadsheet_cell(c) for c in classes])
         for name, row in zip(classes, matrix.tolist()):
-            w.writerow([name] + row)
+            w.writerow([spreadsheet_cell(name)] + row)
         write_atomically(self.claim(self.confusion), text.getvalue())
 
     def write_test_metrics(self, summary: dict):

@@ -219,8 +219,9 @@ def sweep(axes: dict, options: Optional[dict] = None, config=None, sweep_dir_pat
             api.fit(config, trust_code=trust_code, tune_process=tune_process,
                     **{**options, **combo, "run_dir": str(outcome.dir)})
         except NettrainError as e:   # this run's problem (it diverged, its model does not fit): the others go on
+            from .errors import clean
             outcome.error = str(e)
-            print(f"nettrain: sweep run {name} failed: {e}", file=sys.stderr)
+            print(clean(f"nettrain: sweep run {name} failed: {e}"), file=sys.stderr)
         result.outcomes.append(outcome)
     entries = []
     for o in result.outcomes:

@@ -41,7 +41,7 @@ from .models.blame import failure
 from .models.flat import FlatInput, first_linear
 from .predictor import Predictor, format_report, loss_config
 from .report.live import LiveReport
-from .resume import RECORDED, changes, check_changes, check_data, data_fingerprint
+from .resume import RECORDED, changes, check_changes, check_data, data_fingerprint, trained_processes, unfinished
 from .runs import RUN_FILES, RunDir, TensorBoardLog, write_atomically
 from .trust import Gate, remember
 from .usercode import is_user_spec, origin, user_frame
@@ -105,18 +105,24 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     # The test split may be shown each epoch, but only a real validation split chooses the model (see _epochs).
     history, best, start_epoch = [], {"metric": ("val_acc" if t.classification else "val_loss") if t.has_val
                                       else LAST, "value": None, "epoch": None}, 0
-    partial = None
+    partial, finish = None, []
     if state is not None:
         check_data(run.path, state.get("data_fingerprint"), data_fingerprint(t.data.train))
         # a stop in the middle of an epoch: this rank's part of it, checked against this run (engine/stop.py)
         partial = stop.resumed(state.get("partial"), state["path"], state["epoch"], tc.epochs, len(t.train_batches),
                                tc.accumulate, world)
         history, best, start_epoch = _resume(t, run, state, progress)
-        if start_epoch >= tc.epochs:   # nothing to train: nothing is written, not even the environment
+        finish = _unfinished(t, run, saved, start_epoch)
+        if start_epoch >= tc.epochs and not finish:   # nothing to do: nothing is written, not even the environment
+            progress.say(f"{run.path} already finished its {start_epoch} epochs; give --epochs N to train further")
             predictor = Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, cfg, t.precision.device, t.precision,
                                   loss_fn=t.step.loss_fn,
                                   collate_fn=getattr(t.data.train, "collate_fn", None))
             return Run(run.path, history, predictor, {}, time.perf_counter() - t0)
+        if finish:   # the epochs are kept, the test or the report is not: the finish is done now (_unfinished)
+            progress.say(f"nettrain: {run.path} trained its {start_epoch} epochs but was stopped before its finish "
+                         f"({', '.join(finish)} not written); finishing it: the test, then the report")
+        _say_other_world(run, state, world)
     elif run is None:
         run = world.run(RunDir, lambda: RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite))
         held.callback(run.unlock)
@@ -130,7 +136,9 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
                               data_kind=t.info.kind, speed_unit=kind_of(t.info).unit)   # what the report counts
     if resume_dir is not None:
         run.add_event(event="resume", from_epoch=start_epoch, epochs=tc.epochs, threads=torch.get_num_threads(),
-                      device=describe(device), changed={k: list(v) for k, v in changed.items()}, argv=sys.argv)
+                      device=describe(device), changed={k: list(v) for k, v in changed.items()}, argv=sys.argv,
+                      processes=world.size, trained_processes=trained_processes(state) if state else None,
+                      finish=finish)
     tb = world.only_main(lambda: TensorBoardLog(run, cfg.run.tensorboard, purge_step=start_epoch + 1 if resume_dir
                                                 else None), distributed.NullLog())
     live = LiveReport(run, tc.epochs, cfg.run.report and world.is_main)
@@ -217,13 +225,32 @@ def _stopped(run: RunDir, epoch: Optional[int], epochs: int, step: Optional[int]
     if best is not None and (kept is None or best > kept):   # best.pt is written first: newer after a stop between
         kept, where = best, run.best
     if kept is not None and kept >= epochs:
-        return f"nettrain: stopped after the last epoch, in the test; {where} keeps epoch {kept} (the " \
-               f"finished run); nettrain evaluate {run.path} runs the test"
+        return f"nettrain: stopped after the last epoch, in the test or the report; {where} keeps epoch {kept}; " \
+               f"finish the run (its test and report) with: nettrain fit --resume {run.path}"
     at = f"stopped {'after' if after else 'in'} epoch {epoch} of {epochs}" if epoch else \
         "stopped before the first epoch"
     if kept is None:
         return f"nettrain: {at}; no epoch had been kept, so nettrain fit --resume {run.path} starts it again"
     return f"nettrain: {at}; {where} keeps epoch {kept}; continue with: nettrain fit --resume {run.path}"
+
+
+def _unfinished(t: _Training, run: RunDir, saved: dict, start_epoch: int) -> list:
+    """What the finish of a resumed run that has trained all its epochs did not write (resume.unfinished), as the
+    main rank sees it; [] while epochs remain. The report is owed when the run drew one and this resume does not turn
+    it off."""
+    if start_epoch < t.cfg.train.epochs:
+        return []
+    report = bool(saved.get("run", {}).get("report", True)) and t.cfg.run.report
+    return t.world.broadcast(unfinished(run.path, t.data.test is not None, report) if t.world.is_main else None)
+
+
+def _say_other_world(run: RunDir, state: dict, world):
+    """A resume in another number of processes than the checkpoint's (--nproc): said on stderr, once."""
+    before = trained_processes(state)
+    if before != world.size and world.is_main:
+        print(f"nettrain: warning: {run.path} was trained in {before} process{'es' * (before > 1)} and resumes in "
+              f"{world.size}: the batches are split and the random numbers drawn otherwise, so the result will not "
+              f"be bit for bit an uninterrupted run's (--nproc {before} resumes exactly)", file=sys.stderr)
 
 
 def _resume_state(run: RunDir, progress: Progress) -> Optional[dict]:
@@ -513,9 +540,7 @@ def _resume(t: _Training, run: RunDir, state: dict, progress: Progress):
     ckpt_io.set_rng_state(mine or state["rng"])
     if mine is None:   # a checkpoint of another world size: the main rank's state, and each other rank its own
         t.world.own_random_streams(tc.seed + start_epoch)
-    if start_epoch >= tc.epochs:
-        progress.say(f"{run.path} already finished its {start_epoch} epochs; give --epochs N to train further")
-    elif state.get("threads") not in (None, torch.get_num_threads()):
+    if start_epoch < tc.epochs and state.get("threads") not in (None, torch.get_num_threads()):
         print(f"warning: {run.path} was trained on {state['threads']} threads and resumes on "
               f"{torch.get_num_threads()}: the result will not be bit for bit an uninterrupted run's (--train.threads "
               f"{state['threads']} resumes exactly)", file=sys.stderr)

@@ -93,6 +93,42 @@ def _number(v) -> Optional[float]:
     return x if math.isfinite(x) else None
 
 
+def _non_finite(v) -> bool:
+    """A cell that reads as a number but not a finite one: inf, -Infinity, 1e400 (past float64's 1.8e308), +nan."""
+    if isinstance(v, bool) or _missing(v):
+        return False
+    try:
+        return not math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _first_non_finite(values: list) -> Optional[int]:
+    """The row of the first non-finite number in a column whose every other present cell is a number, else None (a
+    column of text keeps its text, "inf" among it a level like any other)."""
+    first = None
+    for i, v in enumerate(values):
+        if _missing(v) or _number(v) is not None:
+            continue
+        if not _non_finite(v):
+            return None   # text: a categorical column
+        first = i if first is None else first
+    return first
+
+
+def refuse_non_finite(frame: dict, target: str, where):
+    """A column of numbers holding one that is not finite would be read as text (a one-hot block, one level per
+    distinct number) without a word: refused instead, naming the column, the row and the fix."""
+    for name, values in frame.items():
+        i = _first_non_finite(values)
+        if i is None:
+            continue
+        fix = "give a finite number there, or remove the row" if name == target else \
+            "give a finite number there, or leave the cell empty (filled with the column's training median)"
+        raise DataError(f"{where(i)}: column {name!r} holds {str(values[i]).strip()[:40]!r}, a number that is not "
+                        f"finite (float64 ends at 1.8e308), where every other cell is a number; {fix}")
+
+
 def _integer(v) -> bool:
     if isinstance(v, str):
         try:
@@ -175,6 +211,10 @@ def features(frame: dict, prep: dict, where) -> torch.Tensor:
             for i, v in enumerate(values):
                 if _missing(v):
                     out[i] = col["fill"]
+                elif _non_finite(v):
+                    raise DataError(f"{where(i)}: column {col['name']!r} holds {str(v).strip()[:40]!r}, a number "
+                                    f"that is not finite (float64 ends at 1.8e308); give a finite number, or leave "
+                                    f"the cell empty for the training median {col['fill']:g}")
                 elif (x := _number(v)) is None:
                     raise DataError(f"{where(i)}: column {col['name']!r} holds {str(v)[:40]!r}, but the model was "
                                     f"trained on numbers there; give a number, or leave the cell empty for the "
@@ -265,6 +305,7 @@ def source(frame: dict, target: str, task: str, seed: int, where, prep: Optional
         raise DataError(f"the table has no column besides the target {target!r}; give at least one input column")
     values = frame[target]
     if prep is None:
+        refuse_non_finite(frame, target, where)
         task = infer_task(values, task, target)
         classes = class_names([v for v in values if not _missing(v)]) if task == "classification" else None
         if classes is not None and len(classes) < 2:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import clean_lines
+
 
 def fmt_row(row: dict, epochs: int, unit: str = "ex") -> str:
     parts = [f"epoch {int(row['epoch'])}/{epochs}", f"train loss {row['train_loss']:.4f}"]
@@ -32,8 +34,10 @@ class Progress:
         self.bar = None
 
     def say(self, text: str):
+        """A line (or lines) of the fit's log; what it quotes of the data and the run (class names, a resumed run's
+        config) reaches the terminal without control characters (errors.clean)."""
         if not self.quiet:
-            print(text, flush=True)
+            print(clean_lines(text), flush=True)
 
     def start_epoch(self, epoch: int, steps: int, done: int = 0):
         """`done`: the batches a resumed stop had already trained (engine/stop.py): the bar starts there."""

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from ..files import make_dir, write_file, write_text
 from .columns import text_table
-from ..errors import NettrainError, printable
+from ..errors import NettrainError, clean, printable
 from ..runs import MANIFEST
 from . import stats
 from .html import CSS, _e, _figures, _table
@@ -69,9 +69,11 @@ class Comparison:
         return columns(self.entries, self.keys, self.task)
 
     def table(self) -> str:
+        """The terminal's table: every cell and note `clean` (a run's config values and names are its files')."""
         header, rows = self.columns()
+        header, rows = [clean(c) for c in header], [[clean(c) for c in row] for row in rows]
         lines = [text_table(header, rows, left=1 + len(self.keys), left_last=header[-1] == "status")]
-        return "\n".join(lines + self.notes)
+        return "\n".join(lines + [clean(note) for note in self.notes])
 
 
 # ---- reading the runs --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 
 from ..errors import NettrainError
-from ..runs import MANIFEST, RUN_FILES, read_metrics
+from ..runs import MANIFEST, RUN_FILES, from_spreadsheet_cell, read_metrics
 
 
 
@@ -119,7 +119,7 @@ def _metrics(file: Path, rec: Record):
 def _confusion(file: Path, rec: Record):
     with open(file, newline="", encoding="utf-8", errors="replace") as f:
         rows = list(csv.reader(f))
-    classes = rows[0][1:]
+    classes = [from_spreadsheet_cell(c) for c in rows[0][1:]]   # written as text cells (runs.spreadsheet_cell)
     matrix = np.array([[int(v) for v in row[1:]] for row in rows[1:]], dtype=np.int64)
     if matrix.shape != (len(classes), len(classes)):
         raise ValueError(f"a {len(classes)}-class header over {matrix.shape[0]} rows of {matrix.shape[-1]}")
