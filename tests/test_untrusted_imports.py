@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,7 @@ def test_a_package_planted_beside_a_run_runs_nothing(trained, tmp_path, attack):
     err = proc.stderr
     assert err.count("\n") == 1 and "Traceback" not in err, err
     planted, trusted = (dl / "mypkg" / "__init__.py").resolve(), (trained / "proj" / "mypkg" / "__init__.py").resolve()
-    assert f"would run {planted} instead of {trusted}" in err
+    assert f"would run {planted} instead of {trusted}, as a fit on this machine did" in err
     assert ("--model" in err and "--trust-code" in err) or "trust_code=True" in err
 
 
@@ -259,3 +260,89 @@ def test_the_resume_refusal_advises_only_what_is_safe(base_run, tmp_path, monkey
     assert main([*advice[:-1], str(tmp_path / "new"), *QUIET]) == 2
     assert "--model path/file.py:Class, or use --trust-code" in capsys.readouterr().err
     assert not (tmp_path / "PWNED").exists()
+
+
+# ---- in one process: modules imported before, namespace packages, the trust store's own files ---------------------
+
+@pytest.fixture
+def package(tmp_path, monkeypatch):
+    """proj/inpkg/nets.py, importable; `regular`: with an __init__.py. Its modules leave sys.modules afterwards."""
+    def make(name: str, regular: bool) -> Path:
+        proj = tmp_path / "proj"
+        (proj / name).mkdir(parents=True)
+        if regular:
+            (proj / name / "__init__.py").write_text("")
+        (proj / name / "nets.py").write_text(NET.replace("import helpers", ""))
+        monkeypatch.syspath_prepend(str(proj))
+        made.append(name)
+        return proj
+    made = []
+    yield make
+    for name in made:
+        for module in (name, f"{name}.nets"):
+            sys.modules.pop(module, None)
+
+
+def small_fit(model: str, run_dir: Path):
+    return nettrain.fit(dataset="digits", model=model, epochs=1, batch_size=512, precision="32", run_dir=run_dir,
+                        **{"run.progress": "none", "run.tensorboard": False, "run.report": False})
+
+
+def test_modules_imported_before_count_as_the_files_they_came_from(package, tmp_path, monkeypatch):
+    proj = package("inpkg", regular=True)
+    run = small_fit("inpkg.nets:Net", tmp_path / "run")
+    x = np.full((1, 8, 8), 128, np.uint8)
+    expected = run.model.predict(x).probs
+    assert torch.allclose(nettrain.load(run.dir).predict(x).probs, expected)   # imported already: taken as it is
+    for module in ("inpkg", "inpkg.nets"):
+        del sys.modules[module]
+    assert torch.allclose(nettrain.load(run.dir).predict(x).probs, expected)   # loaded from the verified files
+    assert sys.modules["inpkg.nets"].__file__ == str((proj / "inpkg" / "nets.py").resolve())
+    assert sys.modules["inpkg"].nets is sys.modules["inpkg.nets"]
+    other = types.ModuleType("inpkg")
+    other.__file__, other.__path__ = str(tmp_path / "other" / "__init__.py"), [str(tmp_path / "other")]
+    monkeypatch.setitem(sys.modules, "inpkg", other)   # imported from elsewhere: not the package the fit ran
+    with pytest.raises(nettrain.errors.CheckpointError, match="inpkg.nets:Net' whose import here would run "):
+        nettrain.load(run.dir)
+
+
+def test_a_namespace_package_loads_and_a_planted_init_in_front_of_it_is_refused(package, tmp_path, monkeypatch):
+    package("nspkg", regular=False)
+    run = small_fit("nspkg.nets:Net", tmp_path / "run")
+    chain = torch.load(run.dir / "best.pt", weights_only=True)["code"]["model"]["chain"]
+    assert [(c["module"], c["file"]) for c in chain][0] == ("nspkg", None)
+    for module in ("nspkg", "nspkg.nets"):
+        del sys.modules[module]
+    dl = tmp_path / "dl"
+    (dl / "nspkg").mkdir(parents=True)
+    (dl / "nspkg" / "__init__.py").write_text(PAYLOAD)
+    (dl / "nspkg" / "nets.py").symlink_to(tmp_path / "proj" / "nspkg" / "nets.py")
+    monkeypatch.setenv("NETTRAIN_TEST_MARKER", str(tmp_path / "PWNED"))
+    monkeypatch.syspath_prepend(str(dl))
+    with pytest.raises(nettrain.errors.CheckpointError, match="whose import here would run .*dl/nspkg/__init__.py "
+                                                              "instead of a namespace package, as a fit on this"):
+        nettrain.load(run.dir)
+    assert not (tmp_path / "PWNED").exists() and "nspkg" not in sys.modules
+    sys.path.remove(str(dl))
+    assert nettrain.load(run.dir).predict(np.zeros((1, 8, 8), np.uint8)).labels is not None
+
+
+def test_the_trust_store_is_never_written_through_a_link_nor_read_from_a_fifo(tmp_path, monkeypatch, capsys,
+                                                                                nettrain_home):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets.py").write_text(NET.replace("import helpers", ""))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's file\n")
+    (nettrain_home / "trusted-code.json.lock").symlink_to(victim)
+    small_fit("nets.py:Net", tmp_path / "run")
+    assert victim.read_text() == "the user's file\n"
+    assert "cannot record the run's code" in capsys.readouterr().err
+    (nettrain_home / "trusted-code.json.lock").unlink()
+    (nettrain_home / "trusted-code.json").symlink_to(victim)   # read through (the user's own link), then replaced
+    small_fit("nets.py:Net", tmp_path / "run2")
+    assert victim.read_text() == "the user's file\n" and not (nettrain_home / "trusted-code.json").is_symlink()
+    (nettrain_home / "trusted-code.json").unlink()
+    os.mkfifo(nettrain_home / "trusted-code.json")
+    with pytest.raises(nettrain.errors.CheckpointError, match="which no nettrain fit on this machine has run"):
+        nettrain.load(tmp_path / "run")   # a FIFO for a store: unreadable, so nothing is trusted, and no hang
+    assert "the trust store" in capsys.readouterr().err

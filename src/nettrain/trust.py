@@ -187,7 +187,8 @@ class Gate:
             for (module, file, _), (_, path) in zip(links, now):
                 if (str(path) if path else None) != file:
                     raise self._refuse(spec, kind, f"whose import here would run {path or 'a namespace package'} "
-                                                   f"instead of {file}, the file a fit on this machine ran")
+                                                   f"instead of {file or 'a namespace package'}, as a fit on this "
+                                                   f"machine did")
         elif links is not None:
             raise self._refuse(spec, kind, f"whose import here would run {now[-1][1]}, not the files of "
                                            f"{entry['file']}")
