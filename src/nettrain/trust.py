@@ -180,36 +180,19 @@ class Gate:
         return now
 
     def _verified(self, spec: str, kind: str, where: str, entry: dict) -> list:
-        """The files importing `spec` would run now, each checked to be the one the record and the trust store name,
-        with their hashes: [(module, real path, its bytes)], outermost first; or the refusal."""
+        """The files importing `spec` would run now, each the one the record and the trust store name, with the
+        hash it had when the run was trained: [(module, real path, its bytes)], outermost first; or the refusal."""
         links, now = chain_of(entry), self._located(spec, kind, where, entry)
-        if links is not None and [m for m, _, _ in links] == [m for m, _ in now]:
-            for (module, file, _), (_, path) in zip(links, now):
-                if (str(path) if path else None) != file:
-                    raise self._refuse(spec, kind, f"whose import here would run {path or 'a namespace package'} "
-                                                   f"instead of {file or 'a namespace package'}, as a fit on this "
-                                                   f"machine did")
-        elif links is not None:
-            raise self._refuse(spec, kind, f"whose import here would run {now[-1][1]}, not the files of "
-                                           f"{entry['file']}")
-        verified, hashes = [], []
-        for module, path in now:
-            if path is None:
-                verified.append((module, None, None))
-                hashes.append(None)
-                continue
-            if not os.path.lexists(path):
-                raise self._refuse(spec, kind, f"from {path}, which is not on this machine")
-            try:
-                source = usercode.read_source(path)
-            except files.FileError:
-                raise self._refuse(spec, kind, f"from {path}, which is not a readable regular file") from None
-            verified.append((module or None, path, source))
-            hashes.append(hashlib.sha256(source).hexdigest())
+        for (_, file, _), (_, path) in zip(links or (), now):   # the same names: both are `where`'s packages
+            if (str(path) if path else None) != file:
+                raise self._refuse(spec, kind, f"whose import here would run {path or 'a namespace package'} instead "
+                                               f"of {file or 'a namespace package'}, as a fit on this machine did")
+        verified = [(module or None, path, self._source(spec, kind, path)) for module, path in now]
+        hashes = [hashlib.sha256(source).hexdigest() if source is not None else None for _, _, source in verified]
         expected = [sha for _, _, sha in links] if links is not None else [*hashes[:-1], entry["sha256"]]
-        for (_, path, _), sha, want in zip(verified, hashes, expected):
-            if sha != want:
-                raise self._refuse(spec, kind, f"from {path}, which has changed since the run was trained")
+        changed = [path for (_, path, _), sha, want in zip(verified, hashes, expected) if sha != want]
+        if changed:
+            raise self._refuse(spec, kind, f"from {changed[0]}, which has changed since the run was trained")
         here = {k: v for k, v in entry.items() if k != "chain"} | {"file": str(now[-1][1]), "sha256": hashes[-1]}
         if not usercode.is_file_spec(where):
             here["chain"] = [{"module": m, "file": str(p) if p else None, "sha256": h}
@@ -217,6 +200,17 @@ class Gate:
         if not known(here):
             raise self._refuse(spec, kind, f"from {now[-1][1]}, which no nettrain fit on this machine has run")
         return verified
+
+    def _source(self, spec: str, kind: str, path: Optional[Path]) -> Optional[bytes]:
+        """The bytes of one file to verify (None for a namespace package, which has none)."""
+        if path is None:
+            return None
+        if not os.path.lexists(path):
+            raise self._refuse(spec, kind, f"from {path}, which is not on this machine")
+        try:
+            return usercode.read_source(path)
+        except files.FileError:
+            raise self._refuse(spec, kind, f"from {path}, which is not a readable regular file") from None
 
     def _refuse(self, spec: str, kind: str, why: str) -> CheckpointError:
         fix = self.fixes.get(kind)

@@ -188,7 +188,7 @@ def locate_chain(where: str) -> Optional[list]:
                 return None
             chain.append((name, path))
             searched.append((imported, [Path(p).resolve() for p in search or ()]))
-    except (ImportError, ValueError, OSError):
+    except (ImportError, ValueError, OSError, RuntimeError):   # RuntimeError: a link loop on the way
         return None
     folders = package_folders(chain)
     if folders is None:
