@@ -222,6 +222,10 @@ def test_a_run_folders_config_imports_nothing_unasked(base_run, tmp_path, monkey
     assert err.count("\n") == 1 and "'net.py:Net'" in err and "--model path/file.py:Class, or use --trust-code" in err
     with pytest.raises(nettrain.errors.CheckpointError, match=r"nettrain.fit\(config, model=YourModel"):
         nettrain.fit(run / "config.yaml", run_dir=tmp_path / "again", **{"run.progress": "none"})
+    for argv in (["fit", "--config", "config.yaml", "--lr", "auto", "--run-dir", str(tmp_path / "auto"), *QUIET],
+                 ["lr-find", "--config", "config.yaml", "--out", str(tmp_path / "lr.png")]):   # the lr finder's too
+        assert main(argv) == 2
+        assert "--model path/file.py:Class, or use --trust-code" in capsys.readouterr().err
     assert not (tmp_path / "PWNED").exists()
 
 

@@ -91,14 +91,22 @@ def _given_kinds(options: dict) -> set:
     return {kind for kind, names in OWN_KEYS.items() if names & keys}
 
 
-def _run_gate(run_dir: Path, trust_code: bool, options: dict, module, loss, fixes: dict) -> Gate:
+def _run_gate(run_dir: Path, trust_code: bool, options: dict, module, loss, fixes: dict,
+              resume: bool = True) -> Gate:
     """How the user code a run folder's config names is imported (trust.py): by the record of the run's checkpoint
     (best.pt is the newer after a stop between the two writes; a run stopped before its first checkpoint has none,
-    and its config's specs go through the trust store alone), but what the user gives anew is their own."""
+    and its config's specs go through the trust store alone), but what the user gives anew is their own. A new
+    run from the folder's config (not `resume`) needs no readable checkpoint: without one, the store alone."""
     own = _given_kinds(options) | ({"model"} if module is not None else set()) | \
         ({"loss"} if loss is not None else set())
     kept = [p for p in (run_dir / "last.pt", run_dir / "best.pt") if p.exists()]
-    return Gate(run_dir, ckpt_io.load(kept[0]).get("code") if kept else None, trust_code, own, fixes)
+    try:
+        code = ckpt_io.load(kept[0]).get("code") if kept else None
+    except NettrainError:
+        if resume:
+            raise
+        code = None
+    return Gate(run_dir, code, trust_code, own, fixes)
 
 
 def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None, resume=None,
@@ -140,7 +148,8 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
     else:
         cfg = resolve_config(config, options)
         if run_folder_of(config) is not None:   # a run's config.yaml is that run's data, not the user's program
-            gate = _run_gate(run_folder_of(config), trust_code, options, module, loss, _fixes or CONFIG_FIXES)
+            gate = _run_gate(run_folder_of(config), trust_code, options, module, loss, _fixes or CONFIG_FIXES,
+                             resume=False)
     user_data = None
     if data is not None:
         if "dataset" in options or "data.name" in options:

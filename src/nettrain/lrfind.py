@@ -149,8 +149,8 @@ def lr_find(config=None, *, plot="lr_find.png", steps: int = 300, start_lr: floa
     from .errors import printable
     module = options.pop("model") if not isinstance(options.get("model", ""), str) else None
     cfg = resolve_config(config, options)
-    gate = _run_gate(run_folder_of(config), trust_code, options, module, None, _fixes or CONFIG_FIXES) \
-        if run_folder_of(config) is not None else None
+    gate = _run_gate(run_folder_of(config), trust_code, options, module, None, _fixes or CONFIG_FIXES,
+                     resume=False) if run_folder_of(config) is not None else None
     user_data = None
     if data is not None:
         cfg = cfg.override({"data.name": "arrays"})
