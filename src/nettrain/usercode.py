@@ -249,49 +249,48 @@ def _current_dir_unless(root: Path):
                 sys.path.insert(min(i, len(sys.path)), p)
 
 
-def _load(name: str, path: Optional[Path], source: Optional[bytes], folder: Optional[Path]):
-    """Run one verified module as `name`: its bytes `source` from `path`, or a namespace package looking for its
-    submodules in `folder` alone (a package's own folder is its __init__.py's)."""
-    if path is None:
-        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
-        spec.submodule_search_locations = [str(folder)]
-    else:
-        spec = importlib.util.spec_from_file_location(
-            name, path, loader=_VerifiedLoader(name, path, source),
+class _VerifiedFinder:
+    """Ahead of every other finder while one verified chain is imported: each of its modules, whoever imports it
+    (nettrain, or its package's __init__), is found at its verified path and runs its verified bytes; a namespace
+    package looks for its submodules in its one verified folder. Other names: not this finder's."""
+
+    def __init__(self, chain: list, folders: list):
+        self.modules = {name: (path, source, folder) for (name, path, source), folder in zip(chain, folders + [None])}
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in self.modules:
+            return None
+        path, source, folder = self.modules[fullname]
+        if path is None:   # the import system gives a spec without a loader a namespace package's
+            spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
+            spec.submodule_search_locations = [str(folder)]
+            return spec
+        return importlib.util.spec_from_file_location(
+            fullname, path, loader=_VerifiedLoader(fullname, path, source),
             submodule_search_locations=[str(path.parent)] if path.name == "__init__.py" else None)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        if path is not None:
-            spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)   # a module that failed must not be found half-run next time
-        raise
-    parent, _, child = name.rpartition(".")
-    if parent:   # as the import system does: the package's attribute
-        setattr(sys.modules[parent], child, sys.modules[name])
 
 
 def _import_verified(chain: list):
     """The module `chain`'s last names, imported from exactly the verified files: `chain` is [(name, real path or
     None for a namespace package, the bytes that were hashed)], outermost package first. A module imported before
-    (or by its package's __init__ just now) must come from its verified file; the others are run here, in order."""
+    must come from its verified file (trust.py checked it; checked again here, after the import)."""
     folders = package_folders([(name, path) for name, path, _ in chain])
     if folders is None:
         raise ModelError(f"cannot tell where the packages of {chain[-1][0]} load their modules from")
     first = chain[0][1]
-    root = _search_dir(first) if first is not None else folders[0].parent
-    with _current_dir_unless(root):
-        for (name, path, source), folder in zip(chain, folders + [None]):
-            module = sys.modules.get(name)
-            if module is None:
-                _load(name, path, source, folder)
-                continue
-            file = getattr(module, "__file__", None)
-            if (Path(os.path.realpath(file)) if file else None) != path:
-                raise ModelError(f"{name} is imported from {file or 'no file'}, not from {path}, which was verified; "
-                                 f"start Python again without it")
-    return sys.modules[chain[-1][0]]
+    finder = _VerifiedFinder(chain, folders)
+    with _current_dir_unless(_search_dir(first) if first is not None else folders[0].parent):
+        sys.meta_path.insert(0, finder)
+        try:
+            module = importlib.import_module(chain[-1][0])
+        finally:
+            sys.meta_path.remove(finder)
+    for name, path, _ in chain:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if (Path(os.path.realpath(file)) if file else None) != path:
+            raise ModelError(f"{name} is imported from {file or 'no file'}, not from {path}, which was verified; "
+                             f"start Python again without it")
+    return module
 
 
 def _import_file(where: str, what: str, source: Optional[bytes] = None):
