@@ -167,7 +167,7 @@ class Gate:
             self._said.add((spec, kind))
             print(f"nettrain: trusting {self.where}: importing {kind} {spec!r} from "
                   f"{file or usercode.locate(where) or where}", file=sys.stderr)
-        return usercode.resolve(spec, kind, verified=[(None, file, usercode.read_source(file))] if file else None)
+        return usercode.resolve(spec, kind, file=file)
 
     def _located(self, spec: str, kind: str, where: str, entry: dict) -> list:
         """[(module, real path or None)]: what importing the spec would run now, found without importing."""

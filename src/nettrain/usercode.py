@@ -318,10 +318,11 @@ def _import_file(where: str, what: str, source: Optional[bytes] = None):
     return module
 
 
-def resolve(spec: str, kind: str, verified: Optional[list] = None):
+def resolve(spec: str, kind: str, verified: Optional[list] = None, file: Optional[Path] = None):
     """The object `spec` names, checked to be what a `kind` must be (KINDS) before anything of it is called.
     `verified` (trust.py, for a spec a checkpoint names): [(module name, real path, bytes)] of exactly the files
-    to run, outermost package first (a file spec: one, its name None); nothing else is imported for it."""
+    to run, outermost package first (a file spec: one, its name None); nothing else is imported for it.
+    `file`: load a file spec from this path instead, as Python would (where a trusted checkpoint recorded it)."""
     what = kind
     where, name = split(spec, what)
     if not is_file_spec(where) and stdlib(where):
@@ -332,7 +333,7 @@ def resolve(spec: str, kind: str, verified: Optional[list] = None):
             with _current_dir_unless(verified[0][1].parent):
                 module = _import_file(str(verified[0][1]), what, verified[0][2])
         elif is_file_spec(where):
-            module = _import_file(where, what)
+            module = _import_file(str(file or where), what)
         else:
             module = _import_verified(verified) if verified else importlib.import_module(where)
     except ModelError:
