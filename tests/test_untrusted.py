@@ -128,12 +128,10 @@ def test_a_payload_in_a_run_folder_leaves_no_trace(cli_results, payload, entry):
     case = cli_results[(payload, entry)]
     run = Path(case["cwd"])
     assert not case["this"]
-    if entry != "config":   # a config file is the user's own program: its file.py:X is imported (rule 3) ...
-        assert not (run / "PWNED_IMPORT").exists() and not (run / "PWNED").exists()
-    elif payload != "loss evil.py:X":   # ... and a plain function of it is a loss it may call; nothing else is
-        assert not (run / "PWNED").exists()
+    # a run folder's config.yaml is that run's data, as its checkpoint is: its evil.py is not imported either
+    assert not (run / "PWNED_IMPORT").exists() and not (run / "PWNED").exists()
     kind = payload.split()[0]
-    if kind in USES[entry]:   # (a config's evil.py:X loss is called, and returns None: one line too)
+    if kind in USES[entry]:
         assert case["rc"] == 2, case
         assert case["err"].startswith("nettrain: error: ") and case["err"].count("\n") == 1, case["err"]
         assert "Traceback" not in case["err"]

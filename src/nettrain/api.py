@@ -34,7 +34,7 @@ from .models.flat import FlatInput
 from .predictor import Predictions, Predictor, format_report
 from .runs import MANIFEST, RUN_FILES, holds_no_run
 from .training import Run, train
-from .trust import API_FIXES, RESUME_FIXES, Gate
+from .trust import API_FIXES, CONFIG_FIXES, RESUME_FIXES, Gate, run_folder_of
 
 
 # ---- configuration --------------------------------------------------------------------------------
@@ -91,13 +91,31 @@ def _given_kinds(options: dict) -> set:
     return {kind for kind, names in OWN_KEYS.items() if names & keys}
 
 
+def _run_gate(run_dir: Path, trust_code: bool, options: dict, module, loss, fixes: dict,
+              resume: bool = True) -> Gate:
+    """How the user code a run folder's config names is imported (trust.py): by the record of the run's checkpoint
+    (best.pt is the newer after a stop between the two writes; a run stopped before its first checkpoint has none,
+    and its config's specs go through the trust store alone), but what the user gives anew is their own. A new
+    run from the folder's config (not `resume`) needs no readable checkpoint: without one, the store alone."""
+    own = _given_kinds(options) | ({"model"} if module is not None else set()) | \
+        ({"loss"} if loss is not None else set())
+    kept = [p for p in (run_dir / "last.pt", run_dir / "best.pt") if p.exists()]
+    try:
+        code = ckpt_io.load(kept[0]).get("code") if kept else None
+    except NettrainError:
+        if resume:
+            raise
+        code = None
+    return Gate(run_dir, code, trust_code, own, fixes)
+
+
 def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None, resume=None,
         trust_code: bool = False, tune_process: bool = False, _fixes: Optional[dict] = None, **options) -> Run:
     """Train a model; returns the Run (its directory, metrics and trained model). See the module docstring.
-    A resumed run's config is data: the user code it names runs only as trust.py allows (`trust_code=True` to
-    trust it, or give the model again). The caller's process is left as it was (RNGs, threads, allocator);
-    `tune_process=True` lets training on the CPU keep freed memory in the process, as the command does
-    (_malloc.py).
+    A resumed run's config is data, and so is a config file taken from a run folder (trust.run_folder_of): the user
+    code it names runs only as trust.py allows (`trust_code=True` to trust it, or give the model again). The
+    caller's process is left as it was (RNGs, threads, allocator); `tune_process=True` lets training on the CPU
+    keep freed memory in the process, as the command does (_malloc.py).
 
     `data`/`val_data` may also be a torch Dataset batched by your `collate_fn` (items of any shape: sequences
     padded per batch), or a ready DataLoader, used with its own batch size, sampler and collate (data/custom.py).
@@ -130,15 +148,12 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
             raise CheckpointError(f"{run_dir} is not a run directory with a checkpoint to resume (no config.yaml); "
                                   f"give the directory of a run started by nettrain fit")
         cfg = resolve_config(run_dir / "config.yaml", options)
-        own = _given_kinds(options) | ({"model"} if module is not None else set()) | \
-            ({"loss"} if loss is not None else set())
-        # the code record of the run's checkpoint (best.pt is the newer after a stop between the two writes); a run
-        # stopped before its first checkpoint has none, and its config's specs go through the trust store alone
-        kept = [p for p in (run_dir / "last.pt", run_dir / "best.pt") if p.exists()]
-        gate = Gate(run_dir, ckpt_io.load(kept[0]).get("code") if kept else None, trust_code, own,
-                    _fixes or RESUME_FIXES)
+        gate = _run_gate(run_dir, trust_code, options, module, loss, _fixes or RESUME_FIXES)
     else:
         cfg = resolve_config(config, options)
+        if run_folder_of(config) is not None:   # a run's config.yaml is that run's data, not the user's program
+            gate = _run_gate(run_folder_of(config), trust_code, options, module, loss, _fixes or CONFIG_FIXES,
+                             resume=False)
     user_data = None
     if data is not None:
         if "dataset" in options or "data.name" in options:
@@ -153,7 +168,7 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
     found = None
     if auto_lr:
         from .lrfind import find_for_fit
-        cfg, found = find_for_fit(cfg, module, user_data, loss, tune_process)
+        cfg, found = find_for_fit(cfg, module, user_data, loss, tune_process, gate)
     with tuning_allowed(tune_process):
         run = train(cfg, module, user_data, Path(resume) if resume is not None else None, gate, loss)
     if found is not None:

@@ -544,7 +544,9 @@ def cmd_summary(args, extra) -> int:
 
 def cmd_lr_find(args, extra) -> int:
     from .lrfind import lr_find
+    from .trust import RESUME_CLI_FIXES
     found = lr_find(args.config, plot=args.out, steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr,
+                    trust_code=args.trust_code, _fixes=RESUME_CLI_FIXES,
                     **{k: v for k, v in fit_options(args, extra).items() if k != "lr"})
     say(found.describe())
     return 0

@@ -59,8 +59,9 @@ def suggest(lrs: list, losses: list) -> tuple:
 
 
 def find(cfg, *, module=None, data=None, loss=None, steps: int = 300, start_lr: float = 1e-7, end_lr: float = 10.0,
-         plot: bool = True) -> LRFind:
-    """Run the finder for `cfg` (a Config): with the user's module, data and loss object as fit takes them."""
+         plot: bool = True, gate=None) -> LRFind:
+    """Run the finder for `cfg` (a Config): with the user's module, data and loss object as fit takes them; `gate`
+    (trust.py) when the config is a run folder's."""
     import torch
     from . import training
     from .engine.loop import forward
@@ -70,9 +71,9 @@ def find(cfg, *, module=None, data=None, loss=None, steps: int = 300, start_lr: 
     if not 0 < start_lr < end_lr:
         raise ConfigError(f"the lr finder's ramp must rise from a positive start lr, got {start_lr:g} to {end_lr:g}")
     training._seed_everything(cfg.train.seed)
-    t = training._build(cfg, module, data, fresh=True, loss=loss)
+    t = training._build(cfg, module, data, fresh=True, loss=loss, gate=gate)
     model = copy.deepcopy(t.module).train()   # the copy trains; the built model and its optimizer are untouched
-    optimizer = build_optimizer(model.parameters(), t.cfg.optim, fast=False)
+    optimizer = build_optimizer(model.parameters(), t.cfg.optim, gate, fast=False)
     # per-group lrs relative to optim.lr (Muon's groups have their own), all ramped together
     shares = [group["lr"] / t.cfg.optim.lr for group in optimizer.param_groups]
     scaler = t.precision.scaler()   # fp16 on a GPU: unscaled gradients underflow (a disabled no-op otherwise)
@@ -137,16 +138,20 @@ def _plot(found: LRFind) -> bytes:
 
 
 def lr_find(config=None, *, plot="lr_find.png", steps: int = 300, start_lr: float = 1e-7, end_lr: float = 10.0,
-            data=None, val_data=None, classes=None, **options) -> LRFind:
+            data=None, val_data=None, classes=None, trust_code: bool = False, _fixes=None, **options) -> LRFind:
     """`nettrain lr-find`: fit's config and options; the plot written to `plot` (None: not written). The caller's
-    process is left as it was (RNGs, threads), as by fit."""
+    process is left as it was (RNGs, threads), as by fit. A config from a run folder is that run's data, as for
+    fit (trust.py)."""
     from . import _process
-    from .api import resolve_config
+    from .api import _run_gate, resolve_config
+    from .trust import CONFIG_FIXES, run_folder_of
     from .data import from_user_data
     from .engine.device import resolve_device
     from .errors import printable
     module = options.pop("model") if not isinstance(options.get("model", ""), str) else None
     cfg = resolve_config(config, options)
+    gate = _run_gate(run_folder_of(config), trust_code, options, module, None, _fixes or CONFIG_FIXES,
+                     resume=False) if run_folder_of(config) is not None else None
     user_data = None
     if data is not None:
         cfg = cfg.override({"data.name": "arrays"})
@@ -155,21 +160,21 @@ def lr_find(config=None, *, plot="lr_find.png", steps: int = 300, start_lr: floa
         raise ConfigError(f"{printable(plot)} already exists; give another --out, or remove it")
     with _process.kept(resolve_device(cfg.train.device)):
         found = find(cfg, module=module, data=user_data, steps=steps, start_lr=start_lr, end_lr=end_lr,
-                     plot=plot is not None)
+                     plot=plot is not None, gate=gate)
     if plot is not None:
         found.save_plot(plot)
         print(f"nettrain: loss against lr plotted in {printable(plot)}", file=sys.stderr)
     return found
 
 
-def find_for_fit(cfg, module, data, loss, tune_process: bool) -> tuple:
+def find_for_fit(cfg, module, data, loss, tune_process: bool, gate=None) -> tuple:
     """fit --lr auto: the finder on the run's model and data, then the config with its suggestion as optim.lr (so
-    config.yaml records the lr the run trained with); says so in one line."""
+    config.yaml records the lr the run trained with); says so in one line. `gate`: as the fit's (trust.py)."""
     from . import _process
     from ._malloc import tuning_allowed
     from .engine.device import resolve_device
     with _process.kept(resolve_device(cfg.train.device)), tuning_allowed(tune_process):
-        found = find(cfg, module=module, data=data, loss=loss)
+        found = find(cfg, module=module, data=data, loss=loss, gate=gate)
     print(f"nettrain: lr auto: the lr finder {found.describe()}; training with lr {found.lr:.2e} (recorded as "
           f"optim.lr in config.yaml; the plot: lr_find.png in the run)", file=sys.stderr)
     return cfg.override({"optim.lr": float(f"{found.lr:.3g}")}), found

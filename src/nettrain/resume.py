@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -45,15 +46,36 @@ def changes(saved: dict, now: dict) -> dict:
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
-def check_changes(run_path, changed: dict):
-    """Refuse, in one line, a resume that changes what only a new run may change."""
+# a config's user code, by its key: the flag that gives it anew
+CODE_FLAGS = {"model.name": ("model", "--model"), "train.loss": ("loss", "--loss"),
+              "optim.name": ("optimizer", "--optimizer"), "sched.name": ("scheduler", "--scheduler")}
+
+
+def check_changes(run_path, changed: dict, saved: Optional[dict] = None):
+    """Refuse, in one line, a resume that changes what only a new run may change. `saved`: the run's config, whose
+    user code the new run imports only as a resume would (trust.py): the advice says how to give it."""
     refused = {k: v for k, v in changed.items() if k not in RESUMABLE}
     if refused:
         what = ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in refused.items())
         flags = " ".join(f"--{k} {new}" for k, (_, new) in refused.items())
         raise ConfigError(f"--resume continues {run_path} as it was started and cannot change {what}; start a new "
-                          f"run with the change: nettrain fit --config {run_path}/config.yaml {flags} --run-dir NEW "
-                          f"(a resume may change only {', '.join(sorted(RESUMABLE))})")
+                          f"run with the change: nettrain fit --config {run_path}/config.yaml {flags} --run-dir NEW"
+                          f"{_code_advice(saved or {}, refused)} (a resume may change only "
+                          f"{', '.join(sorted(RESUMABLE))})")
+
+
+def _code_advice(saved: dict, refused: dict) -> str:
+    """How the new run gets the run's own user code that the change leaves in place: a run folder's config is its
+    data, so that code runs only when a fit on this machine ran it, or when given anew or trusted."""
+    from .usercode import is_user_spec
+    flat = flatten(saved)
+    named = [(kind, flag, flat[key]) for key, (kind, flag) in CODE_FLAGS.items()
+             if key not in refused and isinstance(flat.get(key), str) and is_user_spec(kind, flat[key])]
+    if not named:
+        return ""
+    return (f"; its {', '.join(f'{kind} {spec!r}' for kind, _, spec in named)} runs there only if a fit on this "
+            f"machine ran it: otherwise give your own ({' '.join(f'{flag} SPEC' for _, flag, _ in named)}), or add "
+            f"--trust-code if you trust where the run came from")
 
 
 def data_fingerprint(train) -> dict:

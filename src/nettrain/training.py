@@ -91,7 +91,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         # through Config: a key added since the run was made (data.task) reads as its default, not as a change
         saved = (Config.from_dict(state["config"]) if state is not None else Config.load(run.config)).to_dict()
         changed = changes({**saved, "run": {}}, {**cfg.to_dict(), "run": {}})
-        check_changes(run.path, changed)
+        check_changes(run.path, changed, saved)
         if any(k in RECORDED for k in changed):   # config.yaml says so once an epoch of the new length is kept
             record_config = Config.from_dict(saved).override({k: changed[k][1] for k in changed if k in RECORDED})
     _seed_everything(tc.seed)
