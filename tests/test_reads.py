@@ -3,11 +3,177 @@ device such as /dev/zero, a folder where a file belongs or a file past its limit
 code 2, never a hang or a memory blow-up. The commands run in a subprocess with a timeout (a regression hangs
 there, not here) and, where a device could be read without end, a cap on memory."""
 import ast
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 import nettrain
+from nettrain import files
+from nettrain.config import Config
+from nettrain.data import text
+from nettrain.errors import ConfigError, NettrainError
+from test_text import texts_and_labels, write_csv
 
 SRC_DIR = Path(nettrain.__file__).resolve().parent
+SRC = str(SRC_DIR.parent)
+HANG_GUARD = 300    # seconds: each command ends in a few; only a regression (a read that blocks) reaches this
+MEMORY_CAP = 6 << 30   # bytes of address space: importing torch maps about 3.2 GiB, reading /dev/zero would go on
+QUIET = ["--epochs", "1", "--batch-size", "512", "--run.progress", "none", "--run.tensorboard", "false",
+         "--run.report", "false"]
+QUIET_API = {"epochs": 1, "batch_size": 512, "run.progress": "none", "run.tensorboard": False, "run.report": False}
+
+
+def nettrain_cli(args: list, cwd: Path, memory: int = None) -> subprocess.CompletedProcess:
+    """`python -m nettrain ARGS` in a fresh process with its own NETTRAIN_HOME (`memory`: a cap on its address
+    space, so that a read without end fails there at once instead of filling the machine)."""
+    env = dict(os.environ, PYTHONPATH=SRC, NETTRAIN_HOME=str(cwd / ".nettrain-home"), OMP_NUM_THREADS="1")
+    cap = (lambda: resource.setrlimit(resource.RLIMIT_AS, (memory, memory))) if memory else None
+    return subprocess.run([sys.executable, "-m", "nettrain", *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=HANG_GUARD, preexec_fn=cap)
+
+
+def assert_refused(proc: subprocess.CompletedProcess, path: Path, what: str = "a FIFO (named pipe)", said=()):
+    """Exit code 2 and one line naming `path` as `what`, not a regular file (after the lines starting as `said`)."""
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == len(said) + 1, proc.stderr[-3000:]
+    assert all(line.startswith(start) for line, start in zip(lines, said)), lines
+    lines = lines[len(said):]
+    assert lines[0].startswith("nettrain: error: ") and str(path) in lines[0], lines[0]
+    assert f"is {what}, not a regular file" in lines[0], lines[0]
+
+
+def fifo(path: Path) -> Path:
+    os.mkfifo(path)   # opened for reading, it waits for a writer that never comes
+    return path
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory) -> Path:
+    where = tmp_path_factory.mktemp("table")
+    rows = "\n".join(f"{i % 7},{i % 3},{'yes' if i % 2 else 'no'}" for i in range(40))
+    (where / "table.csv").write_text(f"a,b,y\n{rows}\n")
+    return nettrain.fit(dataset="csv", data_dir=str(where / "table.csv"), target="y", model="mlp",
+                        run_dir=where / "run", **{"model.args.hidden": [8]}, **QUIET_API).dir
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory) -> Path:
+    where = tmp_path_factory.mktemp("text")
+    path = write_csv(where / "texts.csv", texts_and_labels())
+    return nettrain.fit(dataset="text", data_dir=str(path), model="fasttext", run_dir=where / "run", **QUIET_API).dir
+
+
+def text_folder(root: Path) -> Path:
+    """A folder of texts, one class a subfolder (pos/, neg/), as the text dataset reads it."""
+    for i, (words, label) in enumerate(texts_and_labels(20)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        (root / label / f"{i}.txt").write_text(words)
+    return root
+
+
+# ---- the FIFOs the review found hanging a command: each is one line now ----
+
+def test_a_fifo_config_is_one_line(tmp_path):
+    config = fifo(tmp_path / "fifo.yaml")
+    assert_refused(nettrain_cli(["fit", "--config", config, "--dataset", "digits", *QUIET], tmp_path), config)
+
+
+def test_a_fifo_table_is_one_line(tmp_path):
+    table = fifo(tmp_path / "fifo.csv")
+    proc = nettrain_cli(["fit", "--dataset", "csv", "--data-dir", table, "--target", "y", *QUIET], tmp_path)
+    assert_refused(proc, table)
+
+
+def test_a_fifo_text_in_a_text_folder_is_one_line(tmp_path):
+    folder = text_folder(tmp_path / "texts")
+    planted = fifo(folder / "pos" / "zz.txt")
+    proc = nettrain_cli(["fit", "--dataset", "text", "--data-dir", folder, "--model", "fasttext", *QUIET], tmp_path)
+    assert_refused(proc, planted)
+
+
+def test_evaluate_of_a_fifo_checkpoint_is_one_line(tmp_path):
+    checkpoint = fifo(tmp_path / "fifo.pt")
+    assert_refused(nettrain_cli(["evaluate", checkpoint], tmp_path), checkpoint)
+
+
+def test_evaluate_of_a_run_whose_data_dir_is_a_fifo_is_one_line(table_run, tmp_path):
+    """A downloaded run names its own data: a FIFO there hung `evaluate`."""
+    run = Path(shutil.copytree(table_run, tmp_path / "run"))
+    data = fifo(tmp_path / "data.csv")
+    for name in ("best.pt", "last.pt"):
+        state = torch.load(run / name, weights_only=True)
+        state["config"]["data"]["dir"] = str(data)
+        torch.save(state, run / name)
+    assert_refused(nettrain_cli(["evaluate", run], tmp_path), data)
+
+
+def test_a_fifo_preprocessing_record_of_an_onnx_model_is_one_line(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"an ONNX file")   # never parsed: its record is read first
+    record = fifo(tmp_path / "model.onnx.json")
+    assert_refused(nettrain_cli(["predict", tmp_path / "model.onnx", "x.png"], tmp_path), record)
+
+
+def test_a_fifo_onnx_model_is_one_line(tmp_path):
+    model = fifo(tmp_path / "model.onnx")
+    (tmp_path / "model.onnx.json").write_text("{}")
+    assert_refused(nettrain_cli(["predict", model, "x.png"], tmp_path), model)
+
+
+@pytest.mark.parametrize("run", ["table_run", "text_run"])
+def test_predict_file_of_a_fifo_is_one_line(run, request, tmp_path):
+    rows = fifo(tmp_path / "fifo.csv")
+    assert_refused(nettrain_cli(["predict", request.getfixturevalue(run), "--file", rows], tmp_path), rows)
+
+
+def test_report_of_a_run_whose_metrics_are_a_fifo_is_one_line(table_run, tmp_path):
+    run = Path(shutil.copytree(table_run, tmp_path / "run"))
+    (run / "metrics.csv").unlink()
+    metrics = fifo(run / "metrics.csv")
+    # the report first makes predictions.npz, which a run fitted without a report lacks, and says so
+    assert_refused(nettrain_cli(["report", run], tmp_path), metrics, said=["nettrain: predictions.npz made from"])
+
+
+# ---- a device, a folder where a file belongs, a file past its limit ----
+
+def test_a_text_linked_to_dev_zero_is_one_line_not_a_memory_blow_up(tmp_path):
+    """`pos/zz.txt -> /dev/zero` grew fit to 24 GB; under a cap of a few GiB a regression fails at once."""
+    folder = text_folder(tmp_path / "texts")
+    (folder / "pos" / "zz.txt").symlink_to("/dev/zero")
+    proc = nettrain_cli(["fit", "--dataset", "text", "--data-dir", folder, "--model", "fasttext", *QUIET], tmp_path,
+                        memory=MEMORY_CAP)
+    assert_refused(proc, folder / "pos" / "zz.txt", "a character device")
+
+
+def test_a_folder_named_like_a_text_is_not_read_as_one(tmp_path):
+    """A folder `pos/x.txt` in a folder of texts is a deeper folder, which the text dataset does not read (it was
+    an IsADirectoryError traceback); the texts beside it are read."""
+    folder = text_folder(tmp_path / "texts")
+    (folder / "pos" / "x.txt").mkdir()
+    (folder / "pos" / "x.txt" / "inner.txt").write_text("not a text of the folder")
+    rows = text.read_rows(folder, "text", "label")
+    assert len(rows) == len(texts_and_labels(20)) == len(list(folder.glob("*/*.txt"))) - 1
+    assert not any(where == "pos/x.txt" or t == "not a text of the folder" for where, t, _ in rows)
+
+
+def test_a_file_past_its_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    config = tmp_path / "big.yaml"
+    config.write_text("train:\n  epochs: 3\n" + "# padding\n" * 20)
+    texts = text_folder(tmp_path / "texts")
+    monkeypatch.setitem(files.LIMITS, "config", 64)
+    monkeypatch.setitem(files.LIMITS, "text", 16)
+    size = config.stat().st_size
+    with pytest.raises(ConfigError, match=re.escape(f"cannot read config: file {config} is {size} bytes, past the 64 "
+                                                    f"bytes")):
+        Config.load(config)
+    with pytest.raises(NettrainError, match=r"text .*\.txt is \d+ bytes, past the 16 bytes a text may have"):
+        text.read_rows(texts, "text", "label")
 
 
 # ---- no module but files.py reads a file by its path ----
@@ -179,7 +345,8 @@ def test_the_rule_sees_each_way_of_reading_a_path():
            "p.read_text()", "Path(p).read_bytes()", "p.open()", "np.load(p)", "torch.load(str(p))",
            "Image.open(p)", "onnx.load(p)", "ort.InferenceSession(str(p))", "json.load(open(p))",
            "zipfile.is_zipfile(p)", "gzip.open(p, 'rb')", "os.open(p, os.O_RDONLY)",
-           "torch.load(f=p)", "opener = gzip.open", "def g(p):\n    with open_read(p, 1) as f: pass\n    return np.load(p)"]
+           "torch.load(f=p)", "opener = gzip.open",
+           "def g(p):\n    with open_read(p, 1) as f: pass\n    return np.load(p)"]   # f is checked, p is not
     for source in bad:
         assert reads_by_path("from .files import open_read, read_bytes\n" + source), source
     good = ["open(p, 'w')", "open(p, 'ab')", "os.open(p, os.O_WRONLY | os.O_CREAT)",

@@ -95,12 +95,12 @@ def read(path) -> Record:
     return rec
 
 
-def _text(file: Path, limit: int = LIMITS["json"]) -> str:
-    return read_text(file, limit, "run file", errors="replace")
+def _text(file: Path, kind: str = "json") -> str:
+    return read_text(file, LIMITS[kind], "run file", errors="replace")
 
 
 def _config(file: Path, rec: Record):
-    rec.config_text = _text(file, LIMITS["config"])
+    rec.config_text = _text(file, "config")
     loaded = yaml.safe_load(rec.config_text)
     rec.config = loaded if isinstance(loaded, dict) else {}
 
