@@ -211,8 +211,7 @@ def _write(fmt: str, shipped: nn.Module, x, tmp: Path, note: dict, say):
 def _fixed_axes(path: Path, axes: dict) -> list:
     """The axes asked to be dynamic ({input: {index: name}}) that the ONNX file at `path` gives a fixed size."""
     import onnx
-    with open_read(path, LIMITS["onnx"], "export") as f:
-        graph = onnx.load(f, load_external_data=False).graph
+    graph = onnx.load_from_string(read_bytes(path, LIMITS["onnx"], "export")).graph
     shapes = {i.name: i.type.tensor_type.shape.dim for i in graph.input}
     return [f"{name}[{index}] ({axis})" for name, dims in axes.items() for index, axis in dims.items()
             if name in shapes and index < len(shapes[name]) and not shapes[name][index].dim_param]
