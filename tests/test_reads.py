@@ -193,8 +193,6 @@ NOT_FILES = {"RunDir.open": "RunDir's constructor for an existing run: it takes 
 # (module, call): why it stays. A read listed here that the module no longer makes fails the test too.
 ALLOWED = {
     ("_omp.py", "open"): "/proc/stat, a kernel file that is never a FIFO and is read one line at a time",
-    ("trust.py", "path.read_text"): "the trust store, in the user's own NETTRAIN_HOME and never in a run folder, is "
-                                    "read by trust.py itself",
 }
 
 
