@@ -269,11 +269,12 @@ def _record_evidence(path: Path, say):
     import json
     from . import evidence
     from .data import load_for_model
+    from .files import LIMITS, read_text
     from .runs import RunDir
     try:
         predictor = load(path / RUN_FILES["best"])
         test = load_for_model(predictor.config.data, predictor.info).test
-        result = json.loads((path / RUN_FILES["test_metrics"]).read_text(encoding="utf-8"))
+        result = json.loads(read_text(path / RUN_FILES["test_metrics"], LIMITS["json"], "run file"))
     except (NettrainError, OSError, ValueError) as e:
         say(f"nettrain: the figures of the model's predictions are left out: {e}")
         return

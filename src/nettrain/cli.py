@@ -367,10 +367,11 @@ def _predict_texts(model, inputs: list, files: list, topk: int, as_json: bool) -
 def _texts(inputs: list, files: list) -> list:
     """The texts to predict: the arguments, then each --file's lines (one text a line, blank lines skipped)."""
     from .errors import printable
+    from .files import LIMITS, open_read
     texts = list(inputs)
     for file in files:
         try:
-            with open(file, encoding="utf-8") as f:
+            with open_read(file, LIMITS["csv"], "--file", text=True, encoding="utf-8") as f:
                 texts += [line.rstrip("\r\n") for line in f if line.strip()]
         except (OSError, UnicodeDecodeError) as e:
             raise NettrainError(f"cannot read --file {printable(file)} "

@@ -18,6 +18,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from .errors import ConfigError, closest, printable
+from .files import LIMITS, FileError, read_bytes
 
 
 def choice(default, *choices):
@@ -244,13 +245,13 @@ class Config:
     @classmethod
     def load(cls, path) -> "Config":
         try:
-            with open(path, encoding="utf-8") as f:
-                return cls.from_yaml(f.read())
-        except OSError as e:
-            raise ConfigError(f"cannot read config {path}: {e.strerror}; give the path of a YAML file") from None
+            text = read_bytes(path, LIMITS["config"], "file").decode("utf-8")
+        except FileError as e:   # missing, a FIFO, a folder, too large
+            raise ConfigError(f"cannot read config: {e}") from None
         except UnicodeDecodeError as e:   # a binary file, or text saved as latin-1
             raise ConfigError(f"config {printable(path)} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
                               f"{e.start}); give a YAML file saved as UTF-8") from None
+        return cls.from_yaml(text)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

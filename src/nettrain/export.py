@@ -31,6 +31,7 @@ from torch import nn
 
 from . import __version__
 from .files import write_file, write_text
+from .files import LIMITS, open_read, read_bytes
 from .errors import NettrainError, printable
 from .kinds import kind_of
 from .runs import RUN_FILES
@@ -117,7 +118,7 @@ def export(path, fmt: str = "onnx", out=None, overwrite: bool = False, model=Non
                 tmp = Path(private) / dest.name
                 _write(fmt, shipped, x, tmp, note, say)
                 check.update(_check(fmt, tmp, x, expected, dest.name))
-                with open(tmp, "rb") as written:
+                with open_read(tmp, LIMITS["onnx"], "export") as written:
                     shutil.copyfileobj(written, f)
         write_file(dest, write_and_check, root=dest.parent)
         record = {"format": fmt, "file": dest.name, "input": input_spec(info),
@@ -210,7 +211,8 @@ def _write(fmt: str, shipped: nn.Module, x, tmp: Path, note: dict, say):
 def _fixed_axes(path: Path, axes: dict) -> list:
     """The axes asked to be dynamic ({input: {index: name}}) that the ONNX file at `path` gives a fixed size."""
     import onnx
-    shapes = {i.name: i.type.tensor_type.shape.dim for i in onnx.load(str(path), load_external_data=False).graph.input}
+    graph = onnx.load_from_string(read_bytes(path, LIMITS["onnx"], "export")).graph
+    shapes = {i.name: i.type.tensor_type.shape.dim for i in graph.input}
     return [f"{name}[{index}] ({axis})" for name, dims in axes.items() for index, axis in dims.items()
             if name in shapes and index < len(shapes[name]) and not shapes[name][index].dim_param]
 
@@ -264,8 +266,8 @@ def _check(fmt: str, path: Path, x, expected: np.ndarray, name: str) -> dict:
 
 def _runner(fmt: str, path: Path):
     if fmt == "torchscript":
-        with _quiet():   # torch.jit.load warns that TorchScript is deprecated: the format asked for is checked
-            module = torch.jit.load(str(path)).eval()
+        with _quiet(), open_read(path, LIMITS["checkpoint"], "export") as f:   # torch.jit.load warns that
+            module = torch.jit.load(f).eval()   # TorchScript is deprecated: the format asked for is checked
 
         def run(*inputs):
             with torch.no_grad():
@@ -275,6 +277,6 @@ def _runner(fmt: str, path: Path):
         import onnxruntime as ort
     except ImportError:
         raise ExportError("checking an ONNX export needs onnxruntime; pip install 'nettrain[export]'") from None
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(read_bytes(path, LIMITS["onnx"], "export"), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     return lambda *inputs: session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]

@@ -47,6 +47,7 @@ LIMITS = {
     "checkpoint": 16 * GiB,     # a .pt file (resnet18 with Adam: about 130 MiB)
     "onnx": 16 * GiB,
     "npz": 16 * GiB,
+    "idx": 4 * GiB,             # an MNIST-format file, also once unpacked from gzip (MNIST's largest: 47 MiB)
 }
 _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
           stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symbolic link"}

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, NettrainError, printable
+from .files import LIMITS, open_read, read_bytes, read_text
 
 
 # what `nettrain predict model.onnx ARGS` reads per kind: kinds/' Kind.reads, copied here because nettrain.kinds
@@ -30,10 +31,9 @@ class OnnxModel:
     def __init__(self, path):
         self.path = Path(path)
         meta = self.path.with_name(self.path.name + ".json")
-        if not self.path.is_file():
-            raise NettrainError(f"{printable(self.path)} does not exist; give a file written by nettrain export")
+        model = read_bytes(self.path, LIMITS["onnx"], "ONNX model")   # a FIFO or a folder: one line, no hang
         try:
-            self.meta = json.loads(meta.read_text(encoding="utf-8"))
+            self.meta = json.loads(read_text(meta, LIMITS["json"], "preprocessing record"))
             self.input, self.classes = self.meta["input"], self.meta.get("classes")
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise NettrainError(f"{printable(meta)}, the preprocessing record of {printable(self.path.name)}, cannot "
@@ -44,7 +44,7 @@ class OnnxModel:
         except ImportError:
             raise NettrainError("running an ONNX model needs onnxruntime; pip install onnxruntime") from None
         try:
-            self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
         except Exception as e:   # not an ONNX file, or a damaged one: onnxruntime's own words, one line
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise NettrainError(f"{printable(self.path)} is not a readable ONNX model ({first}); export the run "
@@ -64,7 +64,7 @@ class OnnxModel:
         from PIL import Image, UnidentifiedImageError
         p = self.meta["preprocessing"]
         try:
-            with Image.open(path) as im:
+            with open_read(path, LIMITS["image"], "image") as f, Image.open(f) as im:
                 im = im.convert("L" if p["channels"] == 1 else "RGB")
                 if im.size != (p["width"], p["height"]):
                     im = im.resize((p["width"], p["height"]), Image.BILINEAR)
@@ -116,7 +116,7 @@ class OnnxModel:
                  for c, levels in self.input.get("levels", {}).items()}
         name = printable(path)
         try:
-            with open(path, newline="", encoding="utf-8-sig") as f:
+            with open_read(path, LIMITS["csv"], "CSV file", text=True, newline="", encoding="utf-8-sig") as f:
                 reader = csv.DictReader(f)
                 absent = [c for c in columns if c not in (reader.fieldnames or [])]
                 if absent:

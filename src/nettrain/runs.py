@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from .files import append_text, make_dir, new_dir, remove, remove_dir, temporaries, write_error, write_text
+from .files import LIMITS, FileError, open_read, read_text
 from .errors import NettrainError
 from .runlock import LOCK_NAME, RunLock
 
@@ -211,8 +212,8 @@ class RunDir:
     def recorded(self) -> set:
         """The names (relative to the directory) nettrain recorded writing here; None if there is no record."""
         try:
-            return set(json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))["files"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return set(json.loads(read_text(self.path / MANIFEST, LIMITS["json"], "run record"))["files"])
+        except (OSError, ValueError, KeyError, TypeError, FileError):
             return None
 
     def claim(self, path) -> Path:
@@ -321,7 +322,7 @@ def git_commit():
 
 def read_metrics(path) -> list:
     """metrics.csv as a list of dicts of floats (empty cells -> None; val_split stays a string)."""
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_read(path, LIMITS["json"], "metrics file", text=True, newline="", encoding="utf-8") as f:
         return [{k: _cell(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 

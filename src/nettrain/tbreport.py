@@ -12,6 +12,7 @@ import io
 import json
 from pathlib import Path
 
+from .files import LIMITS, read_bytes, read_text
 
 # the test split's final metrics (test_metrics.json: loss and accuracy, or mse, mae and r2) -> their TensorBoard tags
 FINAL = {"loss": "final/test_loss", "accuracy": "final/test_accuracy", "mse": "final/test_mse",
@@ -78,12 +79,14 @@ def write(run, config: dict, history: list) -> None:
     writer = tensorboard_writer(run)   # the run's own tensorboard/ folder, never a link planted in its place
     try:
         for tag, path in figures_of(run.path):   # the PNG's own bytes: add_image would decode and re-encode it
-            data = path.read_bytes()               # (0.9 of the 1.3 s seven digits figures took that way)
+            # (0.9 of the 1.3 s seven digits figures took that way)
+            data = read_bytes(path, LIMITS["image"], "figure")
             with Image.open(io.BytesIO(data)) as image:   # the header only: size and mode
                 (width, height), channels = image.size, len(image.getbands())
             picture = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=data)
             writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=picture)]), step)
-        test = json.loads(run.test_metrics.read_text()) if run.test_metrics.is_file() else {}
+        test = json.loads(read_text(run.test_metrics, LIMITS["json"], "run file")) \
+            if run.test_metrics.is_file() else {}
         metrics = final_metrics(history, test)
         if metrics:   # the HParams tab lists a run by its metrics: without any it has nothing to show
             chosen = {k: v for k, v in config.items() if k != "run"}   # run.*: where and how it logs, not numbers

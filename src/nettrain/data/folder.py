@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..files import FileError, make_dir, write_file
+from ..files import LIMITS, FileError, make_dir, open_read, write_file
 from .arrays import ArrayData
 from .images import image_size_of, is_image_file, read_image, read_many
 from .sources import Source
@@ -119,8 +119,9 @@ def _cache_key(root: Path, items, channels, size) -> str:
 def _decode_cached(root: Path, split: str, items, channels: int, size: int) -> ArrayData:
     path = _cache_dir(root) / f"{split}-{_cache_key(root, items, channels, size)}.npz"
     try:
-        z = np.load(path, allow_pickle=False)
-        x, y, errors = z["images"], z["labels"], [str(e) for e in z["errors"]]
+        with open_read(path, LIMITS["npz"], "image cache") as f:
+            z = np.load(f, allow_pickle=False)
+            x, y, errors = z["images"], z["labels"], [str(e) for e in z["errors"]]
         if x.shape[1:] != (size, size, channels) or len(x) + len(errors) != len(items) or len(y) != len(x):
             raise ValueError("cache does not match the folder")
         x, y = torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(y)   # NHWC memory: no copy for training

@@ -18,6 +18,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, printable
+from ..files import LIMITS, FileError, open_read
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -30,12 +31,12 @@ def read_image(path, channels: int = 3, size=None) -> np.ndarray:
     """The file's pixels as uint8 HWC with `channels` channels, resized to `size` x `size` if given.
     Raises DataError naming the file when it cannot be read."""
     try:
-        if isinstance(path, (str, bytes, os.PathLike)) and not stat.S_ISREG(mode := os.stat(path).st_mode):
+        if not stat.S_ISREG(mode := os.stat(path).st_mode):
             # opening a FIFO blocks until a writer comes, and a device never ends
             kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
                 "a socket" if stat.S_ISSOCK(mode) else "a device"
             raise DataError(f"cannot read image {printable(path)}: it is {kind}, not a regular file; give image files")
-        with Image.open(path) as im:
+        with open_read(path, LIMITS["image"], "image") as f, Image.open(f) as im:
             im = im.convert("L" if channels == 1 else "RGB")
             if size and im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR)
@@ -49,15 +50,17 @@ def read_image(path, channels: int = 3, size=None) -> np.ndarray:
         reason = "not an image Pillow can read" if isinstance(e, UnidentifiedImageError) else \
             (e.strerror if isinstance(e, OSError) and e.strerror else str(e))
         raise DataError(f"cannot read image {printable(path)}: {printable(reason)}") from None
+    except FileError as e:   # replaced by a FIFO since the check, or past LIMITS["image"]: this file's error
+        raise DataError(str(e)) from None
     return arr[..., None] if arr.ndim == 2 else arr
 
 
 def image_size_of(path):
     """(width, height) from the header only, or None if unreadable."""
     try:
-        with Image.open(path) as im:
+        with open_read(path, LIMITS["image"], "image") as f, Image.open(f) as im:
             return im.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError, FileError):
         return None
 
 

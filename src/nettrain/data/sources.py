@@ -7,6 +7,7 @@ unless asked. Everything here fits in memory and is returned as uint8 tensors.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, NettrainError
+from ..files import LIMITS, is_regular, open_read, read_bytes
 from ..registry import Registry
 from .arrays import ArrayData, images_from_numpy, split
 
@@ -83,10 +85,10 @@ def two_gaussians(cfg, root):
 # ---- torchvision's datasets ------------------------------------------------------------------------
 
 def _read_idx(path: Path) -> np.ndarray:
-    """An IDX file (MNIST's format), gzipped or not, as a numpy array."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        b = f.read()
+    """An IDX file (MNIST's format), gzipped or not, as a numpy array (unpacked to at most LIMITS["idx"] bytes)."""
+    b = read_bytes(path, LIMITS["idx"], "IDX file")
+    if path.suffix == ".gz":
+        b = _gunzip(b, path)
     if len(b) < 4 or b[0] != 0 or b[1] != 0 or b[2] != 8:
         raise DataError(f"{path} is not an IDX file of bytes; replace it with the original download")
     nd = b[3]
@@ -95,6 +97,20 @@ def _read_idx(path: Path) -> np.ndarray:
     if data.size != int(np.prod(dims)):
         raise DataError(f"{path} is truncated ({data.size} of {int(np.prod(dims))} values); download it again")
     return data.reshape(dims)
+
+
+def _gunzip(packed: bytes, path: Path) -> bytes:
+    """The unpacked bytes of gzipped `packed`, refused past LIMITS["idx"]: a few MiB of gzip can unpack to
+    gigabytes."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(packed)) as unpacked:
+            b = unpacked.read(LIMITS["idx"] + 1)
+    except (OSError, EOFError) as e:   # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path} is not a readable gzip file ({e}); replace it with the original download") from None
+    if len(b) > LIMITS["idx"]:
+        raise DataError(f"{path} unpacks to more than the {LIMITS['idx'] >> 30} GiB an IDX file may have; replace it "
+                        f"with the original download")
+    return b
 
 
 def _mnist_like(cfg, root: Path, folder: str, tv_class: str, classes: list) -> Source:
@@ -136,6 +152,7 @@ def _cifar(cfg, root: Path, tv_class: str, folder: str) -> Source:
     if not (root / folder).exists() and not cfg.download:
         raise _missing(tv_class, root, f"{folder}/ or cifar10/train.npz" if folder.startswith("cifar-10-")
                        else f"{folder}/")
+    _check_regular(root / folder)
     try:
         tr = cls(str(root), train=True, download=cfg.download)
         te = cls(str(root), train=False, download=cfg.download)
@@ -145,6 +162,15 @@ def _cifar(cfg, root: Path, tv_class: str, folder: str) -> Source:
         raise DataError(f"{tv_class} in {root / folder} is unusable ({e}); download it again with --download") from None
     return Source(images_from_numpy(tr.data, np.array(tr.targets), folder),
                   images_from_numpy(te.data, np.array(te.targets), folder), list(tr.classes))
+
+
+def _check_regular(folder: Path):
+    """torchvision opens the files of `folder` itself (to checksum them, then unpickle them): each is checked to be
+    a regular file first, so that a FIFO there is one line, not a hang (the checksums then refuse any other file)."""
+    for f in sorted(folder.iterdir()) if folder.is_dir() else ():
+        if not f.is_dir() and not is_regular(f):
+            raise DataError(f"{f} is not a regular file (a FIFO, a device or a broken link); replace {folder} with "
+                            f"the original download")
 
 
 @DATASETS.register("cifar10", "CIFAR-10, 32x32 color, 50,000 + 10,000 (DATA/cifar-10-batches-py or DATA/cifar10/*.npz)")
@@ -167,21 +193,23 @@ def cifar100(cfg, root):
 
 def _load_npz(path: Path, name: str):
     import zipfile
-    if not zipfile.is_zipfile(path):   # np.load would try to unpickle it and blame pickles
-        raise DataError(f"{path} is not a readable npz file (not a zip archive); "
-                        f"write it with np.savez(path, images=uint8_array, labels=int_array)")
     try:
-        z = np.load(path, allow_pickle=False)
-        missing = [k for k in ("images", "labels") if k not in z.files]
-        if missing:
-            raise DataError(f"{path} has no {' or '.join(repr(m) for m in missing)} array (it has: "
-                            f"{', '.join(z.files) or 'nothing'}); save it with np.savez(path, images=..., labels=...)")
-        classes = [str(c) for c in z["classes"]] if "classes" in z.files else None
-        data = images_from_numpy(z["images"], z["labels"], str(path))
+        with open_read(path, LIMITS["npz"], "npz file") as f:
+            if not zipfile.is_zipfile(f):   # np.load would try to unpickle it and blame pickles
+                raise DataError(f"{path} is not a readable npz file (not a zip archive); "
+                                f"write it with np.savez(path, images=uint8_array, labels=int_array)")
+            z = np.load(f, allow_pickle=False)
+            missing = [k for k in ("images", "labels") if k not in z.files]
+            if missing:
+                raise DataError(f"{path} has no {' or '.join(repr(m) for m in missing)} array (it has: "
+                                f"{', '.join(z.files) or 'nothing'}); save it with np.savez(path, images=..., "
+                                f"labels=...)")
+            classes = [str(c) for c in z["classes"]] if "classes" in z.files else None
+            data = images_from_numpy(z["images"], z["labels"], str(path))
         if len(data) == 0:
             raise DataError(f"{path} holds no examples (its 'images' array is empty); save at least one image")
         return data, classes
-    except DataError:
+    except NettrainError:   # DataError, and files.py's FileError: a FIFO, a folder, a file past the limit
         raise
     except Exception as e:  # zipfile.BadZipFile, ValueError (pickled objects), OSError, ...
         raise DataError(f"{path} is not a readable npz file ({type(e).__name__}: {e}); "

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError, printable
+from ..files import LIMITS, open_read
 from .arrays import ArrayData
 from .sources import DATASETS, READS_NO_FILES, Source
 
@@ -48,7 +49,7 @@ def read_csv(path) -> tuple:
     if not path.exists():
         raise DataError(f"CSV file {name} does not exist; give the path of your table with --data-dir")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with open_read(path, LIMITS["csv"], "CSV file", text=True, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = next((row for row in reader if row), None)
             if header is None:

@@ -29,6 +29,7 @@ from typing import Optional
 import torch
 
 from ..errors import ConfigError, DataError, printable
+from ..files import LIMITS, open_read, read_bytes
 from .arrays import DataInfo
 from .shard import global_share
 from .sources import DATASETS, data_root
@@ -76,7 +77,7 @@ def read_rows(path: Path, text_column: str, label_column: str) -> list:
         raise DataError(f"{printable(path)} is not a file; give the CSV, TSV or JSONL file of texts with "
                         f"--data-dir FILE (or a folder with a subfolder of .txt files per class)")
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
+        with open_read(path, LIMITS["csv"], "text file", text=True, encoding="utf-8-sig", newline="") as f:
             if path.suffix.lower() == ".jsonl":
                 return _jsonl_rows(f, path, text_column, label_column)
             return _delimited_rows(f, path, text_column, label_column)
@@ -89,13 +90,15 @@ def read_rows(path: Path, text_column: str, label_column: str) -> list:
 
 def _folder_rows(path: Path) -> list:
     """A folder of class folders, one text a .txt file (Keras' text_dataset_from_directory, the IMDB reviews'
-    train/pos, train/neg): the class is the folder's name; other files and deeper folders are not read."""
+    train/pos, train/neg): the class is the folder's name; other files and deeper folders (one named x.txt too)
+    are not read. A .txt that is not a regular file (a FIFO, a link to /dev/zero) is refused, not read."""
     classes = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
     rows = []
     for folder in classes:
-        for file in sorted(folder.glob("*.txt")):
+        for file in sorted(f for f in folder.glob("*.txt") if not f.is_dir()):
             try:
-                rows.append((f"{folder.name}/{file.name}", file.read_text(encoding="utf-8-sig"), folder.name))
+                text = read_bytes(file, LIMITS["text"], "text").decode("utf-8-sig")
+                rows.append((f"{folder.name}/{file.name}", text, folder.name))
             except UnicodeDecodeError as e:
                 raise DataError(f"{printable(file)} is not UTF-8 text (byte 0x{e.object[e.start]:02x}); save it as "
                                 f"UTF-8") from None

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ..files import write_file
+from ..files import LIMITS, FileError, open_read
 from ..errors import CheckpointError
 from . import checkfields as fields
 
@@ -82,9 +83,10 @@ def save(path, checkpoint: dict):
 
 def saved_epoch(path) -> "int | None":
     """The epoch a checkpoint file really holds (None if there is none or it cannot be read), read without
-    loading its tensors' data (mmap): what a message about it may say."""
+    loading its tensors' data (they are mapped to the meta device): what a message about it may say."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+        with open_read(path, LIMITS["checkpoint"], "checkpoint") as f:
+            return int(torch.load(f, map_location="meta", weights_only=True)["epoch"])
     except Exception:
         return None
 
@@ -114,7 +116,10 @@ def load(path) -> dict:
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; give a run directory or a .pt file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with open_read(path, LIMITS["checkpoint"], "checkpoint") as f:
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
+    except FileError:   # a FIFO, a device, a file past the limit: files.py's line as it is
+        raise
     except pickle.UnpicklingError as e:   # never torch's advice to pass weights_only=False: that runs the file
         found = _GLOBAL.search(str(e))
         if found:   # Python objects, which unpickling would import and call

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import quote
 
-from ..files import make_dir, write_file, write_text
+from ..files import LIMITS, FileError, make_dir, open_read, write_file, write_text
 from .columns import text_table
 from ..errors import NettrainError, clean, printable
 from ..runs import MANIFEST
@@ -369,9 +369,9 @@ def _check_ours(path: Path, mark: bytes):
     head = b""
     if path.is_file() and not path.is_symlink():
         try:
-            with open(path, "rb") as f:
+            with open_read(path, LIMITS["json"], "file", follow=False) as f:
                 head = f.read(HEAD)
-        except OSError:
+        except (OSError, FileError):   # unreadable, past the limit, or replaced by a link or a FIFO since
             pass
     if mark not in head:
         raise NettrainError(f"{printable(path)} exists and was not written by nettrain compare; move it away, or "

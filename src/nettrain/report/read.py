@@ -2,7 +2,8 @@
 
 A run directory may come from elsewhere, be half-written by a run that stopped, or predate a file: each file that
 is missing or unreadable is left out and named in `Record.notes`, so the report shows what there is. Nothing is
-executed or unpickled (predictions.npz is read with allow_pickle=False).
+executed or unpickled (predictions.npz is read with allow_pickle=False). A file that is no regular file (a FIFO, a
+device) or is past its size limit was not left by a run but planted: one line (files.py), not a note.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 import yaml
 
 from ..errors import NettrainError
+from ..files import LIMITS, open_read, read_text
 from ..runs import MANIFEST, RUN_FILES, from_spreadsheet_cell, read_metrics
 
 
@@ -93,12 +95,12 @@ def read(path) -> Record:
     return rec
 
 
-def _text(file: Path) -> str:
-    return file.read_text(encoding="utf-8", errors="replace")
+def _text(file: Path, kind: str = "json") -> str:
+    return read_text(file, LIMITS[kind], "run file", errors="replace")
 
 
 def _config(file: Path, rec: Record):
-    rec.config_text = _text(file)
+    rec.config_text = _text(file, "config")
     loaded = yaml.safe_load(rec.config_text)
     rec.config = loaded if isinstance(loaded, dict) else {}
 
@@ -117,7 +119,7 @@ def _metrics(file: Path, rec: Record):
 
 
 def _confusion(file: Path, rec: Record):
-    with open(file, newline="", encoding="utf-8", errors="replace") as f:
+    with open_read(file, LIMITS["json"], "run file", text=True, newline="", encoding="utf-8", errors="replace") as f:
         rows = list(csv.reader(f))
     classes = [from_spreadsheet_cell(c) for c in rows[0][1:]]   # written as text cells (runs.spreadsheet_cell)
     matrix = np.array([[int(v) for v in row[1:]] for row in rows[1:]], dtype=np.int64)
@@ -138,7 +140,7 @@ def _events(file: Path, rec: Record):
 
 
 def _predictions(file: Path, rec: Record):
-    with np.load(file, allow_pickle=False) as npz:
+    with open_read(file, LIMITS["npz"], "run file") as f, np.load(f, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     rec.predictions = {k: (v.item() if v.ndim == 0 else v) for k, v in arrays.items()}
 
