@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import NettrainError
+from .errors import NettrainError, printable as _p
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 # Limits by kind of file: each is far past what nettrain writes or a user gives, and far below what would exhaust
@@ -82,18 +82,18 @@ def _open_regular(path, limit: int, what: str, follow: bool = True) -> int:
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise FileError(f"{what} {path} does not exist; check the path") from None
+        raise FileError(f"{what} {_p(path)} does not exist; check the path") from None
     except OSError as e:
         if e.errno == errno.ELOOP and not follow:
-            raise FileError(f"{what} {path} is a symbolic link, which nettrain does not follow here; replace it "
+            raise FileError(f"{what} {_p(path)} is a symbolic link, which nettrain does not follow here; replace it "
                             f"with the file itself") from None
-        raise FileError(f"cannot read {what} {path} ({e.strerror}); check the file and its permissions") from None
+        raise FileError(f"cannot read {what} {_p(path)} ({e.strerror}); check the file and its permissions") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise FileError(f"{what} {path} is {_what(st.st_mode)}, not a regular file; give a file")
+            raise FileError(f"{what} {_p(path)} is {_what(st.st_mode)}, not a regular file; give a file")
         if st.st_size > limit:
-            raise FileError(f"{what} {path} is {_size(st.st_size)}, past the {_size(limit)} a {what} may have; "
+            raise FileError(f"{what} {_p(path)} is {_size(st.st_size)}, past the {_size(limit)} a {what} may have; "
                             f"check that it is the right file")
         os.set_blocking(fd, True)
     except BaseException:
@@ -117,7 +117,7 @@ def read_bytes(path, limit: int, what: str = "file", follow: bool = True) -> byt
     with os.fdopen(fd, "rb") as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise FileError(f"{what} {path} grew past the {_size(limit)} a {what} may have while it was read")
+        raise FileError(f"{what} {_p(path)} grew past the {_size(limit)} a {what} may have while it was read")
     return data
 
 
@@ -128,7 +128,7 @@ def read_text(path, limit: int, what: str = "file", follow: bool = True, errors:
     try:
         return data.decode(encoding, errors)
     except UnicodeDecodeError as e:
-        raise FileError(f"{what} {path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); save "
+        raise FileError(f"{what} {_p(path)} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); save "
                         f"it as UTF-8") from None
 
 
@@ -151,9 +151,9 @@ def _parts(path: Path, root: Optional[Path]) -> tuple:
     try:
         rel = path.relative_to(root)
     except ValueError:
-        raise FileError(f"{path} is not inside {root}; nettrain writes only inside the folder it was given") from None
+        raise FileError(f"{_p(path)} is not inside {_p(root)}; nettrain writes only inside the folder it was given") from None
     if not rel.parts or ".." in rel.parts:
-        raise FileError(f"{path} is not a file inside {root}; nettrain writes only inside the folder it was given")
+        raise FileError(f"{_p(path)} is not a file inside {_p(root)}; nettrain writes only inside the folder it was given")
     return root, rel.parts[:-1], rel.parts[-1]
 
 
@@ -189,10 +189,10 @@ def _open_dir(root: Path, parts, create: bool = False) -> int:
 
 def _dir_error(path: Path, e: OSError) -> FileError:
     if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EEXIST) and os.path.islink(path):
-        return WriteError(f"{path} is a symbolic link (to {os.readlink(path)}), and nettrain does not write through "
+        return WriteError(f"{_p(path)} is a symbolic link (to {os.readlink(path)}), and nettrain does not write through "
                           f"links; remove the link, or choose another folder")
     if e.errno == errno.ENOTDIR:
-        return WriteError(f"{path} is a file where nettrain needs a folder; move it away, or choose another folder")
+        return WriteError(f"{_p(path)} is a file where nettrain needs a folder; move it away, or choose another folder")
     return write_error(path, e)
 
 
@@ -259,7 +259,7 @@ def write_file(path, write: Callable, sync: bool = False, root=None):
         except OSError as e:
             _unlink_quietly(tmp, dfd)
             if e.errno == errno.EISDIR:
-                raise WriteError(f"{path} is a folder where nettrain writes a file; move it away, or choose another "
+                raise WriteError(f"{_p(path)} is a folder where nettrain writes a file; move it away, or choose another "
                                  f"folder") from None
             raise write_error(path, e, had, base) from None
         except BaseException:   # torch.save wraps the disk's error in its own (RuntimeError), and Ctrl-C
@@ -308,7 +308,7 @@ def append_text(path, text: str, root=None):
         os.close(dfd)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise WriteError(f"{path} is {_what(os.fstat(fd).st_mode)}, not a regular file; remove it")
+            raise WriteError(f"{_p(path)} is {_what(os.fstat(fd).st_mode)}, not a regular file; remove it")
         os.write(fd, text.encode("utf-8"))
     except OSError as e:
         raise write_error(path, e) from None
@@ -331,13 +331,13 @@ def open_lock(path, root=None) -> int:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise WriteError(f"{path} is {_what(mode)}, not nettrain's lock file; remove it, then run again")
+        raise WriteError(f"{_p(path)} is {_what(mode)}, not nettrain's lock file; remove it, then run again")
     return fd
 
 
 def _link_or_write_error(path: Path, e: OSError) -> FileError:
     if e.errno == errno.ELOOP:
-        return WriteError(f"{path} is a symbolic link, and nettrain does not write through links; remove it, then "
+        return WriteError(f"{_p(path)} is a symbolic link, and nettrain does not write through links; remove it, then "
                           f"run again")
     return write_error(path, e)
 
@@ -425,12 +425,12 @@ def write_error(path, e: OSError, had: Optional[bool] = None, root=None) -> Writ
     path = Path(path)
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         kept = f"; the previous {path.name} is intact" if had else ""
-        return WriteError(f"disk full while writing {path}; free space on that disk and run again (nettrain fit "
+        return WriteError(f"disk full while writing {_p(path)}; free space on that disk and run again (nettrain fit "
                           f"--resume {root if root is not None else path.parent} continues a run){kept}")
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return WriteError(f"cannot write into {path.parent} ({os.strerror(e.errno)}); make it writable, or choose "
+        return WriteError(f"cannot write into {_p(path.parent)} ({os.strerror(e.errno)}); make it writable, or choose "
                           f"another --run-dir")
     if e.errno == errno.ELOOP:
-        return WriteError(f"{path} is a symbolic link, and nettrain does not write through links; remove it, then "
+        return WriteError(f"{_p(path)} is a symbolic link, and nettrain does not write through links; remove it, then "
                           f"run again")
-    return WriteError(f"cannot write {path} ({e.strerror or e}); check the disk and the folder, then run again")
+    return WriteError(f"cannot write {_p(path)} ({e.strerror or e}); check the disk and the folder, then run again")
