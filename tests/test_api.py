@@ -135,7 +135,7 @@ def test_bf16_fit_hands_images_over_rounded_and_trains_exactly_as_from_float32(t
         model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
         r = nettrain.fit(model=model, dataset="digits", epochs=2, precision="bf16-mixed", run_dir=tmp_path / name,
                          **QUIET)
-        return conv.dtypes, [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s", "data_wait")}
+        return conv.dtypes, [{k: v for k, v in row.items() if k not in ("seconds", "examples_per_s", "data_wait")}
                              for row in r.metrics], r.test
 
     dtypes, metrics, test = run("rounded")

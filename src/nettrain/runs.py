@@ -36,14 +36,9 @@ import torch
 from .files import append_text, make_dir, new_dir, remove, remove_dir, temporaries, write_error, write_text
 from .files import LIMITS, FileError, open_read, read_text
 from .errors import NettrainError
+from .metrics_row import COLUMNS, MetricsRow, unit_words
 from .runlock import LOCK_NAME, RunLock
 
-# val_* are the split evaluated each epoch; val_split names it: "val" (a validation split, which chooses best.pt)
-# or "test" (no validation split: shown only, best.pt is the last epoch). padding_waste: text runs' padded positions
-# that are padding, of all the epoch's positions (empty for other kinds). Appended last: existing readers keep theirs.
-METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_mae", "lr", "seconds",
-                  "images_per_s", "data_wait", "val_split", "padding_waste"]
-TEXT_COLUMNS = {"val_split"}
 
 
 def write_atomically(path: Path, text: str):
@@ -280,12 +275,12 @@ class RunDir:
         write_atomically(self.claim(self.environment), json.dumps(env, indent=2, default=str))
 
     def write_metrics(self, rows: list):
-        """Rewrite metrics.csv from all rows so far (a resumed run drops rows of an interrupted epoch)."""
+        """Rewrite metrics.csv from all rows so far (MetricsRow; a resumed run drops rows of an interrupted epoch)."""
         text = io.StringIO()
-        w = csv.DictWriter(text, METRIC_COLUMNS, extrasaction="ignore")
+        w = csv.DictWriter(text, COLUMNS)
         w.writeheader()
         for row in rows:
-            w.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRIC_COLUMNS})
+            w.writerow(row.cells())
         write_atomically(self.claim(self.metrics), text.getvalue())
 
     def write_confusion(self, matrix, classes):
@@ -321,15 +316,9 @@ def git_commit():
 
 
 def read_metrics(path) -> list:
-    """metrics.csv as a list of dicts of floats (empty cells -> None; val_split stays a string)."""
+    """metrics.csv as a list of MetricsRow (numbers; empty cells None; an old run's column names mapped)."""
     with open_read(path, LIMITS["json"], "metrics file", text=True, newline="", encoding="utf-8") as f:
-        return [{k: _cell(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _cell(key: str, value):
-    if value in ("", None):
-        return None
-    return value if key in TEXT_COLUMNS else float(value)
+        return [MetricsRow.from_cells(row) for row in csv.DictReader(f)]
 
 
 def tensorboard_writer(run: RunDir, **options):
@@ -351,20 +340,22 @@ def tensorboard_writer(run: RunDir, **options):
 class TensorBoardLog:
     """Scalars, a grid of sample images and the model graph, via TensorBoard's own SummaryWriter."""
 
-    def __init__(self, run: RunDir, enabled: bool, purge_step=None):
+    def __init__(self, run: RunDir, enabled: bool, purge_step=None, unit: str = "ex"):
         self.writer = None
+        self.speed_tag = f"speed/{unit_words(unit)}_per_s"   # the data kind's examples: images, texts, rows
         if enabled:
             self.writer = tensorboard_writer(run, purge_step=purge_step)
 
-    def scalars(self, row: dict, epoch: int):
+    def scalars(self, row: MetricsRow, epoch: int):
         if self.writer is None:
             return
-        split = row.get("val_split") or "val"   # the test split shown each epoch is labelled test, not val
-        for key, tag in (("train_loss", "loss/train"), ("val_loss", f"loss/{split}"), ("train_acc", "accuracy/train"),
-                         ("val_acc", f"accuracy/{split}"), ("val_mae", f"mae/{split}"), ("lr", "lr"),
-                         ("images_per_s", "speed/images_per_s"), ("padding_waste", "data/padding_waste")):
-            if row.get(key) is not None:
-                self.writer.add_scalar(tag, row[key], epoch)
+        split = row.val_split or "val"   # the test split shown each epoch is labelled test, not val
+        for value, tag in ((row.train_loss, "loss/train"), (row.val_loss, f"loss/{split}"),
+                           (row.train_acc, "accuracy/train"), (row.val_acc, f"accuracy/{split}"),
+                           (row.val_mae, f"mae/{split}"), (row.lr, "lr"), (row.examples_per_s, self.speed_tag),
+                           (row.padding_waste, "data/padding_waste")):
+            if value is not None:
+                self.writer.add_scalar(tag, value, epoch)
         self.writer.flush()
 
     def images(self, x_uint8: torch.Tensor):

@@ -40,15 +40,17 @@ def hparams_of(config: dict, prefix: str = "") -> dict:
 
 def final_metrics(history: list, test: dict) -> dict:
     """Tag -> value: the test split's metrics (`test`: test_metrics.json's; a classification's macro precision,
-    recall and F1 too), and the last epoch's train loss and held-out metrics."""
+    recall and F1 too), and the last epoch's train loss and held-out metrics (`history`: MetricsRow)."""
     out = {tag: float(test[key]) for key, tag in FINAL.items() if test.get(key) is not None}
     out.update({f"final/test_macro_{k}": float(v) for k, v in (test.get("macro") or {}).items()})
-    last = history[-1] if history else {}
-    split = last.get("val_split") or "val"
-    for key, tag in (("train_loss", "final/train_loss"), ("train_acc", "final/train_accuracy"),
-                     ("val_loss", f"final/{split}_loss"), ("val_acc", f"final/{split}_accuracy")):
-        if last.get(key) is not None and tag not in out:
-            out[tag] = float(last[key])
+    if not history:
+        return out
+    last = history[-1]
+    split = last.val_split or "val"
+    for value, tag in ((last.train_loss, "final/train_loss"), (last.train_acc, "final/train_accuracy"),
+                       (last.val_loss, f"final/{split}_loss"), (last.val_acc, f"final/{split}_accuracy")):
+        if value is not None and tag not in out:
+            out[tag] = float(value)
     return out
 
 
@@ -69,13 +71,13 @@ def figures_of(run_path: Path) -> list:
 
 def write(run, config: dict, history: list) -> None:
     """The report's figures (at the last epoch's step) and the hparams with the final metrics (the run's
-    test_metrics.json, as the fit wrote it), into `run`'s tensorboard/ folder (run: a RunDir, whose lock the caller
-    holds)."""
+    test_metrics.json, as the fit wrote it; `history`: its MetricsRow), into `run`'s tensorboard/ folder (run: a
+    RunDir, whose lock the caller holds)."""
     from PIL import Image
     from tensorboard.compat.proto.summary_pb2 import Summary
     from torch.utils.tensorboard.summary import hparams
     from .runs import tensorboard_writer
-    step = int(history[-1]["epoch"]) if history else 0
+    step = history[-1].epoch if history else 0
     writer = tensorboard_writer(run)   # the run's own tensorboard/ folder, never a link planted in its place
     try:
         for tag, path in figures_of(run.path):   # the PNG's own bytes: add_image would decode and re-encode it

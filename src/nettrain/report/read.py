@@ -18,6 +18,7 @@ import yaml
 
 from ..errors import NettrainError
 from ..files import LIMITS, open_read, read_text
+from ..metrics_row import unit_words
 from ..runs import MANIFEST, RUN_FILES, from_spreadsheet_cell, read_metrics
 
 
@@ -29,7 +30,7 @@ class Record:
     config_text: str = ""
     config: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
-    metrics: list = field(default_factory=list)        # one dict per epoch (floats; None for empty cells)
+    metrics: list = field(default_factory=list)        # one MetricsRow per epoch (None for empty cells)
     classes: Optional[list] = None                     # of the confusion matrix
     confusion: Optional[np.ndarray] = None             # [true, predicted] counts on the test split
     events: list = field(default_factory=list)         # events.jsonl: one dict per resume
@@ -42,7 +43,7 @@ class Record:
     def held_out(self) -> str:
         """What the per-epoch evaluation was: "validation", or "test" when the run had no validation split (its
         metrics.csv says so in val_split; the test split chose nothing)."""
-        return "test" if any(r.get("val_split") == "test" for r in self.metrics) else "validation"
+        return "test" if any(r.val_split == "test" for r in self.metrics) else "validation"
 
     def section(self, name: str) -> dict:
         value = self.config.get(name)
@@ -55,7 +56,7 @@ class Record:
         unit = self.environment.get("speed_unit")
         if not isinstance(unit, str):   # a run made before it was recorded
             return "images"
-        return {"img": "images", "ex": "examples"}.get(unit, unit)   # the epoch line's short forms, in words
+        return unit_words(unit)   # the epoch line's short forms, in words
 
     @property
     def classification(self) -> bool:
@@ -115,7 +116,7 @@ def _number(text):
 
 
 def _metrics(file: Path, rec: Record):
-    rec.metrics = read_metrics(file)   # runs.py's reader: floats, and the val_split column as text
+    rec.metrics = read_metrics(file)   # runs.py's reader: MetricsRow, an old run's column names mapped
 
 
 def _confusion(file: Path, rec: Record):
