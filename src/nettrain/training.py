@@ -6,7 +6,8 @@ holds, then the report.
 steps: `_open_resumed` (a resumed run's directory and checkpoint, before anything is built), `_build` (the data's
 batches, the model and its step, and the config resolved once: every choice the build makes is in it, so that
 config.yaml records what trained), `_continue` (the checkpoint put back), `_open_outputs` (the run directory, its
-environment, TensorBoard and the live report), `_epochs` (the epoch loop) and `_finish` (the test, the report).
+environment, TensorBoard and the live report), `_train_and_test` (the epoch loop `_epochs`, then `_test` of the model
+best.pt holds) and `_finish` (the report, the returned Run). engine/loop.py is the step itself.
 """
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
 
 def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path],
            held: contextlib.ExitStack, gate: Optional[Gate], loss, world=distributed.World()) -> Run:
+    """The fit, step by step (the module docstring names them); `held` closes what it opens (the lock, the page)."""
     t0 = time.perf_counter()
     check_parallelism(cfg)
     if cfg.train.threads:
@@ -102,15 +104,20 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         so_far = _SoFar([], _first_best(t))
     else:
         so_far = _continue(t, resumed, progress)
-        if so_far.start_epoch >= t.cfg.train.epochs and not so_far.finish:   # nothing is written, not even the
-            progress.say(f"{resumed.run.path} already finished its {so_far.start_epoch} epochs; give --epochs N "
-                         f"to train further")   # environment
-            _best_into_eval_model(t, resumed.run, so_far)
-            return Run(resumed.run.path, so_far.metrics(), _predictor(t), {}, time.perf_counter() - t0)
+        if so_far.start_epoch >= t.cfg.train.epochs and not so_far.finish:
+            return _already_finished(t, resumed.run, so_far, progress, t0)
     out = _open_outputs(t, resumed, so_far, held, progress)
     _say_start(t, out, so_far)
     test = _train_and_test(t, out, so_far)
     return _finish(t, out, so_far, test, time.perf_counter() - t0)
+
+
+def _already_finished(t: _Training, run: RunDir, so_far: _SoFar, progress: Progress, t0: float) -> Run:
+    """A resume of a run that trained its epochs and wrote its finish: nothing to do, and nothing is written, not
+    even the environment; its model is best.pt's."""
+    progress.say(f"{run.path} already finished its {so_far.start_epoch} epochs; give --epochs N to train further")
+    _best_into_eval_model(t, run, so_far)
+    return Run(run.path, so_far.metrics(), _predictor(t), {}, time.perf_counter() - t0)
 
 
 @dataclass
@@ -126,6 +133,8 @@ class _Resumed:
 
 
 def _open_resumed(resume_dir: Path, cfg: Config, held: contextlib.ExitStack, world, progress: Progress) -> _Resumed:
+    """The run directory to resume, locked, with its checkpoint; a change the given config makes that a resume may
+    not make is refused (resume.check_changes)."""
     run = world.run(RunDir, lambda: RunDir.open(resume_dir))
     held.callback(run.unlock)
     state = _resume_state(run, progress)
