@@ -37,13 +37,14 @@ class MetricsRow:
     @classmethod
     def from_dict(cls, values: dict) -> "MetricsRow":
         """A row from a mapping of column names (a checkpoint's history, a CSV line's cells already converted):
-        an old run's names are mapped, a column this version does not know is left out."""
+        an old run's names are mapped, a column this version does not know is left out, one it lacks is None (an
+        empty cell), as a file from elsewhere may have it."""
         values = {OLD_NAMES.get(k, k): v for k, v in values.items()}
-        return cls(**{k: v for k, v in values.items() if k in _NAMES})
+        return cls(**{"epoch": None, "train_loss": None, **{k: v for k, v in values.items() if k in _NAMES}})
 
     @classmethod
     def from_cells(cls, cells: dict) -> "MetricsRow":
-        """A row from metrics.csv's text cells: numbers as numbers (the epoch an int), an empty cell None."""
+        """A row from metrics.csv's text cells: numbers as numbers (a whole epoch an int), an empty cell None."""
         return cls.from_dict({k: _value(OLD_NAMES.get(k, k), v) for k, v in cells.items() if k is not None})
 
     def cells(self) -> dict:
@@ -71,7 +72,8 @@ def _value(name: str, cell):
         return None
     if name in _TEXT:
         return cell
-    return int(float(cell)) if name == "epoch" else float(cell)
+    number = float(cell)
+    return int(number) if name == "epoch" and number.is_integer() else number   # a file from elsewhere: inf stays
 
 
 def unit_words(unit: Optional[str]) -> str:

@@ -77,7 +77,7 @@ def write(run, config: dict, history: list) -> None:
     from tensorboard.compat.proto.summary_pb2 import Summary
     from torch.utils.tensorboard.summary import hparams
     from .runs import tensorboard_writer
-    step = history[-1].epoch if history else 0
+    step = int(history[-1].epoch or 0) if history else 0
     writer = tensorboard_writer(run)   # the run's own tensorboard/ folder, never a link planted in its place
     try:
         for tag, path in figures_of(run.path):   # the PNG's own bytes: add_image would decode and re-encode it
