@@ -40,7 +40,7 @@ def test_quadratic_regression_with_the_tutorials_tensors_and_module(tmp_path):
     assert pred.probs is None and pred.values.shape == (100, 1)
     assert torch.mean((pred.values - y) ** 2) <= 0.01
     # the run loads back with the user's class given, and evaluates on arrays
-    loaded = nettrain.load(run.dir / "last.pt", model=Net(1, 10, 1))   # run.model is the last epoch's
+    loaded = nettrain.load(run.dir, model=Net(1, 10, 1))   # run.model is best.pt's
     assert torch.allclose(loaded.predict(x).values, pred.values, atol=1e-6)
     assert loaded.evaluate(data=(x, y))["mse"] == pytest.approx(run.test["mse"], rel=1e-5)
 
