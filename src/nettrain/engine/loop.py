@@ -4,6 +4,10 @@ One step is: autocast forward, loss, backward (scaled for fp16 and for accumulat
 optimizer and schedule step, optional Lookahead and EMA updates. The loss sum and the predicted classes stay
 on the device as tensors: nothing in the hot loop waits for the device (no `.item()`), except a progress-bar refresh
 every `refresh` steps. The time spent in `next(batches)` is the data wait that each epoch reports.
+
+`train_epoch` is the loop alone; beside it, `_Feed` hands it the batches (timing each one's wait, starting a resumed
+stop's epoch where it stopped, asking the stop at the step boundaries: engine/stop.py) and `_Sums` keeps the
+epoch's sums (and what of them a stop keeps).
 """
 from __future__ import annotations
 
