@@ -20,6 +20,31 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+MAX_SIZE = 2 ** 24          # one layer's width or a table's rows: 16,777,216, far above any model built here
+MAX_LAYERS = 1000           # layers or blocks: each is a module of its own, built before its size is known
+MAX_PARAMETERS = 10 ** 9    # 4 GB of float32 weights, 16 GB to train with Adam's gradients and two moments
+
+
+def check_size(name: str, builder, shape, outputs: int, args: dict):
+    """A built-in model's parameter count, from a build on the meta device (no memory), refused above
+    MAX_PARAMETERS before anything of that size is allocated (hidden: [10000000000] would ask for 2.5 TB)."""
+    if torch.get_default_device().type == "meta":   # being built there already: nothing will be allocated
+        return
+    try:
+        with torch.device("meta"):
+            probe = builder(shape, outputs, **args)
+    except ModelError:
+        raise
+    except Exception:   # what the real build says, in its own words (check_fits, the user's model)
+        return
+    count = sum(t.numel() for t in probe.parameters())
+    if count > MAX_PARAMETERS:
+        given = ", ".join(f"{k}={v!r:.40}" for k, v in args.items()) or "its defaults"
+        raise ModelError(f"model {name!r} with {given} would have {count:,} parameters, more than nettrain builds "
+                         f"({MAX_PARAMETERS:,}: 4 GB of weights, 16 GB to train); give smaller sizes in "
+                         f"--model.args")
+
+
 def check_args(name: str, builder, args: dict):
     """A built-in model's arguments, checked against its defaults' kinds before anything is built: a size (an int
     default) must be a positive integer, sizes (a tuple of ints) a list of them, a number a number, a name a string;
@@ -28,12 +53,14 @@ def check_args(name: str, builder, args: dict):
     for key, value in args.items():
         default = params[key].default
         if _is_int(default):
-            ok, wanted = _is_int(value) and value >= 1, "a positive integer"
+            most = MAX_LAYERS if key == "layers" else MAX_SIZE
+            ok, wanted = _is_int(value) and 1 <= value <= most, f"a positive integer up to {most:,}"
         elif isinstance(default, tuple) and all(_is_int(d) for d in default):
-            ok, wanted = isinstance(value, (list, tuple)) and all(_is_int(v) and v >= 1 for v in value), \
-                "a list of positive integers, e.g. " + str(list(default))
+            ok = isinstance(value, (list, tuple)) and len(value) <= MAX_LAYERS and \
+                all(_is_int(v) and 1 <= v <= MAX_SIZE for v in value)
+            wanted = f"a list of at most {MAX_LAYERS:,} positive integers up to {MAX_SIZE:,}, e.g. {list(default)}"
             if key == "hidden":   # mlp: an int is one hidden layer's width; [] is a linear model
-                ok = ok or (_is_int(value) and value >= 1)
+                ok = ok or (_is_int(value) and 1 <= value <= MAX_SIZE)
             elif not value:   # the conv nets need at least one block
                 ok = False
         elif isinstance(default, float):
