@@ -263,7 +263,7 @@ def _text_problem(prep: dict, names: list, session) -> "str | None":
     if not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab) or not 2 <= len(vocab) <= MAX_VOCAB:
         return f"preprocessing.vocab must be a list of 2 to {MAX_VOCAB:,} token strings (the padding and unknown " \
                f"tokens first), got {_json_kind(vocab)}"
-    if max_len is not None and (not _count(max_len) or not 1 <= max_len <= MAX_TEXT_LEN):
+    if "max_len" not in prep or max_len is not None and (not _count(max_len) or not 1 <= max_len <= MAX_TEXT_LEN):
         return f"preprocessing.max_len must be null or an integer from 1 to {MAX_TEXT_LEN:,}, got {max_len!r:.40}"
     if tokenizer is not None and not isinstance(tokenizer, str):
         return f"preprocessing.tokenizer must be a string (words or chars), got {_json_kind(tokenizer)}"

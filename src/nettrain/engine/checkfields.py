@@ -26,8 +26,9 @@ def _int(v) -> bool:
 
 
 def _numbers(v) -> bool:
-    return isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                                       for x in v)
+    """A list of finite numbers (an integer among them within 2**53: torch.tensor takes it as int64)."""
+    return isinstance(v, list) and all((isinstance(x, float) and math.isfinite(x)) or
+                                       (_int(x) and abs(x) < 2 ** 53) for x in v)
 
 
 def problem(ckpt: dict) -> Optional[str]:
@@ -265,17 +266,20 @@ def _entry_problem(entry, param, name: str, needed: Optional[tuple]) -> Optional
         return f"{name} lacks {', '.join(missing)}, which the optimizer reads at its next step"
     for key, value in entry.items():
         where = f"{name}.{key}"
-        if isinstance(value, torch.Tensor):
-            if value.layout != torch.strided or value.is_complex():
-                return f"{where} must be a dense real tensor"
-            if key == "step":
-                if value.numel() != 1 or value.dtype == torch.bool or not 0 <= value.item() < math.inf:
-                    return f"{where} must be one non-negative step count"
-            elif needed is not None and value.shape != param.shape:   # a fused step reads param.numel() values
-                return f"{where} has shape {list(value.shape)}, where its parameter has {list(param.shape)}"
-        elif not (value is None or isinstance(value, (int, float, str))) or \
-                (isinstance(value, float) and not math.isfinite(value)):
-            return f"{where} must be a tensor, a finite number or null, got {_kind(value)}"
+        tensor = isinstance(value, torch.Tensor)
+        if tensor and (value.layout != torch.strided or value.is_complex()):
+            return f"{where} must be a dense real tensor"
+        if key == "step":   # a one-value tensor, or a number (torch's older optimizers)
+            count = value.item() if tensor and value.numel() == 1 and value.dtype != torch.bool else \
+                value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            if count is None or not 0 <= count < math.inf:
+                return f"{where} must be one non-negative step count"
+        elif tensor and needed is not None and value.shape != param.shape:   # a fused step reads as many values
+            return f"{where} has shape {list(value.shape)}, where its parameter has {list(param.shape)}"
+        elif not tensor and (key in (needed or ()) or value is not None and (
+                needed is not None or not isinstance(value, (int, float, str)))):
+            return f"{where} must be a tensor{'' if needed is not None else ', a number'}" + \
+                ("" if key in (needed or ()) else " or null") + f", got {_kind(value)}"
     return None
 
 

@@ -32,10 +32,11 @@ PREDICTIONS = {"task": ("U", 0), "kind": ("U", 0), "classes": ("U", 1), "confide
                "boundary_y": ("f", 1), "boundary_class": ("iu", 2), "boundary_conf": ("f", 2),
                "points": ("f", (1, 2)), "points_true": ("iuf", 1), "curve_x": ("f", 1), "curve_y": ("f", 1),
                "test_loss": ("f", 0), "test_acc": ("f", 0), "test_mse": ("f", 0), "test_mae": ("f", 0)}
-# arrays that stand together: the first one brings the others
-GROUPS = {"confidence": ("correct",), "shown_true": ("shown_pred", "shown_probs", "shown_loss", "shown_images"),
-          "top_true": ("top_pred", "top_probs", "top_loss"), "curve_x": ("curve_y",),
-          "boundary_class": ("boundary_x", "boundary_y", "boundary_conf", "points", "points_true")}
+# arrays that stand together: all of a group or none (the top losses' inputs: top_images or top_texts)
+GROUPS = [("confidence", "correct"), ("shown_true", "shown_pred", "shown_probs", "shown_loss", "shown_images"),
+          ("top_true", "top_pred", "top_probs", "top_loss"), ("curve_x", "curve_y", "points", "points_true"),
+          ("boundary_class", "boundary_x", "boundary_y", "boundary_conf", "points", "points_true")]
+SHARED = {"points", "points_true"}   # the test points, of the curve's group or the decision regions'
 
 
 
@@ -119,7 +120,12 @@ def _text(file: Path) -> str:
 def _config(file: Path, rec: Record):
     rec.config_text = _text(file)
     loaded = yaml.safe_load(rec.config_text)
-    rec.config = loaded if isinstance(loaded, dict) else {}
+    loaded = loaded if isinstance(loaded, dict) else {}
+    train = loaded.get("train") if isinstance(loaded.get("train"), dict) else {}
+    epochs = train.get("epochs")   # the page says "epoch N of E", and whether the run stopped before E
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or not 0 <= epochs <= MAX_EPOCH):
+        raise ValueError(f"train.epochs {epochs!r:.40} is not a number of epochs")
+    rec.config = loaded
 
 
 def _environment(file: Path, rec: Record):
@@ -217,10 +223,15 @@ def predictions_problem(arrays: dict, classes: int) -> Optional[str]:
             return f"{key} must be a {ndim}-dimensional array of kind {kinds}, got {value.dtype} {value.shape}"
     if "task" in arrays and arrays["task"].item() not in ("classification", "regression"):
         return "task must be classification or regression"
-    for first, others in GROUPS.items():
-        missing = [k for k in others if k not in arrays]
-        if first in arrays and missing:
-            return f"{first} comes without {', '.join(missing)}"
+    for group in GROUPS:
+        missing = [k for k in group if k not in arrays]
+        if group[0] in arrays and missing:
+            return f"{group[0]} comes without {', '.join(missing)}"
+        stray = [k for k in group[1:] if k in arrays and k not in SHARED]
+        if group[0] not in arrays and stray:
+            return f"{', '.join(stray)} come without {group[0]}"
+    if ("top_images" in arrays or "top_texts" in arrays) and "top_true" not in arrays:
+        return "top_images (or top_texts) come without top_true"
     for prefix in ("shown", "top"):
         if f"{prefix}_true" in arrays:
             found = _examples_problem(arrays, prefix, classes)
