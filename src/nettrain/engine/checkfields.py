@@ -159,7 +159,7 @@ def rng_problem(state, name: str) -> Optional[str]:
     """An RNG state as checkpoint.rng_state() makes it: {"torch": the CPU generator's, "cuda": [one per GPU]},
     tried on a generator of its own (the process's RNG is not touched)."""
     if not isinstance(state, dict) or not _bytes(state.get("torch"), CPU_RNG_BYTES):
-        return f"{name}.torch must be torch's CPU RNG state, a uint8 tensor of {CPU_RNG_BYTES} bytes " \
+        return f"{name}.torch must be a uint8 tensor of {CPU_RNG_BYTES} bytes, torch's CPU RNG state " \
                f"(torch.get_rng_state())"
     try:
         torch.Generator().set_state(state["torch"])
@@ -180,10 +180,11 @@ def _bytes(t, size: Optional[int] = None, at_most: int = 0) -> bool:
 
 # Per parameter, the state entries torch's optimizers read at their next step (a missing one is a KeyError there):
 # an entry is absent (a parameter not stepped yet) or holds them all; Adagrad makes its entries when it is built.
-# (group option, its state entry): entries that a group's option adds, such as Adam's amsgrad
+# (SGD and Muon read their momentum buffer with .get: it may be absent or null.)
 OPTIMIZER_STATE = {"Adam": ("step", "exp_avg", "exp_avg_sq"), "AdamW": ("step", "exp_avg", "exp_avg_sq"),
                    "RMSprop": ("step", "square_avg"), "Adagrad": ("step", "sum"),
                    "Adadelta": ("step", "square_avg", "acc_delta"), "SGD": (), "Muon": ()}
+# a group option -> the state entry it adds when set (Adam's amsgrad, RMSprop's centered and momentum)
 OPTIONAL_STATE = {"amsgrad": "max_exp_avg_sq", "centered": "grad_avg", "momentum": "momentum_buffer"}
 ALWAYS_STATE = ("Adagrad",)
 # the scheduler's entries that move as it steps; the others come from the config, which a resume keeps
@@ -259,6 +260,9 @@ def _needed(optimizer, param) -> Optional[tuple]:
 
 
 def _entry_problem(entry, param, name: str, needed: Optional[tuple]) -> Optional[str]:
+    """One parameter's optimizer state. `needed`: the entries torch's optimizer reads (_needed), each a dense real
+    tensor of the parameter's shape, the step count one value; None for a class of the user's, whose entries may
+    be tensors of any shape, numbers, text or null."""
     if not isinstance(entry, dict) or not all(isinstance(k, str) for k in entry):
         return f"{name} must be a mapping of names to tensors"
     missing = [k for k in needed or () if k not in entry]
@@ -276,10 +280,12 @@ def _entry_problem(entry, param, name: str, needed: Optional[tuple]) -> Optional
                 return f"{where} must be one non-negative step count"
         elif tensor and needed is not None and value.shape != param.shape:   # a fused step reads as many values
             return f"{where} has shape {list(value.shape)}, where its parameter has {list(param.shape)}"
-        elif not tensor and (key in (needed or ()) or value is not None and (
-                needed is not None or not isinstance(value, (int, float, str)))):
-            return f"{where} must be a tensor{'' if needed is not None else ', a number'}" + \
-                ("" if key in (needed or ()) else " or null") + f", got {_kind(value)}"
+        elif not tensor:
+            required = key in (needed or ())
+            allowed = (value is None and not required) or (needed is None and isinstance(value, (int, float, str)))
+            if not allowed:
+                return f"{where} must be a tensor{', a number' if needed is None else ''}" \
+                       f"{'' if required else ' or null'}, got {_kind(value)}"
     return None
 
 

@@ -53,14 +53,12 @@ def check_args(name: str, builder, args: dict):
     for key, value in args.items():
         default = params[key].default
         if _is_int(default):
-            most = MAX_LAYERS if key == "layers" else MAX_SIZE
-            ok, wanted = _is_int(value) and 1 <= value <= most, f"a positive integer up to {most:,}"
+            ok, wanted = _is_int(value) and value >= 1, "a positive integer"
         elif isinstance(default, tuple) and all(_is_int(d) for d in default):
-            ok = isinstance(value, (list, tuple)) and len(value) <= MAX_LAYERS and \
-                all(_is_int(v) and 1 <= v <= MAX_SIZE for v in value)
-            wanted = f"a list of at most {MAX_LAYERS:,} positive integers up to {MAX_SIZE:,}, e.g. {list(default)}"
+            ok, wanted = isinstance(value, (list, tuple)) and all(_is_int(v) and v >= 1 for v in value), \
+                "a list of positive integers, e.g. " + str(list(default))
             if key == "hidden":   # mlp: an int is one hidden layer's width; [] is a linear model
-                ok = ok or (_is_int(value) and 1 <= value <= MAX_SIZE)
+                ok = ok or (_is_int(value) and value >= 1)
             elif not value:   # the conv nets need at least one block
                 ok = False
         elif isinstance(default, float):
@@ -72,6 +70,19 @@ def check_args(name: str, builder, args: dict):
         if not ok:
             raise ModelError(f"model {name!r}: argument {key} must be {wanted}, got {value!r}; "
                              f"fix --model.args.{key}")
+        if _is_int(default) or isinstance(default, tuple):
+            _check_sizes(name, key, value)
+
+
+def _check_sizes(name: str, key: str, value):
+    """A size argument within MAX_SIZE, a count of layers within MAX_LAYERS (each layer is a module of its own)."""
+    sizes = list(value) if isinstance(value, (list, tuple)) else [value]
+    layers = len(sizes) if isinstance(value, (list, tuple)) else value if key == "layers" else 1
+    if layers > MAX_LAYERS or any(v > MAX_SIZE for v in sizes if key != "layers"):
+        shown = f"({len(sizes):,} sizes)" if len(sizes) > 8 else repr(value)
+        raise ModelError(f"model {name!r}: argument {key} {shown} is beyond what nettrain builds (at most "
+                         f"{MAX_LAYERS:,} layers, each at most {MAX_SIZE:,} wide); give smaller sizes in "
+                         f"--model.args.{key}")
 
 
 def _image_shape(name, shape) -> tuple:
