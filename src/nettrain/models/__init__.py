@@ -17,7 +17,7 @@ from torch import nn
 from ..errors import ModelError
 from ..usercode import load_object, raised, resolve, source_file
 from .blame import failure, tracking
-from .zoo import MODELS, check_args
+from .zoo import MODELS, check_args, check_size
 from . import fast  # noqa: F401,E402  (registers fastnet)
 from . import text  # noqa: F401,E402  (registers bilstm, fasttext)
 
@@ -35,6 +35,7 @@ def build_model(name: str, shape, outputs: int, args: dict, gate=None) -> nn.Mod
             raise ModelError(f"model {name!r} takes no argument {', '.join(unknown)}; "
                              f"it takes: {', '.join(valid) or 'none'}")
         check_args(name, builder, args)
+        check_size(name, builder, shape, outputs, args)
         return builder(shape, outputs, **args)
     if ":" not in name:
         from ..errors import unknown as unknown_name
