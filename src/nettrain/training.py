@@ -34,7 +34,7 @@ from .engine.loop import Step, evaluate as evaluate_pass, forward, train_epoch
 from .engine.optim import build_loss, build_optimizer, build_scheduler, fast_forward, loss_for_outputs
 from .engine.progress import Progress
 from .errors import ConfigError, DivergedError, ModelError, NettrainError
-from .kinds import kind_of
+from .kinds import KINDS, kind_of
 from .engine.probe import Probe, probe_batch, say
 from .models import MODELS, build_model, check_fits
 from .models.blame import failure
@@ -42,9 +42,10 @@ from .models.flat import FlatInput, first_linear
 from .predictor import Predictor, format_report, loss_config
 from .report.live import LiveReport
 from .resume import RECORDED, changes, check_changes, check_data, data_fingerprint, trained_processes, unfinished
-from .runs import RUN_FILES, RunDir, TensorBoardLog, write_atomically
-from .trust import Gate, remember
-from .usercode import is_user_spec, origin, user_frame
+from .runs import RUN_FILES, RunDir, write_atomically
+from .tbreport import TensorBoardLog
+from .trust import Gate, is_user_spec, remember
+from .usercode import origin, user_frame
 
 
 # Seconds to wait between the best.pt and last.pt writes of an improving epoch, so that a test can kill the run
@@ -257,12 +258,12 @@ def _resume_state(run: RunDir, progress: Progress) -> Optional[dict]:
     """The checkpoint a resume continues from: last.pt, or best.pt when it is newer (best.pt is written before
     last.pt, so a kill between the two leaves the newer epoch in best.pt alone); None when the run was stopped
     before its first checkpoint (it starts again from epoch 0)."""
-    last = ckpt_io.load_resumable(run.last) if run.last.exists() else None
+    last = ckpt_io.load_resumable(run.last, kinds=KINDS) if run.last.exists() else None
     best_epoch = ckpt_io.saved_epoch(run.best) if run.best.exists() else None
     if best_epoch is not None and (last is None or best_epoch > last["epoch"]):
         progress.say(f"resuming from {run.best} (epoch {best_epoch}): it was written just before {run.last} "
                      f"{'was' if last is None else 'of that epoch was'} replaced when the run stopped")
-        state = ckpt_io.load_resumable(run.best)
+        state = ckpt_io.load_resumable(run.best, kinds=KINDS)
         # last.pt catches up (the same checkpoint): a run stopped there in its last epoch is then whole
         _save_last(run, {k: v for k, v in state.items() if k != "path"})
         return state

@@ -31,8 +31,9 @@ def _numbers(v) -> bool:
                                        (_int(x) and abs(x) < 2 ** 53) for x in v)
 
 
-def problem(ckpt: dict) -> Optional[str]:
-    """What is wrong with a checkpoint dict's fields, in words, or None."""
+def problem(ckpt: dict, kinds: dict) -> Optional[str]:
+    """What is wrong with a checkpoint dict's fields, in words, or None. `kinds`: the input kinds a checkpoint may
+    name (kinds.KINDS: name -> its Kind, whose images, record_fields and fixed_shape say which data fields fit)."""
     v = ckpt["format_version"]
     if not _int(v) or v < 1:
         return f"format_version must be a positive integer, got {v!r}"
@@ -52,7 +53,7 @@ def problem(ckpt: dict) -> Optional[str]:
     epoch = ckpt["epoch"]
     if not _int(epoch) or epoch < 0:
         return f"epoch must be a non-negative integer, got {epoch!r}"
-    return data_problem(ckpt["data"]) or code_problem(ckpt.get("code")) or resume_problem(ckpt)
+    return data_problem(ckpt["data"], kinds) or code_problem(ckpt.get("code")) or resume_problem(ckpt)
 
 
 # what a resume reads, when present: key -> (the types it may have, in words)
@@ -381,7 +382,7 @@ def _kind(v) -> str:
     return {bool: "true or false", type(None): "null", str: "a string"}.get(type(v), type(v).__name__)
 
 
-def data_problem(d) -> Optional[str]:
+def data_problem(d, kinds: dict) -> Optional[str]:
     """The `data` field: exactly DataInfo's keys, with types and sizes that fit together."""
     if not isinstance(d, dict):
         return f"data must be a mapping with keys {', '.join(DATA_KEYS)}, got {type(d).__name__}"
@@ -391,14 +392,13 @@ def data_problem(d) -> Optional[str]:
         return "data must have exactly the keys " + ", ".join(DATA_KEYS) + \
             (f"; it has {', '.join(extra)}" if extra else "") + (f"; it lacks {', '.join(missing)}" if missing else "")
     kind, task, shape, outputs, classes = d["kind"], d["task"], d["shape"], d["outputs"], d["classes"]
-    from ..kinds import KINDS   # (imported here: kinds/ imports data/, which imports the engine)
-    if not isinstance(kind, str) or kind not in KINDS:
-        *others, last = KINDS
+    if not isinstance(kind, str) or kind not in kinds:
+        *others, last = kinds
         return f"data.kind must be {', '.join(others)} or {last}, got {kind!r}"
     if task not in ("classification", "regression"):
         return f"data.task must be classification or regression, got {task!r}"
     dtype, collate = d.get("dtype"), d.get("collate")
-    own = KINDS[kind]
+    own = kinds[kind]
     if dtype is not None and ("dtype" not in own.record_fields or dtype not in INTEGER_DTYPES):
         return f"data.dtype must be null, or for vectors one of {', '.join(INTEGER_DTYPES)}, got {dtype!r:.40}"
     if collate is not None and ("collate" not in own.record_fields or not isinstance(collate, str) or

@@ -103,7 +103,9 @@ def _without_advice(text: str) -> str:
     return "" if "weights_only" in text else text
 
 
-def load(path) -> dict:
+def load(path, *, kinds: dict) -> dict:
+    """The checkpoint at `path` (a file, or a run directory's best.pt or last.pt), every field checked
+    (checkfields.py) against `kinds`, the input kinds its data may be of (kinds.KINDS)."""
     path = Path(path)
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
@@ -138,7 +140,7 @@ def load(path) -> dict:
         missing = [k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
         raise CheckpointError(f"{path} is not a nettrain checkpoint (missing {', '.join(missing)}); "
                               f"give a .pt file written by nettrain fit")
-    problem = fields.problem(ckpt)
+    problem = fields.problem(ckpt, kinds)
     if problem:
         raise CheckpointError(f"{path} is not a valid nettrain checkpoint: {problem}; give a .pt file written by "
                               f"nettrain fit")
@@ -160,9 +162,9 @@ def load_weights(model: torch.nn.Module, state_dict: dict, where: str, model_nam
                               f"use the model and data it was trained with") from None
 
 
-def load_resumable(path) -> dict:
+def load_resumable(path, *, kinds: dict) -> dict:
     """load, for a resume: the checkpoint must hold everything a fit's checkpoint holds, not weights alone."""
-    ckpt = load(path)
+    ckpt = load(path, kinds=kinds)
     problem = fields.resumable_problem(ckpt)
     if problem:
         raise CheckpointError(f"{ckpt['path']} cannot be resumed: {problem}; resume from the last.pt nettrain fit "
