@@ -330,7 +330,7 @@ def test_a_short_runs_curves_have_whole_epoch_ticks(tmp_path, epochs, ticks):
 
 def test_the_shown_test_images_are_spread_through_a_split_stored_by_class():
     import torch
-    from nettrain.evidence import SHOWN, _classification
+    from nettrain.kinds.evidence import SHOWN, _classification
     y = torch.arange(10).repeat_interleave(100)   # 1,000 examples stored class by class, as CIFAR-10's staged split
     probs = torch.full((1000, 10), 0.1)
     out = _classification(probs, y, torch.zeros(1000, 1, 4, 4, dtype=torch.uint8))

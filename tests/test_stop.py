@@ -186,6 +186,7 @@ def test_a_stop_resumed_at_another_world_size_counts_every_ranks_part_once():
 def test_a_damaged_partial_entry_is_refused_in_one_line(tmp_path):
     from nettrain.engine import checkpoint as ckpt_io
     from nettrain.errors import CheckpointError
+    from nettrain.kinds import KINDS
     nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "run",
                  **{"run.progress": "none", "run.tensorboard": False, "run.report": False})
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
@@ -193,7 +194,7 @@ def test_a_damaged_partial_entry_is_refused_in_one_line(tmp_path):
     state["partial"] = {"epoch": 2, "batches": 1, "steps": 1, "world_size": 1, "sums": [sums], "rng_at_start": {}}
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="partial.sums must be one mapping of loss_sum") as e:
-        ckpt_io.load(tmp_path / "bad.pt")
+        ckpt_io.load(tmp_path / "bad.pt", kinds=KINDS)
     assert "\n" not in str(e.value)
 
 

@@ -290,12 +290,12 @@ FIELDS = {
     "negative shape": (lambda s: s["data"].update(shape=[1, -8, 8]), "data.shape must be a list of 1 to 3"),
     "negative epoch": (lambda s: s.update(epoch=-1), "epoch must be a non-negative integer"),
     "code not a mapping": (lambda s: s.update(code=["x"]), "code must map kinds"),
-    "a model far larger than its weights": (lambda s: s["config"]["model"]["args"].update(hidden=[10 ** 9]),
-                                            "it has 75,000,000,010 weights, the file 610"),
+    "a model far larger than its weights": (lambda s: s["config"]["model"]["args"].update(hidden=[10 ** 7]),
+                                            "it has 750,000,010 weights, the file 610"),
     "history not a list": (lambda s: s.update(history="x"), "history must be a list, got str"),
     "rng without a torch state": (lambda s: s.update(rng={"torch": [1]}), "rng.torch must be a uint8 tensor"),
     "a process's rng without a torch state": (lambda s: s.update(rng_ranks=[s["rng"], {"torch": "x"}]),
-                                              "rng_ranks[1] must be a mapping with a uint8 tensor .torch"),
+                                              "rng_ranks[1].torch must be a uint8 tensor"),
 }
 
 

@@ -28,7 +28,7 @@ from .data.images import is_image_file
 from .engine import checkpoint as ckpt_io
 from .engine.device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, ModelError, NettrainError, clean
-from .kinds import kind_of
+from .kinds import KINDS, kind_of
 from .models import MODELS, build_model
 from .models.flat import FlatInput
 from .predictor import Predictions, Predictor, format_report
@@ -101,7 +101,7 @@ def _run_gate(run_dir: Path, trust_code: bool, options: dict, module, loss, fixe
         ({"loss"} if loss is not None else set())
     kept = [p for p in (run_dir / "last.pt", run_dir / "best.pt") if p.exists()]
     try:
-        code = ckpt_io.load(kept[0]).get("code") if kept else None
+        code = ckpt_io.load(kept[0], kinds=KINDS).get("code") if kept else None
     except NettrainError:
         if resume:
             raise
@@ -127,7 +127,7 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
     if resume is None:   # a restart by torchrun --max-restarts resumes the run its first attempt made
         resume, options = _restarted(options)
     auto_lr = any(options.get(k) == "auto" for k in ("lr", "optim.lr"))
-    if auto_lr:   # lr="auto": the lr finder chooses it below (lrfind.py)
+    if auto_lr:   # lr="auto": the lr finder chooses it below (lrrange.py)
         if resume is not None:
             raise ConfigError("lr auto chooses the learning rate of a new run; a resumed run keeps its own (leave out "
                               "--lr)")
@@ -167,12 +167,12 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
         cfg = cfg.override({"train.loss": f"{named.__module__}:{named.__qualname__}"})
     found = None
     if auto_lr:
-        from .lrfind import find_for_fit
+        from .lrrange import find_for_fit
         cfg, found = find_for_fit(cfg, module, user_data, loss, tune_process, gate)
     with tuning_allowed(tune_process):
         run = train(cfg, module, user_data, Path(resume) if resume is not None else None, gate, loss)
     if found is not None:
-        from .lrfind import keep_plot
+        from .lrrange import keep_plot
         keep_plot(found, run.dir)
     return run
 
@@ -196,7 +196,7 @@ def load(path, model=None, device: str = "cpu", trust_code: bool = False, _fixes
     fixes = _fixes or API_FIXES
     if precision is not None and precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    state = ckpt_io.load(path)
+    state = ckpt_io.load(path, kinds=KINDS)
     cfg = Config.from_dict(state["config"]).override({"data.download": False})   # reading a file fetches nothing
     info = DataInfo.from_dict(state["data"])
     gate = Gate(state["path"], state.get("code"), trust_code, fixes=fixes)
@@ -268,12 +268,11 @@ def report(run_dir, say=None) -> Path:
 def _record_evidence(path: Path, say):
     import json
     from . import evidence
-    from .data import load_for_model
     from .files import LIMITS, read_text
     from .runs import RunDir
     try:
         predictor = load(path / RUN_FILES["best"])
-        test = load_for_model(predictor.config.data, predictor.info).test
+        test = kind_of(predictor.info).load_for_model(predictor.config.data, predictor.info).test
         result = json.loads(read_text(path / RUN_FILES["test_metrics"], LIMITS["json"], "run file"))
     except (NettrainError, OSError, ValueError) as e:
         say(f"nettrain: the figures of the model's predictions are left out: {e}")

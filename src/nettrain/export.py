@@ -140,11 +140,10 @@ def export(path, fmt: str = "onnx", out=None, overwrite: bool = False, model=Non
 
 def _held_out(cfg, info):
     """Real inputs the run did not train on, as the exported model takes them: the test split's first ones."""
-    from .data import load_for_model
     if cfg.data.name == "arrays":
         raise ExportError("this run was trained on arrays given to nettrain.fit, which the run does not keep, so the "
                           "export cannot be checked on held-out inputs; train on a named dataset to export")
-    test = load_for_model(cfg.data, info).test
+    test = kind_of(info).load_for_model(cfg.data, info).test
     if test is None or not len(test):
         raise ExportError("the run's dataset has no test split to check the export on")
     return kind_of(info).held_out(test, info, CHECK_EXAMPLES)

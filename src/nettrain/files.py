@@ -112,10 +112,14 @@ def open_read(path, limit: int, what: str = "file", follow: bool = True, text: b
 
 
 def read_bytes(path, limit: int, what: str = "file", follow: bool = True) -> bytes:
-    """The whole of a regular file of at most `limit` bytes (read to limit + 1: a file that grows is refused)."""
+    """The whole of a regular file of at most `limit` bytes. Read for its size as checked plus one byte, never for
+    `limit` (read(n) allocates n bytes first: 16 GiB for a checkpoint's limit); a file that grows is refused."""
     fd = _open_regular(path, limit, what, follow)
     with os.fdopen(fd, "rb") as f:
-        data = f.read(limit + 1)
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(size + 1)
+        while len(data) <= limit and (more := f.read(min(limit + 1 - len(data), 1 << 20))):
+            data += more
     if len(data) > limit:
         raise FileError(f"{what} {_p(path)} grew past the {_size(limit)} a {what} may have while it was read")
     return data

@@ -5,7 +5,6 @@ precision) to whatever it is given, and evaluates it on a test split with the tr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -14,44 +13,14 @@ from torch import nn
 
 from ._malloc import freed_memory_kept, tuning
 from .config import Config
-from .data import ArrayData, DataInfo, from_user_data, load_for_model, make_batches, table
+from .data import ArrayData, DataInfo, from_user_data, make_batches, table
 from .engine.device import resolve_precision
 from .engine.loop import evaluate as evaluate_pass
 from .engine.metrics import classification_metrics
-from .engine.optim import build_loss, default_loss_for
-from .errors import DataError, ModelError, NettrainError, clean, printable
+from .engine.optim import build_loss, loss_config
+from .errors import DataError, ModelError, clean, printable
 from .kinds import kind_of
-
-
-def loss_config(cfg: Config, task: str):
-    """The train section with its loss resolved for the task (cross-entropy or MSE when not given)."""
-    return cfg.override({"train.loss": default_loss_for(task, cfg.train.loss)}).train
-
-
-@dataclass
-class Predictions:
-    """Model outputs for a batch of inputs: class probabilities (classification) or values (regression)."""
-    probs: Optional[torch.Tensor]
-    values: Optional[torch.Tensor]
-    classes: Optional[list]
-
-    @property
-    def indices(self) -> list:
-        return self.probs.argmax(1).tolist()
-
-    @property
-    def labels(self) -> list:
-        return [self.classes[i] for i in self.indices]
-
-    def topk(self, k: int = 3) -> list:
-        """Per input, [(class name, probability), ...] best first."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise NettrainError(f"topk takes the number of classes to list per input, at least 1, got {k!r}")
-        p, i = self.probs.topk(min(k, self.probs.shape[1]), dim=1)
-        return [[(self.classes[c], float(q)) for q, c in zip(ps, cs)] for ps, cs in zip(p.tolist(), i.tolist())]
-
-    def __len__(self):
-        return len(self.probs if self.probs is not None else self.values)
+from .kinds.base import Predictions
 
 
 class Predictor:
@@ -149,7 +118,7 @@ class Predictor:
             if data_dir is not None:
                 _check_data_dir(data_dir, cfg.data.name)
             dcfg = cfg.override({"data.dir": str(data_dir)}).data if data_dir else cfg.data
-            loaded = load_for_model(dcfg, self.info)   # its vocabulary, its table encodings
+            loaded = kind_of(self.info).load_for_model(dcfg, self.info)   # its vocabulary, its table encodings
             split = loaded.test
             if list(loaded.info.shape) != list(self.info.shape):
                 raise DataError(f"the data in {data_dir or dcfg.dir} has inputs of shape {loaded.info.shape}, "

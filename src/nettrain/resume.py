@@ -67,7 +67,7 @@ def check_changes(run_path, changed: dict, saved: Optional[dict] = None):
 def _code_advice(saved: dict, refused: dict) -> str:
     """How the new run gets the run's own user code that the change leaves in place: a run folder's config is its
     data, so that code runs only when a fit on this machine ran it, or when given anew or trusted."""
-    from .usercode import is_user_spec
+    from .trust import is_user_spec
     flat = flatten(saved)
     named = [(kind, flag, flat[key]) for key, (kind, flag) in CODE_FLAGS.items()
              if key not in refused and isinstance(flat.get(key), str) and is_user_spec(kind, flat[key])]

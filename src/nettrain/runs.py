@@ -36,7 +36,7 @@ import torch
 from .files import append_text, make_dir, new_dir, remove, remove_dir, temporaries, write_error, write_text
 from .files import LIMITS, FileError, open_read, read_text
 from .errors import NettrainError
-from .metrics_row import COLUMNS, MetricsRow, unit_words
+from .metrics_row import COLUMNS, MetricsRow
 from .runlock import LOCK_NAME, RunLock
 
 
@@ -335,56 +335,3 @@ def tensorboard_writer(run: RunDir, **options):
     for f in set(folder.iterdir()) - before:   # the event file it has just opened
         run.claim(f)
     return writer
-
-
-class TensorBoardLog:
-    """Scalars, a grid of sample images and the model graph, via TensorBoard's own SummaryWriter."""
-
-    def __init__(self, run: RunDir, enabled: bool, purge_step=None, unit: str = "ex"):
-        self.writer = None
-        self.speed_tag = f"speed/{unit_words(unit)}_per_s"   # the data kind's examples: images, texts, rows
-        if enabled:
-            self.writer = tensorboard_writer(run, purge_step=purge_step)
-
-    def scalars(self, row: MetricsRow, epoch: int):
-        if self.writer is None:
-            return
-        split = row.val_split or "val"   # the test split shown each epoch is labelled test, not val
-        for value, tag in ((row.train_loss, "loss/train"), (row.val_loss, f"loss/{split}"),
-                           (row.train_acc, "accuracy/train"), (row.val_acc, f"accuracy/{split}"),
-                           (row.val_mae, f"mae/{split}"), (row.lr, "lr"), (row.examples_per_s, self.speed_tag),
-                           (row.padding_waste, "data/padding_waste")):
-            if value is not None:
-                self.writer.add_scalar(tag, value, epoch)
-        self.writer.flush()
-
-    def images(self, x_uint8: torch.Tensor):
-        if self.writer is not None:
-            from torchvision.utils import make_grid
-            self.writer.add_image("samples", make_grid(x_uint8[:64].cpu(), nrow=8), 0)
-
-    def graph(self, model, batches):
-        """The model's graph, traced on two examples of the first batch (drawn only when TensorBoard is on)."""
-        if self.writer is None:
-            return
-        example = next(iter(batches))[0][:2]
-        if example.is_floating_point():   # traced outside autocast: batches stored rounded to bf16 go back to float32
-            example = example.float()
-        try:
-            import warnings
-            with warnings.catch_warnings():   # add_graph traces with torch.jit, which warns it is deprecated
-                warnings.simplefilter("ignore")
-                self.writer.add_graph(model, example)
-        except Exception as e:   # some user models do not trace; the graph is a nicety
-            print(f"warning: TensorBoard graph skipped ({type(e).__name__}: {str(e).splitlines()[0][:100]})",
-                  file=sys.stderr)
-
-    def close(self):
-        if self.writer is not None:
-            self.writer.close()
-
-    def finish(self, run: RunDir, config: dict, history: list):
-        """At the fit's end (after the report): its figures, and the hparams with the final metrics (tbreport.py)."""
-        if self.writer is not None:
-            from . import tbreport
-            tbreport.write(run, config, history)

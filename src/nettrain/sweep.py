@@ -170,7 +170,7 @@ def check_names(cfg):
     from .data import DATASETS
     from .engine.optim import LOSSES, OPTIMIZERS, SCHEDULERS
     from .models import MODELS
-    from .usercode import is_user_spec
+    from .trust import is_user_spec
     DATASETS.get(cfg.data.name)
     for kind, name, registry in (("model", cfg.model.name, MODELS), ("optimizer", cfg.optim.name, OPTIMIZERS),
                                  ("scheduler", cfg.sched.name, SCHEDULERS), ("loss", cfg.train.loss, LOSSES)):

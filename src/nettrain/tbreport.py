@@ -1,5 +1,6 @@
-"""At a fit's end, TensorBoard gets what the report shows: its figures beside the scalars, and the run's
-hyperparameters with its final metrics (the HParams tab).
+"""TensorBoard: while a fit trains, its scalars, a grid of sample images and the model's graph (TensorBoardLog); at
+its end, what the report shows: its figures beside the scalars, and the run's hyperparameters with its final metrics
+(the HParams tab).
 
 The figures are the PNGs the report has just written into RUN/figures/ (report/), added as images as they are: drawn
 and encoded once, not again for TensorBoard. Everything goes into the run's own tensorboard/ folder, in one more event file (the training's
@@ -10,9 +11,14 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
+import torch
+
 from .files import LIMITS, read_bytes, read_text
+from .metrics_row import MetricsRow, unit_words
+from .runs import RunDir, tensorboard_writer
 
 # the test split's final metrics (test_metrics.json: loss and accuracy, or mse, mae and r2) -> their TensorBoard tags
 FINAL = {"loss": "final/test_loss", "accuracy": "final/test_accuracy", "mse": "final/test_mse",
@@ -76,7 +82,6 @@ def write(run, config: dict, history: list) -> None:
     from PIL import Image
     from tensorboard.compat.proto.summary_pb2 import Summary
     from torch.utils.tensorboard.summary import hparams
-    from .runs import tensorboard_writer
     step = int(history[-1].epoch or 0) if history else 0
     writer = tensorboard_writer(run)   # the run's own tensorboard/ folder, never a link planted in its place
     try:
@@ -98,3 +103,55 @@ def write(run, config: dict, history: list) -> None:
                 writer.add_scalar(tag, value, step)
     finally:
         writer.close()
+
+
+class TensorBoardLog:
+    """Scalars, a grid of sample images and the model graph, via TensorBoard's own SummaryWriter."""
+
+    def __init__(self, run: RunDir, enabled: bool, purge_step=None, unit: str = "ex"):
+        self.writer = None
+        self.speed_tag = f"speed/{unit_words(unit)}_per_s"   # the data kind's examples: images, texts, rows
+        if enabled:
+            self.writer = tensorboard_writer(run, purge_step=purge_step)
+
+    def scalars(self, row: MetricsRow, epoch: int):
+        if self.writer is None:
+            return
+        split = row.val_split or "val"   # the test split shown each epoch is labelled test, not val
+        for value, tag in ((row.train_loss, "loss/train"), (row.val_loss, f"loss/{split}"),
+                           (row.train_acc, "accuracy/train"), (row.val_acc, f"accuracy/{split}"),
+                           (row.val_mae, f"mae/{split}"), (row.lr, "lr"), (row.examples_per_s, self.speed_tag),
+                           (row.padding_waste, "data/padding_waste")):
+            if value is not None:
+                self.writer.add_scalar(tag, value, epoch)
+        self.writer.flush()
+
+    def images(self, x_uint8: torch.Tensor):
+        if self.writer is not None:
+            from torchvision.utils import make_grid
+            self.writer.add_image("samples", make_grid(x_uint8[:64].cpu(), nrow=8), 0)
+
+    def graph(self, model, batches):
+        """The model's graph, traced on two examples of the first batch (drawn only when TensorBoard is on)."""
+        if self.writer is None:
+            return
+        example = next(iter(batches))[0][:2]
+        if example.is_floating_point():   # traced outside autocast: batches stored rounded to bf16 go back to float32
+            example = example.float()
+        try:
+            import warnings
+            with warnings.catch_warnings():   # add_graph traces with torch.jit, which warns it is deprecated
+                warnings.simplefilter("ignore")
+                self.writer.add_graph(model, example)
+        except Exception as e:   # some user models do not trace; the graph is a nicety
+            print(f"warning: TensorBoard graph skipped ({type(e).__name__}: {str(e).splitlines()[0][:100]})",
+                  file=sys.stderr)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+
+    def finish(self, run: RunDir, config: dict, history: list):
+        """At the fit's end (after the report): its figures, and the hparams with the final metrics (tbreport.py)."""
+        if self.writer is not None:
+            write(run, config, history)

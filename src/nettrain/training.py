@@ -41,7 +41,7 @@ from .engine.optim import build_loss, build_optimizer, build_scheduler, default_
     loss_for_outputs
 from .engine.progress import Progress
 from .errors import ConfigError, DivergedError, ModelError, NettrainError
-from .kinds import kind_of
+from .kinds import KINDS, kind_of
 from .engine.probe import Probe, probe_batch, say
 from .metrics_row import MetricsRow
 from .models import MODELS, build_model, check_fits
@@ -50,9 +50,10 @@ from .models.flat import FlatInput, first_linear
 from .predictor import Predictor, format_report
 from .report.live import LiveReport
 from .resume import RECORDED, changes, check_changes, check_data, data_fingerprint, trained_processes, unfinished
-from .runs import RUN_FILES, RunDir, TensorBoardLog, write_atomically
-from .trust import Gate, remember
-from .usercode import is_user_spec, origin, user_frame
+from .runs import RUN_FILES, RunDir, write_atomically
+from .tbreport import TensorBoardLog
+from .trust import Gate, is_user_spec, remember
+from .usercode import origin, user_frame
 
 
 # Seconds to wait between the best.pt and last.pt writes of an improving epoch, so that a test can kill the run
@@ -377,12 +378,12 @@ def _resume_state(run: RunDir, progress: Progress) -> Optional[dict]:
     """The checkpoint a resume continues from: last.pt, or best.pt when it is newer (best.pt is written before
     last.pt, so a kill between the two leaves the newer epoch in best.pt alone); None when the run was stopped
     before its first checkpoint (it starts again from epoch 0)."""
-    last = ckpt_io.load(run.last) if run.last.exists() else None
+    last = ckpt_io.load_resumable(run.last, kinds=KINDS) if run.last.exists() else None
     best_epoch = ckpt_io.saved_epoch(run.best) if run.best.exists() else None
     if best_epoch is not None and (last is None or best_epoch > last["epoch"]):
         progress.say(f"resuming from {run.best} (epoch {best_epoch}): it was written just before {run.last} "
                      f"{'was' if last is None else 'of that epoch was'} replaced when the run stopped")
-        state = ckpt_io.load(run.best)
+        state = ckpt_io.load_resumable(run.best, kinds=KINDS)
         # last.pt catches up (the same checkpoint): a run stopped there in its last epoch is then whole
         _save_last(run, {k: v for k, v in state.items() if k != "path"})
         return state
@@ -662,23 +663,27 @@ def _resume(t: _Training, run: RunDir, state: dict, progress: Progress):
     where = state["path"]
     ckpt_io.load_weights(t.module, state.get("train_model") or state["model"], where, t.cfg.model.name)
     start_epoch = state["epoch"]
-    saved_epochs = state["config"]["train"]["epochs"]
-    if saved_epochs == tc.epochs or start_epoch >= tc.epochs:   # an interrupted run: continue exactly
-        s.optimizer.load_state_dict(state["optimizer"])
+    saved_epochs = Config.from_dict(state["config"]).train.epochs
+    exact = saved_epochs == tc.epochs or start_epoch >= tc.epochs   # an interrupted run: continue exactly
+    # the steps of an epoch stopped in its middle too (engine/stop.py)
+    steps_done = start_epoch * t.steps_per_epoch + (state.get("partial") or {}).get("steps", 0)
+    ckpt_io.check_restorable(state, s, steps_done, schedule=exact)
+    if exact:
+        ckpt_io.load_optimizer(s.optimizer, state["optimizer"])
         s.scheduler.load_state_dict(state["scheduler"])
-    else:   # the steps of an epoch stopped in its middle too (engine/stop.py)
-        _resume_over_new_length(s.optimizer, s.scheduler, state["optimizer"], start_epoch * t.steps_per_epoch +
-                                (state.get("partial") or {}).get("steps", 0))
+    else:
+        _resume_over_new_length(s.optimizer, s.scheduler, state["optimizer"], steps_done)
         progress.say(f"resuming {run.path} at epoch {start_epoch} of {tc.epochs}: the lr schedule is "
                      f"{'stretched' if tc.epochs > saved_epochs else 'shortened'} from {saved_epochs} to "
                      f"{tc.epochs} epochs")
-    s.scaler.load_state_dict(state["scaler"])
+    if state["scaler"]:   # {}: written without float16 scaling, which a scaler enabled now starts afresh
+        s.scaler.load_state_dict(state["scaler"])
     if s.ema is not None and state.get("ema"):
         s.ema.load_state_dict(state["ema"])
     if s.lookahead is not None and state.get("lookahead"):
         s.lookahead.load_state_dict(state["lookahead"])
     mine = t.world.mine(state.get("rng_ranks"))
-    ckpt_io.set_rng_state(mine or state["rng"])
+    ckpt_io.set_rng_state(mine or state["rng"], f"rng_ranks[{t.world.rank}]" if mine else "rng")
     if mine is None:   # a checkpoint of another world size: the main rank's state, and each other rank its own
         t.world.own_random_streams(tc.seed + start_epoch)
     if start_epoch < tc.epochs and state.get("threads") not in (None, torch.get_num_threads()):
@@ -873,7 +878,7 @@ def _resume_over_new_length(optimizer, scheduler, saved_optimizer: dict, steps_d
     again). So keep only the per-parameter state (momentum buffers, Adam moments), put back the hyperparameters
     the fresh scheduler was built on, and step it to where training stopped."""
     fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-    optimizer.load_state_dict(saved_optimizer)
+    ckpt_io.load_optimizer(optimizer, saved_optimizer)
     for group, hyperparameters in zip(optimizer.param_groups, fresh):
         group.update(hyperparameters)
     fast_forward(scheduler, steps_done)

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Optional
 
 from . import files, usercode
+from .engine.optim import LOSSES, OPTIMIZERS, SCHEDULERS
 from .errors import CheckpointError
+from .models import MODELS
 
 STORE_NAME = "trusted-code.json"
 ENTRY_KEYS = ("spec", "file", "name", "sha256")
@@ -108,6 +110,15 @@ def remember(origins) -> None:
 def known(entry: dict) -> bool:
     key = _key(entry)
     return key[3] is not None and key in {_key(e) for e in _read(home() / STORE_NAME)}
+
+
+def is_user_spec(kind: str, spec: str) -> bool:
+    """Does `spec` name user code rather than a registered name? Loss specs need a colon (`cross-entropy` and
+    `nll` are names); optimizers and schedulers may also be dotted (`torch.optim.ASGD`)."""
+    if kind == "collate":   # there are no registered collate functions
+        return ":" in spec
+    registry = {"model": MODELS, "loss": LOSSES, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}[kind]
+    return spec not in registry and (":" in spec or (kind in ("optimizer", "scheduler") and "." in spec))
 
 
 def run_folder_of(config) -> Optional[Path]:

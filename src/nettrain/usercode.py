@@ -407,14 +407,3 @@ def check_kwargs(cls, kwargs: dict, what: str, skip=("self",)):
     if bad:
         raise ConfigError(f"{what} takes no {', '.join(bad)}{closest(bad[0], accepted)}; "
                           f"it takes: {', '.join(accepted) or 'nothing'}")
-
-
-def is_user_spec(kind: str, spec: str) -> bool:
-    """Does `spec` name user code rather than a registered name? Loss specs need a colon (`cross-entropy` and
-    `nll` are names); optimizers and schedulers may also be dotted (`torch.optim.ASGD`)."""
-    if kind == "collate":   # there are no registered collate functions
-        return ":" in spec
-    from .engine.optim import LOSSES, OPTIMIZERS, SCHEDULERS
-    from .models import MODELS
-    registry = {"model": MODELS, "loss": LOSSES, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}[kind]
-    return spec not in registry and (":" in spec or (kind in ("optimizer", "scheduler") and "." in spec))

@@ -6,32 +6,22 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 
 from ..errors import ConfigError, DataError
-from .arrays import ArrayData, DataInfo, channel_stats, class_list, images_from_numpy, split
+from .arrays import (IMAGE_KINDS, TOKEN_ID_KINDS, ArrayData, Data, DataInfo, Source, channel_stats, class_list,
+                     images_from_numpy, split)
 from . import shard
 from .batches import BatchPrep, InMemoryBatches, LoaderBatches
 from .custom import CustomData, class_names, custom_data, wanted as wants_custom
-from .sources import DATASETS, Source, data_root, load_source
+from .sources import DATASETS, data_root, load_source
 from . import table  # noqa: F401,E402  (registers csv, iris, wine, breast-cancer, diabetes)
 from .text import TAKES_ARGS, TextData
 
 __all__ = ["DATASETS", "ArrayData", "Data", "DataInfo", "load_data", "from_user_data", "make_batches",
            "data_root", "images_from_numpy"]
-
-
-@dataclass
-class Data:
-    train: object
-    val: Optional[object]     # validated on after each epoch (the test split unless val_fraction > 0)
-    test: Optional[object]
-    info: DataInfo
-    notes: list = field(default_factory=list)   # lines fit says before training (how the user's DataLoader is used)
-    val_chooses: bool = False  # val is a validation split, which may choose the model; the test split never does
 
 
 def _stats(train) -> tuple:
@@ -60,8 +50,7 @@ def from_source(src: Source, cfg) -> Data:
                         f"give more examples, or a validation split of your own")
     if cfg.limit and len(train) > cfg.limit:
         train = _limited(train, cfg.limit, cfg.split_seed + 2)
-    from ..kinds import KINDS   # (imported here: kinds/ imports data/)
-    images, token_ids = KINDS[src.kind].images, "dtype" in KINDS[src.kind].record_fields
+    images, token_ids = src.kind in IMAGE_KINDS, src.kind in TOKEN_ID_KINDS
     if images:
         x0 = train.x if isinstance(train, ArrayData) else train[0][0].unsqueeze(0)
         shape = list(x0.shape[1:])
@@ -132,13 +121,6 @@ def load_data(cfg, prep: Optional[dict] = None) -> Data:
                           f"them out (data.args are the options of dataset {', '.join(sorted(TAKES_ARGS))})")
     src = load_source(cfg, prep)
     return src if isinstance(src, Data) else from_source(src, cfg)   # an input kind's module makes its own Data
-
-
-def load_for_model(cfg, info: DataInfo) -> Data:
-    """The dataset of `cfg` (data section) read as the trained model `info` reads it: a text file with the model's
-    own vocabulary, a table with its encodings (not learned again from the data)."""
-    from ..kinds import kind_of   # (imported here: kinds/ imports data/)
-    return kind_of(info).load_for_model(cfg, info)
 
 
 def tensor_images(x: torch.Tensor, what: str = "data") -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Images are kept as uint8 NCHW tensors (a quarter of float32's memory; converted a whole batch at a time).
 Feature vectors (the toy tasks) are float32 (N, D). `DataInfo` is the plain description of a dataset that
-travels into model building, checkpoints and prediction: shapes, classes, normalization.
+travels into model building, checkpoints and prediction: shapes, classes, normalization. A dataset's reader returns
+a `Source` (its splits as read), which data/__init__.py makes into the `Data` the rest of nettrain takes.
 """
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+
+# What data/ and engine/ treat apart among the kinds (DataInfo.kind), read here, below kinds/; each kind's module
+# says the same (Kind.images, Kind.record_fields), and tests/test_layers.py checks that they agree.
+IMAGE_KINDS = ("image",)      # uint8 images (N, C, H, W): normalized per channel, cropped and flipped in batches
+TOKEN_ID_KINDS = ("vector",)  # integer inputs are token ids, kept integers, their dtype recorded (DataInfo.dtype)
 
 
 @dataclass
@@ -36,6 +42,29 @@ class DataInfo:
     @classmethod
     def from_dict(cls, d: dict) -> "DataInfo":
         return cls(**d)
+
+
+@dataclass
+class Data:
+    train: object
+    val: Optional[object]     # validated on after each epoch (the test split unless val_fraction > 0)
+    test: Optional[object]
+    info: DataInfo
+    notes: list = field(default_factory=list)   # lines fit says before training (how the user's DataLoader is used)
+    val_chooses: bool = False  # val is a validation split, which may choose the model; the test split never does
+
+
+@dataclass
+class Source:
+    """What a dataset's reader returns (data/sources.py): train and test data plus labels."""
+    train: object                   # ArrayData, or a torch Dataset of (uint8 CHW, label) for big folders
+    test: Optional[object]          # None: nettrain holds out part of train
+    classes: Optional[list] = None
+    task: str = "classification"
+    kind: str = "image"
+    image_size: Optional[int] = None
+    table: Optional[dict] = None    # a table's preprocessing (data/table.py)
+    test_is_val: bool = False       # `test` is a validation split (a val/ folder, val_data=): it may choose the model
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .arrays import ArrayData, DataInfo
+from .arrays import IMAGE_KINDS, ArrayData, DataInfo
 from . import shard
 from .augment import apply, draw
 
@@ -36,8 +36,7 @@ class BatchPrep:
 
     def __init__(self, info: DataInfo, device, *, normalize=True, crop_padding=0, flip=False, channels_last=True,
                  alternate_flip=False):
-        from ..kinds import kind_of   # (imported here: kinds/ imports data/)
-        self.image = kind_of(info).images
+        self.image = info.kind in IMAGE_KINDS
         self.device = torch.device(device)
         self.crop_padding, self.flip, self.alternate_flip = crop_padding, flip, alternate_flip
         self.channels_last = channels_last and self.image

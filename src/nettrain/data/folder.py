@@ -20,9 +20,8 @@ import torch
 
 from ..errors import DataError
 from ..files import LIMITS, FileError, make_dir, open_read, write_file
-from .arrays import ArrayData
+from .arrays import ArrayData, Source
 from .images import image_size_of, is_image_file, read_image, read_many
-from .sources import Source
 
 CACHE_VERSION = 2   # 2: pixels kept NHWC, the models' channels_last layout (1 was NCHW)
 IN_MEMORY_LIMIT = 4 << 30   # decoded bytes above which "auto" keeps the DataLoader path

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -19,22 +18,10 @@ import torch
 from ..errors import DataError, NettrainError
 from ..files import LIMITS, is_regular, open_read, read_bytes
 from ..registry import Registry
-from .arrays import ArrayData, images_from_numpy, split
+from .arrays import ArrayData, Source, images_from_numpy, split
 
 DATASETS = Registry("dataset")
 READS_NO_FILES = {"digits": "bundled with scikit-learn", "quadratic": "generated", "two-gaussians": "generated"}
-
-
-@dataclass
-class Source:
-    train: object                   # ArrayData, or a torch Dataset of (uint8 CHW, label) for big folders
-    test: Optional[object]          # None: nettrain holds out part of train
-    classes: Optional[list] = None
-    task: str = "classification"
-    kind: str = "image"
-    image_size: Optional[int] = None
-    table: Optional[dict] = None    # a table's preprocessing (data/table.py)
-    test_is_val: bool = False       # `test` is a validation split (a val/ folder, val_data=): it may choose the model
 
 
 def _download_failed(name: str, where: Path, e: Exception) -> DataError:

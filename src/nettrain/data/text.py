@@ -30,7 +30,7 @@ import torch
 
 from ..errors import ConfigError, DataError, printable
 from ..files import LIMITS, open_read, read_bytes
-from .arrays import DataInfo
+from .arrays import Data, DataInfo
 from .shard import global_share
 from .sources import DATASETS, data_root
 from ..words import RULES
@@ -367,7 +367,6 @@ def _encoded(texts, labels, rows, vocab, classes, args) -> TextData:
 def load_text(cfg, vocab=None):
     """The Data (train, val, test, DataInfo, notes) of `data.dir`, a file of labelled texts; `vocab`: a trained
     model's vocabulary, used instead of one learned from the training split (evaluate)."""
-    from . import Data   # the package's container (data/__init__.py imports this module)
     args = text_args(cfg.args)
     if cfg.crop_padding or cfg.flip:
         raise ConfigError("data.crop_padding and data.flip augment images; a text dataset takes neither, leave them "

@@ -103,7 +103,9 @@ def _without_advice(text: str) -> str:
     return "" if "weights_only" in text else text
 
 
-def load(path) -> dict:
+def load(path, *, kinds: dict) -> dict:
+    """The checkpoint at `path` (a file, or a run directory's best.pt or last.pt), every field checked
+    (checkfields.py) against `kinds`, the input kinds its data may be of (kinds.KINDS)."""
     path = Path(path)
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
@@ -138,7 +140,7 @@ def load(path) -> dict:
         missing = [k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
         raise CheckpointError(f"{path} is not a nettrain checkpoint (missing {', '.join(missing)}); "
                               f"give a .pt file written by nettrain fit")
-    problem = fields.problem(ckpt)
+    problem = fields.problem(ckpt, kinds)
     if problem:
         raise CheckpointError(f"{path} is not a valid nettrain checkpoint: {problem}; give a .pt file written by "
                               f"nettrain fit")
@@ -160,6 +162,38 @@ def load_weights(model: torch.nn.Module, state_dict: dict, where: str, model_nam
                               f"use the model and data it was trained with") from None
 
 
+def load_resumable(path, *, kinds: dict) -> dict:
+    """load, for a resume: the checkpoint must hold everything a fit's checkpoint holds, not weights alone."""
+    ckpt = load(path, kinds=kinds)
+    problem = fields.resumable_problem(ckpt)
+    if problem:
+        raise CheckpointError(f"{ckpt['path']} cannot be resumed: {problem}; resume from the last.pt nettrain fit "
+                              f"wrote, or start a new run")
+    return ckpt
+
+
+def check_restorable(state: dict, step, steps_done: int, schedule: bool):
+    """Every field a resume restores checked against what it is restored into (checkfields.restore_problem),
+    before any is: one line naming the field."""
+    problem = fields.restore_problem(state, step, steps_done, schedule)
+    if problem:
+        raise CheckpointError(f"{state['path']} does not fit the run it resumes: {problem}; resume from the run's "
+                              f"own last.pt, or start a new run")
+
+
+# the optimizer's implementation choices (one fused kernel, the multi-tensor path...): this process's, not the
+# checkpoint's: they compute the same values, and a flag the device cannot take would fail at the first step
+IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def load_optimizer(optimizer, saved: dict):
+    """optimizer.load_state_dict(saved), keeping this process's implementation flags."""
+    flags = [{k: g[k] for k in IMPLEMENTATION_FLAGS if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, mine in zip(optimizer.param_groups, flags):
+        group.update(mine)
+
+
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -167,7 +201,20 @@ def rng_state() -> dict:
     return state
 
 
-def set_rng_state(state: dict):
+def set_rng_state(state: dict, name: str = "rng"):
+    """Put back an RNG state (rng_state()), checked first (checkfields.rng_problem): a state of the wrong size is a
+    CheckpointError naming `name`, the field it came from, not torch's traceback. A checkpoint written on more GPUs
+    than there are now restores those there are."""
+    problem = fields.rng_problem(state, name)
+    if problem:
+        raise CheckpointError(f"the checkpoint's {problem}; resume from the last.pt nettrain fit wrote, or start a "
+                              f"new run")
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state.get("cuda") and torch.cuda.is_available():
+        for device, cuda in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            try:
+                torch.cuda.set_rng_state(cuda, device)
+            except RuntimeError as e:   # a state of another size, or an offset CUDA's generator refuses
+                raise CheckpointError(f"the checkpoint's {name}.cuda[{device}] is not a CUDA RNG state "
+                                      f"({str(e).strip().splitlines()[0][:80]}); resume from the last.pt nettrain "
+                                      f"fit wrote, or start a new run") from None

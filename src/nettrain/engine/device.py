@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data.arrays import IMAGE_KINDS
 from ..errors import ConfigError
 
 
@@ -143,8 +144,7 @@ def _autocast_back(layer, args, output):
 
 def resolve_precision(name: str, device: torch.device, kind: str, small_linears_fp32: bool = True) -> Precision:
     if name == "auto":
-        from ..kinds import KINDS   # (imported here: kinds/ reads data, which uses the engine)
-        if not KINDS[kind].images:   # tiny vector, table and text models: casts would cost more than they save
+        if kind not in IMAGE_KINDS:   # tiny vector, table and text models: casts would cost more than they save
             name = "32"
         elif bf16_supported(device):
             name = "bf16-mixed"

@@ -20,20 +20,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import signals
+from ..models import forward   # how a batch input is handed to the model
 from .checkpoint import rng_state
 from .lookahead import Lookahead
 from .metrics import regression_metrics
 from .stop import Partial, batches_from
-
-
-def forward(model, x):
-    """The model on one batch input: a tuple or list is its positional arguments, a dict its keyword arguments (a
-    collate function's `(ids, lengths)` or `{"input_ids": ..., "attention_mask": ...}`), anything else one input."""
-    if isinstance(x, (tuple, list)):
-        return model(*x)
-    if isinstance(x, dict):
-        return model(**x)
-    return model(x)
 
 
 @dataclass

@@ -259,3 +259,9 @@ def default_loss_for(task: str, loss: str) -> str:
     if task == "regression" and loss == "nll":
         raise ConfigError("loss 'nll' takes class labels, but this dataset's targets are values; use mse or l1")
     return loss
+
+
+def loss_config(cfg, task: str):
+    """The train section of `cfg` (a Config) with its loss resolved for the task (cross-entropy or MSE when not
+    given)."""
+    return cfg.override({"train.loss": default_loss_for(task, cfg.train.loss)}).train

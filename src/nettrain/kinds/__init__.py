@@ -4,7 +4,9 @@ holds of the preprocessing, and what the kind allows (sample grids, TTA, channel
 elsewhere asks `kind_of(info)`, never compares the kind's name. A new kind is one module and a line in KINDS.
 
 The reading and batching of each kind's data live beside it in data/ (arrays.py, images.py, table.py, text.py,
-custom.py); a kind module calls them.
+custom.py); a kind module calls them, and data/ and engine/ never import kinds/ (docs/architecture.md). What those
+need of a kind comes as an argument (checkpoint.load's `kinds`), or, for the kinds that hold images or token ids,
+from data/arrays.py (IMAGE_KINDS, TOKEN_ID_KINDS), which names them as Kind.images and Kind.record_fields do.
 """
 from __future__ import annotations
 

@@ -1,11 +1,41 @@
 """What every input kind answers (kinds/__init__.py): the defaults are a tensor kind's, one fixed-shape input per
-example, predicted in memory and exported as it is."""
+example, predicted in memory and exported as it is; and the Predictions a kind's predict returns."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import nn
+
+from ..errors import NettrainError
+from .evidence import examples, predictions
+
+
+@dataclass
+class Predictions:
+    """Model outputs for a batch of inputs: class probabilities (classification) or values (regression)."""
+    probs: Optional[torch.Tensor]
+    values: Optional[torch.Tensor]
+    classes: Optional[list]
+
+    @property
+    def indices(self) -> list:
+        return self.probs.argmax(1).tolist()
+
+    @property
+    def labels(self) -> list:
+        return [self.classes[i] for i in self.indices]
+
+    def topk(self, k: int = 3) -> list:
+        """Per input, [(class name, probability), ...] best first."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise NettrainError(f"topk takes the number of classes to list per input, at least 1, got {k!r}")
+        p, i = self.probs.topk(min(k, self.probs.shape[1]), dim=1)
+        return [[(self.classes[c], float(q)) for q, c in zip(ps, cs)] for ps, cs in zip(p.tolist(), i.tolist())]
+
+    def __len__(self):
+        return len(self.probs if self.probs is not None else self.values)
 
 
 class Kind:
@@ -27,7 +57,7 @@ class Kind:
         raise NotImplementedError
 
     def predict(self, predictor, inputs, batch_size: int, collate_fn=None):
-        """Predictions (predictor.py) of `inputs`: by default one tensor, run in memory in batches."""
+        """Predictions of `inputs` (predictor.py runs them): by default one tensor, run in memory in batches."""
         return predictor.predict_tensor(self.batch(predictor.info, inputs), batch_size)
 
     def describe(self, data, cfg, n: int) -> Optional[str]:
@@ -49,7 +79,8 @@ class Kind:
         return None
 
     def load_for_model(self, cfg, info):
-        """The dataset of `cfg` (data section) read as the trained model reads it (data.load_for_model)."""
+        """The dataset of `cfg` (data section) read as the trained model `info` reads it: a text file with the
+        model's own vocabulary, a table with its encodings (not learned again from the data)."""
         from ..data import load_data
         return load_data(cfg, info.table)   # a table's encodings, not learned again (None for other kinds)
 
@@ -62,7 +93,6 @@ class Kind:
     # ---- the report (evidence.py) ----------------------------------------------------------------------
     def evidence(self, predictor, test) -> dict:
         """What predictions.npz holds of the `test` split: task, kind, and the predictions' arrays."""
-        from ..evidence import examples, predictions
         x, y = examples(test)
         return predictions(predictor, x, y)
 

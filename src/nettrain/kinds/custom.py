@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import Kind
+from .base import Kind, Predictions
 
 
 class Custom(Kind):
@@ -23,8 +23,7 @@ class Custom(Kind):
         """`data`, a Dataset or DataLoader, batched by the collate function: all of it, no held-out split."""
         from ..data.custom import custom_data
         from ..engine.loop import evaluate as evaluate_pass
-        from ..engine.optim import build_loss
-        from ..predictor import loss_config
+        from ..engine.optim import build_loss, loss_config
         info, cfg = predictor.info, predictor.config
         _, split, _, _ = custom_data(data, data, predictor.classes, collate_fn or predictor.collate_fn, None)
         batches = split.batches(predictor.device, batch_size or cfg.train.eval_batch_size, info.task)
@@ -43,7 +42,6 @@ class Custom(Kind):
         its targets are dropped), batched through the collate function and run in the model."""
         from ..data.custom import collate, to_device
         from ..engine.loop import forward
-        from ..predictor import Predictions
         collate_fn = collate_fn or predictor.collate_fn
         info = predictor.info
         if isinstance(items, (str, bytes)) or not hasattr(items, "__len__") or not len(items):

@@ -12,6 +12,7 @@ from torch import nn
 from ..data.images import read_image
 from ..errors import DataError
 from .base import Kind
+from .evidence import examples, predictions
 
 
 class Image(Kind):
@@ -23,7 +24,6 @@ class Image(Kind):
     reads = "files"
 
     def evidence(self, predictor, test) -> dict:   # with the test images to show (shown_*, top_*)
-        from ..evidence import examples, predictions
         x, y = examples(test)
         return predictions(predictor, x, y, images=x)
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..data import table
 from .base import SHOWN_COLUMNS, Kind, class_table, first_batch, split_targets
+from .evidence import encoded_probs, examples, predictions
 
 
 class Table(Kind):
@@ -23,7 +24,6 @@ class Table(Kind):
     reads = "rows"
 
     def evidence(self, predictor, test) -> dict:   # the test split is held encoded, where predict takes raw rows
-        from ..evidence import encoded_probs, examples, predictions
         x, y = examples(test)
         return predictions(predictor, x, y, probs_of=encoded_probs)
 

@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 
 from .base import Kind, class_table, first_batch, split_targets
+from .evidence import text_predictions
 
 CLIP = 110   # characters of a sample text shown by `nettrain show`: one terminal line with its label
 SUMMARY_TOKENS = 32   # the length of the one text `nettrain summary RUN` runs a text model on (its sizes scale with it)
@@ -64,7 +65,6 @@ class Text(Kind):
         return data.train.example()[0]
 
     def evidence(self, predictor, test) -> dict:
-        from ..evidence import text_predictions
         return text_predictions(predictor, test)
 
     def predict(self, predictor, inputs, batch_size: int, collate_fn=None):

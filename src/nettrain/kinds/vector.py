@@ -6,6 +6,7 @@ import torch
 
 from ..errors import DataError
 from .base import SHOWN_COLUMNS, Kind, class_table, first_batch, split_targets
+from .evidence import boundary, curve, examples, predictions
 
 
 class Vector(Kind):
@@ -14,7 +15,6 @@ class Vector(Kind):
 
     def evidence(self, predictor, test) -> dict:
         """With the toy tasks' pictures: a 2-D classifier's decision boundary, a 1-D regression's curve."""
-        from ..evidence import boundary, curve, examples, predictions
         x, y = examples(test)
         arrays, info = predictions(predictor, x, y), predictor.info
         if info.dtype is None and info.task == "classification" and list(info.shape) == [2]:

@@ -17,11 +17,21 @@ from torch import nn
 from ..errors import ModelError
 from ..usercode import load_object, raised, resolve, source_file
 from .blame import failure, tracking
-from .zoo import MODELS, check_args
+from .zoo import MODELS, check_args, check_size
 from . import fast  # noqa: F401,E402  (registers fastnet)
 from . import text  # noqa: F401,E402  (registers bilstm, fasttext)
 
-__all__ = ["MODELS", "build_model", "check_fits", "load_object", "raised"]
+__all__ = ["MODELS", "build_model", "check_fits", "forward", "load_object", "raised"]
+
+
+def forward(model, x):
+    """The model on one batch input: a tuple or list is its positional arguments, a dict its keyword arguments (a
+    collate function's `(ids, lengths)` or `{"input_ids": ..., "attention_mask": ...}`), anything else one input."""
+    if isinstance(x, (tuple, list)):
+        return model(*x)
+    if isinstance(x, dict):
+        return model(**x)
+    return model(x)
 
 
 def build_model(name: str, shape, outputs: int, args: dict, gate=None) -> nn.Module:
@@ -35,6 +45,7 @@ def build_model(name: str, shape, outputs: int, args: dict, gate=None) -> nn.Mod
             raise ModelError(f"model {name!r} takes no argument {', '.join(unknown)}; "
                              f"it takes: {', '.join(valid) or 'none'}")
         check_args(name, builder, args)
+        check_size(name, builder, shape, outputs, args)
         return builder(shape, outputs, **args)
     if ":" not in name:
         from ..errors import unknown as unknown_name
@@ -61,7 +72,6 @@ def check_fits(model: nn.Module, name: str, shape, outputs: int, task: str, exam
     """One forward pass in eval mode of two zero inputs, or of `example` (a real batch input: for data whose shape
     is not fixed, or integer token ids, which zeros of float32 would not be); a ModelError that says what does not
     fit. Returns the outputs (the loss is chosen from them: training.py); the RNG is left as it was."""
-    from ..engine.loop import forward
     was_training = model.training
     model.eval()
     x = example if example is not None else \

@@ -20,6 +20,31 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+MAX_SIZE = 2 ** 24          # one layer's width or a table's rows: 16,777,216, far above any model built here
+MAX_LAYERS = 1000           # layers or blocks: each is a module of its own, built before its size is known
+MAX_PARAMETERS = 10 ** 9    # 4 GB of float32 weights, 16 GB to train with Adam's gradients and two moments
+
+
+def check_size(name: str, builder, shape, outputs: int, args: dict):
+    """A built-in model's parameter count, from a build on the meta device (no memory), refused above
+    MAX_PARAMETERS before anything of that size is allocated (hidden: [10000000000] would ask for 2.5 TB)."""
+    if torch.get_default_device().type == "meta":   # being built there already: nothing will be allocated
+        return
+    try:
+        with torch.device("meta"):
+            probe = builder(shape, outputs, **args)
+    except ModelError:
+        raise
+    except Exception:   # what the real build says, in its own words (check_fits, the user's model)
+        return
+    count = sum(t.numel() for t in probe.parameters())
+    if count > MAX_PARAMETERS:
+        given = ", ".join(f"{k}={v!r:.40}" for k, v in args.items()) or "its defaults"
+        raise ModelError(f"model {name!r} with {given} would have {count:,} parameters, more than nettrain builds "
+                         f"({MAX_PARAMETERS:,}: 4 GB of weights, 16 GB to train); give smaller sizes in "
+                         f"--model.args")
+
+
 def check_args(name: str, builder, args: dict):
     """A built-in model's arguments, checked against its defaults' kinds before anything is built: a size (an int
     default) must be a positive integer, sizes (a tuple of ints) a list of them, a number a number, a name a string;
@@ -45,6 +70,19 @@ def check_args(name: str, builder, args: dict):
         if not ok:
             raise ModelError(f"model {name!r}: argument {key} must be {wanted}, got {value!r}; "
                              f"fix --model.args.{key}")
+        if _is_int(default) or isinstance(default, tuple):
+            _check_sizes(name, key, value)
+
+
+def _check_sizes(name: str, key: str, value):
+    """A size argument within MAX_SIZE, a count of layers within MAX_LAYERS (each layer is a module of its own)."""
+    sizes = list(value) if isinstance(value, (list, tuple)) else [value]
+    layers = len(sizes) if isinstance(value, (list, tuple)) else value if key == "layers" else 1
+    if layers > MAX_LAYERS or any(v > MAX_SIZE for v in sizes if key != "layers"):
+        shown = f"({len(sizes):,} sizes)" if len(sizes) > 8 else repr(value)
+        raise ModelError(f"model {name!r}: argument {key} {shown} is beyond what nettrain builds (at most "
+                         f"{MAX_LAYERS:,} layers, each at most {MAX_SIZE:,} wide); give smaller sizes in "
+                         f"--model.args.{key}")
 
 
 def _image_shape(name, shape) -> tuple:
