@@ -860,7 +860,7 @@ def _best_into_eval_model(t: _Training, run: RunDir, so_far: _SoFar) -> bool:
     if best is None or best == held:   # without a validation split, best.pt is always the last epoch
         return False
     t.world.barrier()
-    state = ckpt_io.load(run.best)
+    state = ckpt_io.load(run.best, kinds=KINDS)
     ckpt_io.load_weights(t.eval_model, state["model"], state["path"], t.cfg.model.name)
     return True
 
