@@ -22,6 +22,7 @@ import nettrain
 from nettrain.cli import main
 from nettrain.engine import checkpoint as ckpt_io
 from nettrain.errors import NettrainError
+from nettrain.kinds import KINDS
 
 QUIET_API = {"run.progress": "none", "run.tensorboard": False, "run.report": False}
 TINY = {"model.args.hidden": [8], "batch_size": 512}
@@ -174,7 +175,7 @@ def test_a_checkpoint_field_changed_loads_predicts_and_resumes_or_says_one_line(
     with tempfile.TemporaryDirectory() as folder:
         run = mutated_run(trained, Path(folder), path, value)
         try:
-            ckpt_io.load(run / "last.pt")
+            ckpt_io.load(run / "last.pt", kinds=KINDS)
             predictor = nettrain.load(run / "last.pt")
             predictor.predict(np.zeros((2, 8, 8, 1), dtype=np.uint8))
         except NettrainError as e:
