@@ -81,7 +81,7 @@ def _examples(out: str) -> dict:
         m = re.match(r"\S*::(\S+):$", line.strip())
         if m:
             name = m.group(1)
-        m = re.search(r"- (\d+) passing examples?, (\d+) failing examples?", line)
+        m = re.search(r"- (\d+) passing(?: examples?)?, (\d+) failing", line)
         if m and name:
             found[name] = found.get(name, 0) + int(m.group(1)) + int(m.group(2))
     return found
