@@ -82,8 +82,20 @@ def test_a_stop_signal_during_training_stops_like_ctrl_c(tmp_path, sig):
 
 
 def test_ctrl_c_during_start_up_is_not_a_traceback(tmp_path):
-    proc = start(SLOW + ["--run-dir", str(tmp_path / "run")], tmp_path)
-    time.sleep(1.0)   # importing torch, loading the data, building the model
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    """Ctrl-C as soon as torch is imported (-X importtime writes a line to stderr as each import ends): the data is
+    being loaded and the model built, before any training step."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "nettrain", *SLOW, "--run-dir",
+                             str(tmp_path / "run")], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:   # a blocking read: ends with the line, or with the process (then fails below)
+            if line.rstrip().endswith("| torch"):
+                break
+        assert proc.poll() is None, "the command ended before it imported torch"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    err = "".join(line for line in err.splitlines(keepends=True) if not line.startswith("import time:"))
     assert proc.returncode == 130 and "Traceback" not in err and err.rstrip().endswith("nettrain: interrupted"), err
