@@ -22,9 +22,9 @@ from nettrain.engine import distributed, elastic, watchdog
 from nettrain.errors import ConfigError
 from nettrain.resume import RESUMABLE
 from nettrain.runs import RunDir
+from conftest import QUIET
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-QUIET = ["--run.report", "false", "--run.tensorboard", "false", "--run.progress", "none"]
 CONFIG = ["--dataset", "digits", "--model", "mlp", "--epochs", "2", "--batch-size", "64", "--precision", "32",
           "--seed", "3", "--train.threads", "1"]
 

@@ -16,9 +16,8 @@ import torch
 import nettrain
 import nettrain.files as files
 from nettrain.cli import main
+from conftest import QUIET, QUIET_API
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false"]
-QUIET_API = {"run.progress": "none", "run.tensorboard": False, "run.report": False}
 PACKAGE = Path(nettrain.__file__).resolve().parent
 SRC = str(PACKAGE.parent)
 VICTIM = "the user's own file\n"

@@ -12,8 +12,8 @@ import torch
 import nettrain
 from nettrain.cli import main
 from nettrain.engine import checkpoint as ckpt_io
+from conftest import QUIET
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
 SMALL = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--model.args.hidden", "[8]", *QUIET]
 # a run that lasts long enough to be stopped in the middle
 SLOW = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--model.args.hidden", "[8]", "--epochs", "5000",
