@@ -86,6 +86,7 @@ def test_a_fifo_config_is_one_line(tmp_path):
     assert_refused(nettrain_cli(["fit", "--config", config, "--dataset", "digits", *QUIET_ONE_EPOCH], tmp_path), config)
 
 
+@pytest.mark.slow   # a process of its own; the FIFO config, text and predict-file cases are the fast ones
 def test_a_fifo_table_is_one_line(tmp_path):
     table = fifo(tmp_path / "fifo.csv")
     proc = nettrain_cli(["fit", "--dataset", "csv", "--data-dir", table, "--target", "y", *QUIET_ONE_EPOCH], tmp_path)
@@ -100,11 +101,13 @@ def test_a_fifo_text_in_a_text_folder_is_one_line(tmp_path):
     assert_refused(proc, planted)
 
 
+@pytest.mark.slow   # a process of its own; the FIFO config, text and predict-file cases are the fast ones
 def test_evaluate_of_a_fifo_checkpoint_is_one_line(tmp_path):
     checkpoint = fifo(tmp_path / "fifo.pt")
     assert_refused(nettrain_cli(["evaluate", checkpoint], tmp_path), checkpoint)
 
 
+@pytest.mark.slow   # a process of its own; the FIFO config, text and predict-file cases are the fast ones
 def test_evaluate_of_a_run_whose_data_dir_is_a_fifo_is_one_line(table_run, tmp_path):
     """A downloaded run names its own data: a FIFO there hung `evaluate`."""
     run = Path(shutil.copytree(table_run, tmp_path / "run"))
@@ -128,12 +131,13 @@ def test_a_fifo_onnx_model_is_one_line(tmp_path):
     assert_refused(nettrain_cli(["predict", model, "x.png"], tmp_path), model)
 
 
-@pytest.mark.parametrize("run", ["table_run", "text_run"])
+@pytest.mark.parametrize("run", ["table_run", pytest.param("text_run", marks=pytest.mark.slow)])
 def test_predict_file_of_a_fifo_is_one_line(run, request, tmp_path):
     rows = fifo(tmp_path / "fifo.csv")
     assert_refused(nettrain_cli(["predict", request.getfixturevalue(run), "--file", rows], tmp_path), rows)
 
 
+@pytest.mark.slow   # a process of its own; the FIFO config, text and predict-file cases are the fast ones
 def test_report_of_a_run_whose_metrics_are_a_fifo_is_one_line(table_run, tmp_path):
     run = Path(shutil.copytree(table_run, tmp_path / "run"))
     (run / "metrics.csv").unlink()

@@ -117,6 +117,8 @@ def test_lr_find_ramps_up_stops_on_divergence_and_plots(tmp_path, capsys):
     assert found.lrs[0] == pytest.approx(1e-7) and found.lrs[0] < found.lr < found.lrs[-1]
 
 
+# the lr finder and two trainings; test_lr_auto_leaves_the_users_module_untrained_by_the_finder is the fast one
+@pytest.mark.slow
 def test_fit_lr_auto_trains_from_the_same_start_with_the_suggestion(tmp_path, capsys):
     auto = nettrain.fit(dataset="two-gaussians", model="mlp", lr="auto", epochs=2, run_dir=tmp_path / "auto",
                         **QUIET_WITH_REPORT)
@@ -275,6 +277,7 @@ def test_table_export_fills_and_standardizes_in_the_graph_and_predicts_csv_witho
     assert all(g[c] == pytest.approx(p, abs=1e-5) for g, w in zip(got, want) for c, p in w)
 
 
+@pytest.mark.slow   # a training, an export and a process; the numeric table export is the fast one
 def test_a_table_with_text_columns_exports_its_one_hot_encoding_and_predicts_csv_without_torch(tmp_path):
     # the colour decides the class; the size is noise; the shape is a second text column
     rng = np.random.default_rng(0)
@@ -328,7 +331,7 @@ def test_lr_flag_takes_auto_or_a_number(capsys):
 
 @pytest.mark.parametrize("model, exporter", [("fasttext", "onnx (dynamo exporter)"),
                                              # its two plain LSTM passes: dynamo captures them (packed ones it cannot)
-                                             ("bilstm", "onnx (dynamo exporter)")])
+                                             pytest.param("bilstm", "onnx (dynamo exporter)", marks=pytest.mark.slow)])
 def test_text_export_takes_ids_and_lengths_and_predicts_strings_without_torch(tmp_path, model, exporter):
     from test_text import texts_and_labels, write_csv
     path = write_csv(tmp_path / "texts.csv", texts_and_labels())
@@ -354,6 +357,7 @@ def test_text_export_takes_ids_and_lengths_and_predicts_strings_without_torch(tm
                for r, w in zip(printed, want) for p in r["predictions"])
 
 
+@pytest.mark.slow   # exports every LSTM layout
 def test_every_lstm_export_of_a_process_keeps_its_sequence_axis_dynamic(tmp_path, capsys):
     """torch 2.14's dynamo exporter fixes an LSTM's sequence axis at the example's width from the second export of a
     process on, without a word; export then takes the TorchScript-based exporter, said in one line."""

@@ -56,7 +56,8 @@ def start(args, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGHUP, marks=pytest.mark.slow)],
+                         ids=["TERM", "HUP"])   # HUP stops as TERM does: the slow tier tries it
 def test_a_stop_signal_during_training_stops_like_ctrl_c(tmp_path, sig):
     run_dir = tmp_path / "run"
     proc = start(SLOW + ["--run-dir", str(run_dir)], tmp_path)

@@ -347,6 +347,8 @@ def varied_texts(n=400, seed=5):
     return rows
 
 
+# two trainings and a killed process; test_a_resumed_text_run_equals_an_uninterrupted_one is the fast one
+@pytest.mark.slow
 def test_a_text_run_killed_with_sigkill_resumes_to_the_uninterrupted_run_bit_for_bit(tmp_path):
     """As tests/test_resume.py does for images: the same run uninterrupted and killed (SIGKILL, in another process,
     whose Python hash seed differs: a vocabulary or split that followed set or dict order would differ) after
@@ -487,6 +489,7 @@ def names(n=150, seed=0):
     return rows
 
 
+@pytest.mark.slow   # trains, then predicts and exports in processes of their own
 def test_a_character_tokenizer_learns_what_words_cannot_and_predict_and_export_use_it(tmp_path, capsys):
     path = write_csv(tmp_path / "names.csv", names())
     scores = {}
