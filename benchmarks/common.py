@@ -81,9 +81,12 @@ def run_timed(cmd, cwd=None, env=None, timeout=None) -> Timed:
 
 
 def all_metrics(run_dir) -> list:
+    """metrics.csv's rows as dicts of floats (a run made before its speed column was named examples_per_s called it
+    images_per_s: read under the new name)."""
     with open(Path(run_dir) / "metrics.csv", newline="") as f:
-        return [{k: (None if v in ("", None) else v if k == "val_split" else float(v)) for k, v in r.items()}
-                for r in csv.DictReader(f)]
+        return [{("examples_per_s" if k == "images_per_s" else k): (None if v in ("", None) else v
+                                                                    if k == "val_split" else float(v))
+                 for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 def last_metrics(run_dir) -> dict:

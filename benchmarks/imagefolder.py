@@ -55,15 +55,15 @@ def main():
                                             "--overwrite", "--run.progress", "none"]).check()
             t.rows = all_metrics(run_dir)
             runs[name] = t
-            print(f"nettrain {name}: " + ", ".join(f"epoch {int(x['epoch'])} {x['images_per_s']:.0f} img/s wait "
+            print(f"nettrain {name}: " + ", ".join(f"epoch {int(x['epoch'])} {x['examples_per_s']:.0f} img/s wait "
                                                    f"{x['data_wait']:.1%}" for x in t.rows)
                   + f"; whole {t.wall:.1f} s, peak {gib(t.peak_rss)}, load {t.load}", flush=True)
     first, second, memory = runs.values()
     later = [x for t in (first, second) for x in t.rows if x["epoch"] >= 2]
     wait = max(x["data_wait"] for x in later)
-    folder_ips = sum(x["images_per_s"] for x in later) / len(later)
+    folder_ips = sum(x["examples_per_s"] for x in later) / len(later)
     mem_later = [x for x in memory.rows if x["epoch"] >= 2] or memory.rows
-    mem_ips = sum(x["images_per_s"] for x in mem_later) / len(mem_later)
+    mem_ips = sum(x["examples_per_s"] for x in mem_later) / len(mem_later)
     gap = folder_ips / mem_ips - 1
     rows = [
         ["data wait, epochs >= 2 (max)", f"{wait:.1%}", f"{ref_wait:.0%}", "", f"<= {WAIT_GOAL:.0%}",

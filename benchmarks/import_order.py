@@ -23,7 +23,7 @@ import json, os, sys, tempfile
 run = nettrain.fit(dataset={dataset!r}, model={model!r}, epochs={epochs}, device="cpu",
                    run_dir=os.path.join(tempfile.mkdtemp(), "run"), **{{"run.progress": "none",
                    "run.tensorboard": False}})
-rates = [r["images_per_s"] for r in run.metrics[1:]] or [run.metrics[0]["images_per_s"]]
+rates = [r["examples_per_s"] for r in run.metrics[1:]] or [run.metrics[0]["examples_per_s"]]
 print(json.dumps({{"omp": os.environ.get("OMP_WAIT_POLICY"), "images_per_s": sorted(rates)[len(rates) // 2]}}))
 """
 

@@ -88,7 +88,7 @@ def main():
             batches.set_epoch(r)
             out = train_epoch(step, batches, True)
             if r:   # round 0 is the warm-up
-                rates.append(out["images"] / out["seconds"])
+                rates.append(out["examples"] / out["seconds"])
     peak = max(peak0, matmul_peak())
     ips = max(rates)
     rows = [["nettrain hot path, best round", f"{ips:,.0f}", f"{ips * flops_per_image / 1e9:,.0f}",
@@ -96,7 +96,7 @@ def main():
              "yes" if ips * flops_per_image / peak >= AIM else "no"]]
     if args.run:
         for row in all_metrics(args.run):
-            ips = row["images_per_s"]
+            ips = row["examples_per_s"]
             rows.append([f"recipe run, epoch {int(row['epoch'])}", f"{ips:,.0f}", f"{ips * flops_per_image / 1e9:,.0f}",
                          f"{peak / 1e9:,.0f}", f"{ips * flops_per_image / peak:.0%}", f">= {AIM:.0%}",
                          "yes" if ips * flops_per_image / peak >= AIM else "no"])

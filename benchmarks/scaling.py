@@ -39,7 +39,7 @@ def worker(data, fraction, batch, model, config):
                            val_data=(te["images"][pick], te["labels"][pick]), classes=[str(c) for c in tr["classes"]],
                            **options)
     row = run.metrics[-1]
-    print("RESULT " + json.dumps({"n": n, "seconds": row["seconds"], "images_per_s": row["images_per_s"],
+    print("RESULT " + json.dumps({"n": n, "seconds": row["seconds"], "images_per_s": row["examples_per_s"],
                                   "data_wait": row["data_wait"], "batch": batch,
                                   "process_s": time.perf_counter() - t0,
                                   "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}))

@@ -219,7 +219,7 @@ class Bench:
         acc = r.test.get("acc")
         row = Row("digits: default `nettrain fit` (8x8 digits, small CNN, 10 epochs)", "nettrain fit",
                   nettrain=pct(acc), sec_per_epoch=num(r.mean("seconds"), "{:.2f}"),
-                  images_per_s=num(r.mean("images_per_s"), "{:,.0f}"),
+                  images_per_s=num(r.mean("examples_per_s"), "{:,.0f}"),
                   goal=f">= 97% in < 30 s whole process (measured {r.proc.wall:.1f} s wall, "
                        f"{r.proc.cpu:.1f} s CPU)")
         row.met = bool(r.ok and acc >= 0.97 and r.proc.wall < 30)
@@ -250,7 +250,7 @@ class Bench:
         row = Row("MNIST MLP tutorial (784-512-128-10, Adam 0.002, batch 64, 1 epoch)", self.shown(args),
                   nettrain=pct(acc), reference=pct(ref_ep.get("test_acc")) + " (plain loop, fp32)",
                   sec_per_epoch=f"{num(r.mean('seconds'))} / {num(ref_ep.get('seconds'))}",
-                  images_per_s=f"{num(r.mean('images_per_s'), '{:,.0f}')} / "
+                  images_per_s=f"{num(r.mean('examples_per_s'), '{:,.0f}')} / "
                                f"{num(ref_ep.get('images_per_s'), '{:,.0f}')}",
                   goal=">= 96%", met=bool(r.ok and acc >= 0.96))
         return [row]
@@ -299,7 +299,7 @@ class Bench:
         per_epoch = ", ".join(pct(r.val_acc(e)) for e in range(1, epochs + 1))
         row = Row(f"MNIST CNN (small BN CNN, {epochs} epochs)", self.shown(args),
                   nettrain=f"{pct(acc)} (per epoch: {per_epoch})",
-                  sec_per_epoch=num(r.mean("seconds")), images_per_s=num(r.mean("images_per_s"), "{:,.0f}"),
+                  sec_per_epoch=num(r.mean("seconds")), images_per_s=num(r.mean("examples_per_s"), "{:,.0f}"),
                   goal=">= 99.0% within 3 epochs")
         row.met = bool(r.ok and acc >= 0.99) if not self.quick else "n/a (quick)"
         return [row]
@@ -336,7 +336,7 @@ class Bench:
                   reference=", ".join(parts_r) + f" (reference_tutorial_loop.py{' ' if same_way else ''}"
                                                  f"{' '.join(same_way)})",
                   sec_per_epoch=f"{num(r.mean('seconds'))} / {num(ref_sec)}",
-                  images_per_s=f"{num(r.mean('images_per_s'), '{:,.0f}')} / {num(ref_ips, '{:,.0f}')}",
+                  images_per_s=f"{num(r.mean('examples_per_s'), '{:,.0f}')} / {num(ref_ips, '{:,.0f}')}",
                   goal="within 2 points of the reference after 1 and after 10 epochs")
         row.met = bool(r.ok and all(checks)) if not self.quick else ("n/a (quick)" if all(checks) else False)
         if ref_proc is None:
@@ -363,7 +363,7 @@ class Bench:
                   reference=f"{pct(ref_acc)} (reference_tutorial_loop.py --lenet)",
                   sec_per_epoch=f"{num(r.mean('seconds'))} / "
                                 f"{num(statistics.mean(e['seconds'] for e in ref_rows) if ref_rows else None)}",
-                  images_per_s=f"{num(r.mean('images_per_s'), '{:,.0f}')} / " + num(
+                  images_per_s=f"{num(r.mean('examples_per_s'), '{:,.0f}')} / " + num(
                       statistics.mean(e['images_per_s'] for e in ref_rows) if ref_rows else None, '{:,.0f}'),
                   goal=">= 50% (tutorial: 51-55%)")
         row.met = bool(r.ok and acc >= 0.50) if not self.quick else "n/a (quick)"
@@ -418,7 +418,7 @@ class Bench:
         row = Row("image folder (CIFAR-10 as DIR/{train,test}/<class>/*.jpg, tudui, 1 epoch) + predict",
                   shown + f" && nettrain predict RUN DIR/test/cat/{cats[0].name} ...(5 files)",
                   nettrain=f"{pct(acc)} after 1 epoch; predict: {', '.join(firsts) or 'nothing'}",
-                  sec_per_epoch=num(r.mean("seconds")), images_per_s=num(r.mean("images_per_s"), "{:,.0f}"),
+                  sec_per_epoch=num(r.mean("seconds")), images_per_s=num(r.mean("examples_per_s"), "{:,.0f}"),
                   goal="trains; predict prints class names", met=bool(r.ok and acc > 0.2 and predicted_ok))
         row.notes.append(f"imagefolder: build.py --imagefolder {build_s:.0f} s; nettrain fit whole process "
                          f"{r.proc.wall:.0f} s (first run decodes the JPEGs into the folder's cache)")

@@ -36,7 +36,7 @@ def nettrain_run(data, epochs, extra, tmp, name):
     t = run_timed(nettrain_cmd() + ["fit", "--dataset", "cifar10", "--data-dir", data, *FLAGS, "--epochs", epochs,
                                     *extra, "--run-dir", run_dir, "--run.progress", "none", "--overwrite"]).check()
     rows = all_metrics(run_dir)
-    t.ips = len(rows) / sum(1 / r["images_per_s"] for r in rows)   # images over training seconds, all epochs
+    t.ips = len(rows) / sum(1 / r["examples_per_s"] for r in rows)   # images over training seconds, all epochs
     t.acc, t.wait = rows[-1]["val_acc"], max(r["data_wait"] for r in rows)
     return t
 

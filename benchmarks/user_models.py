@@ -61,8 +61,8 @@ def main():
                                    **{"run.progress": "none", "run.tensorboard": False})
                 row = run.metrics[-1]
                 rows.append([label, batch, "yes" if run.model.config.train.channels_last else "no",
-                             f"{row['images_per_s']:,.0f}", f"{row['seconds']:.2f}"])
-                print(f"{label} batch {batch}: {row['images_per_s']:,.0f} img/s", flush=True)
+                             f"{row['examples_per_s']:,.0f}", f"{row['seconds']:.2f}"])
+                print(f"{label} batch {batch}: {row['examples_per_s']:,.0f} img/s", flush=True)
     print()
     print(table(["model", "batch", "channels_last", "images/s (epoch 1)", "epoch s"], rows))
 

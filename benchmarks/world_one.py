@@ -65,7 +65,7 @@ def one_fit(args, run_dir: Path, bypass: bool) -> tuple:
     with bypassed() if bypass else contextlib.nullcontext():
         run = nettrain.fit(**options)
     whole = time.perf_counter() - t
-    steps = sum(-(-r["images_per_s"] * r["seconds"] // args.batch_size) for r in run.metrics)
+    steps = sum(-(-r["examples_per_s"] * r["seconds"] // args.batch_size) for r in run.metrics)
     return sum(r["seconds"] for r in run.metrics), whole, steps
 
 

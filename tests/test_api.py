@@ -39,7 +39,7 @@ def test_quadratic_regression_with_the_tutorials_tensors_and_module(tmp_path):
     assert pred.probs is None and pred.values.shape == (100, 1)
     assert torch.mean((pred.values - y) ** 2) <= 0.01
     # the run loads back with the user's class given, and evaluates on arrays
-    loaded = nettrain.load(run.dir / "last.pt", model=Net(1, 10, 1))   # run.model is the last epoch's
+    loaded = nettrain.load(run.dir, model=Net(1, 10, 1))   # run.model is best.pt's
     assert torch.allclose(loaded.predict(x).values, pred.values, atol=1e-6)
     assert loaded.evaluate(data=(x, y))["mse"] == pytest.approx(run.test["mse"], rel=1e-5)
 
@@ -135,7 +135,7 @@ def test_bf16_fit_hands_images_over_rounded_and_trains_exactly_as_from_float32(t
         model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
         r = nettrain.fit(model=model, dataset="digits", epochs=2, precision="bf16-mixed", run_dir=tmp_path / name,
                          **QUIET_CPU)
-        return conv.dtypes, [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s", "data_wait")}
+        return conv.dtypes, [{k: v for k, v in row.items() if k not in ("seconds", "examples_per_s", "data_wait")}
                              for row in r.metrics], r.test
 
     dtypes, metrics, test = run("rounded")

@@ -77,7 +77,7 @@ def test_checkpoint_loads_into_a_hand_written_model_without_nettrain(tudui_run, 
     got = torch.load(tmp_path / "out.pt", weights_only=True)
     with torch.no_grad():
         expected = tudui_run.model.module.eval()(x)
-    assert torch.allclose(got["last"], expected, atol=1e-5)   # the trained model is the last epoch's
+    assert torch.allclose(got["best"], expected, atol=1e-5)   # the model fit returns is best.pt's
     assert torch.equal(got["best"], got["safetensors"])
     assert got["classes"] == ["dark", "bright"] and got["epoch"] == 2
 
@@ -122,8 +122,8 @@ def test_load_predicts_like_the_trained_model(tudui_run):
     x, _ = bright_or_dark(10, seed=2)
     last = nettrain.load(tudui_run.dir / "last.pt")
     assert last.classes == ["dark", "bright"]
-    assert torch.allclose(last.predict(x).probs, tudui_run.model.predict(x).probs, atol=1e-6)
-    best = nettrain.load(tudui_run.dir)   # a run directory means its best.pt
+    best = nettrain.load(tudui_run.dir)   # a run directory means its best.pt, the model fit returns
+    assert torch.allclose(best.predict(x).probs, tudui_run.model.predict(x).probs, atol=1e-6)
     best_epoch = torch.load(tudui_run.dir / "best.pt", weights_only=True)["epoch"]
     # val_data= is a validation split: it chooses best.pt
     assert best_epoch == max(range(1, 3), key=lambda e: (tudui_run.metrics[e - 1]["val_acc"], -e))

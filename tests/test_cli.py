@@ -24,7 +24,7 @@ def test_quadratic_from_the_cli(tmp_path, capsys):
     rows = read_metrics(tmp_path / "run" / "metrics.csv")
     assert len(rows) == 60 and rows[-1]["val_loss"] <= 0.01 and rows[-1]["train_acc"] is None
     assert nettrain.load(tmp_path / "run" / "last.pt").evaluate()["mse"] <= 0.01
-    assert nettrain.Config.load(tmp_path / "run" / "config.yaml").train.loss == "cross-entropy"   # mse implied
+    assert nettrain.Config.load(tmp_path / "run" / "config.yaml").train.loss == "mse"   # the loss that trained
 
 
 def test_two_gaussians_from_the_cli(tmp_path):

@@ -50,10 +50,10 @@ def test_two_processes_train_and_evaluate_as_one(path, launched, tmp_path):
 
     tested = json.loads((two / "test_metrics.json").read_text())
     if path == "collate":   # the user's model and collate function, given again
-        alone = nettrain.load(two / "last.pt", model=ddp_paths.MeanEmbedding(), collate_fn=ddp_paths.pad) \
+        alone = nettrain.load(two / "best.pt", model=ddp_paths.MeanEmbedding(), collate_fn=ddp_paths.pad) \
             .evaluate(data=ddp_paths.Sequences(11, 1))
-    else:   # world size 1, the 2-process run's last weights (what the test ran), its test split read again
-        alone = nettrain.load(two / "last.pt").evaluate()
+    else:   # world size 1, the 2-process run's best.pt (what the test ran), its test split read again
+        alone = nettrain.load(two / "best.pt").evaluate()
     assert alone["examples"] == tested["examples"] == one.test["examples"]
     assert tested["examples"] % 2 == 1   # the ranks' parts are uneven
     assert alone["acc"] == tested["accuracy"]   # exactly: every example counted once

@@ -404,7 +404,7 @@ def test_train_epoch_is_the_tutorial_step():
         opt.step()
         losses.append(loss.item())
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), ref.parameters()))
-    assert out["loss"] == pytest.approx(sum(losses) / 2) and out["images"] == 8 and out["acc"] is None
+    assert out["loss"] == pytest.approx(sum(losses) / 2) and out["examples"] == 8 and out["acc"] is None
 
 
 def test_accumulation_equals_one_big_batch():

@@ -254,10 +254,10 @@ def test_the_environment_names_the_git_commit(tmp_path, monkeypatch):
 
 def test_the_report_imports_no_training_code():
     """It is built from the run directory alone: its modules import, of nettrain, only the run directory's own
-    modules (runs, atomic writes, errors), never data, models, engine or training."""
+    modules (runs, its metrics rows, atomic writes, errors), never data, models, engine or training."""
     import ast
     import nettrain.report
-    allowed = {"nettrain.errors", "nettrain.runs", "nettrain.files"}
+    allowed = {"nettrain.errors", "nettrain.runs", "nettrain.metrics_row", "nettrain.files"}
     folder = Path(nettrain.report.__file__).parent
     for source in folder.glob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):
@@ -318,9 +318,10 @@ def test_a_text_runs_top_losses_are_its_test_texts(tmp_path):
 @pytest.mark.parametrize("epochs, ticks", [(1, [1]), (2, [1, 2])])
 def test_a_short_runs_curves_have_whole_epoch_ticks(tmp_path, epochs, ticks):
     from nettrain.report.figures import learning_curves, lr_schedule
+    from nettrain.metrics_row import MetricsRow
     from nettrain.report.read import Record
-    rows = [{"epoch": float(e), "train_loss": 1.0 / e, "val_loss": 1.2 / e, "train_acc": 0.5, "val_acc": 0.6,
-             "lr": 0.1} for e in range(1, epochs + 1)]
+    rows = [MetricsRow(epoch=e, train_loss=1.0 / e, val_loss=1.2 / e, train_acc=0.5, val_acc=0.6, lr=0.1)
+            for e in range(1, epochs + 1)]
     rec = Record(path=tmp_path, metrics=rows)
     for fig in (learning_curves(rec), lr_schedule(rec)):
         for ax in fig.axes:   # not 0.96 ... 1.04 around one epoch

@@ -22,6 +22,7 @@ from nettrain.data.batches import BatchPrep, InMemoryBatches, LoaderBatches
 from nettrain.data.custom import CustomData
 from nettrain.data.text import TextData
 from nettrain.engine.stop import AGREE_EVERY
+from nettrain.metrics_row import MetricsRow
 from nettrain.runs import read_metrics
 
 from test_user_data import BiLSTM, Sequences, pad_collate
@@ -352,4 +353,4 @@ def test_the_progress_bar_counts_batches_from_where_it_starts(monkeypatch):
     assert (bar.bar.n, bar.bar.total) == (14, 45)
     bar.step(25, 0.5, 100.0)   # 11 batches since the resumed start: the bar is at 25, not 14 + 25
     assert bar.bar.n == 25
-    bar.end_epoch({"epoch": 2, "train_loss": 0.5, "lr": 0.1, "seconds": 1.0, "images_per_s": 100.0, "data_wait": 0.0})
+    bar.end_epoch(MetricsRow(epoch=2, train_loss=0.5, lr=0.1, seconds=1.0, examples_per_s=100.0, data_wait=0.0))

@@ -371,10 +371,11 @@ def test_a_text_run_killed_with_sigkill_resumes_to_the_uninterrupted_run_bit_for
     kill_when(proc, (killed / "last.pt").exists, "epoch 1's checkpoint")   # during epoch 2
     assert data_rows(killed / "metrics.csv") == 1, "epoch 2 had already finished when the kill came"
     assert main(["fit", "--resume", str(killed)]) == 0
-    timing = {"seconds", "images_per_s", "data_wait"}
+    timing = {"seconds", "examples_per_s", "data_wait"}
 
     def numbers(run_dir):
-        return [{k: v for k, v in row.items() if k not in timing} for row in read_metrics(run_dir / "metrics.csv")]
+        return [{k: v for k, v in row.as_dict().items() if k not in timing}
+                for row in read_metrics(run_dir / "metrics.csv")]
     assert len(numbers(killed)) == 2 and numbers(killed) == numbers(reference)
     a = torch.load(killed / "last.pt", weights_only=True)["model"]
     b = torch.load(reference / "last.pt", weights_only=True)["model"]

@@ -85,7 +85,7 @@ def test_float_class_labels_are_classes_said_in_one_line_and_overridable(tmp_pat
 def test_data_limit_trains_on_a_seeded_subset(tmp_path):
     run = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "run",
                        **{**QUIET_CPU_FP32, "data.limit": 30, "model.args.hidden": [4]})
-    assert run.metrics[0]["images_per_s"] > 0
+    assert run.metrics[0]["examples_per_s"] > 0
     from nettrain.config import Config
     from nettrain.data import load_data
     cfg = Config().override({"data.name": "two-gaussians", "data.limit": 30})

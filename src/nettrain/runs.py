@@ -36,14 +36,9 @@ import torch
 from .files import append_text, make_dir, new_dir, remove, remove_dir, temporaries, write_error, write_text
 from .files import LIMITS, FileError, open_read, read_text
 from .errors import NettrainError
+from .metrics_row import COLUMNS, MetricsRow
 from .runlock import LOCK_NAME, RunLock
 
-# val_* are the split evaluated each epoch; val_split names it: "val" (a validation split, which chooses best.pt)
-# or "test" (no validation split: shown only, best.pt is the last epoch). padding_waste: text runs' padded positions
-# that are padding, of all the epoch's positions (empty for other kinds). Appended last: existing readers keep theirs.
-METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_mae", "lr", "seconds",
-                  "images_per_s", "data_wait", "val_split", "padding_waste"]
-TEXT_COLUMNS = {"val_split"}
 
 
 def write_atomically(path: Path, text: str):
@@ -280,12 +275,12 @@ class RunDir:
         write_atomically(self.claim(self.environment), json.dumps(env, indent=2, default=str))
 
     def write_metrics(self, rows: list):
-        """Rewrite metrics.csv from all rows so far (a resumed run drops rows of an interrupted epoch)."""
+        """Rewrite metrics.csv from all rows so far (MetricsRow; a resumed run drops rows of an interrupted epoch)."""
         text = io.StringIO()
-        w = csv.DictWriter(text, METRIC_COLUMNS, extrasaction="ignore")
+        w = csv.DictWriter(text, COLUMNS)
         w.writeheader()
         for row in rows:
-            w.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRIC_COLUMNS})
+            w.writerow(row.cells())
         write_atomically(self.claim(self.metrics), text.getvalue())
 
     def write_confusion(self, matrix, classes):
@@ -321,15 +316,9 @@ def git_commit():
 
 
 def read_metrics(path) -> list:
-    """metrics.csv as a list of dicts of floats (empty cells -> None; val_split stays a string)."""
+    """metrics.csv as a list of MetricsRow (numbers; empty cells None; an old run's column names mapped)."""
     with open_read(path, LIMITS["json"], "metrics file", text=True, newline="", encoding="utf-8") as f:
-        return [{k: _cell(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _cell(key: str, value):
-    if value in ("", None):
-        return None
-    return value if key in TEXT_COLUMNS else float(value)
+        return [MetricsRow.from_cells(row) for row in csv.DictReader(f)]
 
 
 def tensorboard_writer(run: RunDir, **options):

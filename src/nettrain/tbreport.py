@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .files import LIMITS, read_bytes, read_text
+from .metrics_row import MetricsRow, unit_words
 from .runs import RunDir, tensorboard_writer
 
 # the test split's final metrics (test_metrics.json: loss and accuracy, or mse, mae and r2) -> their TensorBoard tags
@@ -45,15 +46,17 @@ def hparams_of(config: dict, prefix: str = "") -> dict:
 
 def final_metrics(history: list, test: dict) -> dict:
     """Tag -> value: the test split's metrics (`test`: test_metrics.json's; a classification's macro precision,
-    recall and F1 too), and the last epoch's train loss and held-out metrics."""
+    recall and F1 too), and the last epoch's train loss and held-out metrics (`history`: MetricsRow)."""
     out = {tag: float(test[key]) for key, tag in FINAL.items() if test.get(key) is not None}
     out.update({f"final/test_macro_{k}": float(v) for k, v in (test.get("macro") or {}).items()})
-    last = history[-1] if history else {}
-    split = last.get("val_split") or "val"
-    for key, tag in (("train_loss", "final/train_loss"), ("train_acc", "final/train_accuracy"),
-                     ("val_loss", f"final/{split}_loss"), ("val_acc", f"final/{split}_accuracy")):
-        if last.get(key) is not None and tag not in out:
-            out[tag] = float(last[key])
+    if not history:
+        return out
+    last = history[-1]
+    split = last.val_split or "val"
+    for value, tag in ((last.train_loss, "final/train_loss"), (last.train_acc, "final/train_accuracy"),
+                       (last.val_loss, f"final/{split}_loss"), (last.val_acc, f"final/{split}_accuracy")):
+        if value is not None and tag not in out:
+            out[tag] = float(value)
     return out
 
 
@@ -74,12 +77,12 @@ def figures_of(run_path: Path) -> list:
 
 def write(run, config: dict, history: list) -> None:
     """The report's figures (at the last epoch's step) and the hparams with the final metrics (the run's
-    test_metrics.json, as the fit wrote it), into `run`'s tensorboard/ folder (run: a RunDir, whose lock the caller
-    holds)."""
+    test_metrics.json, as the fit wrote it; `history`: its MetricsRow), into `run`'s tensorboard/ folder (run: a
+    RunDir, whose lock the caller holds)."""
     from PIL import Image
     from tensorboard.compat.proto.summary_pb2 import Summary
     from torch.utils.tensorboard.summary import hparams
-    step = int(history[-1]["epoch"]) if history else 0
+    step = int(history[-1].epoch or 0) if history else 0
     writer = tensorboard_writer(run)   # the run's own tensorboard/ folder, never a link planted in its place
     try:
         for tag, path in figures_of(run.path):   # the PNG's own bytes: add_image would decode and re-encode it
@@ -105,20 +108,22 @@ def write(run, config: dict, history: list) -> None:
 class TensorBoardLog:
     """Scalars, a grid of sample images and the model graph, via TensorBoard's own SummaryWriter."""
 
-    def __init__(self, run: RunDir, enabled: bool, purge_step=None):
+    def __init__(self, run: RunDir, enabled: bool, purge_step=None, unit: str = "ex"):
         self.writer = None
+        self.speed_tag = f"speed/{unit_words(unit)}_per_s"   # the data kind's examples: images, texts, rows
         if enabled:
             self.writer = tensorboard_writer(run, purge_step=purge_step)
 
-    def scalars(self, row: dict, epoch: int):
+    def scalars(self, row: MetricsRow, epoch: int):
         if self.writer is None:
             return
-        split = row.get("val_split") or "val"   # the test split shown each epoch is labelled test, not val
-        for key, tag in (("train_loss", "loss/train"), ("val_loss", f"loss/{split}"), ("train_acc", "accuracy/train"),
-                         ("val_acc", f"accuracy/{split}"), ("val_mae", f"mae/{split}"), ("lr", "lr"),
-                         ("images_per_s", "speed/images_per_s"), ("padding_waste", "data/padding_waste")):
-            if row.get(key) is not None:
-                self.writer.add_scalar(tag, row[key], epoch)
+        split = row.val_split or "val"   # the test split shown each epoch is labelled test, not val
+        for value, tag in ((row.train_loss, "loss/train"), (row.val_loss, f"loss/{split}"),
+                           (row.train_acc, "accuracy/train"), (row.val_acc, f"accuracy/{split}"),
+                           (row.val_mae, f"mae/{split}"), (row.lr, "lr"), (row.examples_per_s, self.speed_tag),
+                           (row.padding_waste, "data/padding_waste")):
+            if value is not None:
+                self.writer.add_scalar(tag, value, epoch)
         self.writer.flush()
 
     def images(self, x_uint8: torch.Tensor):

@@ -1,7 +1,13 @@
 """What `fit` does: build the batches, the model and its optimizer step from a config, open (or resume) the run
-directory, train epoch by epoch (validating, logging and checkpointing each), and test.
+directory, train epoch by epoch (validating, logging and checkpointing each), and finish: test the model best.pt
+holds, then the report.
 
-`train` is the one place that wires data, models, engine and run directory together for training.
+`train` is the one place that wires data, models, engine and run directory together for training. It reads as its
+steps: `_open_resumed` (a resumed run's directory and checkpoint, before anything is built), `_build` (the data's
+batches, the model and its step, and the config resolved once: every choice the build makes is in it, so that
+config.yaml records what trained), `_continue` (the checkpoint put back), `_open_outputs` (the run directory, its
+environment, TensorBoard and the live report), `_train_and_test` (the epoch loop `_epochs`, then `_test` of the model
+best.pt holds) and `_finish` (the report, the returned Run). engine/loop.py is the step itself.
 """
 from __future__ import annotations
 
@@ -31,15 +37,17 @@ from .data.table import in_target_units
 from .engine.lookahead import Lookahead
 from .engine.metrics import summary as metrics_summary
 from .engine.loop import Step, evaluate as evaluate_pass, forward, train_epoch
-from .engine.optim import build_loss, build_optimizer, build_scheduler, fast_forward, loss_for_outputs
+from .engine.optim import build_loss, build_optimizer, build_scheduler, default_loss_for, fast_forward, \
+    loss_for_outputs
 from .engine.progress import Progress
 from .errors import ConfigError, DivergedError, ModelError, NettrainError
 from .kinds import KINDS, kind_of
 from .engine.probe import Probe, probe_batch, say
+from .metrics_row import MetricsRow
 from .models import MODELS, build_model, check_fits
 from .models.blame import failure
 from .models.flat import FlatInput, first_linear
-from .predictor import Predictor, format_report, loss_config
+from .predictor import Predictor, format_report
 from .report.live import LiveReport
 from .resume import RECORDED, changes, check_changes, check_data, data_fingerprint, trained_processes, unfinished
 from .runs import RUN_FILES, RunDir, write_atomically
@@ -52,14 +60,16 @@ from .usercode import origin, user_frame
 # there (benchmarks/kill_campaign.py); read once, unset in real use.
 _PAUSE_BETWEEN_CHECKPOINTS = float(os.environ.get("NETTRAIN_TEST_PAUSE_BETWEEN_CHECKPOINTS") or 0)
 
+LAST = "last epoch"   # best["metric"] of a run without a validation split: best.pt holds the last epoch's weights
+
 
 @dataclass
 class Run:
     """What `fit` returns."""
     dir: Path
     metrics: list                      # one dict per epoch (the rows of metrics.csv)
-    model: Predictor
-    test: dict = field(default_factory=dict)   # final evaluation on the test split
+    model: Predictor                   # the model best.pt holds
+    test: dict = field(default_factory=dict)   # its evaluation on the test split
     seconds: float = 0.0
 
 
@@ -78,113 +88,215 @@ def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume
 
 def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path],
            held: contextlib.ExitStack, gate: Optional[Gate], loss, world=distributed.World()) -> Run:
+    """The fit, step by step (the module docstring names them); `held` closes what it opens (the lock, the page)."""
     t0 = time.perf_counter()
-    tc = cfg.train
     check_parallelism(cfg)
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    progress = Progress(cfg.run.progress if world.is_main else "none", tc.epochs)   # the main rank speaks
-    run, state, record_config = None, None, None
-    if resume_dir is not None:   # before anything is built: a refused change must not reach the optimizer
-        run = world.run(RunDir, lambda: RunDir.open(resume_dir))
-        held.callback(run.unlock)
-        state = _resume_state(run, progress)
-        # through Config: a key added since the run was made (data.task) reads as its default, not as a change
-        saved = (Config.from_dict(state["config"]) if state is not None else Config.load(run.config)).to_dict()
-        changed = changes({**saved, "run": {}}, {**cfg.to_dict(), "run": {}})
-        check_changes(run.path, changed, saved)
-        if any(k in RECORDED for k in changed):   # config.yaml says so once an epoch of the new length is kept
-            record_config = Config.from_dict(saved).override({k: changed[k][1] for k in changed if k in RECORDED})
-    _seed_everything(tc.seed)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    progress = Progress(cfg.run.progress if world.is_main else "none", cfg.train.epochs)   # the main rank speaks
+    # before anything is built: a refused change must not reach the optimizer
+    resumed = _open_resumed(resume_dir, cfg, held, world, progress) if resume_dir is not None else None
+    state = resumed.state if resumed is not None else None
+    _seed_everything(cfg.train.seed)
     t = _build(cfg, module, data, fresh=state is None, gate=gate, loss=loss, world=world)
-    cfg, tc = t.cfg, t.cfg.train   # with the speed choices dropped for a user's model (engine/probe.py)
     progress.unit = kind_of(t.info).unit
     if state is None:   # the models were made alike; what each rank draws from now on is its own
-        world.own_random_streams(tc.seed)
+        world.own_random_streams(t.cfg.train.seed)
+        so_far = _SoFar([], _first_best(t))
+    else:
+        so_far = _continue(t, resumed, progress)
+        if so_far.start_epoch >= t.cfg.train.epochs and not so_far.finish:
+            return _already_finished(t, resumed.run, so_far, progress, t0)
+    out = _open_outputs(t, resumed, so_far, held, progress)
+    _say_start(t, out, so_far)
+    test = _train_and_test(t, out, so_far)
+    return _finish(t, out, so_far, test, time.perf_counter() - t0)
 
-    # the run directory: a new one, or the one being resumed
-    # The test split may be shown each epoch, but only a real validation split chooses the model (see _epochs).
-    history, best, start_epoch = [], {"metric": ("val_acc" if t.classification else "val_loss") if t.has_val
-                                      else LAST, "value": None, "epoch": None}, 0
-    partial, finish = None, []
-    if state is not None:
-        check_data(run.path, state.get("data_fingerprint"), data_fingerprint(t.data.train))
-        # a stop in the middle of an epoch: this rank's part of it, checked against this run (engine/stop.py)
-        partial = stop.resumed(state.get("partial"), state["path"], state["epoch"], tc.epochs, len(t.train_batches),
-                               tc.accumulate, world)
-        history, best, start_epoch = _resume(t, run, state, progress)
-        finish = _unfinished(t, run, saved, start_epoch)
-        if start_epoch >= tc.epochs and not finish:   # nothing to do: nothing is written, not even the environment
-            progress.say(f"{run.path} already finished its {start_epoch} epochs; give --epochs N to train further")
-            predictor = Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, cfg, t.precision.device, t.precision,
-                                  loss_fn=t.step.loss_fn,
-                                  collate_fn=getattr(t.data.train, "collate_fn", None))
-            return Run(run.path, history, predictor, {}, time.perf_counter() - t0)
-        if finish:   # the epochs are kept, the test or the report is not: the finish is done now (_unfinished)
-            progress.say(f"nettrain: {run.path} trained its {start_epoch} epochs but was stopped before its finish "
-                         f"({', '.join(finish)} not written); finishing it: the test, then the report")
-        _say_other_world(run, state, world)
-    elif run is None:
+
+def _already_finished(t: _Training, run: RunDir, so_far: _SoFar, progress: Progress, t0: float) -> Run:
+    """A resume of a run that trained its epochs and wrote its finish: nothing to do, and nothing is written, not
+    even the environment; its model is best.pt's."""
+    progress.say(f"{run.path} already finished its {so_far.start_epoch} epochs; give --epochs N to train further")
+    _best_into_eval_model(t, run, so_far)
+    return Run(run.path, so_far.metrics(), _predictor(t), {}, time.perf_counter() - t0)
+
+
+@dataclass
+class _Resumed:
+    """A resumed run before anything is built: its directory (locked), the checkpoint it continues from (None when
+    it was stopped before its first: it starts again from epoch 0), its config as it trained, what the given config
+    changes of it, and the config.yaml to write once an epoch under the change is kept (a new length)."""
+    run: RunDir
+    state: Optional[dict]
+    saved: dict
+    changed: dict
+    record_config: Optional[Config] = None
+
+
+def _open_resumed(resume_dir: Path, cfg: Config, held: contextlib.ExitStack, world, progress: Progress) -> _Resumed:
+    """The run directory to resume, locked, with its checkpoint; a change the given config makes that a resume may
+    not make is refused (resume.check_changes)."""
+    run = world.run(RunDir, lambda: RunDir.open(resume_dir))
+    held.callback(run.unlock)
+    state = _resume_state(run, progress)
+    # through Config: a key added since the run was made (data.task) reads as its default, not as a change
+    saved = Config.from_dict(state["config"]) if state is not None else Config.load(run.config)
+    task = ((state or {}).get("data") or {}).get("task")
+    saved, given = _loss_of_task(saved, task).to_dict(), _loss_of_task(cfg, task).to_dict()
+    changed = changes({**saved, "run": {}}, {**given, "run": {}})
+    check_changes(run.path, changed, saved)
+    resumed = _Resumed(run, state, saved, changed)
+    if any(k in RECORDED for k in changed):   # config.yaml says so once an epoch of the new length is kept
+        resumed.record_config = Config.from_dict(saved).override({k: changed[k][1] for k in changed if k in RECORDED})
+    return resumed
+
+
+def _loss_of_task(cfg: Config, task: Optional[str]) -> Config:
+    """`cfg` with the loss its task trains with (a regression's default is MSE): a run made before config.yaml and
+    the checkpoints recorded it says cross-entropy, and its later checkpoints mse, which is no change."""
+    if task is None:
+        return cfg
+    try:
+        return cfg.override({"train.loss": default_loss_for(task, cfg.train.loss)})
+    except ConfigError:   # a loss the task cannot take: the build says so
+        return cfg
+
+
+@dataclass
+class _SoFar:
+    """What the epochs so far have kept, and where training stands: a metrics row an epoch (MetricsRow), the best
+    epoch ({"metric", "value", "epoch"}: what chooses best.pt), the epochs done, a stopped epoch's batches done
+    (engine/stop.py), a resumed run's finish still owed (resume.unfinished) and its new config.yaml; then the epoch
+    in progress, and where a stop came (at a step boundary: the step last.pt keeps; or after an epoch's checkpoint)."""
+    history: list
+    best: dict
+    start_epoch: int = 0
+    partial: Optional[stop.Partial] = None
+    finish: list = field(default_factory=list)
+    record_config: Optional[Config] = None
+    epoch: int = 0
+    stopped_step: Optional[int] = None
+    stopped_after: bool = False
+
+    def metrics(self) -> list:
+        """The rows as `Run.metrics` and the checkpoints hold them: plain dicts."""
+        return [row.as_dict() for row in self.history]
+
+
+def _first_best(t: _Training) -> dict:
+    """What chooses best.pt: a real validation split's accuracy (classification) or loss; without one, the last
+    epoch (the test split may be shown each epoch, but it chooses nothing)."""
+    metric = ("val_acc" if t.classification else "val_loss") if t.has_val else LAST
+    return {"metric": metric, "value": None, "epoch": None}
+
+
+def _continue(t: _Training, resumed: _Resumed, progress: Progress) -> _SoFar:
+    """A resumed run's checkpoint put back (weights, optimizer, RNG: `_resume`), with the epoch it stopped in
+    (engine/stop.py) and the finish it still owes (`_unfinished`)."""
+    run, state, tc = resumed.run, resumed.state, t.cfg.train
+    check_data(run.path, state.get("data_fingerprint"), data_fingerprint(t.data.train))
+    # a stop in the middle of an epoch: this rank's part of it, checked against this run (engine/stop.py)
+    partial = stop.resumed(state.get("partial"), state["path"], state["epoch"], tc.epochs, len(t.train_batches),
+                           tc.accumulate, t.world)
+    history, best, start_epoch = _resume(t, run, state, progress)
+    so_far = _SoFar(history, best, start_epoch, partial, _unfinished(t, run, resumed.saved, start_epoch),
+                    resumed.record_config)
+    if so_far.finish:   # the epochs are kept, the test or the report is not: the finish is done now (_unfinished)
+        progress.say(f"nettrain: {run.path} trained its {start_epoch} epochs but was stopped before its finish "
+                     f"({', '.join(so_far.finish)} not written); finishing it: the test, then the report")
+    if start_epoch < tc.epochs or so_far.finish:
+        _say_other_world(run, state, t.world)
+    return so_far
+
+
+@dataclass
+class _Outputs:
+    """Where the fit's record goes: its run directory (distributed.NullRun on the ranks but the main one),
+    TensorBoard, the live report and the progress lines."""
+    run: RunDir
+    tb: TensorBoardLog
+    live: LiveReport
+    progress: Progress
+
+
+def _open_outputs(t: _Training, resumed: Optional[_Resumed], so_far: _SoFar, held: contextlib.ExitStack,
+                  progress: Progress) -> _Outputs:
+    """The run directory, new (with its config.yaml: the config as built) or the resumed one, its environment and
+    events, TensorBoard and the live report."""
+    cfg, world, device = t.cfg, t.world, t.precision.device
+    if resumed is None:
         run = world.run(RunDir, lambda: RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite))
         held.callback(run.unlock)
-        _write_config(run, t.cfg)   # as built: the loss chosen for the model's outputs, the speed choices it keeps
+        _write_config(run, cfg)   # resolved in _build: what trains
         if t.info.vocab is not None and run.writes:   # the text kind's vocabulary, readable without torch (text.py)
             write_atomically(run.claim(run.path / RUN_FILES["vocab"]), json.dumps({"tokens": t.info.vocab}))
-    device = t.precision.device
-    if resume_dir is None or state is None:
+    else:
+        run = resumed.run
+    unit = kind_of(t.info).unit   # what the speed counts: images, texts, rows
+    if resumed is None or resumed.state is None:
         run.write_environment(device=describe(device), precision=t.precision.name, nettrain=__version__,
                               threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
-                              data_kind=t.info.kind, speed_unit=kind_of(t.info).unit)   # what the report counts
-    if resume_dir is not None:
-        run.add_event(event="resume", from_epoch=start_epoch, epochs=tc.epochs, threads=torch.get_num_threads(),
-                      device=describe(device), changed={k: list(v) for k, v in changed.items()}, argv=sys.argv,
-                      processes=world.size, trained_processes=trained_processes(state) if state else None,
-                      finish=finish)
-    tb = world.only_main(lambda: TensorBoardLog(run, cfg.run.tensorboard, purge_step=start_epoch + 1 if resume_dir
-                                                else None), distributed.NullLog())
-    live = LiveReport(run, tc.epochs, cfg.run.report and world.is_main)
+                              data_kind=t.info.kind, speed_unit=unit)   # what the report counts
+    if resumed is not None:
+        run.add_event(event="resume", from_epoch=so_far.start_epoch, epochs=cfg.train.epochs,
+                      threads=torch.get_num_threads(), device=describe(device),
+                      changed={k: list(v) for k, v in resumed.changed.items()}, argv=sys.argv,
+                      processes=world.size, trained_processes=trained_processes(resumed.state) if resumed.state
+                      else None, finish=so_far.finish)
+    purge = so_far.start_epoch + 1 if resumed is not None else None
+    tb = world.only_main(lambda: TensorBoardLog(run, cfg.run.tensorboard, purge_step=purge, unit=unit),
+                         distributed.NullLog())
+    live = LiveReport(run, cfg.train.epochs, cfg.run.report and world.is_main)
     held.callback(live.close)   # a fit that stops leaves a page that no longer reloads
-    if start_epoch == 0:
+    if so_far.start_epoch == 0:
         if kind_of(t.info).images and hasattr(t.data.train, "x"):
             tb.images(t.data.train.x[:64])
         if kind_of(t.info).traceable:   # not a tuple or dict batch input, which the graph cannot trace
             tb.graph(t.module, t.val_batches or t.train_batches)
+    return _Outputs(run, tb, live, progress)
+
+
+def _say_start(t: _Training, out: _Outputs, so_far: _SoFar):
+    """The fit's first lines: the data, the model, the device, the run directory; the processes; the data's notes."""
+    cfg, tc, world, say_line = t.cfg, t.cfg.train, t.world, out.progress.say
     n_params = sum(p.numel() for p in t.module.parameters())
     held_out = f"{len(t.data.val) if t.data.val is not None else 0:,} {'val' if t.has_val else 'test'}"
     trained = t.train_batches.num_samples * world.size   # every rank's share
-    progress.say(f"nettrain: {cfg.data.name} ({trained:,} train, {held_out}) | {cfg.model.name} "
-                 f"({n_params:,} parameters) | {describe(device)}, precision {t.precision.name} | run {run.path}")
+    say_line(f"nettrain: {cfg.data.name} ({trained:,} train, {held_out}) | {cfg.model.name} ({n_params:,} "
+             f"parameters) | {describe(t.precision.device)}, precision {t.precision.name} | run {out.run.path}")
     if world.size > 1:
-        progress.say(f"nettrain: {world.size} processes ({world.backend}) | global batch {tc.batch_size} = "
-                     f"{tc.batch_size // world.size} per process x {world.size} | lr {cfg.optim.lr:g}, not scaled "
-                     f"(train.batch_size is the global batch)")
+        say_line(f"nettrain: {world.size} processes ({world.backend}) | global batch {tc.batch_size} = "
+                 f"{tc.batch_size // world.size} per process x {world.size} | lr {cfg.optim.lr:g}, not scaled "
+                 f"(train.batch_size is the global batch)")
     for note in t.data.notes + getattr(t.train_batches, "notes", []):
-        progress.say(f"nettrain: {note}")
-    if not t.has_val and t.val_batches is not None and start_epoch < tc.epochs:
+        say_line(f"nettrain: {note}")
+    if not t.has_val and t.val_batches is not None and so_far.start_epoch < tc.epochs:
         model = "EMA of the weights" if tc.ema else "last epoch's weights"
-        progress.say(f"no validation split: the test split is shown each epoch but chooses nothing; the model is the "
-                     f"{model} (to keep the best epoch, hold out data: --data.val_fraction 0.1)")
+        say_line(f"no validation split: the test split is shown each epoch but chooses nothing; the model is the "
+                 f"{model} (to keep the best epoch, hold out data: --data.val_fraction 0.1)")
 
-    # Large activations are allocated and freed every step: keep the freed memory for reuse (see _malloc.py).
-    # Small linear layers run in float32 under CPU bf16 autocast, where it is faster (see engine/device.py); a
-    # compiled model is left to the compiler.
-    where = {"epoch": start_epoch}
-    with freed_memory_kept(device.type == "cpu" and tuning()), \
+
+def _train_and_test(t: _Training, out: _Outputs, so_far: _SoFar) -> dict:
+    """The epochs, then the test; a stop says where it stopped and how to go on, the user's code failing says where.
+    Large activations are allocated and freed every step: the freed memory is kept for reuse (see _malloc.py).
+    Small linear layers run in float32 under CPU bf16 autocast, where it is faster (see engine/device.py); a
+    compiled model is left to the compiler."""
+    tc = t.cfg.train
+    with freed_memory_kept(t.precision.device.type == "cpu" and tuning()), \
             t.precision.small_linears_in_float32(t.module, t.eval_model, enabled=not tc.compile):
         try:
             try:
                 # a stop signal only sets a flag while training: it stops at a step boundary (engine/stop.py); a
                 # second one at once, except under torchrun, whose agent repeats a Ctrl-C to processes that had it
                 with signals.flagged(second_stops=not distributed.is_launched()):
-                    final_va = _epochs(t, run, tb, progress, history, best, start_epoch, where, record_config, live,
-                                       partial)
+                    final_va = _epochs(t, out, so_far)
             finally:
-                tb.close()
-            test = _test(t, run, progress, final_va)
+                out.tb.close()
+            return _test(t, out, so_far, final_va)
         except KeyboardInterrupt:   # say how to go on; the checkpoints are whole (written atomically)
-            if run.writes:   # once, by the rank that wrote them
-                said = _stopped(run, where["epoch"], tc.epochs, where.get("step"), t.steps_per_epoch,
-                                where.get("after", False))
+            if out.run.writes:   # once, by the rank that wrote them
+                said = _stopped(out.run, so_far.epoch, tc.epochs, so_far.stopped_step, t.steps_per_epoch,
+                                so_far.stopped_after)
                 print(f"\n{said}", file=sys.stderr)
             raise
         except NettrainError:
@@ -192,25 +304,33 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         except Exception as e:   # the user's code raised: one line naming where (a bug of nettrain's keeps its trace)
             if user_frame(e) is None:
                 raise
-            raise ModelError(f"{failure(e, t.module)} in epoch {len(history) + 1} (the data's inputs are shaped "
-                             f"{t.info.shape} each); fix the code there (--debug prints the whole traceback)") from e
-    seconds = time.perf_counter() - t0
+            raise ModelError(f"{failure(e, t.module)} in epoch {len(so_far.history) + 1} (the data's inputs are "
+                             f"shaped {t.info.shape} each); fix the code there (--debug prints the whole "
+                             f"traceback)") from e
+
+
+def _finish(t: _Training, out: _Outputs, so_far: _SoFar, test: dict, seconds: float) -> Run:
+    """After the test: the best epoch said, what the report needs of the model recorded, then the report and
+    TensorBoard's figures and HParams (the main rank's: NullLog on the others)."""
+    best, run, tc = so_far.best, out.run, t.cfg.train
     if best["epoch"] is not None and best["metric"] != LAST:
-        progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
-                     f"{seconds:.1f}s in all")
+        out.progress.say(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']} -> {run.best}; "
+                         f"{seconds:.1f}s in all")
     elif best["epoch"] is not None:
-        progress.say(f"model: the {'EMA weights after' if tc.ema else 'weights of'} epoch {best['epoch']} (the last; "
-                     f"no validation split chose among epochs) -> {run.best}; {seconds:.1f}s in all")
-    predictor = Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, cfg, device, t.precision,
-                          loss_fn=t.step.loss_fn, collate_fn=getattr(t.data.train, "collate_fn", None))
-    if cfg.run.report and world.is_main:   # what the figures need of the model, then the full report
+        out.progress.say(f"model: the {'EMA weights after' if tc.ema else 'weights of'} epoch {best['epoch']} (the "
+                         f"last; no validation split chose among epochs) -> {run.best}; {seconds:.1f}s in all")
+    predictor = _predictor(t)
+    if t.cfg.run.report and t.world.is_main:   # what the figures need of the model, then the full report
         evidence.record(run, predictor, t.data.test, test)
-        progress.say(f"report {live.finish()}")
-    tb.finish(run, cfg.to_dict(), history)   # the report's figures and the HParams (main rank: NullLog else)
-    return Run(run.path, history, predictor, test, seconds)
+        out.progress.say(f"report {out.live.finish()}")
+    out.tb.finish(run, t.cfg.to_dict(), so_far.history)
+    return Run(run.path, so_far.metrics(), predictor, test, seconds)
 
 
-LAST = "last epoch"   # best["metric"] of a run without a validation split: best.pt holds the last epoch's weights
+def _predictor(t: _Training) -> Predictor:
+    """The model that evaluates (best.pt's at the finish), as `Run.model`."""
+    return Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, t.cfg, t.precision.device, t.precision,
+                     loss_fn=t.step.loss_fn, collate_fn=getattr(t.data.train, "collate_fn", None))
 
 
 def _stopped(run: RunDir, epoch: Optional[int], epochs: int, step: Optional[int] = None, steps: int = 0,
@@ -345,55 +465,21 @@ def _auto_model(info) -> str:
 
 def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh: bool,
            gate: Optional[Gate] = None, loss=None, world=distributed.World()) -> _Training:
+    """The data's batches, the model and its optimizer step, from `cfg`; the _Training's config is `cfg` resolved
+    (_resolve_model): from here on it is what trains and what the run records."""
     tc = cfg.train
     device = world.device(resolve_device(tc.device))
     data = data or load_data(cfg.data)
     info = data.info
     _check_tta(tc, info)
     precision = resolve_precision(tc.precision, device, info.kind, tc.small_linears_fp32)
-
-    # the model, built and checked on the CPU, then moved
-    if module is None and cfg.model.name == "auto":
-        cfg = cfg.override({"model.name": _auto_model(info)})
-    user = module is not None or cfg.model.name not in MODELS
-    if module is None:
-        if not kind_of(info).fixed_shape and cfg.model.name in MODELS:
-            raise ConfigError(f"model {cfg.model.name!r} takes inputs of a fixed shape, and this data's batches have "
-                              f"none (a collate function or DataLoader makes them); give your own model=")
-        module = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args, gate)
-    if kind_of(info).images and (user or cfg.model.flatten):   # a built-in model only when asked, as load does
-        module, cfg = _flat_input(module, cfg, info)
-        tc = cfg.train
-    example = _example(data)
-    out = check_fits(module, cfg.model.name, info.shape, info.outputs, info.task, example)
-    cfg = _loss_for_model(cfg, out, info)
-    module.to(device)
-    loss_fn = build_loss(loss_config(cfg, info.task), gate, loss)
-    # A user's model gets each speed choice only when it computes the same with it (engine/probe.py); the choices
-    # dropped are recorded in the config, so that evaluate, predict and a resume run the model as it trained.
-    # Built-in models are written for every choice and tested with them: no probe.
-    probe = None
-    if user:
-        probe = Probe(module, *probe_batch(data, info, cfg, device, tc.batch_size), loss_fn, precision,
-                      cfg.model.name, say)
-        off = {}
-        if _channels_last(cfg, info) and not probe.channels_last():
-            off["train.channels_last"] = False
-        if precision.name == "bf16-mixed" and device.type == "cpu" and tc.small_linears_fp32 and not tc.compile \
-                and not probe.small_linears():
-            off["train.small_linears_fp32"] = False
-            precision = resolve_precision(tc.precision, device, info.kind, False)
-        if off:
-            cfg = cfg.override(off)
-            tc = cfg.train
-    channels_last = _channels_last(cfg, info)
+    cfg, module, loss_fn, precision, probe = _resolve_model(cfg, module, data, device, precision, gate, loss)
+    tc, channels_last = cfg.train, _channels_last(cfg, info)
     if channels_last:
         module.to(memory_format=torch.channels_last)
     if hasattr(module, "init_from_data") and fresh and hasattr(data.train, "x"):
         module.init_from_data(make_batches(data.train, info, cfg.data, device, 5000, train=False,
                                            channels_last=channels_last).__iter__().__next__()[0])
-
-    # the batches and the step
     if tc.sync_batchnorm:   # the same parameter and buffer tensors: the optimizer and checkpoints see no change
         module = syncbn.convert(module, world.size, device)
     input_dtype = _input_dtype(cfg, module, data, precision, probe)
@@ -407,6 +493,61 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
                                channels_last=channels_last, input_dtype=input_dtype, rank=world.rank,
                                world_size=world.size) if data.val is not None else None
     steps_per_epoch = math.ceil(len(train_batches) / tc.accumulate)
+    step = _step(cfg, module, loss_fn, precision, probe, train_batches, steps_per_epoch, gate, world)
+    train_batches = watchdog.steps(train_batches)   # many processes: each step watched for a hang; alone, as it is
+    return _Training(cfg, data, info, precision, module, step, train_batches, val_batches, steps_per_epoch,
+                     input_dtype, _code_origins(cfg, gate, info.collate), data_fingerprint(data.train), world)
+
+
+def _resolve_model(cfg: Config, module: Optional[nn.Module], data: Data, device: torch.device, precision,
+                   gate: Optional[Gate], loss) -> tuple:
+    """(config, module, loss function, precision, probe): the model built (or the user's) and checked on the CPU,
+    then moved, with every choice made for it written into the config, once: the model `auto` means, the flattening
+    of its input, the loss for the task and the model's outputs, the speed choices a user's model keeps. The config
+    returned is what trains: config.yaml, the report and TensorBoard's HParams record it; evaluate, predict and a
+    resume run the model as it trained."""
+    info = data.info
+    if module is None and cfg.model.name == "auto":
+        cfg = cfg.override({"model.name": _auto_model(info)})
+    user = module is not None or cfg.model.name not in MODELS
+    if module is None:
+        if not kind_of(info).fixed_shape and cfg.model.name in MODELS:
+            raise ConfigError(f"model {cfg.model.name!r} takes inputs of a fixed shape, and this data's batches have "
+                              f"none (a collate function or DataLoader makes them); give your own model=")
+        module = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args, gate)
+    if kind_of(info).images and (user or cfg.model.flatten):   # a built-in model only when asked, as load does
+        module, cfg = _flat_input(module, cfg, info)
+    out = check_fits(module, cfg.model.name, info.shape, info.outputs, info.task, _example(data))
+    cfg = _loss_for_model(cfg, out, info)
+    module.to(device)
+    loss_fn = build_loss(cfg.train, gate, loss)
+    # A user's model gets each speed choice only when it computes the same with it (engine/probe.py). Built-in
+    # models are written for every choice and tested with them: no probe.
+    probe = None
+    if user:
+        probe = Probe(module, *probe_batch(data, info, cfg, device, cfg.train.batch_size), loss_fn, precision,
+                      cfg.model.name, say)
+        cfg = _speed_choices(cfg, info, probe, precision)
+        precision = resolve_precision(cfg.train.precision, device, info.kind, cfg.train.small_linears_fp32)
+    return cfg, module, loss_fn, precision, probe
+
+
+def _speed_choices(cfg: Config, info: DataInfo, probe: Probe, precision) -> Config:
+    """The config without the speed choices the user's model computes otherwise with (engine/probe.py)."""
+    tc, off = cfg.train, {}
+    if _channels_last(cfg, info) and not probe.channels_last():
+        off["train.channels_last"] = False
+    if precision.name == "bf16-mixed" and precision.device.type == "cpu" and tc.small_linears_fp32 \
+            and not tc.compile and not probe.small_linears():
+        off["train.small_linears_fp32"] = False
+    return cfg.override(off) if off else cfg
+
+
+def _step(cfg: Config, module: nn.Module, loss_fn, precision, probe: Optional[Probe], train_batches,
+          steps_per_epoch: int, gate: Optional[Gate], world) -> Step:
+    """The optimizer step: the optimizer (a user's model gets the fast fused step only when it computes the same),
+    the lr schedule, the EMA and Lookahead when asked, the model compiled and wrapped for many processes."""
+    tc = cfg.train
     optimizer = build_optimizer(module.parameters(), cfg.optim, gate) if probe is None else \
         probe.optimizer(lambda fast: build_optimizer(module.parameters(), cfg.optim, gate, fast=fast))
     scheduler = build_scheduler(optimizer, cfg.sched, tc.epochs, steps_per_epoch, gate)
@@ -416,12 +557,10 @@ def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh
         ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
     lookahead = Lookahead(module, tc.lookahead, tc.lookahead_decay, tc.epochs * steps_per_epoch) \
         if tc.lookahead else None
-    model = world.wrap(_maybe_compile(module, tc.compile, train_batches, loss_fn, precision, probe), device)
-    step = Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema,
+    model = world.wrap(_maybe_compile(module, tc.compile, train_batches, loss_fn, precision, probe),
+                       precision.device)
+    return Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema,
                 lookahead)
-    train_batches = watchdog.steps(train_batches)   # many processes: each step watched for a hang; alone, as it is
-    return _Training(cfg, data, info, precision, module, step, train_batches, val_batches, steps_per_epoch,
-                     input_dtype, _code_origins(cfg, gate, info.collate), data_fingerprint(data.train), world)
 
 
 def _example(data: Data):
@@ -431,14 +570,16 @@ def _example(data: Data):
 
 
 def _loss_for_model(cfg: Config, out: torch.Tensor, info: DataInfo) -> Config:
-    """The config with the loss that suits the classifier's outputs (engine/optim.py's loss_for_outputs), judged once
-    on the model check's outputs (check_fits: two zero inputs, or the data's first items) before training: no check,
-    and no host sync, in the training steps."""
-    if info.task != "classification" or cfg.train.loss not in ("cross-entropy", "nll"):
-        return cfg
-    loss, note = loss_for_outputs(cfg.train.loss, out, cfg.train.label_smoothing)
-    if note:
-        print(note if note.startswith("warning") else f"nettrain: {note}", file=sys.stderr)
+    """The config with the loss that trains: the task's (a regression's default is MSE, engine/optim.py's
+    default_loss_for; a loss the task cannot take is refused now) and, for a classifier, the one that suits its
+    outputs (loss_for_outputs: log-probabilities take nll), judged once on the model check's outputs (check_fits:
+    two zero inputs, or the data's first items) before training: no check, and no host sync, in the training
+    steps."""
+    loss = default_loss_for(info.task, cfg.train.loss)
+    if info.task == "classification" and loss in ("cross-entropy", "nll"):
+        loss, note = loss_for_outputs(loss, out, cfg.train.label_smoothing)
+        if note:
+            print(note if note.startswith("warning") else f"nettrain: {note}", file=sys.stderr)
     return cfg.override({"train.loss": loss}) if loss != cfg.train.loss else cfg
 
 
@@ -516,8 +657,8 @@ def _channels_last(cfg: Config, info: DataInfo) -> bool:
 
 
 def _resume(t: _Training, run: RunDir, state: dict, progress: Progress):
-    """Put the checkpoint's weights, optimizer, schedule, averages and RNG back; returns its history, best
-    and epoch. Given more or fewer epochs than it was started with, the lr schedule is refitted to the new end."""
+    """Put the checkpoint's weights, optimizer, schedule, averages and RNG back; returns its history (MetricsRow),
+    best and epoch. Given more or fewer epochs than it was started with, the lr schedule is refitted to the new end."""
     s, tc = t.step, t.cfg.train
     where = state["path"]
     ckpt_io.load_weights(t.module, state.get("train_model") or state["model"], where, t.cfg.model.name)
@@ -549,103 +690,112 @@ def _resume(t: _Training, run: RunDir, state: dict, progress: Progress):
         print(f"warning: {run.path} was trained on {state['threads']} threads and resumes on "
               f"{torch.get_num_threads()}: the result will not be bit for bit an uninterrupted run's (--train.threads "
               f"{state['threads']} resumes exactly)", file=sys.stderr)
-    return state["history"], state["best"], start_epoch
+    return [MetricsRow.from_dict(row) for row in state["history"]], state["best"], start_epoch
 
 
-def _checkpoint(t: _Training, epoch: int, history: list, best: dict) -> dict:
+def _checkpoint(t: _Training, epoch: int, so_far: _SoFar) -> dict:
     """Everything a resume needs, and the weights predictions use."""
     s = t.step
     state = {"model": ckpt_io.clean_state_dict(t.eval_model), "optimizer": s.optimizer.state_dict(),
              "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(),
              "ema": s.ema.state_dict() if s.ema is not None else None,
              "lookahead": s.lookahead.state_dict() if s.lookahead is not None else None, "epoch": epoch,
-             "rng": ckpt_io.rng_state(), "config": t.cfg.to_dict(), "data": t.info.to_dict(), "history": history,
-             "best": best, "nettrain_version": __version__, "code": t.code, "threads": torch.get_num_threads(),
-             "data_fingerprint": t.fingerprint, "rng_ranks": t.world.random_states(ckpt_io.rng_state())}
+             "rng": ckpt_io.rng_state(), "config": t.cfg.to_dict(), "data": t.info.to_dict(),
+             "history": so_far.metrics(), "best": so_far.best, "nettrain_version": __version__, "code": t.code,
+             "threads": torch.get_num_threads(), "data_fingerprint": t.fingerprint,
+             "rng_ranks": t.world.random_states(ckpt_io.rng_state())}
     if s.ema is not None:   # training resumes from the raw weights; predictions use the average
         state["train_model"] = ckpt_io.clean_state_dict(t.module)
     return state
 
 
-def _epochs(t: _Training, run: RunDir, tb: TensorBoardLog, progress: Progress, history: list, best: dict,
-            start_epoch: int, where: dict, record_config: Optional[Config] = None,
-            live: Optional[LiveReport] = None, partial: Optional[stop.Partial] = None) -> Optional[dict]:
-    """Train from `start_epoch` to the end, validating, logging and checkpointing each epoch; returns the last
-    epoch's validation (None if it did not validate). where["epoch"] is the epoch in progress; `record_config`,
-    a resume's new config.yaml, is written once the first epoch under it is kept. `partial`: the first epoch's
-    batches done before a stop (engine/stop.py). A stop signal (signals.flagged) ends training at the next step
-    boundary, with the epoch in progress in last.pt, or after an epoch's checkpoint."""
+def _epochs(t: _Training, out: _Outputs, so_far: _SoFar) -> Optional[dict]:
+    """Train from the epoch after `so_far.start_epoch` to the end, validating, logging and checkpointing each;
+    returns the last epoch's validation (None if it did not validate). A stop signal (signals.flagged) ends training
+    at the next step boundary, with the epoch in progress in last.pt, or after an epoch's checkpoint."""
     tc = t.cfg.train
     final_va = None
-    for epoch in range(start_epoch + 1, tc.epochs + 1):
-        where["epoch"] = epoch
+    for epoch in range(so_far.start_epoch + 1, tc.epochs + 1):
+        so_far.epoch = epoch
         t.train_batches.set_epoch(epoch)
-        done, partial = partial, None
-        progress.start_epoch(epoch, len(t.train_batches), done.batches if done else 0)
+        done, so_far.partial = so_far.partial, None   # the batches a resumed stop had done of its first epoch
+        out.progress.start_epoch(epoch, len(t.train_batches), done.batches if done else 0)
         check = stop.Check(t.world, epoch, done.batches // tc.accumulate if done else 0)
-        result = train_epoch(t.step, t.train_batches, t.classification, progress, stop=check, done=done)
+        result = train_epoch(t.step, t.train_batches, t.classification, out.progress, stop=check, done=done)
         if result.get("stopped"):
-            _stop_in_epoch(t, run, epoch, result, history, best, where, record_config)
+            _stop_in_epoch(t, out.run, so_far, result)
         late = check.finish()   # agreed on in the epoch's last step: the epoch ends, then the run stops
-        tr = t.world.train_sums(result)
         validate = t.val_batches is not None and (epoch == tc.epochs or (tc.val_every and epoch % tc.val_every == 0))
         va = t.evaluate(t.val_batches) if validate else {}
         final_va = va if epoch == tc.epochs else None
-        row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": va.get("loss"),
-               "val_acc": va.get("acc"), "val_mae": va.get("mae"), "lr": t.step.optimizer.param_groups[0]["lr"],
-               "seconds": round(tr["seconds"], 3), "images_per_s": round(tr["images"] / tr["seconds"], 1),
-               "data_wait": round(tr["data_wait"], 4), "val_split": ("val" if t.has_val else "test") if va else None}
-        row.update(getattr(t.train_batches, "epoch_metrics", dict)())   # a kind's own columns (text: padding_waste)
-        history.append(row)
-        run.write_metrics(history)
-        tb.scalars(row, epoch)
-        progress.end_epoch(row)
-        if not math.isfinite(row["train_loss"]):   # before any checkpoint: the weights are NaN or inf now
-            kept = f"; {run.last} keeps epoch {epoch - 1}" if run.last.exists() else ""
-            raise DivergedError(f"training diverged: the train loss is {row['train_loss']} in epoch {epoch}; lower "
-                                f"the learning rate (optim.lr is {t.cfg.optim.lr:g}) or clip the gradients "
-                                f"(--train.grad_clip 1.0){kept}")
-        if best["metric"] == LAST:   # no validation split: the model is the last epoch's (the test chooses nothing)
-            value, improved = None, True
-        else:
-            value = row[best["metric"]]
-            improved = value is not None and (best["value"] is None or (value > best["value"] if t.classification
-                                                                       else value < best["value"]))
-        if improved:
-            best.update(value=value, epoch=epoch)
-        state = _checkpoint(t, epoch, history, best)
-        _check_finite(state, epoch, run, t.cfg.optim.lr)
-        # best first: a kill between the two writes leaves best.pt ahead of last.pt (a resume starts from the
-        # newer), never behind last.pt's record of the best epoch
-        if improved or not run.best.exists():
-            _save_best(run, state)
-            if _PAUSE_BETWEEN_CHECKPOINTS:   # the kill campaign's window (benchmarks/kill_campaign.py)
-                time.sleep(_PAUSE_BETWEEN_CHECKPOINTS)
-        _save_last(run, state)
-        if record_config is not None:
-            _write_config(run, record_config)
-            record_config = None
-        if live is not None:
-            live.epoch_end(epoch)
+        row = _metrics_row(t, epoch, t.world.train_sums(result), va)
+        so_far.history.append(row)
+        out.run.write_metrics(so_far.history)
+        out.tb.scalars(row, epoch)
+        out.progress.end_epoch(row)
+        _keep(t, out.run, so_far, row)
+        out.live.epoch_end(epoch)
         signum = stop.agreed(t.world) or late   # a stop that came in the epoch's last steps, validation, checkpoint
         if signum:
-            where["after"] = True
+            so_far.stopped_after = True
             raise signals.stop(signum)
     return final_va
 
 
-def _stop_in_epoch(t: _Training, run: RunDir, epoch: int, result: dict, history: list, best: dict, where: dict,
-                   record_config: Optional[Config]):
-    """A stop agreed at a step boundary of `epoch`: the main rank keeps the epoch in progress in last.pt (the last
+def _metrics_row(t: _Training, epoch: int, tr: dict, va: dict) -> MetricsRow:
+    """The epoch's row of metrics.csv from its training sums over every rank (`tr`) and its validation (`va`)."""
+    row = MetricsRow(epoch=epoch, train_loss=tr["loss"], train_acc=tr["acc"], val_loss=va.get("loss"),
+                     val_acc=va.get("acc"), val_mae=va.get("mae"), lr=t.step.optimizer.param_groups[0]["lr"],
+                     seconds=round(tr["seconds"], 3), examples_per_s=round(tr["examples"] / tr["seconds"], 1),
+                     data_wait=round(tr["data_wait"], 4), val_split=("val" if t.has_val else "test") if va else None)
+    for name, value in getattr(t.train_batches, "epoch_metrics", dict)().items():   # a kind's own (padding_waste)
+        setattr(row, name, value)
+    return row
+
+
+def _keep(t: _Training, run: RunDir, so_far: _SoFar, row: MetricsRow):
+    """The epoch's checkpoints: best.pt when it is the best so far (without a validation split, every epoch is),
+    then last.pt; and a resume's new config.yaml once an epoch under it is kept. A diverged epoch is kept nowhere."""
+    epoch, best = row.epoch, so_far.best
+    if not math.isfinite(row.train_loss):   # before any checkpoint: the weights are NaN or inf now
+        kept = f"; {run.last} keeps epoch {epoch - 1}" if run.last.exists() else ""
+        raise DivergedError(f"training diverged: the train loss is {row.train_loss} in epoch {epoch}; lower "
+                            f"the learning rate (optim.lr is {t.cfg.optim.lr:g}) or clip the gradients "
+                            f"(--train.grad_clip 1.0){kept}")
+    if best["metric"] == LAST:   # no validation split: the model is the last epoch's (the test chooses nothing)
+        value, improved = None, True
+    else:
+        value = getattr(row, best["metric"])
+        improved = value is not None and (best["value"] is None or (value > best["value"] if t.classification
+                                                                   else value < best["value"]))
+    if improved:
+        best.update(value=value, epoch=epoch)
+    state = _checkpoint(t, epoch, so_far)
+    _check_finite(state, epoch, run, t.cfg.optim.lr)
+    # best first: a kill between the two writes leaves best.pt ahead of last.pt (a resume starts from the
+    # newer), never behind last.pt's record of the best epoch
+    if improved or not run.best.exists():
+        _save_best(run, state)
+        if _PAUSE_BETWEEN_CHECKPOINTS:   # the kill campaign's window (benchmarks/kill_campaign.py)
+            time.sleep(_PAUSE_BETWEEN_CHECKPOINTS)
+    _save_last(run, state)
+    if so_far.record_config is not None:
+        _write_config(run, so_far.record_config)
+        so_far.record_config = None
+
+
+def _stop_in_epoch(t: _Training, run: RunDir, so_far: _SoFar, result: dict):
+    """A stop agreed at a step boundary of the epoch in progress: the main rank keeps it in last.pt (the last
     whole epoch's number, and `partial`: engine/stop.py), the others wait for it; then every rank raises the stop."""
-    state = _checkpoint(t, epoch - 1, history, best)
+    epoch = so_far.epoch
+    state = _checkpoint(t, epoch - 1, so_far)
     state["partial"] = stop.record(result["partial"], epoch, t.world, t.cfg.train.accumulate)
     _check_finite(state, epoch, run, t.cfg.optim.lr)
     _save_last(run, state)
-    if record_config is not None:   # last.pt now holds the new length: config.yaml says so, as a resume reads both
-        _write_config(run, record_config)
+    if so_far.record_config is not None:   # last.pt now holds the new length: config.yaml says so, as a resume reads
+        _write_config(run, so_far.record_config)   # both
     t.world.barrier()
-    where["step"] = state["partial"]["steps"]
+    so_far.stopped_step = state["partial"]["steps"]
     raise signals.stop(result["stopped"])
 
 
@@ -681,21 +831,38 @@ def _check_finite(state: dict, epoch: int, run: RunDir, lr: float):
                         f"1.0){kept}")
 
 
-def _test(t: _Training, run: RunDir, progress: Progress, final_va: Optional[dict]) -> dict:
-    """The test split's evaluation (the last validation when that was this very split), reported and saved."""
+def _test(t: _Training, out: _Outputs, so_far: _SoFar, final_va: Optional[dict]) -> dict:
+    """The test split's evaluation of the model best.pt holds (the last validation when that was this very split
+    and model), reported and saved."""
+    loaded = _best_into_eval_model(t, out.run, so_far)
     if t.data.test is None:
         return {}
-    if final_va and t.data.test is t.data.val:   # the last validation was this very pass: do not repeat it
+    if final_va and t.data.test is t.data.val and not loaded:   # the last validation was this very pass
         test = final_va
     else:
         test = t.evaluate(make_batches(t.data.test, t.info, t.cfg.data, t.precision.device,
                                        t.cfg.train.eval_batch_size, train=False, channels_last=t.channels_last,
                                        input_dtype=t.input_dtype, rank=t.world.rank, world_size=t.world.size))
     if t.classification:
-        run.write_confusion(test["confusion"], t.info.classes)
-    run.write_test_metrics(metrics_summary(test, t.info.classes))
-    progress.say(format_report(test, t.info.classes, "test"))
+        out.run.write_confusion(test["confusion"], t.info.classes)
+    out.run.write_test_metrics(metrics_summary(test, t.info.classes))
+    out.progress.say(format_report(test, t.info.classes, "test"))
     return test
+
+
+def _best_into_eval_model(t: _Training, run: RunDir, so_far: _SoFar) -> bool:
+    """Put best.pt's weights into the model that evaluates when it holds another epoch's (a validation split chose
+    an earlier one than the last), so that the test, the report's predictions and the returned model are those of
+    best.pt, which `nettrain.load(run)` gives; True when they were put back. Every rank reads the file, as a resume
+    does; it was written before any rank passed the last epoch's stop agreement, the barrier says so plainly."""
+    best = so_far.best["epoch"]
+    held = so_far.history[-1].epoch if so_far.history else None
+    if best is None or best == held:   # without a validation split, best.pt is always the last epoch
+        return False
+    t.world.barrier()
+    state = ckpt_io.load(run.best, kinds=KINDS)
+    ckpt_io.load_weights(t.eval_model, state["model"], state["path"], t.cfg.model.name)
+    return True
 
 
 def _write_config(run: RunDir, cfg: Config):

@@ -166,16 +166,16 @@ class World:
 
     def train_sums(self, result: dict) -> dict:
         """An epoch's training result (engine/loop.train_epoch) over every rank's examples: the mean loss and
-        accuracy of all of them, and the images of all ranks (its seconds are this rank's, which all share)."""
+        accuracy of all of them, and the examples of all ranks (its seconds are this rank's, which all share)."""
         if self.size == 1:
             return result
-        n = result["images"]
+        n = result["examples"]
         acc = result["acc"]
         total = self.sum(torch.tensor([result["loss"] * n, round((acc or 0.0) * n), n], dtype=torch.float64))
-        loss_sum, correct, images = total.tolist()
-        images = max(int(images), 1)
-        return {**result, "loss": loss_sum / images, "acc": correct / images if acc is not None else None,
-                "images": int(images)}
+        loss_sum, correct, examples = total.tolist()
+        examples = max(int(examples), 1)
+        return {**result, "loss": loss_sum / examples, "acc": correct / examples if acc is not None else None,
+                "examples": int(examples)}
 
     def evaluation_sums(self, loss_sum: torch.Tensor, seen: int, confusion: torch.Tensor, outs: list, ys: list,
                         classification: bool):

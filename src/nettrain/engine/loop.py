@@ -4,6 +4,10 @@ One step is: autocast forward, loss, backward (scaled for fp16 and for accumulat
 optimizer and schedule step, optional Lookahead and EMA updates. The loss sum and the predicted classes stay
 on the device as tensors: nothing in the hot loop waits for the device (no `.item()`), except a progress-bar refresh
 every `refresh` steps. The time spent in `next(batches)` is the data wait that each epoch reports.
+
+`train_epoch` is the loop alone; beside it, `_Feed` hands it the batches (timing each one's wait, starting a resumed
+stop's epoch where it stopped, asking the stop at the step boundaries: engine/stop.py) and `_Sums` keeps the
+epoch's sums (and what of them a stop keeps).
 """
 from __future__ import annotations
 
@@ -43,49 +47,24 @@ def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: 
     """One epoch (the rest of one, from `done`: a resumed stop's Partial, engine/stop.py). `stop` (stop.Check) is
     asked at every optimizer-step boundary but the epoch's last: a signal's number ends the epoch there, and the
     result is then {"stopped": signum, "partial": Partial}."""
-    model, opt = s.model, s.optimizer
+    model, opt, n = s.model, s.optimizer, len(batches)
     model.train()
-    device = s.precision.device
-    first = done.batches if done is not None else 0
-    loss_sum = done.loss_sum.to(device, copy=True) if done is not None else torch.zeros((), device=device)
-    predicted, targets = [], []   # compared once at the end: one small op per step instead of four
-    seen, wait = (done.seen, done.wait) if done is not None else (0, 0.0)
-    n_batches = len(batches)
-    seen0, before = seen, done.seconds if done is not None else 0.0
-    rng_at_start = (done.rng_at_start if done is not None else rng_state()) if stop is not None else {}
+    sums = _Sums(done, s.precision.device)
+    feed = _Feed(batches, done, stop, s.accumulate)
     # Under DDP with accumulation, the micro-batches before a group's last run forward and backward in no_sync:
     # their gradients add up in each process, and the group's last backward all-reduces the sum once (1 all-reduce a
     # step instead of `accumulate`). Chosen once: one process, or no accumulation, enters a reused null context.
     no_sync = model.no_sync if s.accumulate > 1 and isinstance(model, DistributedDataParallel) else None
     stepping = contextlib.nullcontext()
-    start = time.perf_counter()
-
-    def stopped(signum: int, batches_done: int) -> dict:   # the epoch so far, for last.pt (engine/stop.py)
-        correct = (done.correct if done is not None else 0) + _correct(predicted, targets)
-        return {"stopped": signum, "partial": Partial(batches_done, loss_sum, correct, seen, wait,
-                                                      before + time.perf_counter() - start, rng_at_start)}
-
-    it = batches_from(batches, first, rng_at_start)
-    for i in range(first, n_batches):
-        t = time.perf_counter()
-        try:
-            x, y = next(it)
-        except Exception:   # a DataLoader's workers end on the terminal's Ctrl-C before this process's step boundary
-            signum = stop.alone() if stop is not None and i % s.accumulate == 0 else 0
-            if not signum:
-                raise
-            if i == first:   # nothing of this epoch (or since its resume) to keep beyond what last.pt holds
-                raise signals.stop(signum) from None
-            return stopped(signum, i)
-        wait += time.perf_counter() - t
-        steps = (i + 1) % s.accumulate == 0 or i + 1 == n_batches
+    for i, x, y in feed:
+        steps = (i + 1) % s.accumulate == 0 or i + 1 == n
         with stepping if steps or no_sync is None else no_sync():
             with s.precision.autocast():
                 out = forward(model, x)
                 loss = s.loss_fn(out, y)
             # the mean over the accumulation group: a short last group (batches not a multiple of accumulate) is
             # divided by its own size, not by accumulate, which would under-weight its step
-            group = min(s.accumulate, n_batches - i // s.accumulate * s.accumulate)
+            group = min(s.accumulate, n - i // s.accumulate * s.accumulate)
             s.scaler.scale(loss / group if group > 1 else loss).backward()
         if steps:
             if s.grad_clip:
@@ -99,27 +78,92 @@ def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: 
                 s.lookahead.step()
             if s.ema is not None:
                 s.ema.update_parameters(model)
-        loss_sum.add_(loss.detach(), alpha=len(y))
-        if classification:
-            predicted.append(out.detach().argmax(1))
-            targets.append(y)
-        seen += len(y)
+        sums.add(loss, out if classification else None, y)
         if progress is not None and (i + 1) % refresh == 0:
-            progress.step(i + 1, loss_sum.item() / seen, (seen - seen0) / (time.perf_counter() - start))
-        if stop is not None and (i + 1) % s.accumulate == 0 and i + 1 < n_batches:
-            signum = stop()   # a plain int alone; under torchrun the ranks' agreement
-            if signum:
-                return stopped(signum, i + 1)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = before + time.perf_counter() - start
-    correct = (done.correct if done is not None else 0) + _correct(predicted, targets)
-    return {"loss": loss_sum.item() / max(seen, 1), "acc": correct / max(seen, 1) if classification else None,
-            "seconds": seconds, "images": seen, "data_wait": wait / seconds if seconds else 0.0}
+            progress.step(i + 1, sums.mean_loss(), sums.speed())
+    if feed.stopped:
+        return {"stopped": feed.stopped, "partial": sums.partial(feed)}
+    return sums.result(classification, feed.wait)
 
 
-def _correct(predicted: list, targets: list) -> int:
-    return (torch.cat(predicted) == torch.cat(targets)).sum().item() if predicted else 0
+class _Sums:
+    """The epoch's sums: the loss sum and the predicted classes stay on the device (compared with the targets once
+    at the end: one small op a step instead of four), nothing here waits for the device but `mean_loss` (the
+    progress bar's refresh) and the epoch's end. Carried on from a resumed stop's Partial."""
+
+    def __init__(self, done: Optional[Partial], device: torch.device):
+        self.device, self.done = device, done
+        self.loss_sum = done.loss_sum.to(device, copy=True) if done is not None else torch.zeros((), device=device)
+        self.seen = done.seen if done is not None else 0
+        self.seen_before, self.seconds_before = self.seen, done.seconds if done is not None else 0.0
+        self.predicted, self.targets = [], []
+        self.start = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, out: Optional[torch.Tensor], y):
+        self.loss_sum.add_(loss.detach(), alpha=len(y))
+        if out is not None:   # classification
+            self.predicted.append(out.detach().argmax(1))
+            self.targets.append(y)
+        self.seen += len(y)
+
+    def mean_loss(self) -> float:
+        return self.loss_sum.item() / self.seen
+
+    def speed(self) -> float:
+        """Examples a second since the epoch (or its resumed part) started."""
+        return (self.seen - self.seen_before) / (time.perf_counter() - self.start)
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.start
+
+    def correct(self) -> int:
+        done = self.done.correct if self.done is not None else 0
+        return done + ((torch.cat(self.predicted) == torch.cat(self.targets)).sum().item() if self.predicted else 0)
+
+    def partial(self, feed: "_Feed") -> Partial:
+        """The epoch so far, for last.pt (engine/stop.py)."""
+        return Partial(feed.position, self.loss_sum, self.correct(), self.seen, feed.wait, self.seconds(),
+                       feed.rng_at_start)
+
+    def result(self, classification: bool, wait: float) -> dict:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds, n = self.seconds(), max(self.seen, 1)
+        return {"loss": self.loss_sum.item() / n, "acc": self.correct() / n if classification else None,
+                "seconds": seconds, "examples": self.seen, "data_wait": wait / seconds if seconds else 0.0}
+
+
+class _Feed:
+    """The epoch's batches as (index, x, y), from the first not yet done (a resumed stop's), each one's wait for
+    it timed; the stop is asked at every optimizer-step boundary but the epoch's last (engine/stop.py). A stop ends
+    the iteration: `stopped` is then its signal and `position` the batches done."""
+
+    def __init__(self, batches, done: Optional[Partial], stop, accumulate: int):
+        self.first = self.position = done.batches if done is not None else 0
+        self.wait = done.wait if done is not None else 0.0
+        self.rng_at_start = (done.rng_at_start if done is not None else rng_state()) if stop is not None else {}
+        self.n, self.stop, self.accumulate, self.stopped = len(batches), stop, accumulate, 0
+        self._batches = batches_from(batches, self.first, self.rng_at_start)
+
+    def __iter__(self):
+        for i in range(self.first, self.n):
+            self.position = i
+            if self.stop is not None and i > self.first and i % self.accumulate == 0:
+                self.stopped = self.stop()   # a plain int alone; under torchrun the ranks' agreement
+                if self.stopped:
+                    return
+            t = time.perf_counter()
+            try:
+                x, y = next(self._batches)
+            except Exception:   # a DataLoader's workers end on a terminal's Ctrl-C before this process's step boundary
+                self.stopped = self.stop.alone() if self.stop is not None and i % self.accumulate == 0 else 0
+                if not self.stopped:
+                    raise
+                if i == self.first:   # nothing of this epoch (or since its resume) to keep beyond what last.pt holds
+                    raise signals.stop(self.stopped) from None
+                return
+            self.wait += time.perf_counter() - t
+            yield i, x, y
 
 
 def tta_forward(model, x, shift: int = 0):

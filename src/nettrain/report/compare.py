@@ -168,10 +168,10 @@ def show(value) -> str:
 def task_of(rec: Optional[Record]) -> Optional[str]:
     if rec is None or not (rec.metrics or rec.test):
         return None
-    if rec.classification or "accuracy" in rec.test or any(r.get("val_acc") is not None or
-                                                           r.get("train_acc") is not None for r in rec.metrics):
+    if rec.classification or "accuracy" in rec.test or any(r.val_acc is not None or r.train_acc is not None
+                                                           for r in rec.metrics):
         return "classification"
-    if "r2" in rec.test or any(r.get("val_mae") is not None for r in rec.metrics):
+    if "r2" in rec.test or any(r.val_mae is not None for r in rec.metrics):
         return "regression"
     return "other"
 
@@ -201,7 +201,7 @@ def columns(entries: list, keys: list, task: str) -> tuple:
     """(header, rows) of the comparison: cells as text. A metric column none of the runs has is left out."""
     key, short, best_of, fmt = VAL.get(task, VAL_DEFAULT)
     metric_columns = [(f"best val {short} (epoch)", lambda r: _best(r, key, best_of, fmt)),
-                      (f"final val {short}", lambda r: fmt(r.metrics[-1].get(key)) if r.metrics else "-")]
+                      (f"final val {short}", lambda r: fmt(getattr(r.metrics[-1], key)) if r.metrics else "-")]
     metric_columns += [(label, lambda r, k=k, f=f: f(_test_value(r.test, k))) for k, label, f in
                        TEST.get(task, TEST_DEFAULT)]
     metric_columns += [("epochs", lambda r: str(len(r.metrics))),
@@ -220,8 +220,8 @@ def columns(entries: list, keys: list, task: str) -> tuple:
 
 
 def _best(rec: Record, key: str, best_of, fmt) -> str:
-    points = [(r[key], int(r["epoch"])) for r in rec.metrics if r.get(key) is not None and r.get("epoch") is not None
-              and not math.isnan(r[key])]
+    points = [(getattr(r, key), r.epoch) for r in rec.metrics if getattr(r, key) is not None and r.epoch is not None
+              and not math.isnan(getattr(r, key))]
     if not points:
         return "-"
     value, epoch = best_of(points, key=lambda p: p[0])
@@ -240,7 +240,7 @@ def _examples(entries) -> str:
 
 
 def _mean_speed(metrics: list) -> str:
-    speeds = [r["images_per_s"] for r in metrics if r.get("images_per_s") is not None]
+    speeds = [r.examples_per_s for r in metrics if r.examples_per_s is not None]
     return f"{sum(speeds) / len(speeds):,.0f}" if speeds else "-"
 
 
@@ -295,7 +295,7 @@ def figure(entries: list, task: str):
 
 
 def _series(rec: Record, key: str) -> tuple:
-    points = [(r["epoch"], r[key]) for r in rec.metrics if r.get(key) is not None and r.get("epoch") is not None]
+    points = [(r.epoch, getattr(r, key)) for r in rec.metrics if getattr(r, key) is not None and r.epoch is not None]
     return [p[0] for p in points], [p[1] for p in points]
 
 

@@ -53,7 +53,7 @@ def _classes(rec: Record) -> list:
 
 
 def _series(rec: Record, key: str) -> tuple:
-    points = [(r["epoch"], r[key]) for r in rec.metrics if r.get(key) is not None and r.get("epoch") is not None]
+    points = [(r.epoch, getattr(r, key)) for r in rec.metrics if getattr(r, key) is not None and r.epoch is not None]
     return [p[0] for p in points], [p[1] for p in points]
 
 
@@ -74,7 +74,7 @@ def learning_curves(rec: Record) -> Optional[Figure]:
         if x:
             loss_ax.plot(x, y, _style(rec), label=label, markersize=3)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss")
-    if any(r.get("train_acc") is not None or r.get("val_acc") is not None for r in rec.metrics):
+    if any(r.train_acc is not None or r.val_acc is not None for r in rec.metrics):
         for key, label in (("train_acc", "train"), ("val_acc", rec.held_out)):
             x, y = _series(rec, key)
             if x:
@@ -96,7 +96,7 @@ def _epoch_axis(ax, rec: Record):
     """Whole epochs on the x axis; a run of one to three epochs gets half an epoch of margin each side, where
     matplotlib would otherwise span 0.96 to 1.04 around a single epoch's points."""
     from matplotlib.ticker import MaxNLocator
-    epochs = [r["epoch"] for r in rec.metrics if r.get("epoch") is not None]
+    epochs = [r.epoch for r in rec.metrics if r.epoch is not None]
     if epochs and max(epochs) - min(epochs) < 3:   # MaxNLocator still draws tenths over so short a span
         ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.set_xticks(range(int(min(epochs)), int(max(epochs)) + 1))

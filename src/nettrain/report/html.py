@@ -62,17 +62,17 @@ def _cards(rec: Record) -> str:
     for key, label in (("test_loss", "test loss"), ("test_mse", "test MSE"), ("test_mae", "test MAE")):
         if p.get(key) is not None:
             cards.append((label, f'<b id="{key.replace("_", "-")}">{_num(float(p[key]))}</b>'))
-    last = rec.metrics[-1] if rec.metrics else {}
-    if last.get("val_acc") is not None:
-        cards.append((f"last {rec.held_out} accuracy", f"<b>{_pct(last['val_acc'])}</b>"))
-    elif last.get("val_loss") is not None:
-        cards.append((f"last {rec.held_out} loss", f"<b>{_num(last['val_loss'])}</b>"))
+    last = rec.metrics[-1] if rec.metrics else None
+    if last is not None and last.val_acc is not None:
+        cards.append((f"last {rec.held_out} accuracy", f"<b>{_pct(last.val_acc)}</b>"))
+    elif last is not None and last.val_loss is not None:
+        cards.append((f"last {rec.held_out} loss", f"<b>{_num(last.val_loss)}</b>"))
     t = stats.timings(rec.metrics)
     epochs = rec.section("train").get("epochs")
     cards.append(("epochs", f"<b>{t['epochs']}{'' if epochs is None else ' / ' + _e(epochs)}</b>"))
     cards.append(("training time", f"<b>{t['seconds']:.1f} s</b>"))
-    if t["images_per_s"] is not None:
-        cards.append((f"{rec.examples}/s (median epoch)", f"<b>{t['images_per_s']:,.0f}</b>"))
+    if t["examples_per_s"] is not None:
+        cards.append((f"{rec.examples}/s (median epoch)", f"<b>{t['examples_per_s']:,.0f}</b>"))
     return '<div class="cards">' + "".join(f'<div class="card">{v}<span>{_e(k)}</span></div>'
                                            for k, v in cards) + "</div>"
 
@@ -84,10 +84,10 @@ def _epochs_table(rec: Record) -> str:
                ("train_loss", "train loss", _num), ("train_acc", "train acc", _pct), ("val_loss", "val loss", _num),
                ("val_acc", "val acc", _pct), ("val_mae", "val MAE", _num), ("lr", "lr", lambda v: _num(v, 3)),
                ("seconds", "seconds", lambda v: _num(v, 3)),
-               ("images_per_s", f"{rec.examples}/s", lambda v: "-" if v is None else f"{v:,.0f}"),
+               ("examples_per_s", f"{rec.examples}/s", lambda v: "-" if v is None else f"{v:,.0f}"),
                ("data_wait", "data wait", _pct), ("padding_waste", "padding", _pct)]
-    shown = [c for c in columns if any(r.get(c[0]) is not None for r in rec.metrics)]
-    return _table([label for _, label, _ in shown], [[fmt(r.get(key)) for key, _, fmt in shown]
+    shown = [c for c in columns if any(getattr(r, c[0]) is not None for r in rec.metrics)]
+    return _table([label for _, label, _ in shown], [[fmt(getattr(r, key)) for key, _, fmt in shown]
                                                       for r in rec.metrics], left=0)
 
 
@@ -101,8 +101,8 @@ def _per_class_table(rec: Record) -> str:
 def _timings(rec: Record) -> str:
     t = stats.timings(rec.metrics)
     rows = [["training time (all epochs)", f"{t['seconds']:.2f} s"]]
-    if t["images_per_s"] is not None:
-        rows.append([f"{rec.examples}/s, median epoch", f"{t['images_per_s']:,.0f}"])
+    if t["examples_per_s"] is not None:
+        rows.append([f"{rec.examples}/s, median epoch", f"{t['examples_per_s']:,.0f}"])
     if t["data_wait"] is not None:
         rows.append(["data-wait share, mean of epochs", _pct(t["data_wait"])])
         rows.append(["data-wait share, worst epoch", _pct(t["data_wait_max"])])

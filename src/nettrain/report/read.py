@@ -19,6 +19,7 @@ import yaml
 
 from ..errors import NettrainError
 from ..files import LIMITS, open_read, read_text
+from ..metrics_row import unit_words
 from ..runs import MANIFEST, RUN_FILES, from_spreadsheet_cell, read_metrics
 
 MAX_CLASSES = 5000            # a confusion matrix's classes: 25 million cells, 200 MB of counts
@@ -49,7 +50,7 @@ class Record:
     config_text: str = ""
     config: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
-    metrics: list = field(default_factory=list)        # one dict per epoch (floats; None for empty cells)
+    metrics: list = field(default_factory=list)        # one MetricsRow per epoch (None for empty cells)
     classes: Optional[list] = None                     # of the confusion matrix
     confusion: Optional[np.ndarray] = None             # [true, predicted] counts on the test split
     events: list = field(default_factory=list)         # events.jsonl: one dict per resume
@@ -62,7 +63,7 @@ class Record:
     def held_out(self) -> str:
         """What the per-epoch evaluation was: "validation", or "test" when the run had no validation split (its
         metrics.csv says so in val_split; the test split chose nothing)."""
-        return "test" if any(r.get("val_split") == "test" for r in self.metrics) else "validation"
+        return "test" if any(r.val_split == "test" for r in self.metrics) else "validation"
 
     def section(self, name: str) -> dict:
         value = self.config.get(name)
@@ -75,7 +76,7 @@ class Record:
         unit = self.environment.get("speed_unit")
         if not isinstance(unit, str):   # a run made before it was recorded
             return "images"
-        return {"img": "images", "ex": "examples"}.get(unit, unit)   # the epoch line's short forms, in words
+        return unit_words(unit)   # the epoch line's short forms, in words
 
     @property
     def classification(self) -> bool:
@@ -140,11 +141,10 @@ def _number(text):
 
 
 def _metrics(file: Path, rec: Record):
-    rows = read_metrics(file)   # runs.py's reader: floats, and the val_split column as text
+    rows = read_metrics(file)   # runs.py's reader: MetricsRow, an old run's column names mapped
     for line, row in enumerate(rows, 2):
-        epoch = row.get("epoch")
-        if epoch is not None and not (0 <= epoch <= MAX_EPOCH and float(epoch).is_integer()):
-            raise ValueError(f"line {line}: epoch {epoch} is not an epoch number")
+        if row.epoch is not None and not (0 <= row.epoch <= MAX_EPOCH and float(row.epoch).is_integer()):
+            raise ValueError(f"line {line}: epoch {row.epoch} is not an epoch number")
     rec.metrics = rows
 
 

@@ -42,10 +42,10 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> 
 
 
 def timings(metrics: list) -> dict:
-    """Training time, images/s and the data-wait share over the epochs recorded."""
-    seconds = [r["seconds"] for r in metrics if r.get("seconds") is not None]
-    speed = [r["images_per_s"] for r in metrics if r.get("images_per_s") is not None]
-    wait = [r["data_wait"] for r in metrics if r.get("data_wait") is not None]
+    """Training time, examples/s and the data-wait share over the epochs recorded (MetricsRow)."""
+    seconds = [r.seconds for r in metrics if r.seconds is not None]
+    speed = [r.examples_per_s for r in metrics if r.examples_per_s is not None]
+    wait = [r.data_wait for r in metrics if r.data_wait is not None]
     return {"seconds": sum(seconds), "epochs": len(metrics),
-            "images_per_s": float(np.median(speed)) if speed else None,
+            "examples_per_s": float(np.median(speed)) if speed else None,
             "data_wait": float(np.mean(wait)) if wait else None, "data_wait_max": max(wait) if wait else None}
