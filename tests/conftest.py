@@ -13,6 +13,13 @@ import torch
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
+# Fast, silent runs: no progress bar, no TensorBoard events, no HTML report. QUIET: the command's flags;
+# QUIET_API: nettrain.fit's options; the CPU ones where a test compares with outputs computed on the CPU.
+QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false"]
+QUIET_API = {"run.progress": "none", "run.tensorboard": False, "run.report": False}
+QUIET_CPU = {**QUIET_API, "device": "cpu"}
+QUIET_CPU_FP32 = {**QUIET_CPU, "precision": "32"}
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 DATA_DIR = Path(os.environ.get("NETTRAIN_TEST_DATA", SHARED))
 
@@ -44,7 +51,7 @@ def cifar_dir(tmp_path_factory):
 @pytest.fixture
 def quiet():
     """Options for fast, silent test runs."""
-    return {"run.progress": "none", "run.tensorboard": False, "run.report": False}
+    return dict(QUIET_API)
 
 
 @pytest.fixture(autouse=True)

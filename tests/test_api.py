@@ -9,8 +9,7 @@ from torch import nn
 
 import nettrain
 from nettrain.errors import ConfigError, DataError
-
-QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "device": "cpu"}   # compared with CPU outputs
+from conftest import QUIET_CPU
 
 
 class Net(nn.Module):
@@ -30,7 +29,7 @@ def test_quadratic_regression_with_the_tutorials_tensors_and_module(tmp_path):
     x = torch.unsqueeze(torch.linspace(-1, 1, 100), dim=1)
     y = x.pow(2) + 0.2 * torch.rand(x.size())
     run = nettrain.fit(model=Net(1, 10, 1), data=(x, y), val_data=(x, y), loss="mse", optimizer="sgd", lr=0.2,
-                       epochs=60, batch_size=10, run_dir=tmp_path / "run", **QUIET)
+                       epochs=60, batch_size=10, run_dir=tmp_path / "run", **QUIET_CPU)
     assert run.test["mse"] <= 0.01 and run.metrics[-1]["val_loss"] <= 0.01
     assert run.metrics[-1]["train_acc"] is None and "acc" not in run.test
     assert isinstance(run.model.module, Net)
@@ -57,7 +56,7 @@ def test_load_names_the_fix_when_the_users_class_cannot_be_found_again(tmp_path)
             return self.layer(x)
 
     x, y = torch.randn(20, 2), torch.arange(20) % 2
-    run = nettrain.fit(model=Local(), data=(x, y), epochs=1, run_dir=tmp_path / "run", **QUIET)
+    run = nettrain.fit(model=Local(), data=(x, y), epochs=1, run_dir=tmp_path / "run", **QUIET_CPU)
     with pytest.raises(nettrain.NettrainError, match=r"; or pass your model: nettrain.load\(path, model=YourModel"):
         nettrain.load(run.dir)
     assert torch.equal(nettrain.load(run.dir, model=Local()).predict(x).probs, run.model.predict(x).probs)
@@ -72,7 +71,7 @@ def test_two_gaussians_classification_with_the_tutorials_tensors(tmp_path):
     y = torch.cat((y0, y1), ).type(torch.LongTensor)
     model = nn.Sequential(nn.Linear(2, 10), nn.ReLU(), nn.Linear(10, 2))
     run = nettrain.fit(model=model, data=(x, y), classes=["plus", "minus"], optimizer="sgd", lr=0.02, epochs=50,
-                       run_dir=tmp_path / "run", **QUIET)
+                       run_dir=tmp_path / "run", **QUIET_CPU)
     assert run.test["acc"] >= 0.99 and run.test["examples"] == 40   # 20% held out
     pred = run.model.predict(torch.tensor([[3.0, 2.0], [-2.0, -3.0]]))
     assert pred.labels == ["plus", "minus"] and pred.indices == [0, 1]
@@ -105,14 +104,15 @@ def test_bf16_fit_runs_small_linear_layers_in_float32_and_leaves_no_hooks(tmp_pa
     head.dtypes = set()
     model = nn.Sequential(nn.Linear(2, 8), head)   # tiny: both products are small
     x, y = torch.randn(64, 2), (torch.rand(64) > 0.5).long()
-    run = nettrain.fit(model=model, data=(x, y), epochs=1, precision="bf16-mixed", run_dir=tmp_path / "run", **QUIET)
+    run = nettrain.fit(model=model, data=(x, y), epochs=1, precision="bf16-mixed", run_dir=tmp_path / "run",
+                       **QUIET_CPU)
     assert head.dtypes == {torch.float32}   # under bf16 autocast it would have been handed bfloat16
     assert not head._forward_pre_hooks and not head._forward_hooks
     run.model.predict(x[:4])
     assert head.dtypes == {torch.float32} and not head._forward_pre_hooks
     head.dtypes = set()   # train.small_linears_fp32 false: autocast as it is
     nettrain.fit(model=model, data=(x, y), epochs=1, precision="bf16-mixed", run_dir=tmp_path / "bf16",
-                 **{"train.small_linears_fp32": False}, **QUIET)
+                 **{"train.small_linears_fp32": False}, **QUIET_CPU)
     assert torch.bfloat16 in head.dtypes   # the shape check before training runs it once in float32, outside autocast
 
 
@@ -134,7 +134,7 @@ def test_bf16_fit_hands_images_over_rounded_and_trains_exactly_as_from_float32(t
         conv.dtypes = set()
         model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
         r = nettrain.fit(model=model, dataset="digits", epochs=2, precision="bf16-mixed", run_dir=tmp_path / name,
-                         **QUIET)
+                         **QUIET_CPU)
         return conv.dtypes, [{k: v for k, v in row.items() if k not in ("seconds", "examples_per_s", "data_wait")}
                              for row in r.metrics], r.test
 
@@ -152,7 +152,7 @@ def test_bf16_fit_hands_images_over_rounded_and_trains_exactly_as_from_float32(t
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     return nettrain.fit(dataset="digits", model="cnn", epochs=3, precision="32", lr=3e-3,
-                        run_dir=tmp_path_factory.mktemp("api") / "digits", **{"model.args.width": 16}, **QUIET)
+                        run_dir=tmp_path_factory.mktemp("api") / "digits", **{"model.args.width": 16}, **QUIET_CPU)
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +245,7 @@ def test_fit_options_as_shortcuts_dotted_keys_sections_and_yaml(tmp_path):
     recipe.write_text(yaml.safe_dump({"data": {"name": "two-gaussians"}, "model": {"name": "mlp"},
                                       "train": {"epochs": 1}}))
     run = nettrain.fit(recipe, optimizer="sgd", optim={"momentum": 0.5}, **{"model.args.hidden": [4]},
-                       run_dir=tmp_path / "run", **QUIET)
+                       run_dir=tmp_path / "run", **QUIET_CPU)
     cfg = nettrain.Config.load(run.dir / "config.yaml")
     assert cfg.data.name == "two-gaussians" and cfg.optim.name == "sgd" and cfg.optim.momentum == 0.5
     assert cfg.model.args == {"hidden": [4]} and cfg.train.epochs == 1
@@ -255,27 +255,28 @@ def test_fit_options_as_shortcuts_dotted_keys_sections_and_yaml(tmp_path):
 
 def test_fit_errors(tmp_path):
     with pytest.raises(ConfigError, match="either dataset=<name> or data="):
-        nettrain.fit(dataset="digits", data=(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)), **QUIET)
+        nettrain.fit(dataset="digits", data=(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)), **QUIET_CPU)
     with pytest.raises(ConfigError, match="train.epochs must be at least 1"):
-        nettrain.fit(dataset="two-gaussians", model="mlp", epochs=0, run_dir=tmp_path / "r", **QUIET)
+        nettrain.fit(dataset="two-gaussians", model="mlp", epochs=0, run_dir=tmp_path / "r", **QUIET_CPU)
     with pytest.raises(ConfigError, match="train.tta mirrors and shifts images.*set train.tta false"):
-        nettrain.fit(dataset="two-gaussians", model="mlp", train={"tta": True}, run_dir=tmp_path / "r", **QUIET)
+        nettrain.fit(dataset="two-gaussians", model="mlp", train={"tta": True}, run_dir=tmp_path / "r", **QUIET_CPU)
     with pytest.raises(ConfigError, match="train.tta_shift must be smaller than the images"):
-        nettrain.fit(dataset="digits", train={"tta": True, "tta_shift": 8}, run_dir=tmp_path / "r", **QUIET)
+        nettrain.fit(dataset="digits", train={"tta": True, "tta_shift": 8}, run_dir=tmp_path / "r", **QUIET_CPU)
     with pytest.raises(ConfigError, match=r"train.lookahead_decay must be in \(0, 1\], got 1.5"):
         nettrain.fit(dataset="two-gaussians", model="mlp", train={"lookahead": 5, "lookahead_decay": 1.5},
-                     run_dir=tmp_path / "r", **QUIET)
+                     run_dir=tmp_path / "r", **QUIET_CPU)
     with pytest.raises(ConfigError, match="train.lookahead must be at least 0"):
-        nettrain.fit(dataset="two-gaussians", model="mlp", train={"lookahead": -1}, run_dir=tmp_path / "r", **QUIET)
+        nettrain.fit(dataset="two-gaussians", model="mlp", train={"lookahead": -1}, run_dir=tmp_path / "r", **QUIET_CPU)
     with pytest.raises(ConfigError, match="unknown option 'epoch'.*did you mean 'epochs'"):
-        nettrain.fit(epoch=3, **QUIET)
+        nettrain.fit(epoch=3, **QUIET_CPU)
     with pytest.raises(nettrain.NettrainError, match="not a run directory with a checkpoint to resume"):
         nettrain.fit(resume=tmp_path)
     assert not (tmp_path / "r").exists()   # nothing written for a run that never started
 
 
 def _digits_cnn(tmp_path, name, **kw):
-    run = nettrain.fit(dataset="digits", model="cnn", epochs=1, precision="32", run_dir=tmp_path / name, **QUIET, **kw)
+    run = nettrain.fit(dataset="digits", model="cnn", epochs=1, precision="32", run_dir=tmp_path / name, **QUIET_CPU,
+                       **kw)
     return run.metrics[-1]
 
 

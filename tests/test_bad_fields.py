@@ -20,9 +20,8 @@ from nettrain.cli import main
 from nettrain.engine import checkpoint as ckpt_io
 from nettrain.engine.distributed import World
 from nettrain.errors import CheckpointError
+from conftest import QUIET, QUIET_API
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false"]
-QUIET_API = {"run.progress": "none", "run.tensorboard": False, "run.report": False}
 SRC = str(Path(nettrain.__file__).resolve().parents[1])
 TINY = {"model.args.hidden": [8], "batch_size": 512}
 

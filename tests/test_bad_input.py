@@ -13,8 +13,7 @@ import nettrain
 from nettrain.cli import main
 from nettrain.config import read_yaml
 from nettrain.errors import ConfigError, NettrainError, printable
-
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
+from conftest import QUIET
 
 
 def config_file(tmp_path, data: bytes) -> str:

@@ -14,8 +14,7 @@ from nettrain.cli import main
 from nettrain.engine import checkpoint as ckpt_io
 from nettrain.errors import CheckpointError
 from nettrain.kinds import KINDS
-
-QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "device": "cpu"}   # compared with CPU outputs
+from conftest import QUIET_CPU
 
 
 def bright_or_dark(n=96, size=8, seed=0):
@@ -31,7 +30,7 @@ def tudui_run(tmp_path_factory):
     x, y = bright_or_dark()
     return nettrain.fit(data=(x, y), val_data=bright_or_dark(32, seed=1), classes=["dark", "bright"], model="tudui",
                         epochs=2, batch_size=32, precision="32", run_dir=tmp_path_factory.mktemp("ck") / "run",
-                        **QUIET)
+                        **QUIET_CPU)
 
 
 # The tutorial's network, written out by hand; the script must not import nettrain (it is made unimportable).

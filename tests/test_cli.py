@@ -11,8 +11,7 @@ from nettrain.data import DATASETS
 from nettrain.engine.optim import LOSSES, OPTIMIZERS, SCHEDULERS
 from nettrain.models import MODELS
 from nettrain.runs import read_metrics
-
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
+from conftest import QUIET
 
 
 def fit(tmp_path, *args):

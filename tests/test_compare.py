@@ -11,10 +11,10 @@ from nettrain.cli import main
 from nettrain.errors import NettrainError
 from nettrain.report.compare import HTML, PNG, compare
 from nettrain.sweep import parse_axes, run_name, split_values, _names
+from conftest import QUIET, QUIET_API
 
-QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "model.args.hidden": [8]}
-QUIET_FLAGS = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false",
-               "--model.args.hidden", "[8]"]
+QUIET_HIDDEN_8 = {**QUIET_API, "model.args.hidden": [8]}
+QUIET_HIDDEN_8_FLAGS = [*QUIET, "--model.args.hidden", "[8]"]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,8 @@ def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("compare") / "runs"
     for name, options in (("a", dict(dataset="two-gaussians", lr=0.01)), ("b", dict(dataset="two-gaussians", lr=0.001)),
                           ("q", dict(dataset="quadratic", lr=0.01))):
-        nettrain.fit(model="mlp", epochs=2, run_dir=folder / name, **{"data.val_fraction": 0.2}, **QUIET, **options)
+        nettrain.fit(model="mlp", epochs=2, run_dir=folder / name, **{"data.val_fraction": 0.2}, **QUIET_HIDDEN_8,
+                     **options)
     return folder
 
 
@@ -83,7 +84,7 @@ def test_compare_replaces_only_its_own_files(runs, tmp_path):
 def test_a_sweep_trains_each_combination_and_compares_them(tmp_path, capsys):
     sweep_dir = tmp_path / "sweep"
     assert main(["sweep", "--optimizer", "sgd,adam", "--lr", "0.01,0.001", "--sweep-dir", str(sweep_dir), "--",
-                 "--dataset", "quadratic", "--model", "mlp", "--epochs", "1", *QUIET_FLAGS]) == 0
+                 "--dataset", "quadratic", "--model", "mlp", "--epochs", "1", *QUIET_HIDDEN_8_FLAGS]) == 0
     out = capsys.readouterr().out
     names = ["optimizer=sgd,lr=0.01", "optimizer=sgd,lr=0.001", "optimizer=adam,lr=0.01", "optimizer=adam,lr=0.001"]
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == sorted(names)
@@ -102,7 +103,7 @@ def test_a_sweep_trains_each_combination_and_compares_them(tmp_path, capsys):
 def test_a_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     sweep_dir = tmp_path / "sweep"
     assert main(["sweep", "--lr", "1e30,0.01", "--sweep-dir", str(sweep_dir), "--", "--dataset", "quadratic",
-                 "--model", "mlp", "--optimizer", "sgd", "--epochs", "1", *QUIET_FLAGS]) == 1
+                 "--model", "mlp", "--optimizer", "sgd", "--epochs", "1", *QUIET_HIDDEN_8_FLAGS]) == 1
     out, err = capsys.readouterr()
     failed = next(line for line in out.splitlines() if line.startswith("lr=1e+30 "))
     assert "failed: training diverged: the train loss is" in failed

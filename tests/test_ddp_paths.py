@@ -21,6 +21,7 @@ import ddp_paths  # noqa: E402
 
 SRC = TESTS.parent / "src"
 RTOL = 1e-5   # float-reduction noise between 2 ranks' summed gradients and one process's
+pytestmark = pytest.mark.slow   # every test compares with one torchrun job of 2 processes
 
 
 @pytest.fixture(scope="module")

@@ -129,6 +129,7 @@ CONFIG = ["--dataset", "digits", "--model", "mlp", "--epochs", "2", "--batch-siz
           "--seed", "3", "--train.threads", "1"]
 
 
+@pytest.mark.slow   # a torchrun job of 2 processes
 def test_two_processes_train_as_one_and_only_the_main_rank_writes(tmp_path):
     """digits: 1,438 train examples (22 global batches of 64 and one of 30, which splits evenly) and 359 test
     examples (odd: the ranks evaluate 179 and 180). The train losses of 2 processes equal 1 process's up to
@@ -164,6 +165,7 @@ def test_two_processes_train_as_one_and_only_the_main_rank_writes(tmp_path):
     assert alone["loss"] == pytest.approx(tested["loss"], rel=1e-5)
 
 
+@pytest.mark.slow   # a torchrun job of 2 processes
 def test_a_stop_signal_stops_every_process(tmp_path):
     """SIGTERM to `nettrain fit --nproc 2` (as a scheduler sends it): torchrun's agent stops both processes, none is
     left waiting in an all-reduce, the command exits 128 + 15 and last.pt keeps a whole epoch."""
@@ -190,6 +192,7 @@ def test_a_stop_signal_stops_every_process(tmp_path):
     assert nettrain.load(run / "last.pt", device="cpu").evaluate()["examples"] == 359
 
 
+@pytest.mark.slow   # a torchrun job of 2 processes
 def test_two_processes_evaluate_a_regression_whole(tmp_path):
     """R^2 needs every target: the ranks' outputs are gathered, so the 2-process test metrics are those of the whole
     test split (MSE equals the MSE loss; the same as a 1-process evaluation of the same weights)."""

@@ -22,9 +22,9 @@ from nettrain.engine import distributed, elastic, watchdog
 from nettrain.errors import ConfigError
 from nettrain.resume import RESUMABLE
 from nettrain.runs import RunDir
+from conftest import QUIET
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-QUIET = ["--run.report", "false", "--run.tensorboard", "false", "--run.progress", "none"]
 CONFIG = ["--dataset", "digits", "--model", "mlp", "--epochs", "2", "--batch-size", "64", "--precision", "32",
           "--seed", "3", "--train.threads", "1"]
 
@@ -113,17 +113,25 @@ def test_the_dump_names_the_main_threads_function(tmp_path):
     dog = watchdog.Watchdog(rank=1, size=2, timeout=5)
     dog.folder = tmp_path / "hang"
     dog.arm(watchdog.STEP)
-    got = []
+    got, done = [], threading.Lock()
+    done.acquire()
+    main = threading.main_thread().ident
 
-    def look():
-        got.append(dog.summary())
-        dog._dump(got[0])
+    def look():   # once the main thread waits in waiting_for_a_peer (its innermost Python frame: acquire is C)
+        try:
+            deadline = time.monotonic() + 120
+            while sys._current_frames()[main].f_code.co_name != "waiting_for_a_peer" and time.monotonic() < deadline:
+                time.sleep(0.001)
+            got.append(dog.summary())
+            dog._dump(got[0])
+        finally:
+            done.release()
 
-    def waiting_for_a_peer():
-        timer = threading.Timer(0.3, look)
-        timer.start()
-        time.sleep(1.0)
-        timer.join()
+    def waiting_for_a_peer():   # blocked, as in a collective, until the other thread has looked at it
+        other = threading.Thread(target=look)
+        other.start()
+        assert done.acquire(timeout=120), "the watchdog thread never wrote its dump"
+        other.join()
 
     waiting_for_a_peer()
     assert got[0]["call"].startswith("waiting_for_a_peer (") and "test_faults.py:" in got[0]["call"]

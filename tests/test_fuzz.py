@@ -23,8 +23,8 @@ from nettrain.cli import main
 from nettrain.engine import checkpoint as ckpt_io
 from nettrain.errors import NettrainError
 from nettrain.kinds import KINDS
+from conftest import QUIET_API
 
-QUIET_API = {"run.progress": "none", "run.tensorboard": False, "run.report": False}
 TINY = {"model.args.hidden": [8], "batch_size": 512}
 FUZZ = settings(deadline=None, database=None, derandomize=True,
                 phases=[Phase.explicit, Phase.generate, Phase.shrink],   # no explain phase: minutes per failure

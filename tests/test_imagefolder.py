@@ -14,8 +14,8 @@ from nettrain.cli import main
 from nettrain.config import Config
 from nettrain.data import load_data
 from nettrain.errors import DataError
+from conftest import QUIET_API
 
-QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False}
 # (extension, mode, size): every mode and format, most files 16x16
 VARIANTS = [("png", "L", (16, 16)), ("jpg", "RGB", (16, 16)), ("bmp", "P", (16, 16)), ("webp", "RGBA", (16, 16)),
             ("png", "RGB", (20, 12)), ("png", "RGBA", (24, 24)), ("jpeg", "L", (16, 16)), ("webp", "RGB", (16, 16))]
@@ -56,12 +56,12 @@ def folder(tmp_path_factory):
 def folder_run(folder, tmp_path_factory):
     return nettrain.fit(dataset="imagefolder", data_dir=folder, model="cnn", epochs=4, lr=0.01, precision="32",
                         batch_size=8, run_dir=tmp_path_factory.mktemp("runs") / "run", **{"model.args.width": 8},
-                        **QUIET)
+                        **QUIET_API)
 
 
 def test_fit_trains_on_mixed_files_and_skips_the_corrupt_one(folder, tmp_path, capfd):
     run = nettrain.fit(dataset="imagefolder", data_dir=folder, model="cnn", epochs=4, lr=0.01, precision="32",
-                       batch_size=8, run_dir=tmp_path / "run", **{"model.args.width": 8}, **QUIET)
+                       batch_size=8, run_dir=tmp_path / "run", **{"model.args.width": 8}, **QUIET_API)
     err = capfd.readouterr().err
     assert "warning: skipped" in err and "broken.png" in err
     assert run.model.info.shape == [3, 16, 16] and run.model.classes == CLASSES   # the most common size

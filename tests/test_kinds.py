@@ -9,8 +9,7 @@ from nettrain.cli import main
 from nettrain.kinds import KINDS
 from nettrain.kinds.vector import Vector
 from nettrain.onnxpredict import READS
-
-QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False}
+from conftest import QUIET_API
 
 
 class Counts(Vector):
@@ -23,7 +22,7 @@ class Counts(Vector):
 
 
 def test_a_kind_in_KINDS_is_read_from_a_checkpoint_and_predicts_from_the_command_line(tmp_path, monkeypatch, capsys):
-    run = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "run", **QUIET)
+    run = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "run", **QUIET_API)
     ckpt = torch.load(run.dir / "best.pt", weights_only=True)
     ckpt["data"]["kind"] = "counts"
     torch.save(ckpt, tmp_path / "counts.pt")
@@ -44,7 +43,7 @@ def test_the_onnx_reader_reads_the_command_line_as_each_kind_says():
 def test_without_a_model_the_datas_kind_chooses_it_and_config_yaml_records_the_choice(tmp_path):
     import yaml
     for dataset, chosen in (("iris", "mlp"), ("digits", "cnn")):
-        run = nettrain.fit(dataset=dataset, epochs=1, run_dir=tmp_path / dataset, **QUIET)
+        run = nettrain.fit(dataset=dataset, epochs=1, run_dir=tmp_path / dataset, **QUIET_API)
         assert yaml.safe_load((run.dir / "config.yaml").read_text())["model"]["name"] == chosen
         assert nettrain.load(run.dir).config.model.name == chosen
 
@@ -53,7 +52,7 @@ def test_a_text_file_without_a_model_trains_fasttext(tmp_path):
     rows = [("good fun", "pos"), ("bad dull", "neg")] * 10 + [(f"good {i}", "pos") for i in range(10)]
     path = tmp_path / "t.csv"
     path.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows))
-    run = nettrain.fit(dataset="text", data_dir=str(path), epochs=1, run_dir=tmp_path / "run", **QUIET)
+    run = nettrain.fit(dataset="text", data_dir=str(path), epochs=1, run_dir=tmp_path / "run", **QUIET_API)
     assert type(run.model.module).__name__ == "FastText"
 
 
@@ -70,5 +69,5 @@ def test_a_collate_functions_batches_without_a_model_are_refused_in_one_line(tmp
     pad = lambda batch: (torch.nn.utils.rnn.pad_sequence([x for x, _ in batch], batch_first=True),  # noqa: E731
                          torch.tensor([y for _, y in batch]))
     with pytest.raises(ConfigError, match="no built-in model reads them; give your own: model="):
-        nettrain.fit(data=Items(), collate_fn=pad, epochs=1, run_dir=tmp_path / "run", **QUIET)
+        nettrain.fit(data=Items(), collate_fn=pad, epochs=1, run_dir=tmp_path / "run", **QUIET_API)
     assert not (tmp_path / "run").exists()

@@ -12,15 +12,14 @@ from torch import nn
 
 import nettrain
 from nettrain import _malloc
-
-QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "device": "cpu"}
+from conftest import QUIET_CPU
 
 
 def _tiny(tmp_path, name="run", **options):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(40, 3, generator=g), torch.arange(40) % 2
     return nettrain.fit(data=(x, y), model="mlp", epochs=1, batch_size=8, run_dir=tmp_path / name,
-                        **{**QUIET, **options})
+                        **{**QUIET_CPU, **options})
 
 
 def _python(code: str) -> str:
@@ -73,7 +72,7 @@ def test_fit_leaves_no_hooks_on_the_users_module(tmp_path):
     net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
     g = torch.Generator().manual_seed(0)
     nettrain.fit(model=net, data=(torch.randn(32, 3, generator=g), torch.arange(32) % 2), epochs=1,
-                 run_dir=tmp_path / "run", **{**QUIET, "precision": "bf16-mixed"})
+                 run_dir=tmp_path / "run", **{**QUIET_CPU, "precision": "bf16-mixed"})
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())
 
 

@@ -16,9 +16,8 @@ import torch
 import nettrain
 import nettrain.files as files
 from nettrain.cli import main
+from conftest import QUIET, QUIET_API
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false"]
-QUIET_API = {"run.progress": "none", "run.tensorboard": False, "run.report": False}
 PACKAGE = Path(nettrain.__file__).resolve().parent
 SRC = str(PACKAGE.parent)
 VICTIM = "the user's own file\n"
@@ -71,6 +70,7 @@ def test_a_lock_planted_as_a_link_is_never_written_through(base_run, tmp_path, c
     assert (run / ".nettrain-lock").is_symlink()
 
 
+@pytest.mark.slow   # the planted lock and figures/ links of the same run are refused in-process by the fast tests above
 def test_a_downloaded_run_is_reported_on_by_a_fresh_process_without_writing_through_its_links(base_run, tmp_path):
     """The real command, in a process of its own: the lock planted as a link first, then figures/ as one."""
     run = downloaded(base_run, tmp_path)

@@ -10,8 +10,7 @@ from torch.nn import functional as F
 import nettrain
 from nettrain.cli import main
 from nettrain.runs import read_metrics
-
-QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "device": "cpu", "precision": "32"}
+from conftest import QUIET_CPU_FP32
 
 
 def _pairs(n=40):
@@ -32,7 +31,7 @@ class LogSoftmaxForward(nn.Module):
 @pytest.mark.parametrize("make", [lambda: nn.Sequential(nn.Linear(2, 2), nn.LogSoftmax(dim=1)), LogSoftmaxForward],
                          ids=["LogSoftmax layer", "F.log_softmax in forward"])
 def test_a_model_of_log_probabilities_gets_nll_by_default_said_in_one_line(tmp_path, capsys, make):
-    run = nettrain.fit(model=make(), data=_pairs(), epochs=1, run_dir=tmp_path / "run", **QUIET)
+    run = nettrain.fit(model=make(), data=_pairs(), epochs=1, run_dir=tmp_path / "run", **QUIET_CPU_FP32)
     assert nettrain.Config.load(run.dir / "config.yaml").train.loss == "nll"
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "log-probabilities" in err and "loss nll" in err
@@ -40,13 +39,13 @@ def test_a_model_of_log_probabilities_gets_nll_by_default_said_in_one_line(tmp_p
 
 
 def test_raw_scores_keep_cross_entropy_silently(tmp_path, capsys):
-    run = nettrain.fit(model=nn.Linear(2, 2), data=_pairs(), epochs=1, run_dir=tmp_path / "run", **QUIET)
+    run = nettrain.fit(model=nn.Linear(2, 2), data=_pairs(), epochs=1, run_dir=tmp_path / "run", **QUIET_CPU_FP32)
     assert nettrain.Config.load(run.dir / "config.yaml").train.loss == "cross-entropy"
     assert capsys.readouterr().err == ""
 
 
 def test_nll_on_raw_scores_is_warned_once(tmp_path, capsys):
-    nettrain.fit(model=nn.Linear(2, 2), data=_pairs(), loss="nll", epochs=2, run_dir=tmp_path / "run", **QUIET)
+    nettrain.fit(model=nn.Linear(2, 2), data=_pairs(), loss="nll", epochs=2, run_dir=tmp_path / "run", **QUIET_CPU_FP32)
     err = capsys.readouterr().err
     assert err.count("warning: loss nll takes log-probabilities") == 1 and err.count("\n") == 1
 

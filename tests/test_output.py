@@ -15,8 +15,8 @@ import nettrain
 from nettrain.cli import main
 from nettrain.errors import ModelError, clean
 from nettrain.report.read import read
+from conftest import QUIET
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false"]
 TINY = ["--model", "mlp", "--model.args.hidden", "[8]", "--epochs", "1", "--batch-size", "512", *QUIET]
 # a class name that retitles the terminal window, one that clears the screen, a C1 control sequence introducer
 TITLE, CLEAR, CSI = "\x1b]0;pwned\x07", "\x1b[2J", "x\x9b31m"

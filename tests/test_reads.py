@@ -20,14 +20,14 @@ from nettrain.config import Config
 from nettrain.data import text
 from nettrain.errors import ConfigError, NettrainError
 from test_text import texts_and_labels, write_csv
+from conftest import QUIET, QUIET_API
 
 SRC_DIR = Path(nettrain.__file__).resolve().parent
 SRC = str(SRC_DIR.parent)
 HANG_GUARD = 300    # seconds: each command ends in a few; only a regression (a read that blocks) reaches this
 MEMORY_CAP = 6 << 30   # bytes of address space: importing torch maps about 3.2 GiB, reading /dev/zero would go on
-QUIET = ["--epochs", "1", "--batch-size", "512", "--run.progress", "none", "--run.tensorboard", "false",
-         "--run.report", "false"]
-QUIET_API = {"epochs": 1, "batch_size": 512, "run.progress": "none", "run.tensorboard": False, "run.report": False}
+QUIET_ONE_EPOCH = ["--epochs", "1", "--batch-size", "512", *QUIET]
+QUIET_ONE_EPOCH_API = {"epochs": 1, "batch_size": 512, **QUIET_API}
 
 
 def nettrain_cli(args: list, cwd: Path, memory: int = None) -> subprocess.CompletedProcess:
@@ -60,14 +60,15 @@ def table_run(tmp_path_factory) -> Path:
     rows = "\n".join(f"{i % 7},{i % 3},{'yes' if i % 2 else 'no'}" for i in range(40))
     (where / "table.csv").write_text(f"a,b,y\n{rows}\n")
     return nettrain.fit(dataset="csv", data_dir=str(where / "table.csv"), target="y", model="mlp",
-                        run_dir=where / "run", **{"model.args.hidden": [8]}, **QUIET_API).dir
+                        run_dir=where / "run", **{"model.args.hidden": [8]}, **QUIET_ONE_EPOCH_API).dir
 
 
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory) -> Path:
     where = tmp_path_factory.mktemp("text")
     path = write_csv(where / "texts.csv", texts_and_labels())
-    return nettrain.fit(dataset="text", data_dir=str(path), model="fasttext", run_dir=where / "run", **QUIET_API).dir
+    return nettrain.fit(dataset="text", data_dir=str(path), model="fasttext", run_dir=where / "run",
+                        **QUIET_ONE_EPOCH_API).dir
 
 
 def text_folder(root: Path) -> Path:
@@ -82,27 +83,31 @@ def text_folder(root: Path) -> Path:
 
 def test_a_fifo_config_is_one_line(tmp_path):
     config = fifo(tmp_path / "fifo.yaml")
-    assert_refused(nettrain_cli(["fit", "--config", config, "--dataset", "digits", *QUIET], tmp_path), config)
+    assert_refused(nettrain_cli(["fit", "--config", config, "--dataset", "digits", *QUIET_ONE_EPOCH], tmp_path), config)
 
 
+@pytest.mark.slow   # a process of its own; the FIFO config, text and predict-file cases are the fast ones
 def test_a_fifo_table_is_one_line(tmp_path):
     table = fifo(tmp_path / "fifo.csv")
-    proc = nettrain_cli(["fit", "--dataset", "csv", "--data-dir", table, "--target", "y", *QUIET], tmp_path)
+    proc = nettrain_cli(["fit", "--dataset", "csv", "--data-dir", table, "--target", "y", *QUIET_ONE_EPOCH], tmp_path)
     assert_refused(proc, table)
 
 
 def test_a_fifo_text_in_a_text_folder_is_one_line(tmp_path):
     folder = text_folder(tmp_path / "texts")
     planted = fifo(folder / "pos" / "zz.txt")
-    proc = nettrain_cli(["fit", "--dataset", "text", "--data-dir", folder, "--model", "fasttext", *QUIET], tmp_path)
+    proc = nettrain_cli(["fit", "--dataset", "text", "--data-dir", folder, "--model", "fasttext", *QUIET_ONE_EPOCH],
+                        tmp_path)
     assert_refused(proc, planted)
 
 
+@pytest.mark.slow   # a process of its own; the FIFO config, text and predict-file cases are the fast ones
 def test_evaluate_of_a_fifo_checkpoint_is_one_line(tmp_path):
     checkpoint = fifo(tmp_path / "fifo.pt")
     assert_refused(nettrain_cli(["evaluate", checkpoint], tmp_path), checkpoint)
 
 
+@pytest.mark.slow   # a process of its own; the FIFO config, text and predict-file cases are the fast ones
 def test_evaluate_of_a_run_whose_data_dir_is_a_fifo_is_one_line(table_run, tmp_path):
     """A downloaded run names its own data: a FIFO there hung `evaluate`."""
     run = Path(shutil.copytree(table_run, tmp_path / "run"))
@@ -126,12 +131,13 @@ def test_a_fifo_onnx_model_is_one_line(tmp_path):
     assert_refused(nettrain_cli(["predict", model, "x.png"], tmp_path), model)
 
 
-@pytest.mark.parametrize("run", ["table_run", "text_run"])
+@pytest.mark.parametrize("run", ["table_run", pytest.param("text_run", marks=pytest.mark.slow)])
 def test_predict_file_of_a_fifo_is_one_line(run, request, tmp_path):
     rows = fifo(tmp_path / "fifo.csv")
     assert_refused(nettrain_cli(["predict", request.getfixturevalue(run), "--file", rows], tmp_path), rows)
 
 
+@pytest.mark.slow   # a process of its own; the FIFO config, text and predict-file cases are the fast ones
 def test_report_of_a_run_whose_metrics_are_a_fifo_is_one_line(table_run, tmp_path):
     run = Path(shutil.copytree(table_run, tmp_path / "run"))
     (run / "metrics.csv").unlink()
@@ -146,7 +152,8 @@ def test_a_text_linked_to_dev_zero_is_one_line_not_a_memory_blow_up(tmp_path):
     """`pos/zz.txt -> /dev/zero` grew fit to 24 GB; under a cap of a few GiB a regression fails at once."""
     folder = text_folder(tmp_path / "texts")
     (folder / "pos" / "zz.txt").symlink_to("/dev/zero")
-    proc = nettrain_cli(["fit", "--dataset", "text", "--data-dir", folder, "--model", "fasttext", *QUIET], tmp_path,
+    proc = nettrain_cli(["fit", "--dataset", "text", "--data-dir", folder, "--model", "fasttext", *QUIET_ONE_EPOCH],
+                        tmp_path,
                         memory=MEMORY_CAP)
     assert_refused(proc, folder / "pos" / "zz.txt", "a character device")
 

@@ -16,7 +16,7 @@ from nettrain.report.live import LiveReport
 from nettrain.runlock import RunLock
 from nettrain.runs import RunDir
 
-QUIET = {"run.progress": "none", "run.tensorboard": False}
+QUIET_WITH_REPORT = {"run.progress": "none", "run.tensorboard": False}   # the HTML report is written
 DIGITS_FIGURES = {"learning_curves.png", "lr_schedule.png", "confusion_matrix.png", "per_class.png",
                   "test_examples.png", "top_losses.png", "calibration.png"}
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -26,7 +26,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def digits_run(tmp_path_factory):
     """One tiny digits run, shared: its report is the fit's own, written when it ended."""
     run_dir = tmp_path_factory.mktemp("report") / "digits"
-    nettrain.fit(dataset="digits", model="mlp", epochs=2, run_dir=str(run_dir), **QUIET)
+    nettrain.fit(dataset="digits", model="mlp", epochs=2, run_dir=str(run_dir), **QUIET_WITH_REPORT)
     return run_dir
 
 
@@ -66,7 +66,7 @@ def test_a_digits_fit_writes_every_figure_and_records_them(digits_run):
 @pytest.mark.parametrize("dataset, figure", [("quadratic", "regression_fit.png"),
                                              ("two-gaussians", "decision_boundary.png")])
 def test_the_toy_tasks_get_their_own_figure(tmp_path, dataset, figure):
-    run = nettrain.fit(dataset=dataset, model="mlp", epochs=2, run_dir=str(tmp_path / "run"), **QUIET)
+    run = nettrain.fit(dataset=dataset, model="mlp", epochs=2, run_dir=str(tmp_path / "run"), **QUIET_WITH_REPORT)
     figures = {p.name for p in (run.dir / "figures").iterdir()}
     assert figure in figures and "learning_curves.png" in figures
     for name in figures:
@@ -156,7 +156,7 @@ def test_nettrain_report_waits_for_the_runs_writer(digits_copy, capsys):
 def test_overwrite_deletes_the_report_with_the_run(digits_copy):
     (digits_copy / "figures" / "mine.txt").write_text("the user's")
     nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=str(digits_copy), overwrite=True,
-                 **QUIET, **{"run.report": False})
+                 **QUIET_WITH_REPORT, **{"run.report": False})
     assert not (digits_copy / "report.html").exists() and not (digits_copy / "predictions.npz").exists()
     assert [p.name for p in (digits_copy / "figures").iterdir()] == ["mine.txt"]   # only what nettrain wrote
 
@@ -213,14 +213,14 @@ def test_a_fit_rewrites_the_live_page_at_epoch_ends(tmp_path, monkeypatch):
         pages.append((kw.get("live", False), path.read_text()))
         return path
     monkeypatch.setattr(live_module, "write", write)
-    nettrain.fit(dataset="two-gaussians", model="mlp", epochs=3, run_dir=str(tmp_path / "run"), **QUIET)
+    nettrain.fit(dataset="two-gaussians", model="mlp", epochs=3, run_dir=str(tmp_path / "run"), **QUIET_WITH_REPORT)
     assert [is_live for is_live, _ in pages] == [True, True, False]   # epochs 1 and 2 live, then the full page
     assert all(('http-equiv="refresh"' in html) == is_live for is_live, html in pages)
     assert "decision_boundary" in pages[-1][1] and "decision_boundary" not in pages[0][1]
 
 
 def test_run_report_false_writes_no_report(tmp_path):
-    run = nettrain.fit(dataset="quadratic", model="mlp", epochs=1, run_dir=str(tmp_path / "run"), **QUIET,
+    run = nettrain.fit(dataset="quadratic", model="mlp", epochs=1, run_dir=str(tmp_path / "run"), **QUIET_WITH_REPORT,
                        **{"run.report": False})
     assert not (run.dir / "report.html").exists() and not (run.dir / "figures").exists()
 
@@ -294,7 +294,7 @@ def test_a_text_runs_top_losses_are_its_test_texts(tmp_path):
     from nettrain.data.text import load_text
     data = _texts_csv(tmp_path / "t.csv")
     run = nettrain.fit(dataset="text", data_dir=str(data), model="fasttext", epochs=2, batch_size=8, lr=0.1,
-                       run_dir=str(tmp_path / "run"), **QUIET)
+                       run_dir=str(tmp_path / "run"), **QUIET_WITH_REPORT)
     test = load_text(Config().override({"data.name": "text", "data.dir": str(data)}).data).test
     with np.load(run.dir / "predictions.npz", allow_pickle=False) as p:   # plain data: a unicode array
         texts, loss, probs, true = p["top_texts"], p["top_loss"], p["top_probs"], p["top_true"]
@@ -338,7 +338,7 @@ def test_the_shown_test_images_are_spread_through_a_split_stored_by_class():
 
 
 def test_report_of_a_run_fit_without_one_makes_its_predictions_first(tmp_path, capsys):
-    run = nettrain.fit(dataset="digits", model="mlp", epochs=1, run_dir=str(tmp_path / "run"), **QUIET,
+    run = nettrain.fit(dataset="digits", model="mlp", epochs=1, run_dir=str(tmp_path / "run"), **QUIET_WITH_REPORT,
                        **{"run.report": False})   # as the speed recipes train: no figures, no predictions.npz
     assert not (run.dir / "predictions.npz").exists()
     assert main(["report", str(run.dir)]) == 0

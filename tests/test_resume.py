@@ -58,6 +58,7 @@ def kill_when(proc, ready, what: str, timeout: float = 300):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
+@pytest.mark.slow   # beside the 4-epoch reference run of about 4 s an epoch
 def test_resume_after_kill_9_in_epoch_3_matches_the_uninterrupted_run(reference, tmp_path):
     run_dir = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}   # the reference's thread count
@@ -76,6 +77,7 @@ def test_resume_after_kill_9_in_epoch_3_matches_the_uninterrupted_run(reference,
     assert (run_dir / "config.yaml").read_text() == (reference / "config.yaml").read_text()
 
 
+@pytest.mark.slow   # beside the 4-epoch reference run of about 4 s an epoch
 def test_config_yaml_repeats_a_run_exactly(reference, tmp_path):
     other = tmp_path / "again"
     assert main(["fit", "--config", str(reference / "config.yaml"), "--run-dir", str(other)]) == 0
@@ -85,6 +87,7 @@ def test_config_yaml_repeats_a_run_exactly(reference, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 
+@pytest.mark.slow   # beside the 4-epoch reference run of about 4 s an epoch
 def test_resume_a_finished_run_changes_nothing(reference):
     before = (reference / "metrics.csv").read_text()
     assert main(["fit", "--resume", str(reference)]) == 0

@@ -12,21 +12,21 @@ from nettrain.cli import main
 from nettrain.config import Config
 from nettrain.errors import DivergedError
 from nettrain.runs import read_metrics
+from conftest import QUIET_API
 
-QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False}
 REQUIRED_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 
 
 @pytest.fixture(scope="module")
 def classification_run(tmp_path_factory):
     return nettrain.fit(dataset="two-gaussians", model="mlp", epochs=3, lr=0.01, seed=1,
-                        run_dir=tmp_path_factory.mktemp("runs") / "cls", **{"model.args.hidden": [8]}, **QUIET)
+                        run_dir=tmp_path_factory.mktemp("runs") / "cls", **{"model.args.hidden": [8]}, **QUIET_API)
 
 
 @pytest.fixture(scope="module")
 def regression_run(tmp_path_factory):
     return nettrain.fit(dataset="quadratic", model="mlp", epochs=2, run_dir=tmp_path_factory.mktemp("runs") / "reg",
-                        **{"model.args.hidden": [8]}, **QUIET)
+                        **{"model.args.hidden": [8]}, **QUIET_API)
 
 
 def test_run_directory_files(classification_run):
@@ -100,7 +100,7 @@ def test_best_and_last_checkpoints(classification_run):
 
 
 def fit_into(run_dir, **extra):
-    return nettrain.fit(dataset="two-gaussians", model="mlp", run_dir=run_dir, **{"epochs": 1, **QUIET, **extra})
+    return nettrain.fit(dataset="two-gaussians", model="mlp", run_dir=run_dir, **{"epochs": 1, **QUIET_API, **extra})
 
 
 def tree(path) -> dict:
@@ -205,12 +205,12 @@ def test_cli_refuses_an_existing_run_dir_and_overwrite_replaces_a_run(tmp_path, 
 
 def test_default_run_dir_and_empty_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    a = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, **QUIET)
-    b = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, **QUIET)
+    a = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, **QUIET_API)
+    b = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, **QUIET_API)
     assert a.dir.parent.name == "runs" and a.dir.name.endswith("-two-gaussians-mlp")
     assert a.dir != b.dir and (b.dir / "best.pt").exists()   # two runs in the same second do not collide
     (tmp_path / "empty").mkdir()
-    c = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "empty", **QUIET)
+    c = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "empty", **QUIET_API)
     assert (c.dir / "best.pt").exists()
     assert yaml.safe_load((c.dir / "config.yaml").read_text())["run"]["dir"] is None
 
@@ -347,7 +347,8 @@ def test_non_finite_weights_stop_the_run_before_a_checkpoint_keeps_them(tmp_path
     x, y = data.train.x, data.train.y
     with pytest.raises(DivergedError, match=r"bn.running_var holds inf or NaN after epoch 2 \(the loss is finite\); "
                                             r"lower the learning rate .*run/last.pt keeps epoch 1$"):
-        nettrain.fit(model=BatchNormOverflows(), data=(x, y), epochs=3, batch_size=64, run_dir=tmp_path / "run", **QUIET)
+        nettrain.fit(model=BatchNormOverflows(), data=(x, y), epochs=3, batch_size=64, run_dir=tmp_path / "run",
+                     **QUIET_API)
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model"].values()
                                       if v.is_floating_point())
@@ -418,7 +419,7 @@ def test_a_record_edited_by_hand_deletes_nothing_outside_the_run(tmp_path):
 
 def test_a_validation_split_chooses_best_pt_and_the_test_split_never_does(tmp_path, capsys):
     run = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=3, lr=0.01, seed=1, run_dir=tmp_path / "val",
-                       **{"model.args.hidden": [8], "data.val_fraction": 0.2, **QUIET, "run.progress": "lines"})
+                       **{"model.args.hidden": [8], "data.val_fraction": 0.2, **QUIET_API, "run.progress": "lines"})
     best = torch.load(run.dir / "best.pt", weights_only=True)
     accs = [r["val_acc"] for r in run.metrics]
     assert best["best"] == {"metric": "val_acc", "value": max(accs), "epoch": accs.index(max(accs)) + 1}
@@ -429,7 +430,7 @@ def test_a_validation_split_chooses_best_pt_and_the_test_split_never_does(tmp_pa
 
 def test_without_a_validation_split_the_log_says_test_and_suggests_one_once(tmp_path, capsys):
     nettrain.fit(dataset="two-gaussians", model="mlp", epochs=2, run_dir=tmp_path / "r",
-                 **{"model.args.hidden": [8], **QUIET, "run.progress": "lines"})
+                 **{"model.args.hidden": [8], **QUIET_API, "run.progress": "lines"})
     out = capsys.readouterr().out
     assert out.count("--data.val_fraction 0.1") == 1 and "| test loss" in out and "| val loss" not in out
     assert "model: the weights of epoch 2 (the last" in out

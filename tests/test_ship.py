@@ -15,7 +15,7 @@ import nettrain
 from nettrain.cli import main
 from nettrain.runs import MANIFEST
 
-QUIET = {"run.progress": "none", "run.tensorboard": False}
+QUIET_WITH_REPORT = {"run.progress": "none", "run.tensorboard": False}   # the HTML report is written
 SRC = str(Path(nettrain.__file__).resolve().parents[1])
 
 ort = pytest.importorskip("onnxruntime")   # the test extra installs it; elsewhere these tests skip cleanly
@@ -29,7 +29,7 @@ def digits_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NETTRAIN_HOME", str(home))
         run = nettrain.fit(dataset="digits", model="cnn", epochs=2, run_dir=tmp_path_factory.mktemp("r") / "run",
-                           **QUIET)
+                           **QUIET_WITH_REPORT)
         from nettrain.export import export
         export(run.dir, "onnx", say=lambda line: None)
     return run.dir
@@ -73,7 +73,8 @@ def test_summary_of_a_run_uses_its_shape(digits_run, capsys):
 def test_summary_of_a_text_run_runs_its_model_on_tokens_and_lengths(tmp_path, capsys, model):
     from test_text import texts_and_labels, write_csv
     path = write_csv(tmp_path / "texts.csv", texts_and_labels())
-    run = nettrain.fit(dataset="text", data_dir=str(path), model=model, epochs=1, run_dir=tmp_path / "run", **QUIET)
+    run = nettrain.fit(dataset="text", data_dir=str(path), model=model, epochs=1, run_dir=tmp_path / "run",
+                       **QUIET_WITH_REPORT)
     capsys.readouterr()
     assert main(["summary", str(run.dir)]) == 0
     out = capsys.readouterr().out
@@ -110,14 +111,17 @@ def test_lr_find_ramps_up_stops_on_divergence_and_plots(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "suggested lr" in out and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     found = nettrain.lrfind.lr_find(dataset="two-gaussians", model="mlp", optimizer="sgd", steps=200, end_lr=1e4,
-                                    plot=None, **QUIET)
+                                    plot=None, **QUIET_WITH_REPORT)
     assert len(found.lrs) < 200   # sgd at lr 1e4 diverges: the ramp stops before its end
     assert np.allclose(np.diff(np.log(found.lrs)), np.log(found.lrs[1] / found.lrs[0]))   # exponential
     assert found.lrs[0] == pytest.approx(1e-7) and found.lrs[0] < found.lr < found.lrs[-1]
 
 
+# the lr finder and two trainings; test_lr_auto_leaves_the_users_module_untrained_by_the_finder is the fast one
+@pytest.mark.slow
 def test_fit_lr_auto_trains_from_the_same_start_with_the_suggestion(tmp_path, capsys):
-    auto = nettrain.fit(dataset="two-gaussians", model="mlp", lr="auto", epochs=2, run_dir=tmp_path / "auto", **QUIET)
+    auto = nettrain.fit(dataset="two-gaussians", model="mlp", lr="auto", epochs=2, run_dir=tmp_path / "auto",
+                        **QUIET_WITH_REPORT)
     err = capsys.readouterr().err
     assert "lr auto: the lr finder suggested" in err
     chosen = nettrain.Config.load(auto.dir / "config.yaml").optim.lr
@@ -125,7 +129,8 @@ def test_fit_lr_auto_trains_from_the_same_start_with_the_suggestion(tmp_path, ca
     assert "lr_find.png" in json.loads((auto.dir / MANIFEST).read_text())["files"]
     assert (auto.dir / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     # the finder trained a copy: the run is the one a fit with that lr given would have been, bit for bit
-    given = nettrain.fit(dataset="two-gaussians", model="mlp", lr=chosen, epochs=2, run_dir=tmp_path / "given", **QUIET)
+    given = nettrain.fit(dataset="two-gaussians", model="mlp", lr=chosen, epochs=2, run_dir=tmp_path / "given",
+                         **QUIET_WITH_REPORT)
     a, b = (torch.load(d / "best.pt", weights_only=True)["model"] for d in (auto.dir, given.dir))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -136,15 +141,17 @@ def test_lr_auto_leaves_the_users_module_untrained_by_the_finder(tmp_path):
     x, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
     net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     twin = copy.deepcopy(net)
-    auto = nettrain.fit(model=net, data=(x, y), lr="auto", epochs=1, batch_size=16, run_dir=tmp_path / "a", **QUIET)
+    auto = nettrain.fit(model=net, data=(x, y), lr="auto", epochs=1, batch_size=16, run_dir=tmp_path / "a",
+                        **QUIET_WITH_REPORT)
     chosen = nettrain.Config.load(auto.dir / "config.yaml").optim.lr
-    given = nettrain.fit(model=twin, data=(x, y), lr=chosen, epochs=1, batch_size=16, run_dir=tmp_path / "b", **QUIET)
+    given = nettrain.fit(model=twin, data=(x, y), lr=chosen, epochs=1, batch_size=16, run_dir=tmp_path / "b",
+                         **QUIET_WITH_REPORT)
     a, b = (torch.load(d / "best.pt", weights_only=True)["model"] for d in (auto.dir, given.dir))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_lr_auto_on_a_resume_is_refused(tmp_path, capsys):
-    nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "run", **QUIET)
+    nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "run", **QUIET_WITH_REPORT)
     assert "lr auto chooses" in one_line_error(capsys, ["fit", "--resume", str(tmp_path / "run"), "--lr", "auto"])
 
 
@@ -212,7 +219,7 @@ def test_export_refuses_to_replace_and_keeps_no_file_that_disagrees(digits_run, 
 
 
 def test_dynamo_failure_falls_back_to_the_torchscript_exporter(tmp_path, monkeypatch, capsys):
-    run = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "run", **QUIET)
+    run = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "run", **QUIET_WITH_REPORT)
     real = torch.onnx.export
 
     def no_dynamo(*args, dynamo=True, **kwargs):
@@ -230,7 +237,7 @@ def test_dynamo_failure_falls_back_to_the_torchscript_exporter(tmp_path, monkeyp
 
 
 def test_torchscript_export_of_a_vector_run(tmp_path):
-    run = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "run", **QUIET)
+    run = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "run", **QUIET_WITH_REPORT)
     assert main(["export", str(run.dir), "--format", "torchscript"]) == 0
     module = torch.jit.load(str(run.dir / "model.torchscript.pt"))
     rows = torch.tensor([[0.0, 1.0], [2.0, -3.0], [1.0, 1.0]])
@@ -256,7 +263,7 @@ def test_table_export_fills_and_standardizes_in_the_graph_and_predicts_csv_witho
     from nettrain.data.table import MISSING
     from nettrain.onnxpredict import MISSING as ONNX_MISSING
     assert ONNX_MISSING == MISSING   # the torch-free reader reads missing cells as training did
-    run = nettrain.fit(dataset="iris", model="mlp", epochs=2, run_dir=tmp_path / "run", **QUIET)
+    run = nettrain.fit(dataset="iris", model="mlp", epochs=2, run_dir=tmp_path / "run", **QUIET_WITH_REPORT)
     assert main(["export", str(run.dir)]) == 0
     names = json.loads((run.dir / "model.onnx.json").read_text())["input"]["columns"]
     rows = [dict(zip(names, r)) for r in ([5.1, 3.5, 1.4, 0.2], [6.9, 3.1, 5.4, 2.3], [6.0, None, 4.5, None])]
@@ -270,6 +277,7 @@ def test_table_export_fills_and_standardizes_in_the_graph_and_predicts_csv_witho
     assert all(g[c] == pytest.approx(p, abs=1e-5) for g, w in zip(got, want) for c, p in w)
 
 
+@pytest.mark.slow   # a training, an export and a process; the numeric table export is the fast one
 def test_a_table_with_text_columns_exports_its_one_hot_encoding_and_predicts_csv_without_torch(tmp_path):
     # the colour decides the class; the size is noise; the shape is a second text column
     rng = np.random.default_rng(0)
@@ -279,7 +287,7 @@ def test_a_table_with_text_columns_exports_its_one_hot_encoding_and_predicts_csv
     data = tmp_path / "things.csv"
     data.write_text("colour,size,shape,label\n" + "\n".join(lines) + "\n")
     run = nettrain.fit(dataset="csv", data_dir=str(data), target="label", epochs=3, lr=0.02,
-                       run_dir=tmp_path / "run", **QUIET)
+                       run_dir=tmp_path / "run", **QUIET_WITH_REPORT)
     assert main(["export", str(run.dir)]) == 0   # checked against predict on held-out rows in the export itself
     record = json.loads((run.dir / "model.onnx.json").read_text())
     assert record["input"]["levels"] == {"colour": ["blue", "green", "red"], "shape": ["round", "square"]}
@@ -323,12 +331,13 @@ def test_lr_flag_takes_auto_or_a_number(capsys):
 
 @pytest.mark.parametrize("model, exporter", [("fasttext", "onnx (dynamo exporter)"),
                                              # its two plain LSTM passes: dynamo captures them (packed ones it cannot)
-                                             ("bilstm", "onnx (dynamo exporter)")])
+                                             pytest.param("bilstm", "onnx (dynamo exporter)", marks=pytest.mark.slow)])
 def test_text_export_takes_ids_and_lengths_and_predicts_strings_without_torch(tmp_path, model, exporter):
     from test_text import texts_and_labels, write_csv
     path = write_csv(tmp_path / "texts.csv", texts_and_labels())
     run = nettrain.fit(dataset="text", data_dir=str(path), model=model, epochs=2, run_dir=tmp_path / "run",
-                       **{"model.args.embed": 8, **({"model.args.hidden": 8} if model == "bilstm" else {}), **QUIET})
+                       **{"model.args.embed": 8, **({"model.args.hidden": 8} if model == "bilstm" else {}),
+                          **QUIET_WITH_REPORT})
     assert main(["export", str(run.dir)]) == 0
     meta = json.loads((run.dir / "model.onnx.json").read_text())
     assert meta["exporter"] == exporter and meta["input"]["names"] == ["tokens", "lengths"]
@@ -348,6 +357,7 @@ def test_text_export_takes_ids_and_lengths_and_predicts_strings_without_torch(tm
                for r, w in zip(printed, want) for p in r["predictions"])
 
 
+@pytest.mark.slow   # exports every LSTM layout
 def test_every_lstm_export_of_a_process_keeps_its_sequence_axis_dynamic(tmp_path, capsys):
     """torch 2.14's dynamo exporter fixes an LSTM's sequence axis at the example's width from the second export of a
     process on, without a word; export then takes the TorchScript-based exporter, said in one line."""
@@ -358,7 +368,7 @@ def test_every_lstm_export_of_a_process_keeps_its_sequence_axis_dynamic(tmp_path
     texts = ["ok", "the food was good " * 8]   # 1 word, and longer than any training text
     for name in ("first", "second"):
         run = nettrain.fit(dataset="text", data_dir=str(path), model="bilstm", epochs=1, run_dir=tmp_path / name,
-                           **{"model.args.embed": 8, "model.args.hidden": 8, **QUIET})
+                           **{"model.args.embed": 8, "model.args.hidden": 8, **QUIET_WITH_REPORT})
         assert main(["export", str(run.dir)]) == 0
         dims = onnx.load(str(run.dir / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
         assert [bool(d.dim_param) for d in dims] == [True, True]   # batch and length

@@ -16,8 +16,9 @@ from nettrain.engine import syncbn
 from nettrain.engine.checkpoint import clean_state_dict
 from nettrain.errors import ConfigError
 from nettrain.models import build_model
+from conftest import QUIET
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--device", "cpu"]
+QUIET_CPU_FLAGS = [*QUIET, "--device", "cpu"]
 
 
 def cnn():
@@ -59,7 +60,7 @@ def test_a_model_trained_with_syncbatchnorm_layers_loads_and_predicts_in_one_pro
                         swapped.append(nn.SyncBatchNorm.convert_sync_batchnorm(module)) or swapped[-1])
     run_dir = tmp_path / "run"
     assert main(["fit", "--dataset", "digits", "--model", "cnn", "--epochs", "1", "--data.limit", "256",
-                 "--sync-batchnorm", "--run-dir", str(run_dir), *QUIET]) == 0
+                 "--sync-batchnorm", "--run-dir", str(run_dir), *QUIET_CPU_FLAGS]) == 0
     assert Config.load(run_dir / "config.yaml").train.sync_batchnorm
     assert sum(isinstance(m, nn.SyncBatchNorm) for m in swapped[0].modules()) == 3   # it trained swapped
     trained = torch.load(run_dir / "last.pt", weights_only=True)["model"]

@@ -14,8 +14,8 @@ from nettrain.data.table import features, learn, split
 from nettrain.engine.metrics import classification_metrics, regression_metrics
 from nettrain.errors import CheckpointError, DataError
 from nettrain.runs import RUN_FILES
+from conftest import QUIET
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
 FAST = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "model": "mlp", "model.args.hidden": [16]}
 
 

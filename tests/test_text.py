@@ -14,7 +14,7 @@ from nettrain.data.text import TextData, grouped_split, load_text, read_rows
 from nettrain.runs import read_metrics
 from nettrain.engine.metrics import classification_metrics as class_scores
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--device", "cpu"]
+QUIET_CPU_WITH_REPORT = ["--run.progress", "none", "--run.tensorboard", "false", "--device", "cpu"]
 
 
 def texts_and_labels(n=60, seed=0):
@@ -50,7 +50,7 @@ def sms(tmp_path):
 
 def fit_args(path, run_dir, *extra, model="fasttext", epochs="2"):
     return ["fit", "--dataset", "text", "--data-dir", str(path), "--model", model, "--epochs", epochs,
-            "--batch-size", "8", "--lr", "0.1", "--run-dir", str(run_dir), *QUIET, *extra]
+            "--batch-size", "8", "--lr", "0.1", "--run-dir", str(run_dir), *QUIET_CPU_WITH_REPORT, *extra]
 
 
 # ---- reading and splitting -----------------------------------------------------------------------
@@ -241,7 +241,7 @@ def test_unknown_text_option_is_refused(sms, tmp_path, capsys):
 
 def test_data_args_of_a_dataset_that_takes_none_are_refused(tmp_path, capsys):
     assert main(["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1", "--data.args.bucket", "true",
-                 "--run-dir", str(tmp_path / "run"), *QUIET]) == 2
+                 "--run-dir", str(tmp_path / "run"), *QUIET_CPU_WITH_REPORT]) == 2
     assert "dataset 'two-gaussians' takes no data.args (got bucket)" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
@@ -347,6 +347,8 @@ def varied_texts(n=400, seed=5):
     return rows
 
 
+# two trainings and a killed process; test_a_resumed_text_run_equals_an_uninterrupted_one is the fast one
+@pytest.mark.slow
 def test_a_text_run_killed_with_sigkill_resumes_to_the_uninterrupted_run_bit_for_bit(tmp_path):
     """As tests/test_resume.py does for images: the same run uninterrupted and killed (SIGKILL, in another process,
     whose Python hash seed differs: a vocabulary or split that followed set or dict order would differ) after
@@ -488,6 +490,7 @@ def names(n=150, seed=0):
     return rows
 
 
+@pytest.mark.slow   # trains, then predicts and exports in processes of their own
 def test_a_character_tokenizer_learns_what_words_cannot_and_predict_and_export_use_it(tmp_path, capsys):
     path = write_csv(tmp_path / "names.csv", names())
     scores = {}

@@ -5,8 +5,7 @@ import torch
 from torch import nn
 
 import nettrain
-
-QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "device": "cpu", "precision": "32"}
+from conftest import QUIET_CPU_FP32
 
 
 def test_a_short_last_accumulation_group_is_the_mean_of_its_own_batches(tmp_path):
@@ -17,7 +16,7 @@ def test_a_short_last_accumulation_group_is_the_mean_of_its_own_batches(tmp_path
     w0 = net.weight.detach().clone()
     nettrain.fit(model=net, data=(x, y), val_data=(x, y), loss="mse", optimizer="sgd", lr=0.1, epochs=1,
                  batch_size=2, scheduler="none", run_dir=tmp_path / "run",
-                 **{**QUIET, "train.accumulate": 2, "train.shuffle": False})
+                 **{**QUIET_CPU_FP32, "train.accumulate": 2, "train.shuffle": False})
 
     def grad(w, xb, yb):
         w = w.clone().requires_grad_()
@@ -35,11 +34,11 @@ def _pairs(n=40, seed=0):
 
 def test_val_fraction_0_holds_nothing_out_of_the_users_arrays(tmp_path):
     x, y = _pairs()
-    run = nettrain.fit(data=(x, y), model="mlp", epochs=1, run_dir=tmp_path / "run", **QUIET,
+    run = nettrain.fit(data=(x, y), model="mlp", epochs=1, run_dir=tmp_path / "run", **QUIET_CPU_FP32,
                        **{"data.val_fraction": 0})
     assert run.metrics[0]["val_loss"] is None and run.test == {}
     # left out, 20% is still held out as the test split
-    default = nettrain.fit(data=(x, y), model="mlp", epochs=1, run_dir=tmp_path / "default", **QUIET)
+    default = nettrain.fit(data=(x, y), model="mlp", epochs=1, run_dir=tmp_path / "default", **QUIET_CPU_FP32)
     assert default.test["examples"] == 8
 
 
@@ -52,7 +51,8 @@ def test_val_fraction_0_trains_on_every_example(tmp_path, monkeypatch):
         return real(data, *a, **k)
     monkeypatch.setattr(nettrain.training, "make_batches", recording)
     x, y = _pairs()
-    nettrain.fit(data=(x, y), model="mlp", epochs=1, run_dir=tmp_path / "run", **QUIET, **{"data.val_fraction": 0})
+    nettrain.fit(data=(x, y), model="mlp", epochs=1, run_dir=tmp_path / "run",
+                 **QUIET_CPU_FP32, **{"data.val_fraction": 0})
     assert seen[0] == 40
 
 
@@ -62,27 +62,29 @@ def test_images_normalized_to_minus_one_one_are_taken_as_images(tmp_path, capsys
     pixels = torch.randint(0, 256, (20, 3, 8, 8), generator=g, dtype=torch.uint8)
     x = (pixels.float() / 255 - 0.5) / 0.5
     run = nettrain.fit(data=(x, torch.arange(20) % 2), model="cnn", epochs=1, run_dir=tmp_path / "run",
-                       **{**QUIET, "model.args.width": 4})
+                       **{**QUIET_CPU_FP32, "model.args.width": 4})
     assert run.model.info.kind == "image" and run.model.info.shape == [3, 8, 8]
     assert "normalized to [-1, 1]" in capsys.readouterr().err
 
 
 def test_float_class_labels_are_classes_said_in_one_line_and_overridable(tmp_path, capsys):
     x, y = _pairs()
-    run = nettrain.fit(data=(x, torch.Tensor(y.tolist())), model="mlp", epochs=1, run_dir=tmp_path / "cls", **QUIET)
+    run = nettrain.fit(data=(x, torch.Tensor(y.tolist())), model="mlp", epochs=1, run_dir=tmp_path / "cls",
+                       **QUIET_CPU_FP32)
     assert run.model.info.task == "classification" and run.model.classes == ["0", "1"]
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "taken as class labels" in err and "data.task" in err
     reg = nettrain.fit(data=(x, torch.Tensor(y.tolist())), model="mlp", epochs=1, run_dir=tmp_path / "reg",
-                       **{**QUIET, "data.task": "regression"})
+                       **{**QUIET_CPU_FP32, "data.task": "regression"})
     assert reg.model.info.task == "regression"
-    values = nettrain.fit(data=(x, torch.randn(40)), model="mlp", epochs=1, run_dir=tmp_path / "values", **QUIET)
+    values = nettrain.fit(data=(x, torch.randn(40)), model="mlp", epochs=1, run_dir=tmp_path / "values",
+                          **QUIET_CPU_FP32)
     assert values.model.info.task == "regression"
 
 
 def test_data_limit_trains_on_a_seeded_subset(tmp_path):
     run = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=1, run_dir=tmp_path / "run",
-                       **{**QUIET, "data.limit": 30, "model.args.hidden": [4]})
+                       **{**QUIET_CPU_FP32, "data.limit": 30, "model.args.hidden": [4]})
     assert run.metrics[0]["examples_per_s"] > 0
     from nettrain.config import Config
     from nettrain.data import load_data

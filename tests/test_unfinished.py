@@ -14,9 +14,9 @@ import torch
 import nettrain
 from nettrain.cli import main
 from nettrain.resume import unfinished
+from conftest import QUIET
 
 SRC = str(Path(nettrain.__file__).resolve().parents[1])
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false"]
 FIT = ["fit", "--dataset", "two-gaussians", "--model", "mlp", "--model.args.hidden", "[8]", "--epochs", "2",
        "--batch-size", "512", "--seed", "5"]
 

@@ -18,9 +18,8 @@ from PIL import Image
 import nettrain
 from nettrain.cli import main
 from nettrain.errors import CheckpointError, ModelError, NettrainError
+from conftest import QUIET, QUIET_API
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
-QUIET_API = {"run.progress": "none", "run.tensorboard": False, "run.report": False}
 SRC = str(Path(nettrain.__file__).resolve().parents[1])
 
 EVIL = """import pathlib

@@ -18,9 +18,9 @@ from PIL import Image
 
 import nettrain
 from nettrain.cli import main
+from conftest import QUIET
 
 SRC = str(Path(nettrain.__file__).resolve().parents[1])
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false"]
 SMALL = ["--dataset", "digits", "--epochs", "1", "--batch-size", "512", "--precision", "32"]
 
 NET = """import helpers   # the user's own module beside the package, found on PYTHONPATH as when it trained

@@ -12,8 +12,7 @@ from nettrain.data import from_user_data
 from nettrain.config import DataConfig
 from nettrain.errors import CheckpointError, DataError
 from nettrain.runs import read_metrics
-
-QUIET = {"run.progress": "none", "run.tensorboard": False, "run.report": False, "device": "cpu"}
+from conftest import QUIET_CPU
 
 
 # ---- seed 002's program, tiny: token sequences of 5-40 ids, label = more 7s than 8s ------------------------------
@@ -67,7 +66,7 @@ def test_a_variable_length_dataset_trains_through_the_users_collate_and_predicts
     torch.manual_seed(0)
     train, val = Sequences(320, seed=1), Sequences(100, seed=2)
     run = nettrain.fit(model=BiLSTM(), data=train, val_data=val, collate_fn=pad_collate, optimizer="adam", lr=0.02,
-                       epochs=3, batch_size=32, scheduler="none", run_dir=tmp_path / "run", **QUIET)
+                       epochs=3, batch_size=32, scheduler="none", run_dir=tmp_path / "run", **QUIET_CPU)
     assert run.test["acc"] >= 0.7 and run.test["examples"] == 100   # chance is about 0.5
     state = torch.load(run.dir / "best.pt", weights_only=True)        # still plain data
     assert state["data"]["kind"] == "custom" and state["data"]["shape"] == []
@@ -91,7 +90,7 @@ def test_load_of_a_collate_fn_it_cannot_find_again_names_the_fix(tmp_path):
         return pad_collate(batch)
 
     run = nettrain.fit(model=BiLSTM(), data=Sequences(40, seed=3), collate_fn=local_pad, epochs=1,
-                       run_dir=tmp_path / "run", **QUIET)
+                       run_dir=tmp_path / "run", **QUIET_CPU)
     with pytest.raises(CheckpointError, match=r"names the collate .*local_pad.*pass it again: nettrain.load\(path, "
                                               r"collate_fn=your_collate\)"):
         nettrain.load(run.dir)
@@ -116,7 +115,7 @@ def test_a_dataloader_as_data_is_used_with_its_own_batch_size(tmp_path, capsys):
     train = Sequences(45, seed=5)
     loader = DataLoader(train, batch_size=7, shuffle=True, collate_fn=pad_collate)
     model = Counting()
-    quiet = dict(QUIET, **{"run.progress": "lines"})
+    quiet = dict(QUIET_CPU, **{"run.progress": "lines"})
     nettrain.fit(model=model, data=loader, val_data=Sequences(20, seed=6), collate_fn=pad_collate, epochs=2,
                  batch_size=64, run_dir=tmp_path / "run", **quiet)
     steps = model.train_batches[-2 * math.ceil(45 / 7):]   # after the probe's pass on the loader's first batch
@@ -142,7 +141,7 @@ def dict_collate(batch):
 
 def test_a_dict_batch_goes_in_as_keyword_arguments(tmp_path):
     run = nettrain.fit(model=Keywords(), data=Sequences(40, seed=7), collate_fn=dict_collate, epochs=1,
-                       run_dir=tmp_path / "run", **QUIET)
+                       run_dir=tmp_path / "run", **QUIET_CPU)
     assert run.test["examples"] == 8 and len(run.model.predict([torch.tensor([7, 7, 3])])) == 1
 
 
@@ -164,7 +163,7 @@ def tuple_collate(batch):
 
 def test_a_tuple_batch_goes_in_as_positional_arguments(tmp_path):
     run = nettrain.fit(model=Pair(), data=Sequences(40, seed=8), collate_fn=tuple_collate, epochs=1,
-                       run_dir=tmp_path / "run", **QUIET)
+                       run_dir=tmp_path / "run", **QUIET_CPU)
     assert run.test["examples"] == 8
 
 
@@ -182,7 +181,7 @@ class Ids(nn.Module):
 def test_pre_padded_token_ids_stay_integers(tmp_path):
     x = torch.randint(0, 100, (60, 12))
     y = torch.randint(0, 3, (60,))
-    run = nettrain.fit(model=Ids(), data=(x, y), epochs=1, run_dir=tmp_path / "run", **QUIET)
+    run = nettrain.fit(model=Ids(), data=(x, y), epochs=1, run_dir=tmp_path / "run", **QUIET_CPU)
     assert run.model.info.dtype == "int64"
     assert run.model.predict(x[:5].numpy()).probs.shape == (5, 3)   # numpy ids too, as integers
     with pytest.raises(DataError, match="takes integer token ids shaped \\(N, 12\\), got torch.float32"):
@@ -225,7 +224,7 @@ class Epochs(DistributedSampler):
 
 def test_resume_with_a_users_dataloader_sets_its_samplers_epoch_and_is_exact(tmp_path):
     train, val = Sequences(40, seed=9), Sequences(20, seed=10)
-    options = dict(val_data=val, optimizer="adam", lr=0.01, scheduler="none", batch_size=64, seed=1, **QUIET)
+    options = dict(val_data=val, optimizer="adam", lr=0.01, scheduler="none", batch_size=64, seed=1, **QUIET_CPU)
 
     def loader():
         return DataLoader(train, batch_size=8, sampler=Epochs(train), collate_fn=pad_collate)
@@ -271,7 +270,7 @@ def float_collate(batch):
 
 def test_float_targets_through_a_collate_fn_are_regression(tmp_path):
     run = nettrain.fit(model=Regressor(), data=Lengths(), collate_fn=float_collate, epochs=2, run_dir=tmp_path / "r",
-                       **QUIET)
+                       **QUIET_CPU)
     assert run.model.info.task == "regression" and run.model.info.outputs == 1 and "mse" in run.test
     assert run.model.predict([torch.tensor([1, 2, 3])]).values.shape == (1, 1)
 
@@ -279,13 +278,13 @@ def test_float_targets_through_a_collate_fn_are_regression(tmp_path):
 def test_augmenting_flags_are_refused_for_a_dataset_with_a_collate_fn(tmp_path):
     with pytest.raises(nettrain.NettrainError, match="data.crop_padding and data.flip augment in-memory images"):
         nettrain.fit(model=BiLSTM(), data=Sequences(20, seed=0), collate_fn=pad_collate, **{"data.flip": True},
-                     run_dir=tmp_path / "r", **QUIET)
+                     run_dir=tmp_path / "r", **QUIET_CPU)
     assert not (tmp_path / "r").exists()
 
 
 def test_a_model_trained_on_arrays_refuses_a_dataloader_to_evaluate_on(tmp_path):
     x, y = torch.randn(30, 4), torch.arange(30) % 2
-    run = nettrain.fit(model=nn.Linear(4, 2), data=(x, y), epochs=1, run_dir=tmp_path / "r", **QUIET)
+    run = nettrain.fit(model=nn.Linear(4, 2), data=(x, y), epochs=1, run_dir=tmp_path / "r", **QUIET_CPU)
     with pytest.raises(DataError, match="trained on vectors held in memory; evaluate it on data=\\(x, y\\)"):
         run.model.evaluate(data=DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=5))
     assert run.model.evaluate(data=(x, y))["examples"] == 30

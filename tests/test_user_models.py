@@ -13,8 +13,8 @@ import nettrain
 from nettrain.cli import main
 from nettrain.engine.device import resolve_precision
 from nettrain.engine.probe import Probe
+from conftest import QUIET
 
-QUIET = ["--run.progress", "none", "--run.tensorboard", "false", "--run.report", "false", "--run.report", "false"]
 
 # PyTorch's CIFAR-10 tutorial, verbatim (shared with benchmarks/user_models.py): line 19 is the .view that
 # channels_last batches break

@@ -109,6 +109,44 @@ def _run_gate(run_dir: Path, trust_code: bool, options: dict, module, loss, fixe
     return Gate(run_dir, code, trust_code, own, fixes)
 
 
+def _config_and_gate(config, resume, options: dict, trust_code: bool, module, loss, fixes: Optional[dict]):
+    """The run's config (a resumed run's own, or the one given) and, where that config is a run's data, its Gate."""
+    if resume is None:
+        cfg, gate = resolve_config(config, options), None
+        if run_folder_of(config) is not None:   # a run's config.yaml is that run's data, not the user's program
+            gate = _run_gate(run_folder_of(config), trust_code, options, module, loss, fixes or CONFIG_FIXES,
+                             resume=False)
+        return cfg, gate
+    run_dir = Path(resume)
+    if not (run_dir / "config.yaml").exists():   # without last.pt it starts again from epoch 0 (training.py)
+        raise _no_run_to_resume(run_dir)
+    cfg = resolve_config(run_dir / "config.yaml", options)
+    return cfg, _run_gate(run_dir, trust_code, options, module, loss, fixes or RESUME_FIXES)
+
+
+def _no_run_to_resume(run_dir: Path) -> CheckpointError:
+    """Why `run_dir`, which has no config.yaml, cannot be resumed, and what to do instead."""
+    if holds_no_run(run_dir):
+        return CheckpointError(f"{run_dir} holds no run to resume: a fit was stopped there before it wrote "
+                               f"anything but its lock; start the run again: nettrain fit ... --run-dir "
+                               f"{run_dir}")
+    if (run_dir / MANIFEST).exists():
+        return CheckpointError(f"{run_dir} has no config.yaml to resume: the run stopped before it wrote it; "
+                               f"start it again with nettrain fit ... --run-dir {run_dir} --overwrite")
+    return CheckpointError(f"{run_dir} is not a run directory with a checkpoint to resume (no config.yaml); "
+                           f"give the directory of a run started by nettrain fit")
+
+
+def _naming_user_objects(cfg, module, loss):
+    """`cfg` naming the model and loss objects the caller gave (the config holds names, not objects)."""
+    if module is not None:
+        cfg = cfg.override({"model.name": f"{type(module).__module__}:{type(module).__qualname__}"})
+    if loss is not None:   # the config holds a name: the function's, or the loss module's class
+        named = loss if isinstance(loss, types.FunctionType) else type(loss)
+        cfg = cfg.override({"train.loss": f"{named.__module__}:{named.__qualname__}"})
+    return cfg
+
+
 def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None, resume=None,
         trust_code: bool = False, tune_process: bool = False, _fixes: Optional[dict] = None, **options) -> Run:
     """Train a model; returns the Run (its directory, metrics and trained model). See the module docstring.
@@ -134,37 +172,14 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
         options = {k: v for k, v in options.items() if not (k in ("lr", "optim.lr") and v == "auto")}
     module = options.pop("model") if isinstance(options.get("model"), nn.Module) else None
     loss = options.pop("loss") if options.get("loss") is not None and not isinstance(options["loss"], str) else None
-    gate = None
-    if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "config.yaml").exists():   # without last.pt it starts again from epoch 0 (training.py)
-            if holds_no_run(run_dir):
-                raise CheckpointError(f"{run_dir} holds no run to resume: a fit was stopped there before it wrote "
-                                      f"anything but its lock; start the run again: nettrain fit ... --run-dir "
-                                      f"{run_dir}")
-            if (run_dir / MANIFEST).exists():
-                raise CheckpointError(f"{run_dir} has no config.yaml to resume: the run stopped before it wrote it; "
-                                      f"start it again with nettrain fit ... --run-dir {run_dir} --overwrite")
-            raise CheckpointError(f"{run_dir} is not a run directory with a checkpoint to resume (no config.yaml); "
-                                  f"give the directory of a run started by nettrain fit")
-        cfg = resolve_config(run_dir / "config.yaml", options)
-        gate = _run_gate(run_dir, trust_code, options, module, loss, _fixes or RESUME_FIXES)
-    else:
-        cfg = resolve_config(config, options)
-        if run_folder_of(config) is not None:   # a run's config.yaml is that run's data, not the user's program
-            gate = _run_gate(run_folder_of(config), trust_code, options, module, loss, _fixes or CONFIG_FIXES,
-                             resume=False)
+    cfg, gate = _config_and_gate(config, resume, options, trust_code, module, loss, _fixes)
     user_data = None
     if data is not None:
         if "dataset" in options or "data.name" in options:
             raise ConfigError("give either dataset=<name> or data=(x, y), not both")
         cfg = cfg.override({"data.name": "arrays"})
         user_data = from_user_data(data, val_data, classes, cfg.data, collate_fn)
-    if module is not None:
-        cfg = cfg.override({"model.name": f"{type(module).__module__}:{type(module).__qualname__}"})
-    if loss is not None:   # the config holds a name: the function's, or the loss module's class
-        named = loss if isinstance(loss, types.FunctionType) else type(loss)
-        cfg = cfg.override({"train.loss": f"{named.__module__}:{named.__qualname__}"})
+    cfg = _naming_user_objects(cfg, module, loss)
     found = None
     if auto_lr:
         from .lrrange import find_for_fit

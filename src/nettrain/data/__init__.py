@@ -205,73 +205,86 @@ def from_user_data(train, test=None, classes=None, cfg=None, collate_fn=None) ->
         return Data(train_data, val_data, val_data, info, notes, val_chooses=test is not None)
     if classes is None:   # a torchvision Dataset names its classes
         classes = class_names(train) if isinstance(train, torch.utils.data.Dataset) else None
-
-    def to_arrays(d, what):
-        if isinstance(d, torch.utils.data.Dataset) and not isinstance(d, tuple):
-            items = [d[i] for i in range(len(d))]
-            if not items:
-                raise DataError(f"{what}: the Dataset is empty; give at least one example")
-            try:
-                xs, ys = zip(*items)
-                d = (torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys))
-            except (TypeError, ValueError, RuntimeError) as e:   # strings, ragged shapes, None, not pairs
-                first = str(e).splitlines()[0] if str(e) else type(e).__name__
-                ragged = "stack expects each tensor to be equal size" in first
-                fix = "give collate_fn= that makes a batch of them (e.g. pads each batch to its longest)" \
-                    if ragged else "return tensors from __getitem__"
-                raise DataError(f"{what}: the Dataset's items must be (input, target) pairs of numbers of one "
-                                f"shape, got {type(items[0]).__name__} items ({first}); {fix}") from None
-        if not (isinstance(d, (tuple, list)) and len(d) == 2):
-            raise DataError(f"{what} must be (inputs, targets) arrays or tensors, or a torch Dataset")
-        try:
-            x, y = (torch.as_tensor(v) for v in d)
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise DataError(f"{what}: cannot make tensors of the inputs and targets ({e}); give numbers as numpy "
-                            f"arrays or torch tensors") from None
-        if len(x) != len(y):
-            raise DataError(f"{what}: {len(x)} inputs but {len(y)} targets; give one target per input")
-        if not y.is_floating_point() and y.ndim != 1:
-            raise DataError(f"{what}: integer targets are class labels, one per input, but they have shape "
-                            f"{tuple(y.shape)}; for several values per input give float targets (regression)")
-        for tensor, name in ((x, "inputs"), (y, "targets")):
-            check_finite(tensor, f"{what}'s {name}")
-        return tensor_images(x, what), y
-    x, y = to_arrays(train, "data")
+    x, y = _to_arrays(train, "data")
     task = _task(y, cfg.task if cfg is not None else "auto", "data")
     images = x.dtype == torch.uint8 and x.ndim in (3, 4)
     kind = "image" if images else "vector"   # which kind a user's arrays are: where the name is decided
-
-    def shaped(x, y, what) -> ArrayData:
-        if images:
-            x = image_layout(x, what)
-        elif x.is_floating_point() or x.dtype in (torch.uint8, torch.bool) or x.is_complex():
-            x = x.float()
-        # other integers are token ids: they stay integers (an embedding takes no floats)
-        if task == "regression":
-            return ArrayData(x, (y.unsqueeze(1) if y.ndim == 1 else y).float())
-        return ArrayData(x, y.long())
-
-    train_data = shaped(x, y, "data")
-    test_data = None
-    if test is not None:
-        tx, ty = to_arrays(test, "val_data")
-        if (tx.dtype == torch.uint8) != (x.dtype == torch.uint8):
-            raise DataError(f"val_data's inputs are {tx.dtype} but data's are {x.dtype}; give both as images (uint8, "
-                            f"or ToTensor's floats in [0, 1]) or both as vectors")
-        test_data = shaped(tx, ty, "val_data")
-        if test_data.x.dtype != train_data.x.dtype and not test_data.x.is_floating_point() and \
-                not train_data.x.is_floating_point():   # token ids of another width: the training data's
-            test_data = ArrayData(test_data.x.to(train_data.x.dtype), test_data.y)
-        if test_data.x.dtype != train_data.x.dtype:   # token ids against features
-            raise DataError(f"val_data's inputs are {tx.dtype} but data's are {x.dtype}; give both as integers "
-                            f"(token ids) or both as floats")
-        # checked now, not by a shape error in the model after a whole epoch of training
-        for name, a, b in (("inputs", train_data.x, test_data.x), ("targets", train_data.y, test_data.y)):
-            if a.shape[1:] != b.shape[1:]:
-                raise DataError(f"val_data's {name} are shaped {tuple(b.shape[1:])} each but data's are "
-                                f"{tuple(a.shape[1:])}; give both splits one shape (resize or reshape val_data)")
+    train_data = _shaped(x, y, "data", images, task)
+    test_data = None if test is None else _val_split(test, x, train_data, images, task)
     return from_source(Source(train_data, test_data, classes, task=task, kind=kind, test_is_val=test is not None),
                        cfg)
+
+
+def _to_arrays(d, what: str):
+    """The (inputs, targets) tensors of the user's `d`: a pair of arrays/tensors, or a torch Dataset of pairs."""
+    if isinstance(d, torch.utils.data.Dataset) and not isinstance(d, tuple):
+        d = _dataset_pair(d, what)
+    if not (isinstance(d, (tuple, list)) and len(d) == 2):
+        raise DataError(f"{what} must be (inputs, targets) arrays or tensors, or a torch Dataset")
+    try:
+        x, y = (torch.as_tensor(v) for v in d)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise DataError(f"{what}: cannot make tensors of the inputs and targets ({e}); give numbers as numpy "
+                        f"arrays or torch tensors") from None
+    if len(x) != len(y):
+        raise DataError(f"{what}: {len(x)} inputs but {len(y)} targets; give one target per input")
+    if not y.is_floating_point() and y.ndim != 1:
+        raise DataError(f"{what}: integer targets are class labels, one per input, but they have shape "
+                        f"{tuple(y.shape)}; for several values per input give float targets (regression)")
+    for tensor, name in ((x, "inputs"), (y, "targets")):
+        check_finite(tensor, f"{what}'s {name}")
+    return tensor_images(x, what), y
+
+
+def _dataset_pair(d, what: str):
+    """A torch Dataset's items stacked into (inputs, targets) tensors."""
+    items = [d[i] for i in range(len(d))]
+    if not items:
+        raise DataError(f"{what}: the Dataset is empty; give at least one example")
+    try:
+        xs, ys = zip(*items)
+        return torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys)
+    except (TypeError, ValueError, RuntimeError) as e:   # strings, ragged shapes, None, not pairs
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        ragged = "stack expects each tensor to be equal size" in first
+        fix = "give collate_fn= that makes a batch of them (e.g. pads each batch to its longest)" \
+            if ragged else "return tensors from __getitem__"
+        raise DataError(f"{what}: the Dataset's items must be (input, target) pairs of numbers of one "
+                        f"shape, got {type(items[0]).__name__} items ({first}); {fix}") from None
+
+
+def _shaped(x, y, what: str, images: bool, task: str) -> ArrayData:
+    """The inputs in the layout and dtype the model takes, the targets in the dtype the task's loss takes."""
+    if images:
+        x = image_layout(x, what)
+    elif x.is_floating_point() or x.dtype in (torch.uint8, torch.bool) or x.is_complex():
+        x = x.float()
+    # other integers are token ids: they stay integers (an embedding takes no floats)
+    if task == "regression":
+        return ArrayData(x, (y.unsqueeze(1) if y.ndim == 1 else y).float())
+    return ArrayData(x, y.long())
+
+
+def _val_split(test, x, train_data: ArrayData, images: bool, task: str) -> ArrayData:
+    """The user's val_data, shaped as the training data `train_data` (made from inputs `x`), or the one-line reason
+    it cannot be."""
+    tx, ty = _to_arrays(test, "val_data")
+    if (tx.dtype == torch.uint8) != (x.dtype == torch.uint8):
+        raise DataError(f"val_data's inputs are {tx.dtype} but data's are {x.dtype}; give both as images (uint8, "
+                        f"or ToTensor's floats in [0, 1]) or both as vectors")
+    test_data = _shaped(tx, ty, "val_data", images, task)
+    if test_data.x.dtype != train_data.x.dtype and not test_data.x.is_floating_point() and \
+            not train_data.x.is_floating_point():   # token ids of another width: the training data's
+        test_data = ArrayData(test_data.x.to(train_data.x.dtype), test_data.y)
+    if test_data.x.dtype != train_data.x.dtype:   # token ids against features
+        raise DataError(f"val_data's inputs are {tx.dtype} but data's are {x.dtype}; give both as integers "
+                        f"(token ids) or both as floats")
+    # checked now, not by a shape error in the model after a whole epoch of training
+    for name, a, b in (("inputs", train_data.x, test_data.x), ("targets", train_data.y, test_data.y)):
+        if a.shape[1:] != b.shape[1:]:
+            raise DataError(f"val_data's {name} are shaped {tuple(b.shape[1:])} each but data's are "
+                            f"{tuple(a.shape[1:])}; give both splits one shape (resize or reshape val_data)")
+    return test_data
 
 
 def make_batches(data, info: DataInfo, cfg, device, batch_size: int, *, train: bool, shuffle=False,

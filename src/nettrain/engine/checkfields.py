@@ -391,14 +391,20 @@ def data_problem(d, kinds: dict) -> Optional[str]:
         missing = sorted(set(DATA_KEYS) - set(d))
         return "data must have exactly the keys " + ", ".join(DATA_KEYS) + \
             (f"; it has {', '.join(extra)}" if extra else "") + (f"; it lacks {', '.join(missing)}" if missing else "")
-    kind, task, shape, outputs, classes = d["kind"], d["task"], d["shape"], d["outputs"], d["classes"]
+    kind, task = d["kind"], d["task"]
     if not isinstance(kind, str) or kind not in kinds:
         *others, last = kinds
         return f"data.kind must be {', '.join(others)} or {last}, got {kind!r}"
     if task not in ("classification", "regression"):
         return f"data.task must be classification or regression, got {task!r}"
-    dtype, collate = d.get("dtype"), d.get("collate")
     own = kinds[kind]
+    return _kind_fields_problem(d, own) or _shape_problem(d["shape"], own) or \
+        _outputs_problem(task, d["outputs"], d["classes"]) or _preprocessing_problem(d, own)
+
+
+def _kind_fields_problem(d: dict, own) -> Optional[str]:
+    """The fields only some kinds record (dtype, collate, vocab): present for those, null for the others."""
+    dtype, collate, shape = d.get("dtype"), d.get("collate"), d["shape"]
     if dtype is not None and ("dtype" not in own.record_fields or dtype not in INTEGER_DTYPES):
         return f"data.dtype must be null, or for vectors one of {', '.join(INTEGER_DTYPES)}, got {dtype!r:.40}"
     if collate is not None and ("collate" not in own.record_fields or not isinstance(collate, str) or
@@ -410,6 +416,11 @@ def data_problem(d, kinds: dict) -> Optional[str]:
     if vocab is not None and (not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab) or
                               not isinstance(shape, list) or shape != [len(vocab)]):
         return f"data.vocab must be a list of token strings, as many as data.shape {shape!r:.40} says"
+    return None
+
+
+def _shape_problem(shape, own) -> Optional[str]:
+    """data.shape: none for custom data, 1 to 3 positive sizes (3 for images) of a bounded input otherwise."""
     if not own.fixed_shape and shape != []:   # batches of any shape: none is recorded
         return f"data.shape of custom data must be [], got {shape!r:.80}"
     if own.fixed_shape and (not isinstance(shape, list) or not 1 <= len(shape) <= 3 or
@@ -420,6 +431,11 @@ def data_problem(d, kinds: dict) -> Optional[str]:
     if math.prod(shape) > MAX_INPUT_VALUES:   # checked before anything of this size is allocated
         return f"data.shape {shape} makes inputs of {math.prod(shape):,} values, more than the limit of " \
                f"{MAX_INPUT_VALUES:,}"
+    return None
+
+
+def _outputs_problem(task: str, outputs, classes) -> Optional[str]:
+    """data.outputs within bounds and, for classification, one class name per output."""
     if not _int(outputs) or not 1 <= outputs <= MAX_OUTPUTS:
         return f"data.outputs must be an integer from 1 to {MAX_OUTPUTS:,}, got {outputs!r}"
     if task == "classification":
@@ -429,7 +445,12 @@ def data_problem(d, kinds: dict) -> Optional[str]:
             return f"data.classes names {len(classes)} classes but the model has {outputs} outputs"
     elif classes is not None:
         return f"data.classes must be null for regression, got {type(classes).__name__}"
-    channels = shape[0] if own.images else None
+    return None
+
+
+def _preprocessing_problem(d: dict, own) -> Optional[str]:
+    """data.mean/std (one per channel for images), a table's preprocessing and data.image_size."""
+    channels = d["shape"][0] if own.images else None
     for key in ("mean", "std"):
         if not _numbers(d[key]):
             return f"data.{key} must be a list of finite numbers, got {d[key]!r:.80}"
