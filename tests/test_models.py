@@ -119,7 +119,7 @@ def test_user_model_errors(tmp_path):
         build_model("no_such_pkg_xyz.nets:Net", [1, 8, 8], 10, {})
 
 
-def test_a_broken_model_file_can_be_fixed_and_loaded_in_the_same_session(tmp_path):
+def test_a_broken_model_file_can_be_fixed_and_loaded_in_the_same_process(tmp_path):
     """A file that failed to run is not kept half-made, and an edited file is run again: once fixed or changed,
     the next build uses it (a notebook's edit-and-rerun loop)."""
     path = tmp_path / "draft_net.py"

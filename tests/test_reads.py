@@ -352,15 +352,18 @@ def test_no_module_but_files_reads_a_file_by_its_path():
 def test_the_rule_sees_each_way_of_reading_a_path():
     """The checker itself: each way of reading a path is found, and each way through files.py is not."""
     bad = ["open(p)", "open(p, 'rb')", "open(p, mode='r')", "io.open(p)", "f = gzip.open if g else open",
-           "p.read_text()", "Path(p).read_bytes()", "p.open()", "np.load(p)", "torch.load(str(p))",
-           "Image.open(p)", "onnx.load(p)", "ort.InferenceSession(str(p))", "json.load(open(p))",
+           "p.read_text()", "Path(p).read_bytes()", "p.open()", "np.load(p)",
+           "torch.load(str(p), weights_only=True)", "Image.open(p)", "onnx.load(p)", "ort.InferenceSession(str(p))",
+           "json.load(open(p))",
            "zipfile.is_zipfile(p)", "gzip.open(p, 'rb')", "os.open(p, os.O_RDONLY)",
-           "torch.load(f=p)", "opener = gzip.open", "io.FileIO(p)", "codecs.open(p)", "shutil.copy(p, q)",
+           "torch.load(f=p, weights_only=True)", "opener = gzip.open", "io.FileIO(p)", "codecs.open(p)",
+           "shutil.copy(p, q)",
            "def g(p):\n    with open_read(p, 1) as f: pass\n    return np.load(p)"]   # f is checked, p is not
     for source in bad:
         assert reads_by_path("from .files import open_read, read_bytes\n" + source), source
     good = ["open(p, 'w')", "open(p, 'ab')", "os.open(p, os.O_WRONLY | os.O_CREAT)",
-            "with open_read(p, 1) as f:\n    np.load(f)", "data = read_bytes(p, 1)\ntorch.load(io.BytesIO(data))",
+            "with open_read(p, 1) as f:\n    np.load(f)",
+            "data = read_bytes(p, 1)\ntorch.load(io.BytesIO(data), weights_only=True)",
             "Image.open(io.BytesIO(read_bytes(p, 1)))", "ort.InferenceSession(read_bytes(p, 1))",
             "files.read_text(p, 1)", "with open_read(p, 1) as f, Image.open(f) as im: pass", "RunDir.open(p)"]
     for source in good:

@@ -155,9 +155,11 @@ def _parts(path: Path, root: Optional[Path]) -> tuple:
     try:
         rel = path.relative_to(root)
     except ValueError:
-        raise FileError(f"{_p(path)} is not inside {_p(root)}; nettrain writes only inside the folder it was given") from None
+        raise FileError(f"{_p(path)} is not inside {_p(root)}; nettrain writes only inside the folder it was "
+                        f"given") from None
     if not rel.parts or ".." in rel.parts:
-        raise FileError(f"{_p(path)} is not a file inside {_p(root)}; nettrain writes only inside the folder it was given")
+        raise FileError(f"{_p(path)} is not a file inside {_p(root)}; nettrain writes only inside the folder it "
+                        f"was given")
     return root, rel.parts[:-1], rel.parts[-1]
 
 
@@ -193,7 +195,8 @@ def _open_dir(root: Path, parts, create: bool = False) -> int:
 
 def _dir_error(path: Path, e: OSError) -> FileError:
     if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EEXIST) and os.path.islink(path):
-        return WriteError(f"{_p(path)} is a symbolic link (to {os.readlink(path)}), and nettrain does not write through "
+        return WriteError(f"{_p(path)} is a symbolic link (to {_p(os.readlink(path))}), and nettrain does not write "
+                          f"through "
                           f"links; remove the link, or choose another folder")
     if e.errno == errno.ENOTDIR:
         return WriteError(f"{_p(path)} is a file where nettrain needs a folder; move it away, or choose another folder")
@@ -263,7 +266,8 @@ def write_file(path, write: Callable, sync: bool = False, root=None):
         except OSError as e:
             _unlink_quietly(tmp, dfd)
             if e.errno == errno.EISDIR:
-                raise WriteError(f"{_p(path)} is a folder where nettrain writes a file; move it away, or choose another "
+                raise WriteError(f"{_p(path)} is a folder where nettrain writes a file; move it away, or choose "
+                                 f"another "
                                  f"folder") from None
             raise write_error(path, e, had, base) from None
         except BaseException:   # torch.save wraps the disk's error in its own (RuntimeError), and Ctrl-C
@@ -348,15 +352,23 @@ def _link_or_write_error(path: Path, e: OSError) -> FileError:
 
 # ---- deleting ----
 
+def _folder_of(path: Path, root) -> Optional[tuple]:
+    """(a descriptor of `path`'s folder, reached from `root` without following a link; `path`'s name), or None when
+    a folder on the way is a link, missing or outside `root`."""
+    try:
+        base, parts, name = _parts(Path(path), root)
+        return _open_dir(base, parts), name
+    except FileError:
+        return None
+
+
 def remove(path, root) -> bool:
     """Delete the file `path` inside `root` (a link there is removed itself, never what it points to); the folders
     on the way must be real folders below `root`. False when it was not there (or a folder on the way is a link:
     then nothing is deleted)."""
-    try:
-        base, parts, name = _parts(Path(path), root)
-        dfd = _open_dir(base, parts)
-    except FileError:
+    if (found := _folder_of(path, root)) is None:
         return False
+    dfd, name = found
     try:
         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
@@ -373,11 +385,9 @@ def remove(path, root) -> bool:
 
 def remove_dir(path, root) -> bool:
     """Remove the folder `path` inside `root` if it is empty and a real folder; False otherwise."""
-    try:
-        base, parts, name = _parts(Path(path), root)
-        dfd = _open_dir(base, parts)
-    except FileError:
+    if (found := _folder_of(path, root)) is None:
         return False
+    dfd, name = found
     try:
         os.rmdir(name, dir_fd=dfd)
         return True
@@ -390,11 +400,9 @@ def remove_dir(path, root) -> bool:
 def temporaries(path, root) -> list:
     """The temporaries a write of `path` (inside `root`) left behind: `.NAME.<hex>.tmp`, and the older `.NAME.tmp`."""
     path = Path(path)
-    try:
-        base, parts, name = _parts(path, root)
-        dfd = _open_dir(base, parts)
-    except FileError:
+    if (found := _folder_of(path, root)) is None:
         return []
+    dfd, name = found
     try:
         names = os.listdir(dfd)
     except OSError:
