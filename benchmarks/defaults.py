@@ -59,6 +59,12 @@ TABLE_CANDIDATES = {
     "mlp [16] dropout 0.3, AdamW 0.01 wd 0.1, 50 epochs of 32": {
         "model.args": {"hidden": [16], "dropout": 0.3}, "optimizer": "adamw", "lr": 0.01, "weight_decay": 0.1,
         "epochs": 50, "batch_size": 32},
+    "mlp [32] dropout 0.3, AdamW 0.01 wd 0.5, 50 epochs of 32": {
+        "model.args": {"hidden": [32], "dropout": 0.3}, "optimizer": "adamw", "lr": 0.01, "weight_decay": 0.5,
+        "epochs": 50, "batch_size": 32},
+    "mlp [32] dropout 0.3, AdamW 0.003 wd 0.1, 50 epochs of 32": {
+        "model.args": {"hidden": [32], "dropout": 0.3}, "optimizer": "adamw", "lr": 0.003, "weight_decay": 0.1,
+        "epochs": 50, "batch_size": 32},
 }
 FASTTEXT = {"model": "fasttext", "optimizer": "adam", "scheduler": "cosine"}
 TEXT_CANDIDATES = {
