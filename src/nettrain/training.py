@@ -26,6 +26,7 @@ from torch import nn
 
 from . import __version__, _process, evidence, signals
 from ._malloc import freed_memory_kept, tuning
+from .callbacks import EarlyStopping, FitState, Hooks
 from .config import Config, check_parallelism
 from .data import Data
 from .engine import checkpoint as ckpt_io, distributed, stop
@@ -66,20 +67,22 @@ class Run:
 
 
 def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path],
-          gate: Optional[Gate] = None, loss=None) -> Run:
+          gate: Optional[Gate] = None, loss=None, callbacks: Optional[list] = None) -> Run:
     """Train as `cfg` says: on the user's `module` and `data` when given (else the config's model and dataset), in a
     new run directory, or continuing `resume_dir` from its last checkpoint. `gate` (trust.py): how the user specs
-    of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it). The run
+    of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it);
+    `callbacks`: objects with callbacks.py's hooks, called at the fit's moments. The run
     directory is locked (runlock.py) while this writes into it. The caller's RNGs and thread count are as they
     were afterwards (_process.py)."""
     device = resolve_device(cfg.train.device)
     # under torchrun, this process's place among the others (engine/distributed.py); alone, world size 1
     with _process.kept(device), distributed.joined(device, cfg.dist.timeout) as world, contextlib.ExitStack() as held:
-        return _train(cfg, module, data, resume_dir, held, gate, loss, world)
+        return _train(cfg, module, data, resume_dir, held, gate, loss, world, callbacks or [])
 
 
 def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path],
-           held: contextlib.ExitStack, gate: Optional[Gate], loss, world=distributed.World()) -> Run:
+           held: contextlib.ExitStack, gate: Optional[Gate], loss, world=distributed.World(),
+           callbacks: list = ()) -> Run:
     """The fit, step by step (the module docstring names them); `held` closes what it opens (the lock, the page)."""
     t0 = time.perf_counter()
     check_parallelism(cfg)
@@ -97,9 +100,10 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
         so_far = _SoFar([], _first_best(t))
     else:
         so_far = _continue(t, resumed, progress)
-        if so_far.start_epoch >= t.cfg.train.epochs and not so_far.finish:
+        if (so_far.start_epoch >= t.cfg.train.epochs or so_far.stopped_early) and not so_far.finish:
             return _already_finished(t, resumed.run, so_far, progress, t0)
     out = _open_outputs(t, resumed, so_far, held, progress)
+    out.hooks = _hooks(t, out, so_far, callbacks)
     _say_start(t, out, so_far)
     test = _train_and_test(t, out, so_far)
     return _finish(t, out, so_far, test, time.perf_counter() - t0)
@@ -108,7 +112,9 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
 def _already_finished(t: Training, run: RunDir, so_far: _SoFar, progress: Progress, t0: float) -> Run:
     """A resume of a run that trained its epochs and wrote its finish: nothing to do, and nothing is written, not
     even the environment; its model is best.pt's."""
-    progress.say(f"{run.path} already finished its {so_far.start_epoch} epochs; give --epochs N to train further")
+    stopped = f" (stopped early: {so_far.stopped_early})" if so_far.stopped_early else ""
+    progress.say(f"{run.path} already finished its {so_far.start_epoch} epochs{stopped}; give --epochs N to train "
+                 f"further")
     _best_into_eval_model(t, run, so_far)
     return Run(run.path, so_far.metrics(), _predictor(t), {}, time.perf_counter() - t0)
 
@@ -159,7 +165,8 @@ class _SoFar:
     """What the epochs so far have kept, and where training stands: a metrics row an epoch (MetricsRow), the best
     epoch ({"metric", "value", "epoch"}: what chooses best.pt), the epochs done, a stopped epoch's batches done
     (engine/stop.py), a resumed run's finish still owed (resume.unfinished) and its new config.yaml; then the epoch
-    in progress, and where a stop came (at a step boundary: the step last.pt keeps; or after an epoch's checkpoint)."""
+    in progress, and where a stop came (at a step boundary: the step last.pt keeps; or after an epoch's checkpoint);
+    a callback's early stop (its reason, kept in the checkpoints)."""
     history: list
     best: dict
     start_epoch: int = 0
@@ -169,6 +176,7 @@ class _SoFar:
     epoch: int = 0
     stopped_step: Optional[int] = None
     stopped_after: bool = False
+    stopped_early: Optional[str] = None
 
     def metrics(self) -> list:
         """The rows as `Run.metrics` and the checkpoints hold them: plain dicts."""
@@ -193,6 +201,8 @@ def _continue(t: Training, resumed: _Resumed, progress: Progress) -> _SoFar:
     history, best, start_epoch = _resume(t, run, state, progress)
     so_far = _SoFar(history, best, start_epoch, partial, _unfinished(t, run, resumed.saved, start_epoch),
                     resumed.record_config)
+    if Config.from_dict(state["config"]).train.epochs == tc.epochs:   # more epochs given: training goes on
+        so_far.stopped_early = state.get("stopped_early")
     if so_far.finish:   # the epochs are kept, the test or the report is not: the finish is done now (_unfinished)
         progress.say(f"nettrain: {run.path} trained its {start_epoch} epochs but was stopped before its finish "
                      f"({', '.join(so_far.finish)} not written); finishing it: the test, then the report")
@@ -209,6 +219,7 @@ class _Outputs:
     tb: TensorBoardLog
     live: LiveReport
     progress: Progress
+    hooks: Hooks = field(default_factory=lambda: Hooks([], None))
 
 
 def _open_outputs(t: Training, resumed: Optional[_Resumed], so_far: _SoFar, held: contextlib.ExitStack,
@@ -281,6 +292,7 @@ def _train_and_test(t: Training, out: _Outputs, so_far: _SoFar) -> dict:
                 # a stop signal only sets a flag while training: it stops at a step boundary (engine/stop.py); a
                 # second one at once, except under torchrun, whose agent repeats a Ctrl-C to processes that had it
                 with signals.flagged(second_stops=not distributed.is_launched()):
+                    out.hooks.fit_start()
                     final_va = _epochs(t, out, so_far)
             finally:
                 out.tb.close()
@@ -316,6 +328,13 @@ def _finish(t: Training, out: _Outputs, so_far: _SoFar, test: dict, seconds: flo
         evidence.record(run, predictor, t.data.test, test)
         out.progress.say(f"report {out.live.finish()}")
     out.tb.finish(run, t.cfg.to_dict(), so_far.history)
+    try:
+        out.hooks.fit_end(test)
+    except Exception as e:   # the user's callback raised: where, in one line (a bug of nettrain's keeps its trace)
+        if isinstance(e, NettrainError) or user_frame(e) is None:
+            raise
+        raise ModelError(f"{failure(e, t.module)} in a callback's on_fit_end; fix the code there (--debug prints "
+                         f"the whole traceback)") from e
     return Run(run.path, so_far.metrics(), predictor, test, seconds)
 
 
@@ -435,7 +454,7 @@ def _checkpoint(t: Training, epoch: int, so_far: _SoFar) -> dict:
              "rng": ckpt_io.rng_state(), "config": t.cfg.to_dict(), "data": t.info.to_dict(),
              "history": so_far.metrics(), "best": so_far.best, "nettrain_version": __version__, "code": t.code,
              "threads": torch.get_num_threads(), "data_fingerprint": t.fingerprint,
-             "rng_ranks": t.world.random_states(ckpt_io.rng_state())}
+             "rng_ranks": t.world.random_states(ckpt_io.rng_state()), "stopped_early": so_far.stopped_early}
     if s.ema is not None:   # training resumes from the raw weights; predictions use the average
         state["train_model"] = ckpt_io.clean_state_dict(t.module)
     return state
@@ -447,7 +466,7 @@ def _epochs(t: Training, out: _Outputs, so_far: _SoFar) -> Optional[dict]:
     at the next step boundary, with the epoch in progress in last.pt, or after an epoch's checkpoint."""
     tc = t.cfg.train
     final_va = None
-    for epoch in range(so_far.start_epoch + 1, tc.epochs + 1):
+    for epoch in range(so_far.start_epoch + 1, tc.epochs + 1 if not so_far.stopped_early else 0):
         so_far.epoch = epoch
         t.train_batches.set_epoch(epoch)
         done, so_far.partial = so_far.partial, None   # the batches a resumed stop had done of its first epoch
@@ -462,6 +481,8 @@ def _epochs(t: Training, out: _Outputs, so_far: _SoFar) -> Optional[dict]:
         final_va = va if epoch == tc.epochs else None
         row = _metrics_row(t, epoch, t.world.train_sums(result), va)
         so_far.history.append(row)
+        out.hooks.epoch_end(epoch, row.as_dict(), so_far.metrics())   # before the checkpoint, which keeps a stop
+        so_far.stopped_early = out.hooks.state.stop_reason
         out.run.write_metrics(so_far.history)
         out.tb.scalars(row, epoch)
         out.progress.end_epoch(row)
@@ -471,6 +492,10 @@ def _epochs(t: Training, out: _Outputs, so_far: _SoFar) -> Optional[dict]:
         if signum:
             so_far.stopped_after = True
             raise signals.stop(signum)
+        if so_far.stopped_early:
+            out.progress.say(f"stopped early after epoch {epoch} of {tc.epochs}: {so_far.stopped_early}")
+            out.run.add_event(event="stopped_early", epoch=epoch, reason=so_far.stopped_early)
+            return va or None
     return final_va
 
 
@@ -614,3 +639,20 @@ def _resume_over_new_length(optimizer, scheduler, saved_optimizer: dict, steps_d
     fast_forward(scheduler, steps_done)
 
 
+
+
+def _hooks(t: Training, out: _Outputs, so_far: _SoFar, callbacks: list) -> Hooks:
+    """The fit's callbacks (callbacks.py) with what they see of it; early stopping first when --train.patience asks,
+    on the metric that chooses best.pt. The step's per-step call only when a callback has on_step_end."""
+    if t.cfg.train.patience is not None:
+        if not t.has_val:
+            raise ConfigError(f"train.patience {t.cfg.train.patience} stops on the validation split, and this run "
+                              f"has none; hold out data: --data.val_fraction 0.1")
+        metric = so_far.best["metric"]
+        callbacks = [EarlyStopping(metric, t.cfg.train.patience, "max" if metric.endswith("acc") else "min")] + \
+            list(callbacks)
+    state = FitState(out.run.path if out.run.writes else None, t.cfg.to_dict(), t.module, t.step.optimizer,
+                     t.world.is_main, so_far.start_epoch, so_far.start_epoch * t.steps_per_epoch, so_far.metrics())
+    hooks = Hooks(callbacks, state)
+    t.step.on_step = hooks.step_end if hooks.stepping else None
+    return hooks
