@@ -16,7 +16,7 @@ from .config import Config
 from .data import ArrayData, DataInfo, from_user_data, make_batches, table
 from .engine.device import resolve_precision
 from .engine.loop import evaluate as evaluate_pass
-from .engine.metrics import classification_metrics
+from .engine.metrics import class_probabilities, classification_metrics
 from .engine.optim import build_loss, loss_config
 from .errors import DataError, ModelError, clean, printable
 from .kinds import kind_of
@@ -72,10 +72,10 @@ class Predictor:
         with self.precision.small_linears_in_float32(self.module):
             for xb, _ in batches:
                 with self.precision.autocast():
-                    outs.append(self.module(xb).float().cpu())
+                    outs.append(self.module(xb).float().cpu().reshape(len(xb), -1))   # a squeezed binary head's too
         out = torch.cat(outs) if outs else torch.zeros(0, self.info.outputs)
         if self.info.task == "classification":
-            return Predictions(out.softmax(1), None, self.classes)
+            return Predictions(class_probabilities(out), None, self.classes)
         return Predictions(None, table.outputs(out, self.info.table), None)
 
     @torch.no_grad()
@@ -88,8 +88,8 @@ class Predictor:
         for i in range(0, len(data), batch_size):
             rows = torch.arange(i, min(i + batch_size, len(data)), device=self.device)
             with self.precision.autocast():
-                outs.append(self.module(*pad(ids, starts, lengths, rows)).float().cpu())
-        return Predictions(torch.cat(outs).softmax(1), None, self.classes)
+                outs.append(self.module(*pad(ids, starts, lengths, rows)).float().cpu().reshape(len(rows), -1))
+        return Predictions(class_probabilities(torch.cat(outs)), None, self.classes)
 
     def evaluate(self, data=None, data_dir=None, batch_size: Optional[int] = None, collate_fn=None) -> dict:
         """Loss, accuracy, per-class accuracy and confusion matrix (or MSE/MAE) on the test split of the dataset

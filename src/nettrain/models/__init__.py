@@ -85,10 +85,14 @@ def check_fits(model: nn.Module, name: str, shape, outputs: int, task: str, exam
                          f"data or change its arguments") from e
     finally:
         model.train(was_training)
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != outputs:
+    binary_head = task == "classification" and outputs == 2 and isinstance(out, torch.Tensor) and \
+        (out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1))   # one logit an example: BCEWithLogits
+    if not binary_head and (not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != outputs):
         batch = "a batch of 2" if example is None else "the data's first examples"
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         what = f"{outputs} classes" if task == "classification" else f"{outputs} regression targets"
+        one = " (or [batch, 1]: one logit, trained with BCEWithLogits)" if outputs == 2 and task == "classification" \
+            else ""
         raise ModelError(f"model {name!r} outputs {got} for {batch}, but the data has {what}: it must output "
-                         f"[batch, {outputs}]; change its last layer")
+                         f"[batch, {outputs}]{one}; change its last layer")
     return out
