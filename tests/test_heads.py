@@ -57,3 +57,10 @@ def test_one_output_chooses_bce_on_its_own(tmp_path, capsys):
                        run_dir=str(tmp_path / "run"), **QUIET_CPU)
     assert "loss bce" in capsys.readouterr().err
     assert run.test["acc"] > 0.9 and run.test["roc_auc"] > 0.95
+
+
+@pytest.mark.slow
+def test_report_cards_show_f1_and_roc_auc(binary_run):
+    from nettrain.api import report
+    page = report(binary_run.dir, say=lambda line: None).read_text()
+    assert 'id="test-roc-auc"' in page and "test ROC-AUC" in page and 'id="test-f1"' in page
