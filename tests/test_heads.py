@@ -64,3 +64,52 @@ def test_report_cards_show_f1_and_roc_auc(binary_run):
     from nettrain.api import report
     page = report(binary_run.dir, say=lambda line: None).read_text()
     assert 'id="test-roc-auc"' in page and "test ROC-AUC" in page and 'id="test-f1"' in page
+
+
+class AttentionBiLSTM(nn.Module):
+    """An article's BiLSTM: word scores pooled by attention, one logit out. Its `squeeze()` drops the word axis of
+    a batch of one-word texts (the scores of [B, 1, 1] become [B]), so such a batch fails where real ones do not."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(2000, 8, padding_idx=0)
+        self.lstm = nn.LSTM(8, 8, batch_first=True, bidirectional=True)
+        self.attn, self.fc = nn.Linear(16, 1), nn.Linear(16, 1)
+
+    def forward(self, tokens, lengths):
+        out, _ = self.lstm(self.emb(tokens))
+        weights = self.attn(out).squeeze().softmax(1)
+        return self.fc((weights.unsqueeze(2) * out).sum(1)).squeeze()
+
+
+def _texts(path, n=120):
+    """A labelled CSV whose first two texts are one word each (a file sorted by length starts so)."""
+    rows = ["text,label", "ok,ham", "hi,ham"]
+    for i in range(n):
+        rows.append(f"win a free prize now call {i},spam" if i % 2 else f"see you at lunch tomorrow {i},ham")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_model_check_runs_on_a_representative_batch_not_the_first_two_texts(tmp_path):
+    run = nettrain.fit(model=AttentionBiLSTM(), dataset="text", data_dir=str(_texts(tmp_path / "t.csv")), epochs=3,
+                       lr=0.02, batch_size=16, run_dir=str(tmp_path / "run"), **QUIET_CPU)
+    assert run.test["acc"] > 0.9, run.test
+
+
+class ThreeOutputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def test_a_model_that_does_not_fit_is_named_at_its_forward(tmp_path):
+    x, y = _blobs(40)
+    with pytest.raises(nettrain.NettrainError) as e:
+        nettrain.fit(model=ThreeOutputs(), data=(x, y), epochs=1, run_dir=str(tmp_path / "run"), **QUIET_CPU)
+    line = ThreeOutputs.forward.__code__.co_firstlineno
+    assert f"(forward at test_heads.py:{line}) outputs [2, 3]" in str(e.value), str(e.value)
+    assert "[batch, 1]: one logit" in str(e.value)

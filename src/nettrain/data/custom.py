@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 from ..errors import ConfigError, DataError
 from ..usercode import raised
 from . import shard
-from .arrays import DataInfo, class_list
+from .arrays import DataInfo, class_list, example_rows
 
 
 def structured(x) -> bool:
@@ -104,8 +104,9 @@ class CustomData:
                             f"__getitem__") from None
 
     def example(self):
-        """The first two items, collated: a real batch for the model check (the inputs' shape is not fixed)."""
-        return collate(self.collate_fn, self.items(range(min(2, self.size))), self.what)
+        """EXAMPLE_ROWS items spread evenly over the split, collated: a representative batch for the model check (the
+        inputs' shape is not fixed; the first items of a Dataset sorted by length are its shortest)."""
+        return collate(self.collate_fn, self.items(example_rows(self.size).tolist()), self.what)
 
     def targets(self) -> torch.Tensor:
         """Every item's target, for the class count: torchvision's `targets` when the Dataset has them, else read
