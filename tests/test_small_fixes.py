@@ -15,3 +15,33 @@ def test_fit_help_names_data_limit(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
     assert "--data.limit" in capsys.readouterr().out
+
+
+def test_predicted_texts_are_cut_between_words():
+    from nettrain.cli import clip_words
+    text = "Congratulations you have won a free holiday to the Canary Islands, call now to claim"
+    shown = clip_words(text)
+    assert shown.endswith("\u2026") and len(shown) <= 61
+    assert text.startswith(shown[:-1]) and text[len(shown) - 1] in " ,"   # it ends where a word ended
+    assert clip_words("short text") == "short text"
+
+
+def test_one_dimensional_inputs_say_the_shape_given_and_the_one_taken(tmp_path):
+    import nettrain
+    x = torch.randn(50)
+    with pytest.raises(nettrain.NettrainError, match=r"shape \[50\].*\[examples, features\].*reshape\(-1, 1\)"):
+        nettrain.fit(data=(x, (x > 0).long()), model="mlp", epochs=1, run_dir=str(tmp_path / "run"))
+
+
+class _InputsOnly(torch.utils.data.Dataset):
+    def __len__(self):
+        return 20
+
+    def __getitem__(self, i):
+        return torch.full((4,), float(i))
+
+
+def test_a_dataset_without_labels_is_told_the_labels_are_missing(tmp_path):
+    import nettrain
+    with pytest.raises(nettrain.NettrainError, match=r"inputs alone \(a Tensor of shape \[4\]\), without labels"):
+        nettrain.fit(data=_InputsOnly(), model="mlp", epochs=1, run_dir=str(tmp_path / "run"))

@@ -394,8 +394,17 @@ def _print_texts(texts: list, tops: list, as_json: bool) -> int:
     else:
         for r in results:
             shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
-            say(f"{printable(r['text'][:60])}: {shown}")
+            say(f"{printable(clip_words(r['text']))}: {shown}")
     return 0
+
+
+def clip_words(text: str, width: int = 60) -> str:
+    """`text`, or its words that fit in `width` characters and an ellipsis: a line names its text without cutting a
+    word (one longer than the line is cut)."""
+    if len(text) <= width:
+        return text
+    cut = text[:width].rsplit(" ", 1)[0] if " " in text[:width + 1] else text[:width]
+    return cut.rstrip(" ,;:.") + "\u2026"
 
 
 def cmd_list() -> int:

@@ -53,6 +53,13 @@ def collate_spec(fn) -> Optional[str]:
     return f"{getattr(named, '__module__', None) or '?'}:{named.__qualname__}"
 
 
+def label_less(what: str, item) -> str:
+    """The answer to a Dataset whose items are inputs alone: it says the labels are missing."""
+    shape = f" of shape {list(item.shape)}" if hasattr(item, "shape") else ""
+    return (f"{what}: the Dataset's items are inputs alone (a {type(item).__name__}{shape}), without labels; return "
+            f"(input, target) from __getitem__, e.g. `return image, label`")
+
+
 def pair(batch, what: str):
     """A collated batch as (inputs, targets); a one-line DataError when it is not one."""
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
@@ -98,10 +105,14 @@ class CustomData:
 
     def items(self, rows):
         try:
-            return [self.dataset[i] for i in rows]
+            items = [self.dataset[i] for i in rows]
         except Exception as e:
             raise DataError(f"{self.what}: reading an item failed ({raised(e)}); fix the Dataset's "
                             f"__getitem__") from None
+        if items and isinstance(items[0], torch.Tensor) and self.collate_fn in (None, default_collate):
+            # torch's default collate would make one tensor of them (a collate of the user's may make the targets)
+            raise DataError(label_less(self.what, items[0]))
+        return items
 
     def example(self):
         """EXAMPLE_ROWS items spread evenly over the split, collated: a representative batch for the model check (the
