@@ -45,3 +45,19 @@ def test_a_dataset_without_labels_is_told_the_labels_are_missing(tmp_path):
     import nettrain
     with pytest.raises(nettrain.NettrainError, match=r"inputs alone \(a Tensor of shape \[4\]\), without labels"):
         nettrain.fit(data=_InputsOnly(), model="mlp", epochs=1, run_dir=str(tmp_path / "run"))
+
+
+def test_predict_warns_of_images_unlike_the_training_images(tmp_path, capsys):
+    """Light strokes on black, as MNIST; then one drawn dark on white, as a user's scan is."""
+    import nettrain
+    from conftest import QUIET_CPU
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(64, 1, 8, 8, generator=g) < 0.15).to(torch.uint8) * 255
+    run = nettrain.fit(data=(x, torch.arange(64) % 2), model="mlp", epochs=1, run_dir=str(tmp_path / "run"),
+                       **QUIET_CPU)
+    capsys.readouterr()
+    run.model.predict(x[:4].permute(0, 2, 3, 1).numpy())
+    assert "unlike the training" not in capsys.readouterr().err
+    run.model.predict((255 - x[:1]).permute(0, 2, 3, 1).numpy())
+    err = capsys.readouterr().err
+    assert "1 of 1 images look unlike the training images" in err and "inverted" in err, err
