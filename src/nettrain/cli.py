@@ -91,7 +91,7 @@ FIT_FLAGS = {
                                     "(needs a validation split: --data.val_fraction 0.1)"),
     "--batch-size": ("batch_size", int, "batch size"),
     "--seed": ("seed", int, "random seed"),
-    "--loss": ("loss", str, "cross-entropy, nll, mse, l1 or package.module:function"),
+    "--loss": ("loss", str, "cross-entropy, nll, bce, mse, l1 or package.module:function"),
     "--device": ("device", str, "auto, cpu, cuda, cuda:N, mps"),
     "--precision": ("precision", str, "auto, 32, bf16-mixed, 16-mixed"),
     "--image-size": ("image_size", int, "resize image folders to this size"),
@@ -122,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command",
                            metavar="{fit,evaluate,predict,report,list,summary,lr-find,export,show,compare,sweep}")
     fit = _fit_flags(sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
-                                    "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'); see `nettrain list`."))
+                                    "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'; --data.limit N "
+                                    "trains on a seeded subset of N training examples, for a quick try); see "
+                                    "`nettrain list`."))
     fit.add_argument("--nproc", type=int, help="train in N processes on this machine (torchrun + DDP; one per GPU); "
                                                "--batch-size is then the global batch")
     fit.add_argument("--max-restarts", type=int, help="with --nproc: when a process dies, restart them all up to K "
@@ -394,8 +396,17 @@ def _print_texts(texts: list, tops: list, as_json: bool) -> int:
     else:
         for r in results:
             shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
-            say(f"{printable(r['text'][:60])}: {shown}")
+            say(f"{printable(clip_words(r['text']))}: {shown}")
     return 0
+
+
+def clip_words(text: str, width: int = 60) -> str:
+    """`text`, or its words that fit in `width` characters and an ellipsis: a line names its text without cutting a
+    word (one longer than the line is cut)."""
+    if len(text) <= width:
+        return text
+    cut = text[:width].rsplit(" ", 1)[0] if " " in text[:width + 1] else text[:width]
+    return cut.rstrip(" ,;:.") + "\u2026"
 
 
 def cmd_list() -> int:
@@ -501,6 +512,7 @@ def _ship_parsers(sub):
     # of a --model.args.* flag that argparse does not know
     sm.add_argument("--dataset", help="dataset name: its input shape and classes (read from the data unless "
                                       "--shape and --classes give them)")
+    sm.add_argument("--data-dir", help="where the dataset's files are (for a dataset whose shape is read from them)")
     sm.add_argument("--model", help="model name or path/file.py:Class (--model.args.* for its arguments)")
     sm.add_argument("--shape", help="the input shape, C,H,W for images or N for vectors (e.g. 3,32,32)")
     sm.add_argument("--classes", type=int, help="the number of outputs (classes)")
@@ -539,7 +551,8 @@ def cmd_summary(args, extra) -> int:
     from .summary import summary
     from .trust import CLI_FIXES
     run = extra.pop(0) if extra and not extra[0].startswith("-") else None
-    say(summary(run, dataset=args.dataset, model=args.model, args=parse_extra(extra),
+    given = {**parse_extra(extra), **({"data.dir": args.data_dir} if args.data_dir else {})}
+    say(summary(run, dataset=args.dataset, model=args.model, args=given,
                   shape=args.shape, classes=args.classes, depth=args.depth, trust_code=args.trust_code,
                   _fixes=CLI_FIXES))
     return 0

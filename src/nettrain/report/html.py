@@ -58,6 +58,9 @@ def _cards(rec: Record) -> str:
     acc = stats.accuracy(rec.confusion)
     if acc is not None:
         cards.append(("test accuracy", f'<b id="test-accuracy">{_pct(acc)}</b>'))
+    for key, label in (("f1", "test F1 (second class)"), ("roc_auc", "test ROC-AUC"), ("micro_f1", "test micro F1")):
+        if isinstance(rec.test.get(key), float):   # two classes; multi-label
+            cards.append((label, f'<b id="test-{key.replace("_", "-")}">{_num(rec.test[key], 4)}</b>'))
     p = rec.predictions
     for key, label in (("test_loss", "test loss"), ("test_mse", "test MSE"), ("test_mae", "test MAE")):
         if p.get(key) is not None:
