@@ -23,7 +23,7 @@ from .. import signals
 from ..models import forward   # how a batch input is handed to the model
 from .checkpoint import rng_state
 from .lookahead import Lookahead
-from .metrics import positive_score, predicted_classes, regression_metrics, roc_auc
+from .metrics import own_metrics, positive_score, predicted_classes, regression_metrics, roc_auc
 from .stop import Partial, batches_from
 
 
@@ -186,8 +186,9 @@ def tta_forward(model, x, shift: int = 0):
 
 @torch.no_grad()
 def evaluate(model, batches, loss_fn, precision, classification: bool, num_classes: int = 0, tta: bool = False,
-             tta_shift: int = 0, world=None) -> dict:
-    """Loss and accuracy (with the confusion matrix), or MSE, MAE and R^2 (metrics.py), over every example.
+             tta_shift: int = 0, world=None, metrics: Optional[dict] = None) -> dict:
+    """Loss and accuracy (with the confusion matrix), or MSE, MAE and R^2 (metrics.py), over every example; and
+    the run's own `metrics` (name -> function, metrics.own_metrics) as result["metrics"], whose outputs are kept.
     `world` (distributed.World): `batches` are this rank's part of the examples, and the sums are of all parts."""
     was_training = model.training
     model.eval()
@@ -195,7 +196,7 @@ def evaluate(model, batches, loss_fn, precision, classification: bool, num_class
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     # regression: R^2 needs the targets' spread, so the values are kept (N x outputs floats); two classes: ROC-AUC
     # needs every example's score (N floats)
-    outs, ys = [], []
+    outs, ys, kept = [], [], []
     confusion = torch.zeros(num_classes * num_classes, device=device, dtype=torch.long)
     seen = 0
     for x, y in batches:
@@ -213,6 +214,8 @@ def evaluate(model, batches, loss_fn, precision, classification: bool, num_class
             outs.append(out)
             ys.append(y.view_as(out).float())
         seen += len(y)
+        if metrics:
+            kept.append((out, y))
     model.train(was_training)
     if world is not None:
         loss_sum, seen, confusion, outs, ys = world.evaluation_sums(loss_sum, seen, confusion, outs, ys,
@@ -227,4 +230,6 @@ def evaluate(model, batches, loss_fn, precision, classification: bool, num_class
     else:
         result.update(regression_metrics(torch.cat(outs), torch.cat(ys)) if outs else
                       {"mse": 0.0, "mae": 0.0, "r2": None})
+    if metrics and seen:
+        result["metrics"] = own_metrics(metrics, kept, world)
     return result

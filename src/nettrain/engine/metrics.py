@@ -11,6 +11,8 @@ from typing import Optional
 
 import torch
 
+from ..registry import Registry
+
 
 def classification_metrics(confusion: torch.Tensor) -> dict:
     """{"precision", "recall", "f1", "support": one value per class, "macro": their unweighted means} from a
@@ -91,7 +93,9 @@ def regression_metrics(pred: torch.Tensor, y: torch.Tensor) -> dict:
 
 def summary(result: dict, classes: Optional[list]) -> dict:
     """An evaluation as plain data (what test_metrics.json holds): loss and the task's metrics, per class by name."""
-    out = {"examples": result["examples"], "loss": result["loss"]}
+    out = {"examples": result["examples"], "loss": result["loss"],
+           **({"metrics": {k.removeprefix("val_"): v for k, v in result["metrics"].items()}}
+              if result.get("metrics") else {})}
     if "confusion" not in result:
         return {**out, **{k: result.get(k) for k in ("mse", "mae", "r2")}}
     m = classification_metrics(result["confusion"])
@@ -99,3 +103,50 @@ def summary(result: dict, classes: Optional[list]) -> dict:
                  for i, name in enumerate(classes)}
     binary = {"f1": m["f1"][1], "roc_auc": result.get("roc_auc")} if len(classes) == 2 else {}
     return {**out, "accuracy": result["acc"], **binary, "macro": m["macro"], "per_class": per_class}
+
+
+# ---- the run's own metrics (train.metrics) ----------------------------------------------------------------------
+
+# name -> f(outputs, targets) -> float over a whole split: outputs [N, classes] (or a binary head's logits) and the
+# class indices, or a regression's values and targets. `nettrain list` shows them; a user's is file.py:function.
+METRICS = Registry("metric")
+
+
+@METRICS.register("balanced_acc", "the mean of the classes' recalls (accuracy when the classes are unbalanced)")
+def balanced_accuracy(out: torch.Tensor, y: torch.Tensor) -> float:
+    classes = out.shape[1] if out.dim() == 2 and out.shape[1] > 1 else 2
+    cm = torch.bincount(y.long() * classes + predicted_classes(out), minlength=classes * classes)
+    return classification_metrics(cm.view(classes, classes))["macro"]["recall"]
+
+
+@METRICS.register("top5_acc", "the share of examples whose class is among the 5 highest scores")
+def top5_accuracy(out: torch.Tensor, y: torch.Tensor) -> float:
+    top = out.topk(min(5, out.shape[1]), dim=1).indices
+    return (top == y.view(-1, 1)).any(1).double().mean().item()
+
+
+def build_metrics(names: list, gate=None) -> dict:
+    """name -> function for train.metrics: registered names, or the user's `file.py:function` (a checkpoint's
+    names through its `gate`, trust.py)."""
+    from .. import usercode
+    from ..errors import ConfigError
+    built = {}
+    for name in names:
+        if not isinstance(name, str):
+            raise ConfigError(f"train.metrics holds metric names or file.py:function specs, got {name!r:.60}")
+        if name in METRICS or ":" not in name:
+            built[name] = METRICS.get(name)
+        else:
+            built[name.rsplit(":", 1)[1]] = gate.resolve(name, "metric") if gate is not None else \
+                usercode.resolve(name, "metric")
+    return built
+
+
+def own_metrics(fns: dict, kept: list, world=None) -> dict:
+    """{val_<name>: value} of each function on the whole split's outputs and targets (`kept`: this rank's
+    (outputs, targets) batches; under many processes every rank's, gathered in rank order)."""
+    out, y = torch.cat([o for o, _ in kept]), torch.cat([t for _, t in kept])
+    if world is not None and world.size > 1:
+        parts = [p for p in world.gather((out.cpu(), y.cpu())) if p is not None]
+        out, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    return {f"val_{name}": float(fn(out, y)) for name, fn in fns.items()}
