@@ -31,6 +31,7 @@ def test_a_product_with_a_setting_one_optimizer_does_not_take_is_refused_before_
              "list the runs instead: nettrain sweep --runs")
 
 
+@pytest.mark.slow
 def test_the_four_optimizers_of_the_tutorial_in_one_sweep(tmp_path, capsys):
     (tmp_path / "optimizers.yaml").write_text(OPTIMIZERS)
     sweep_dir = tmp_path / "sweep"
