@@ -87,6 +87,8 @@ FIT_FLAGS = {
     "--scheduler": ("scheduler", str, "none, step, cosine, onecycle, or an LRScheduler class by import path "
                                       "(--sched.args '{step_size: 5}')"),
     "--epochs": ("epochs", int, "number of epochs"),
+    "--patience": ("patience", int, "stop when the validation metric has not improved for N validated epochs "
+                                    "(needs a validation split: --data.val_fraction 0.1)"),
     "--batch-size": ("batch_size", int, "batch size"),
     "--seed": ("seed", int, "random seed"),
     "--loss": ("loss", str, "cross-entropy, nll, mse, l1 or package.module:function"),

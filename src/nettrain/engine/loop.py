@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -40,6 +40,7 @@ class Step:
     grad_clip: Optional[float] = None
     ema: Optional[torch.optim.swa_utils.AveragedModel] = None
     lookahead: Optional[Lookahead] = None
+    on_step: Optional[Callable] = None   # called with the loss tensor after each optimizer step (callbacks.py)
 
 
 def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: int = 25, stop=None,
@@ -78,6 +79,8 @@ def train_epoch(s: Step, batches, classification: bool, progress=None, refresh: 
                 s.lookahead.step()
             if s.ema is not None:
                 s.ema.update_parameters(model)
+            if s.on_step is not None:
+                s.on_step(loss.detach())
         sums.add(loss, out if classification else None, y)
         if progress is not None and (i + 1) % refresh == 0:
             progress.step(i + 1, sums.mean_loss(), sums.speed())

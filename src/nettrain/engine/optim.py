@@ -72,7 +72,7 @@ def build_optimizer(params, cfg, gate=None, fast: bool = True) -> torch.optim.Op
     accepted = [p for p in params_ if p not in ("params", "self")]
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params_.values())
     kwargs = {"lr": cfg.lr}
-    if not user or cfg.weight_decay or "weight_decay" in accepted:   # a user class may have no weight decay
+    if cfg.weight_decay or "weight_decay" in accepted:   # an added or user class may have no weight decay
         kwargs["weight_decay"] = cfg.weight_decay
     for key in ("momentum", "nesterov", "eps"):
         if getattr(cfg, key) is not None:

@@ -71,7 +71,7 @@ def build_model(name: str, shape, outputs: int, args: dict, gate=None) -> nn.Mod
 def check_fits(model: nn.Module, name: str, shape, outputs: int, task: str, example=None) -> torch.Tensor:
     """One forward pass in eval mode of two zero inputs, or of `example` (a real batch input: for data whose shape
     is not fixed, or integer token ids, which zeros of float32 would not be); a ModelError that says what does not
-    fit. Returns the outputs (the loss is chosen from them: training.py); the RNG is left as it was."""
+    fit. Returns the outputs (the loss is chosen from them: wiring.py); the RNG is left as it was."""
     was_training = model.training
     model.eval()
     x = example if example is not None else \
