@@ -13,7 +13,7 @@
     nettrain lr-find [fit's flags] [--out lr_find.png]          (fit --lr auto runs it and trains with its suggestion)
     nettrain export RUN [--format onnx|torchscript] [--out PATH]
     nettrain compare RUN [RUN ...] [--out DIR]               (a table, compare.png and compare.html)
-    nettrain sweep --KEY a,b [--KEY c,d ...] [--sweep-dir DIR] -- [fit's flags]    (a fit per combination)
+    nettrain sweep [--runs RUNS.yaml] --KEY a,b [--sweep-dir DIR] -- [fit's flags]  (a fit per run, per combination)
     nettrain show --dataset NAME [--augmented] [--n 64] [--out FILE.png] [--data.crop_padding 4 ...]   (samples)
     nettrain predict model.onnx FILE_OR_FOLDER...                 (onnxruntime, without torch)
 
@@ -663,13 +663,17 @@ def _compare_parsers(sub):
     cp.add_argument("--out", help="the folder for compare.png and compare.html (default: the folder that holds the "
                                   "runs)")
     sw = sub.add_parser("sweep", help="one fit per combination of the values given, then compare them",
-                        usage="nettrain sweep --KEY a,b [--KEY c,d ...] [--sweep-dir DIR] -- [fit's flags]",
+                        usage="nettrain sweep [--runs RUNS.yaml] --KEY a,b [--KEY c,d ...] [--sweep-dir DIR] -- "
+                              "[fit's flags]",
                         epilog="KEY: a fit flag (--optimizer, --lr, --batch-size) or any config key "
                                "(--optim.momentum 0.9,0.99); values holding commas in brackets: "
                                "--model.args.hidden [16],[32,16]. Example: nettrain sweep --optimizer sgd,adam "
                                "--lr 0.01,0.001 -- --dataset quadratic --model mlp --epochs 5")
     sw.add_argument("--sweep-dir", help="the sweep's folder, new or empty (default runs/sweep-<dataset>-N); each run "
                                         "goes into a folder named after its values")
+    sw.add_argument("--runs", help="named runs, each with its own settings (a YAML file, or the YAML itself): "
+                                   "'{SGD: {optimizer: sgd}, Adam: {optimizer: adam, lr: 0.001}}'; each run, times "
+                                   "the product of any --KEY lists")
 
 
 def cmd_compare(args, extra, argv) -> int:
@@ -693,12 +697,13 @@ def cmd_sweep(args, extra, argv) -> int:
     from .sweep import parse_axes, sweep
     tail = argv[argv.index("sweep") + 1:]
     before, after = (tail[:tail.index("--")], tail[tail.index("--") + 1:]) if "--" in tail else (tail, [])
-    where, keys, i = None, [], 0
-    while i < len(before):   # --sweep-dir is the sweep's own; the rest are the keys to sweep
-        if before[i] == "--sweep-dir" and i + 1 < len(before):
-            where, i = before[i + 1], i + 2
-        elif before[i].startswith("--sweep-dir="):
-            where, i = before[i].split("=", 1)[1], i + 1
+    own, keys, i = {"--sweep-dir": None, "--runs": None}, [], 0
+    while i < len(before):   # --sweep-dir and --runs are the sweep's own; the rest are the keys to sweep
+        flag = before[i].split("=", 1)[0]
+        if flag in own and "=" in before[i]:
+            own[flag], i = before[i].split("=", 1)[1], i + 1
+        elif flag in own and i + 1 < len(before):
+            own[flag], i = before[i + 1], i + 2
         elif before[i] == "--debug":   # read by the parser already
             i += 1
         else:
@@ -708,8 +713,8 @@ def cmd_sweep(args, extra, argv) -> int:
     if fit_args.resume or fit_args.nproc:
         raise NettrainError(f"--{'resume' if fit_args.resume else 'nproc'} is not for a sweep, which starts new runs "
                             f"one after the other in this process")
-    result = sweep(parse_axes(keys), fit_options(fit_args, fit_extra), fit_args.config, where,
-                   trust_code=fit_args.trust_code, tune_process=True)
+    result = sweep(parse_axes(keys), fit_options(fit_args, fit_extra), fit_args.config, own["--sweep-dir"],
+                   trust_code=fit_args.trust_code, tune_process=True, runs=own["--runs"])
     say(result.comparison.table())
     _print_outputs(result.comparison)
     if result.failed:
