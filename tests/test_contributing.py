@@ -82,3 +82,18 @@ def test_a_data_kind_and_its_dataset_added_through_the_registries_train_report_a
     loaded = nettrain.load(tmp_path / "run")   # the checkpoint's kind is checked against KINDS, which has it now
     x = sines(nettrain.Config().data, None).test.x[:4]
     assert loaded.predict(x).labels == run.model.predict(x).labels
+
+
+def test_a_metric_added_to_the_registry_is_computed_each_epoch_and_on_the_test(tmp_path, monkeypatch):
+    from nettrain.engine.metrics import METRICS
+
+    def error_rate(out, y):
+        return (out.argmax(1) != y).double().mean().item()
+    added(monkeypatch, METRICS, "error_rate", error_rate, "the share of examples classed wrongly")
+    run = nettrain.fit(dataset="two-gaussians", model="mlp", epochs=2, metrics=["error_rate"],
+                       run_dir=tmp_path / "run", **QUIET_CPU_FP32, **{"model.args.hidden": [8]})
+    assert [row["val_error_rate"] for row in run.metrics] == \
+        [pytest.approx(1 - row["val_acc"]) for row in run.metrics]
+    assert run.test["metrics"]["val_error_rate"] == pytest.approx(1 - run.test["acc"])
+    written = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert written.endswith(",val_error_rate")
