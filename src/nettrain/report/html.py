@@ -38,7 +38,8 @@ pre{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:10px;o
 figure{margin:12px 0 20px}figure img{display:block;max-width:100%;height:auto;border:1px solid #eaeef2}
 figcaption{color:#57606a;font-size:13px}.note{color:#9a6700}td span{display:block;text-align:left;min-width:240px;
  max-width:700px;white-space:normal}
-@media (max-width:600px){body{padding:0 10px 24px}h1{font-size:18px}.card{min-width:0;flex:1 1 40%}}
+@media (max-width:600px){body{padding:0 10px 24px}h1{font-size:18px}.card{min-width:0;flex:1 1 40%}
+ td span{min-width:160px}}
 """
 
 
@@ -146,7 +147,7 @@ def _environment(rec: Record) -> str:
             "threads", "omp_wait_policy", "platform", "git", "argv"]
     rows = [[_e(k), _e(" ".join(map(str, env[k])) if isinstance(env[k], list) else env[k])]
             for k in keys + sorted(set(env) - set(keys)) if k in env]
-    return _table(["", ""], rows) if rows else "<p>No environment.json.</p>"
+    return _table(["", ""], rows, left=2) if rows else "<p>No environment.json.</p>"   # values are words
 
 
 def _events(rec: Record) -> str:
