@@ -33,7 +33,7 @@ KNOWN = {"cifar10": ([3, 32, 32], 10), "cifar100": ([3, 32, 32], 100), "mnist": 
 def _from_data(dataset: Optional[str], model_args: dict) -> tuple:
     """(shape, outputs) of a dataset: known for the torchvision ones, else read from its data (the bundled and
     generated ones load in a second)."""
-    if dataset in KNOWN and not model_args:
+    if dataset in KNOWN and not set(model_args) - {"data.dir"}:   # the shape is known: no file need be read
         return KNOWN[dataset]
     from .api import resolve_config
     from .data import load_data

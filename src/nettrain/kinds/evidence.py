@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..data import ArrayData, tensor_images
+from ..engine.metrics import class_probabilities
 
 MAX_EXAMPLES = 10_000   # calibration is read off this many test examples (all of MNIST's or CIFAR's): one pass
 MAX_GATHERED = 1_000    # a test split read item by item (a folder not held in memory): decoding costs
@@ -41,8 +42,9 @@ def encoded_probs(predictor, x: torch.Tensor, batch: int) -> torch.Tensor:
     """A table's test split is held encoded (data/table.py: the model's own inputs), where predict takes raw rows:
     the class probabilities straight from the model."""
     with torch.no_grad():
-        out = [predictor.module(x[i:i + batch].to(predictor.device)).float().cpu() for i in range(0, len(x), batch)]
-    return torch.cat(out).softmax(1)
+        out = [predictor.module(x[i:i + batch].to(predictor.device)).float().cpu().reshape(len(x[i:i + batch]), -1)
+               for i in range(0, len(x), batch)]
+    return class_probabilities(torch.cat(out))
 
 
 def _classification(probs: torch.Tensor, y: torch.Tensor, images, texts=None) -> dict:
@@ -88,8 +90,8 @@ def text_predictions(predictor, test) -> dict:
         for i in range(0, n, batch):
             rows = torch.arange(i, min(i + batch, n), device=device)
             with predictor.precision.autocast():
-                outs.append(predictor.module(*pad(ids, starts, lengths, rows)).float().cpu())
-    probs = torch.cat(outs).softmax(1)
+                outs.append(predictor.module(*pad(ids, starts, lengths, rows)).float().cpu().reshape(len(rows), -1))
+    probs = class_probabilities(torch.cat(outs))
     info = predictor.info
     return {"task": np.array(info.task), "kind": np.array(info.kind), "classes": np.array([str(c) for c in info.classes]),
             **_classification(probs, test.y[:n], None, test.texts[:n] if test.texts is not None else None)}

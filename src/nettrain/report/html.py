@@ -96,6 +96,9 @@ def _test_cards(rec: Record) -> list:
     acc = stats.accuracy(rec.confusion)
     if acc is not None:
         cards.append(("test accuracy", f'<b id="test-accuracy">{_pct(acc)}</b>'))
+    for key, label in (("f1", "test F1 (second class)"), ("roc_auc", "test ROC-AUC"), ("micro_f1", "test micro F1")):
+        if isinstance(rec.test.get(key), float):   # two classes; multi-label
+            cards.append((label, f'<b id="test-{key.replace("_", "-")}">{_num(rec.test[key], 4)}</b>'))
     for key, label in (("r2", "test R\u00b2"), ("mae", "test MAE"), ("mse", "test MSE"), ("loss", "test loss")):
         if key == "loss" and "mse" in number and math.isclose(number["loss"], number["mse"], rel_tol=1e-6):
             continue   # the loss is the MSE: one card
