@@ -76,9 +76,9 @@ def test_top_losses_are_wrong_predictions_only(tmp_path):
 @pytest.mark.parametrize("device, shown", [("cpu (2 threads)", False), ("cuda:0 (NVIDIA H100 80GB HBM3)", True)])
 def test_the_environment_names_the_device_that_trained_not_torchs_cuda_build(tmp_path, device, shown):
     html = page(Record(path=tmp_path, environment={"cuda": "13.0", "device": device}), [], "finished", False)
-    assert bool(re.search(r"<td class=l>cuda</td><td>13\.0</td>", html)) == shown
+    assert bool(re.search(r"<td class=l>cuda</td><td class=l>13\.0</td>", html)) == shown
     assert ("13.0 (unused: the run trained on cpu (2 threads))" in html) != shown
-    assert f"<td class=l>device</td><td>{device}</td>" in html
+    assert f"<td class=l>device</td><td class=l>{device}</td>" in html
 
 
 def test_a_module_the_forward_pass_never_calls_gets_its_own_row():
