@@ -251,6 +251,7 @@ def _open_outputs(t: Training, resumed: Optional[_Resumed], so_far: _SoFar, held
                          distributed.NullLog())
     live = LiveReport(run, cfg.train.epochs, cfg.run.report and world.is_main)
     held.callback(live.close)   # a fit that stops leaves a page that no longer reloads
+    live.begin(so_far.start_epoch)   # the first page, before epoch 1: no figures
     if so_far.start_epoch == 0:
         if kind_of(t.info).images and hasattr(t.data.train, "x"):
             tb.images(t.data.train.x[:64])
