@@ -7,7 +7,7 @@ import yaml
 
 import nettrain
 from nettrain.config import Config, TrainConfig
-from nettrain.training import _with_kind_defaults
+from nettrain.wiring import _with_kind_defaults
 from conftest import QUIET_CPU, staged
 
 
