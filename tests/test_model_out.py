@@ -1,0 +1,74 @@
+"""Getting a trained model back out: export of the tutorials' own models, command-line predict of a model trained
+from the user's script, wrapped models saved bare, the run's preprocessing for plain PyTorch, per-epoch checkpoints."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nettrain
+from nettrain.cli import main
+from conftest import QUIET, QUIET_CPU_FP32
+
+SRC = str(Path(nettrain.__file__).resolve().parents[1])
+
+# the CIFAR-10 tutorial's Net, smaller: conv, pool, then the `.view` that a channels_last tensor refuses
+TUTORIAL_NET = """\
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(4, 8, 5)
+        self.fc1 = nn.Linear(8 * 5 * 5, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = x.view(-1, 8 * 5 * 5)
+        return self.fc1(x)
+"""
+
+
+def image_data(folder: Path, n: int = 48) -> str:
+    """train.npz / test.npz of 32x32x3 uint8 images in 10 classes, each class a brightness a model can learn."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for split, count in (("train", n), ("test", n // 2)):
+        labels = rng.integers(0, 10, count)
+        images = rng.integers(0, 40, (count, 32, 32, 3)) + labels[:, None, None, None] * 20
+        np.savez(folder / f"{split}.npz", images=images.astype(np.uint8), labels=labels)
+    return str(folder)
+
+
+def cli_fit(tmp_path, *args) -> Path:
+    run = tmp_path / "run"
+    assert main(["fit", *args, "--run-dir", str(run), "--epochs", "1", "--batch-size", "16", "--device", "cpu",
+                 "--precision", "32", *QUIET]) == 0
+    return run
+
+
+@pytest.mark.slow
+def test_the_tutorial_net_trained_channels_last_exports_and_agrees_with_predict(tmp_path):
+    """The probe drops channels_last for the `.view` (tutorial_net.py); the exported graph must feed the model
+    contiguous NCHW inputs as training did, and compute what predict does."""
+    import onnxruntime as ort
+    (tmp_path / "tutorial_net.py").write_text(TUTORIAL_NET)
+    run = cli_fit(tmp_path, "--dataset", "npz", "--data-dir", image_data(tmp_path / "data"), "--model",
+                  f"{tmp_path / 'tutorial_net.py'}:Net")
+    assert main(["export", str(run), "--format", "onnx"]) == 0
+    assert main(["export", str(run), "--format", "torchscript"]) == 0
+    images = np.load(tmp_path / "data" / "test.npz")["images"]   # N x 32 x 32 x 3 uint8, as a user has them
+    ours = nettrain.load(run).predict(images).probs.numpy()
+    session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"images": images})[0], ours, rtol=1e-3, atol=1e-5)
+    scripted = torch.jit.load(str(run / "model.torchscript.pt"))
+    np.testing.assert_allclose(scripted(torch.from_numpy(images)).detach().numpy(), ours, rtol=1e-3, atol=1e-5)
