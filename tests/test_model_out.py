@@ -72,3 +72,49 @@ def test_the_tutorial_net_trained_channels_last_exports_and_agrees_with_predict(
     np.testing.assert_allclose(session.run(None, {"images": images})[0], ours, rtol=1e-3, atol=1e-5)
     scripted = torch.jit.load(str(run / "model.torchscript.pt"))
     np.testing.assert_allclose(scripted(torch.from_numpy(images)).detach().numpy(), ours, rtol=1e-3, atol=1e-5)
+
+
+def predict_elsewhere(tmp_path, run: Path, image: Path, home) -> subprocess.CompletedProcess:
+    """`nettrain predict RUN IMAGE` as the command runs it: a fresh process in another folder, its own sys.path
+    (not the folder of the user's script), the trust store in `home`."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    code = "import sys; from nettrain.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, "predict", str(run), str(image)], cwd=elsewhere,
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": SRC, "NETTRAIN_HOME": str(home), "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_a_model_trained_from_the_users_script_predicts_from_the_command_line(tmp_path, monkeypatch, capsys,
+                                                                               nettrain_home):
+    """`from tutorial_net import Net; nettrain.fit(model=Net(), ...)` in a script, then `nettrain predict RUN x.png`:
+    the fit recorded the class's file in the trust store, so the command imports exactly those bytes. The same run
+    under another trust store (a run folder from elsewhere) or after the file changed is refused."""
+    from PIL import Image
+    script_dir = tmp_path / "project"
+    script_dir.mkdir()
+    (script_dir / "tutorial_net.py").write_text(TUTORIAL_NET)
+    monkeypatch.syspath_prepend(str(script_dir))   # as `python train.py` puts the script's folder first
+    monkeypatch.delitem(sys.modules, "tutorial_net", raising=False)
+    from tutorial_net import Net
+    run = nettrain.fit(model=Net(), dataset="npz", data_dir=image_data(tmp_path / "data"), epochs=1, batch_size=16,
+                       run_dir=tmp_path / "run", **QUIET_CPU_FP32).dir
+    image = tmp_path / "x.png"
+    pixels = np.load(tmp_path / "data" / "test.npz")["images"][0]
+    Image.fromarray(pixels).save(image)
+    done = predict_elsewhere(tmp_path, run, image, nettrain_home)
+    assert done.returncode == 0, done.stderr
+    label = nettrain.load(run).predict(pixels).labels[0]
+    assert done.stdout.startswith(f"{image}: {label} ") and done.stderr == ""
+    # the refusals in this process, with the script's folder gone from sys.path as it is from the command's
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(script_dir)])
+    monkeypatch.delitem(sys.modules, "tutorial_net")
+    monkeypatch.setenv("NETTRAIN_HOME", str(tmp_path / "another-home"))   # a run folder from elsewhere
+    assert main(["predict", str(run), str(image)]) == 2
+    assert "which no nettrain fit on this machine has run" in capsys.readouterr().err
+    monkeypatch.setenv("NETTRAIN_HOME", str(nettrain_home))
+    (script_dir / "tutorial_net.py").write_text(TUTORIAL_NET + "\nimport pathlib; pathlib.Path('EDITED').touch()\n")
+    assert main(["predict", str(run), str(image)]) == 2
+    assert "which has changed since the run was trained" in capsys.readouterr().err
+    assert "tutorial_net" not in sys.modules and not Path("EDITED").exists()
