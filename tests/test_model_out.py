@@ -118,3 +118,27 @@ def test_a_model_trained_from_the_users_script_predicts_from_the_command_line(tm
     assert main(["predict", str(run), str(image)]) == 2
     assert "which has changed since the run was trained" in capsys.readouterr().err
     assert "tutorial_net" not in sys.modules and not Path("EDITED").exists()
+
+
+class Model(nn.Module):
+    def __init__(self, n_in=5, n_out=2):   # defaults: a run records a model instance's class, not its arguments
+        super().__init__()
+        self.fc = nn.Linear(n_in, n_out)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def test_a_dataparallel_model_is_saved_and_recorded_bare(tmp_path, capsys):
+    x = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
+    run = nettrain.fit(model=nn.DataParallel(Model(5, 2)), data=(x, y), epochs=1, batch_size=16,
+                       run_dir=tmp_path / "run", **QUIET_CPU_FP32).dir
+    assert "nettrain: DataParallel taken off: the run trains and saves the Model inside it" in capsys.readouterr().err
+    state = torch.load(run / "best.pt", weights_only=True)
+    assert sorted(state["model"]) == ["fc.bias", "fc.weight"]
+    assert state["config"]["model"]["name"] == f"{__name__}:Model"
+    expected = nettrain.load(run).predict(x[:4]).probs
+    assert isinstance(nettrain.load(run).module, Model)
+    torch.testing.assert_close(nettrain.load(run, model=Model(5, 2)).predict(x[:4]).probs, expected)
+    torch.testing.assert_close(nettrain.load(run, model=nn.DataParallel(Model(5, 2))).predict(x[:4]).probs, expected)
