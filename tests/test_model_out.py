@@ -49,29 +49,85 @@ def image_data(folder: Path, n: int = 48) -> str:
     return str(folder)
 
 
-def cli_fit(tmp_path, *args) -> Path:
+@pytest.fixture(scope="module")
+def tutorial_run(tmp_path_factory) -> Path:
+    """The tutorial Net trained by path on 32x32x3 images (the probe drops channels_last for its `.view`), in float32
+    on the CPU, so that predict, the exported graph and plain PyTorch compute alike."""
+    tmp_path = tmp_path_factory.mktemp("tutorial")
+    (tmp_path / "tutorial_net.py").write_text(TUTORIAL_NET)
     run = tmp_path / "run"
-    assert main(["fit", *args, "--run-dir", str(run), "--epochs", "1", "--batch-size", "16", "--device", "cpu",
-                 "--precision", "32", *QUIET]) == 0
+    with pytest.MonkeyPatch.context() as mp:   # the fit's trust store: the tests use it too (trusted_tutorial)
+        mp.setenv("NETTRAIN_HOME", str(tmp_path / "home"))
+        assert main(["fit", "--dataset", "npz", "--data-dir", image_data(tmp_path / "data"), "--model",
+                     f"{tmp_path / 'tutorial_net.py'}:Net", "--run-dir", str(run), "--epochs", "2", "--batch-size",
+                     "16", "--device", "cpu", "--precision", "32", *QUIET]) == 0
     return run
 
 
+@pytest.fixture
+def trusted_tutorial(tutorial_run, monkeypatch) -> Path:
+    """tutorial_run, with the trust store its fit recorded the model's file in: loading it needs no flag."""
+    monkeypatch.setenv("NETTRAIN_HOME", str(tutorial_run.parent / "home"))
+    return tutorial_run
+
+
+def test_images(run: Path) -> tuple:
+    test = np.load(run.parent / "data" / "test.npz")
+    return test["images"], test["labels"]   # N x 32 x 32 x 3 uint8, as a user has them
+
+
 @pytest.mark.slow
-def test_the_tutorial_net_trained_channels_last_exports_and_agrees_with_predict(tmp_path):
-    """The probe drops channels_last for the `.view` (tutorial_net.py); the exported graph must feed the model
-    contiguous NCHW inputs as training did, and compute what predict does."""
+def test_the_tutorial_net_trained_channels_last_exports_and_agrees_with_predict(trusted_tutorial):
+    """The exported graph must feed the model contiguous NCHW inputs as training did, and compute what predict
+    does."""
     import onnxruntime as ort
-    (tmp_path / "tutorial_net.py").write_text(TUTORIAL_NET)
-    run = cli_fit(tmp_path, "--dataset", "npz", "--data-dir", image_data(tmp_path / "data"), "--model",
-                  f"{tmp_path / 'tutorial_net.py'}:Net")
+    run = trusted_tutorial
+    assert nettrain.Config.load(run / "config.yaml").train.channels_last is False
     assert main(["export", str(run), "--format", "onnx"]) == 0
     assert main(["export", str(run), "--format", "torchscript"]) == 0
-    images = np.load(tmp_path / "data" / "test.npz")["images"]   # N x 32 x 32 x 3 uint8, as a user has them
+    images, _ = test_images(run)
     ours = nettrain.load(run).predict(images).probs.numpy()
     session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"images": images})[0], ours, rtol=1e-3, atol=1e-5)
     scripted = torch.jit.load(str(run / "model.torchscript.pt"))
     np.testing.assert_allclose(scripted(torch.from_numpy(images)).detach().numpy(), ours, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_documented_plain_pytorch_reload_gets_the_runs_test_accuracy(trusted_tutorial, monkeypatch):
+    """docs/python-api.md, "The model in plain PyTorch", step by step: the class, load_state_dict from best.pt
+    (or best.safetensors), the run's preprocessing (torchvision's Normalize with the checkpoint's data section, or
+    nettrain.load(run).preprocess), then the test split: the accuracy test_metrics.json holds."""
+    import json
+    from PIL import Image
+    from safetensors.torch import load_file
+    from torchvision import transforms
+    tutorial_run = trusted_tutorial
+    monkeypatch.syspath_prepend(str(tutorial_run.parent))
+    monkeypatch.delitem(sys.modules, "tutorial_net", raising=False)
+    from tutorial_net import Net
+    run = str(tutorial_run)
+
+    state = torch.load(f"{run}/best.pt", weights_only=True)
+    net = Net()
+    net.load_state_dict(state["model"])
+    net.eval()
+    data = state["data"]
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(data["mean"], data["std"])])
+
+    from_safetensors = Net()
+    from_safetensors.load_state_dict(load_file(f"{run}/best.safetensors"))
+    preprocess = nettrain.load(run).preprocess
+    images, labels = test_images(tutorial_run)
+    with torch.no_grad():
+        by_hand = torch.stack([transform(Image.fromarray(img)) for img in images])
+        ours = torch.stack([preprocess(Image.fromarray(img)) for img in images])
+        torch.testing.assert_close(ours, by_hand, rtol=0, atol=1e-5)
+        torch.testing.assert_close(preprocess(images), ours)   # a batch, NHWC, as one call
+        accuracies = [(model(x).argmax(1).numpy() == labels).mean() for model in (net, from_safetensors)
+                      for x in (by_hand, ours)]
+    recorded = json.loads((tutorial_run / "test_metrics.json").read_text())["accuracy"]
+    assert accuracies == [pytest.approx(recorded)] * 4 and recorded > 0.2   # chance: 0.1
 
 
 def predict_elsewhere(tmp_path, run: Path, image: Path, home) -> subprocess.CompletedProcess:
