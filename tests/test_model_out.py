@@ -198,3 +198,44 @@ def test_a_dataparallel_model_is_saved_and_recorded_bare(tmp_path, capsys):
     assert isinstance(nettrain.load(run).module, Model)
     torch.testing.assert_close(nettrain.load(run, model=Model(5, 2)).predict(x[:4]).probs, expected)
     torch.testing.assert_close(nettrain.load(run, model=nn.DataParallel(Model(5, 2))).predict(x[:4]).probs, expected)
+
+
+DIGITS = ["--dataset", "digits", "--model", "mlp", "--model.args.hidden", "[8]", "--batch-size", "512", "--device",
+          "cpu", "--precision", "32", "--data.val_fraction", "0.2", *QUIET]
+
+
+def recorded(run: Path) -> list:
+    import json
+    return json.loads((run / ".nettrain-run.json").read_text())["files"]
+
+
+def test_save_every_keeps_a_loadable_checkpoint_per_epoch_that_a_resume_never_overwrites(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["fit", *DIGITS, "--epochs", "3", "--save-every", "1", "--run-dir", str(run)]) == 0
+    kept = sorted(p.name for p in run.glob("epoch_*.pt"))
+    assert kept == ["epoch_001.pt", "epoch_002.pt", "epoch_003.pt"] and set(kept) <= set(recorded(run))
+    for epoch, name in enumerate(kept, 1):
+        assert torch.load(run / name, weights_only=True)["epoch"] == epoch
+        assert len(nettrain.load(run / name).predict(np.zeros((2, 8, 8), np.uint8)).labels) == 2
+    assert nettrain.Config.load(run / "config.yaml").run.save_every == 1
+    before = {name: (run / name).read_bytes() for name in kept}
+    for name in ("best.pt", "last.pt"):   # as a kill after epoch_003.pt and before last.pt leaves the run
+        (run / name).write_bytes(before["epoch_002.pt"])
+    capsys.readouterr()
+    assert main(["fit", "--resume", str(run), "--epochs", "4", *QUIET]) == 0
+    assert "epoch_003.pt is left as it was: a per-epoch checkpoint is never overwritten" in capsys.readouterr().err
+    assert {name: (run / name).read_bytes() for name in kept} == before
+    assert torch.load(run / "epoch_004.pt", weights_only=True)["epoch"] == 4
+
+
+def test_keep_best_keeps_the_k_best_epochs_by_the_runs_metric(tmp_path):
+    from nettrain.runs import read_metrics
+    run = tmp_path / "run"
+    assert main(["fit", *DIGITS, "--epochs", "5", "--keep-best", "2", "--optimizer", "sgd", "--lr", "0.5",
+                 "--run-dir", str(run)]) == 0
+    rows = read_metrics(run / "metrics.csv")
+    best = sorted(rows, key=lambda r: (float(r["val_acc"]), -int(r["epoch"])), reverse=True)[:2]
+    assert sorted(p.name for p in run.glob("epoch_*.pt")) == sorted(f"epoch_{int(r['epoch']):03d}.pt" for r in best)
+    assert torch.load(run / "best.pt", weights_only=True)["epoch"] == int(best[0]["epoch"])
+    assert main(["fit", "--overwrite", *DIGITS, "--epochs", "1", "--run-dir", str(run)]) == 0
+    assert not list(run.glob("epoch_*.pt"))   # recorded, so --overwrite deleted them

@@ -94,6 +94,9 @@ FIT_FLAGS = {
     "--precision": ("precision", str, "auto, 32, bf16-mixed, 16-mixed"),
     "--image-size": ("image_size", int, "resize image folders to this size"),
     "--run-dir": ("run_dir", str, "run directory (default runs/<time>-<dataset>-<model>)"),
+    "--save-every": ("save_every", int, "keep a checkpoint every N epochs: RUN/epoch_003.pt, ... (default 0: none)"),
+    "--keep-best": ("keep_best", int, "of the per-epoch checkpoints (each epoch's without --save-every), keep the K "
+                                      "best by the metric that chooses best.pt"),
 }
 SWITCHES = {"--download": ("download", "let torchvision download the dataset if missing"),
             "--overwrite": ("overwrite", "replace an existing run directory"),

@@ -179,6 +179,10 @@ class RunConfig:
     tensorboard: bool = True
     progress: str = choice("auto", "auto", "bar", "lines", "none")
     report: bool = True               # figures and report.html, live while training (nettrain/report/)
+    # a whole checkpoint every N epochs beside last.pt (epoch_003.pt, ...; keep.py); 0: none
+    save_every: int = bounded(0, 0, note="epochs, e.g. 1")
+    # of those (each epoch's when save_every is 0), only the K best by the metric that chooses best.pt; 0: all
+    keep_best: int = bounded(0, 0, note="checkpoints, e.g. 3")
 
 
 @dataclass
@@ -201,7 +205,7 @@ SHORTCUTS = {
     "momentum": "optim.momentum", "scheduler": "sched.name", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "seed": "train.seed", "loss": "train.loss", "device": "train.device",
     "precision": "train.precision", "compile": "train.compile", "run_dir": "run.dir", "overwrite": "run.overwrite",
-    "sync_batchnorm": "train.sync_batchnorm",
+    "sync_batchnorm": "train.sync_batchnorm", "save_every": "run.save_every", "keep_best": "run.keep_best",
 }
 
 
