@@ -71,7 +71,7 @@ def trusted_tutorial(tutorial_run, monkeypatch) -> Path:
     return tutorial_run
 
 
-def test_images(run: Path) -> tuple:
+def held_out_images(run: Path) -> tuple:
     test = np.load(run.parent / "data" / "test.npz")
     return test["images"], test["labels"]   # N x 32 x 32 x 3 uint8, as a user has them
 
@@ -85,7 +85,7 @@ def test_the_tutorial_net_trained_channels_last_exports_and_agrees_with_predict(
     assert nettrain.Config.load(run / "config.yaml").train.channels_last is False
     assert main(["export", str(run), "--format", "onnx"]) == 0
     assert main(["export", str(run), "--format", "torchscript"]) == 0
-    images, _ = test_images(run)
+    images, _ = held_out_images(run)
     ours = nettrain.load(run).predict(images).probs.numpy()
     session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"images": images})[0], ours, rtol=1e-3, atol=1e-5)
@@ -118,7 +118,7 @@ def test_the_documented_plain_pytorch_reload_gets_the_runs_test_accuracy(trusted
     from_safetensors = Net()
     from_safetensors.load_state_dict(load_file(f"{run}/best.safetensors"))
     preprocess = nettrain.load(run).preprocess
-    images, labels = test_images(tutorial_run)
+    images, labels = held_out_images(tutorial_run)
     with torch.no_grad():
         by_hand = torch.stack([transform(Image.fromarray(img)) for img in images])
         ours = torch.stack([preprocess(Image.fromarray(img)) for img in images])
