@@ -239,3 +239,16 @@ def test_keep_best_keeps_the_k_best_epochs_by_the_runs_metric(tmp_path):
     assert torch.load(run / "best.pt", weights_only=True)["epoch"] == int(best[0]["epoch"])
     assert main(["fit", "--overwrite", *DIGITS, "--epochs", "1", "--run-dir", str(run)]) == 0
     assert not list(run.glob("epoch_*.pt"))   # recorded, so --overwrite deleted them
+
+
+def test_preprocess_turns_a_tables_raw_rows_into_what_its_model_takes(tmp_path):
+    run = nettrain.fit(dataset="iris", model="mlp", epochs=1, run_dir=tmp_path / "run", **{"model.args.hidden": [8]},
+                       **QUIET_CPU_FP32)
+    model = nettrain.load(run.dir)
+    names = [c["name"] for c in model.info.table["columns"]]
+    rows = [dict(zip(names, values)) for values in ([5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3])]
+    x = model.preprocess(rows)
+    assert x.shape == (2, len(names)) and x.dtype == torch.float32
+    assert not torch.allclose(x, torch.tensor([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]))   # standardized
+    with torch.no_grad():
+        torch.testing.assert_close(model.module(x).softmax(1), model.predict(rows).probs)
