@@ -96,6 +96,9 @@ FIT_FLAGS = {
     "--precision": ("precision", str, "auto, 32, bf16-mixed, 16-mixed"),
     "--image-size": ("image_size", int, "resize image folders to this size"),
     "--run-dir": ("run_dir", str, "run directory (default runs/<time>-<dataset>-<model>)"),
+    "--save-every": ("save_every", int, "keep a checkpoint every N epochs: RUN/epoch_003.pt, ... (default 0: none)"),
+    "--keep-best": ("keep_best", int, "of the per-epoch checkpoints (each epoch's without --save-every), keep the K "
+                                      "best by the metric that chooses best.pt"),
 }
 SWITCHES = {"--download": ("download", "let torchvision download the dataset if missing"),
             "--overwrite": ("overwrite", "replace an existing run directory"),
@@ -137,7 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--precision", choices=["auto", "32", "bf16-mixed", "16-mixed"],
                     help="compute in this precision (default: the run's own; 32 as an exported model does)")
-    pr = sub.add_parser("predict", help="predict the classes of image files, a table's rows, or texts (a text run)")
+    pr = sub.add_parser("predict", help="predict the classes of image files, a table's rows, or texts (a text run)",
+                        description="Each input is read as training read it: images to the run's channels and size, "
+                                    "then normalized with the per-channel mean and std in the checkpoint's data "
+                                    "section (torch.load(best.pt)['data']); nettrain.load(RUN).preprocess does the "
+                                    "same in Python.")
     pr.add_argument("checkpoint", help="run directory or checkpoint file, or a model.onnx from nettrain export")
     pr.add_argument("inputs", nargs="*", help="image files or folders of images; CSV files of rows (tables); the "
                                               "texts themselves (a text run)")

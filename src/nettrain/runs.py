@@ -61,6 +61,8 @@ RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metric
              # nettrain export (export.py) and fit --lr auto's plot (lrfind.py)
              "onnx": "model.onnx", "onnx_meta": "model.onnx.json", "torchscript": "model.torchscript.pt",
              "torchscript_meta": "model.torchscript.pt.json", "lr_find": "lr_find.png"}
+# the checkpoints kept every --save-every epochs (keep.py), one name per epoch: epoch_003.pt
+EPOCH_CHECKPOINT = "epoch_{epoch:03d}.pt"
 # the folders among them: their files are recorded one by one, the folder itself is not
 RUN_FOLDERS = (RUN_FILES["tensorboard"], RUN_FILES["figures"], RUN_FILES["hang"])
 # the record of every file nettrain wrote into the run, relative to it, rewritten atomically when one is added

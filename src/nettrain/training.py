@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from . import __version__, _process, evidence, signals
+from . import keep
 from ._malloc import freed_memory_kept, tuning
 from .callbacks import EarlyStopping, FitState, Hooks
 from .config import Config, check_parallelism
@@ -531,6 +532,7 @@ def _keep(t: Training, run: RunDir, so_far: _SoFar, row: MetricsRow):
         best.update(value=value, epoch=epoch)
     state = _checkpoint(t, epoch, so_far)
     _check_finite(state, epoch, run, t.cfg.optim.lr)
+    keep.save_epoch(run, state, t.cfg.run, so_far.history, best, t.classification)   # --save-every, --keep-best
     # best first: a kill between the two writes leaves best.pt ahead of last.pt (a resume starts from the
     # newer), never behind last.pt's record of the best epoch
     if improved or not run.best.exists():
