@@ -66,3 +66,17 @@ def test_list_prints_what_the_registries_hold():
                   "schedulers": SCHEDULERS}
     for title, lines in catalog.LISTED:
         assert dict(registries[title].describe()) == lines, f"catalog.py's {title} differ from the registry's"
+
+
+def test_only_the_commands_that_train_watch_the_cpu_for_openmp(tmp_path, monkeypatch):
+    """Choosing OpenMP's wait policy watches the CPU's load for 0.15 s (_omp.py): worth it before training, pure
+    start-up cost for `nettrain list`, a report or a prediction."""
+    from nettrain import _omp
+    from nettrain.cli import main
+    from conftest import QUIET
+    chosen = []
+    monkeypatch.setattr(_omp, "choose_wait_policy", lambda environ: chosen.append("chosen"))
+    assert main(["list"]) == 0 and chosen == []
+    assert main(["fit", "--dataset", "two-gaussians", "--model", "mlp", "--epochs", "1",
+                 "--run-dir", str(tmp_path / "run"), *QUIET]) == 0
+    assert chosen == ["chosen"]

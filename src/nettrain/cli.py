@@ -420,9 +420,15 @@ def _print_traceback(e: BaseException):
     traceback.print_exception(e, file=sys.stderr)
 
 
+# the commands that train, and so choose OpenMP's wait policy: the choice watches the CPU for 0.15 s (_omp.py), a
+# cost that `nettrain list` (0.2 s in all) or a prediction would pay for nothing
+TRAINING_COMMANDS = ("fit", "lr-find", "sweep")
+
+
 def tune_own_process():
-    """The command owns its process, so it tunes it for training (a library call does not, see api.fit): OpenMP's
-    wait policy, chosen before torch loads (_omp.py); main() also lets training keep freed memory (_malloc.py)."""
+    """A training command owns its process, so it tunes it for training (a library call does not, see api.fit):
+    OpenMP's wait policy, chosen before torch loads (_omp.py); main() also lets training keep freed memory
+    (_malloc.py)."""
     from . import _omp
     _omp.choose_wait_policy(os.environ)
 
@@ -430,7 +436,6 @@ def tune_own_process():
 def main(argv=None) -> int:
     try:
         with signals.stop_signals(), warnings_as_lines():   # SIGTERM, SIGHUP: as Ctrl-C (signals.py)
-            tune_own_process()
             from ._malloc import tuning_allowed
             with tuning_allowed():   # for the command only: main() called from Python leaves the caller's allocator
                 return _main(argv)
@@ -445,6 +450,8 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command in TRAINING_COMMANDS:
+        tune_own_process()
     try:
         if args.command is not None and not _without_torch(args):
             import_torch()
