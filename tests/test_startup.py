@@ -44,9 +44,13 @@ def test_commands_without_runs_import_no_torch(tmp_path, nettrain_home, argv):
 
 
 @pytest.mark.slow
-def test_report_and_compare_import_no_torch_and_predict_only_what_it_uses(tmp_path, nettrain_home):
-    nettrain.fit(dataset="digits", model="mlp", epochs=1, batch_size=512, run_dir=str(tmp_path / "a"),
-                 **{**QUIET_API, "model.args.hidden": [8]})
+def test_each_command_imports_only_what_it_uses(tmp_path, nettrain_home):
+    """A fit without a report draws no figure (no matplotlib) and tiles TensorBoard's sample grid without
+    torchvision; report and compare read the run's files without torch; predict loads no training code."""
+    fit = ["fit", "--dataset", "digits", "--model", "mlp", "--model.args.hidden", "[8]", "--epochs", "1",
+           "--batch-size", "512", "--run-dir", "a", "--run.progress", "none", "--run.report", "false"]
+    loaded = loaded_after(fit, tmp_path, nettrain_home)
+    assert "tensorboard" in loaded and not {"torchvision", "matplotlib"} & set(loaded)
     nettrain.api.report(tmp_path / "a", say=lambda line: None)   # makes a/predictions.npz from best.pt
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     from PIL import Image
