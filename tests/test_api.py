@@ -140,7 +140,7 @@ def test_bf16_fit_hands_images_over_rounded_and_trains_exactly_as_from_float32(t
 
     dtypes, metrics, test = run("rounded")
     assert torch.bfloat16 in dtypes   # handed over rounded (the float32 input is the shape check's, before training)
-    monkeypatch.setattr("nettrain.training._input_dtype", lambda *args: None)
+    monkeypatch.setattr("nettrain.wiring._input_dtype", lambda *args: None)
     float_dtypes, float_metrics, float_test = run("float")
     assert torch.bfloat16 not in float_dtypes
     assert metrics == float_metrics

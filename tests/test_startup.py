@@ -64,10 +64,11 @@ def test_each_command_imports_only_what_it_uses(tmp_path, nettrain_home):
 def test_list_prints_what_the_registries_hold():
     """`nettrain list` reads catalog.py (no torch); the registries that build the same names are checked here."""
     from nettrain.data import DATASETS
+    from nettrain.engine.metrics import METRICS
     from nettrain.engine.optim import LOSSES, OPTIMIZERS, SCHEDULERS
     from nettrain.models import MODELS
     registries = {"datasets": DATASETS, "models": MODELS, "optimizers": OPTIMIZERS, "losses": LOSSES,
-                  "schedulers": SCHEDULERS}
+                  "schedulers": SCHEDULERS, "metrics": METRICS}
     for title, lines in catalog.LISTED:
         assert dict(registries[title].describe()) == lines, f"catalog.py's {title} differ from the registry's"
 

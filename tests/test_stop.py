@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import nettrain
-from nettrain import signals, training
+from nettrain import signals, wiring
 from nettrain.cli import main
 from nettrain.data import batches as batches_module
 from nettrain.data.arrays import ArrayData, DataInfo
@@ -152,12 +152,12 @@ def test_a_stop_in_the_middle_of_an_epoch_resumes_to_the_uninterrupted_run(tmp_p
 def test_a_stop_during_validation_stops_after_the_epochs_checkpoint(tmp_path, monkeypatch, capsys):
     """A stop after the epoch's last step boundary (its last step, its validation, its checkpoint) lets the epoch
     end: last.pt keeps it whole, and the run stops before the next one."""
-    evaluate = training.evaluate_pass
+    evaluate = wiring.evaluate_pass
 
     def signalled(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
         return evaluate(*args, **kwargs)
-    monkeypatch.setattr(training, "evaluate_pass", signalled)
+    monkeypatch.setattr(wiring, "evaluate_pass", signalled)
     run = tmp_path / "run"
     assert main(ARGS + ["--epochs", "3", "--run-dir", str(run)]) == 128 + signal.SIGTERM
     err = capsys.readouterr().err

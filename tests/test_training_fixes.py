@@ -44,12 +44,12 @@ def test_val_fraction_0_holds_nothing_out_of_the_users_arrays(tmp_path):
 
 def test_val_fraction_0_trains_on_every_example(tmp_path, monkeypatch):
     seen = []
-    real = nettrain.training.make_batches
+    real = nettrain.wiring.make_batches
 
     def recording(data, *a, **k):
         seen.append(len(data))
         return real(data, *a, **k)
-    monkeypatch.setattr(nettrain.training, "make_batches", recording)
+    monkeypatch.setattr(nettrain.wiring, "make_batches", recording)
     x, y = _pairs()
     nettrain.fit(data=(x, y), model="mlp", epochs=1, run_dir=tmp_path / "run",
                  **QUIET_CPU_FP32, **{"data.val_fraction": 0})

@@ -11,11 +11,12 @@ environment variable, RNG or allocator setting is touched by the import.
 """
 __version__ = "0.1.0"
 
-__all__ = ["fit", "load", "Run", "Predictor", "Predictions", "Config", "NettrainError", "__version__"]
+__all__ = ["fit", "load", "Run", "Predictor", "Predictions", "Config", "NettrainError", "Callback", "EarlyStopping",
+           "__version__"]
 
 # nettrain.report is the report package (nettrain.report.build(run) writes RUN/report.html)
 _WHERE = {"fit": "api", "load": "api", "Run": "api", "Predictor": "api", "Predictions": "api", "Config": "config",
-          "NettrainError": "errors"}
+          "NettrainError": "errors", "Callback": "callbacks", "EarlyStopping": "callbacks"}
 
 
 def __getattr__(name):   # PEP 562: the public names and the submodules (nettrain.training), imported on first use

@@ -21,7 +21,9 @@ from typing import Optional
 import torch
 from torch import nn
 
+from . import usercode
 from ._malloc import tuning_allowed
+from .callbacks import check as check_callbacks
 from .config import SECTIONS, Config
 from .data import DataInfo, from_user_data
 from .data.images import is_image_file
@@ -81,7 +83,8 @@ def _restarted(options: dict) -> tuple:
 
 # the options by which the user names a kind of code anew, rather than take the resumed run's
 OWN_KEYS = {"model": {"model", "model.name"}, "loss": {"loss", "train.loss"},
-            "optimizer": {"optimizer", "optim.name"}, "scheduler": {"scheduler", "sched.name"}}
+            "optimizer": {"optimizer", "optim.name"}, "scheduler": {"scheduler", "sched.name"},
+            "metric": {"metrics", "train.metrics"}}
 
 
 def _given_kinds(options: dict) -> set:
@@ -146,6 +149,56 @@ def _naming_user_objects(cfg, module, loss):
     return cfg
 
 
+def _callback_objects(options: dict) -> tuple:
+    """(the callback objects given as callbacks=, the options with the specs among them as run.callbacks)."""
+    given = options.get("callbacks")
+    if given is None:
+        return [], options
+    given = [given] if isinstance(given, str) else given
+    objects = check_callbacks([c for c in given if not isinstance(c, str)] if isinstance(given, (list, tuple))
+                              else given)
+    specs = [c for c in given if isinstance(c, str)]
+    rest = {k: v for k, v in options.items() if k != "callbacks"}
+    return objects, {**rest, "run.callbacks": specs} if specs else rest
+
+
+def _callbacks_of_config(cfg: Config, gate: Optional[Gate], given: bool) -> list:
+    """The callbacks a config names (run.callbacks: file.py:Class specs), each built without arguments. A run's
+    config is data: its specs are imported only when given again (--callbacks), as a resume's progress bar is."""
+    specs = cfg.run.callbacks
+    if not specs:
+        return []
+    if gate is not None and not given:
+        print(f"nettrain: the run's callbacks ({', '.join(map(str, specs))}) are not imported from its config; give "
+              f"them again with --callbacks to use them", file=sys.stderr)
+        return []
+    built = []
+    for spec in specs:
+        if not isinstance(spec, str):
+            raise ConfigError(f"run.callbacks holds callback classes as file.py:Class or package.module:Class, got "
+                              f"{spec!r:.60}")
+        cls = usercode.resolve(spec, "callback")
+        try:
+            built.append(cls())
+        except Exception as e:
+            raise ConfigError(f"callback {spec!r} cannot be built without arguments ({usercode.raised(e)}); give "
+                              f"it defaults, or pass an instance: nettrain.fit(callbacks=[...])") from None
+    return built
+
+
+def _metrics_of_run(cfg: Config, gate: Optional[Gate]) -> Config:
+    """A run's config is data: its train.metrics that name the user's functions (file.py:function) are computed
+    only when given again (--metrics); registered names are kept. Metrics watch the run, as callbacks do."""
+    if gate is None or gate.owns("metric"):
+        return cfg
+    user = [m for m in cfg.train.metrics if isinstance(m, str) and ":" in m]
+    if not user:
+        return cfg
+    print(f"nettrain: the run's metric functions ({', '.join(user)}) are not imported from its config; give them "
+          f"again with --metrics to compute them", file=sys.stderr)
+    return cfg.override({"train.metrics": [m for m in cfg.train.metrics if m not in user]})
+
+
 def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None, resume=None,
         trust_code: bool = False, tune_process: bool = False, _fixes: Optional[dict] = None, **options) -> Run:
     """Train a model; returns the Run (its directory, metrics and trained model). See the module docstring.
@@ -169,6 +222,7 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
             raise ConfigError("lr auto chooses the learning rate of a new run; a resumed run keeps its own (leave out "
                               "--lr)")
         options = {k: v for k, v in options.items() if not (k in ("lr", "optim.lr") and v == "auto")}
+    callbacks, options = _callback_objects(options)
     module = options.pop("model") if isinstance(options.get("model"), nn.Module) else None
     loss = options.pop("loss") if options.get("loss") is not None and not isinstance(options["loss"], str) else None
     cfg, gate = _config_and_gate(config, resume, options, trust_code, module, loss, _fixes)
@@ -184,8 +238,10 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
         from .lrrange import find_for_fit
         cfg, found = find_for_fit(cfg, module, user_data, loss, tune_process, gate)
     with tuning_allowed(tune_process):
+        callbacks += _callbacks_of_config(cfg, gate, given="callbacks" in options or "run.callbacks" in options)
+        cfg = _metrics_of_run(cfg, gate)
         from .training import train   # here: predict and evaluate load no training code (api.__getattr__)
-        run = train(cfg, module, user_data, Path(resume) if resume is not None else None, gate, loss)
+        run = train(cfg, module, user_data, Path(resume) if resume is not None else None, gate, loss, callbacks)
     if found is not None:
         from .lrrange import keep_plot
         keep_plot(found, run.dir)

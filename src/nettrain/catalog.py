@@ -47,6 +47,7 @@ OPTIMIZERS = {
     "sgd": "stochastic gradient descent; momentum, nesterov, weight_decay",
 }
 LOSSES = {
+    "bce": "binary cross-entropy on logits (a one-output binary head, or multi-label 0/1 targets)",
     "cross-entropy": "cross-entropy on logits (classification); train.label_smoothing",
     "l1": "mean absolute error (regression)",
     "mse": "mean squared error (regression)",
@@ -58,7 +59,11 @@ SCHEDULERS = {
     "onecycle": "rise to optim.lr over pct_start of the run, then anneal (Smith's 1cycle)",
     "step": "multiply the lr by gamma every step_epochs epochs",
 }
+METRICS = {
+    "balanced_acc": "the mean of the classes' recalls (accuracy when the classes are unbalanced)",
+    "top5_acc": "the share of examples whose class is among the 5 highest scores",
+}
 
 # the titles `nettrain list` prints, in its order
 LISTED = (("datasets", DATASETS), ("models", MODELS), ("optimizers", OPTIMIZERS), ("losses", LOSSES),
-          ("schedulers", SCHEDULERS))
+          ("schedulers", SCHEDULERS), ("metrics", METRICS))

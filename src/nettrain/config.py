@@ -170,6 +170,10 @@ class TrainConfig:
     lookahead: int = bounded(0, 0)    # Lookahead every N steps, airbench's schedule (engine/lookahead.py); 0: off
     # per step: the slow weights' final share is lookahead_decay ** lookahead
     lookahead_decay: float = bounded(0.95, 0, 1, above=True)
+    # stop when the validation metric that chooses best.pt has not improved for N validated epochs (callbacks.py)
+    patience: Optional[int] = bounded(None, 1, note="validated epochs without improvement, e.g. 5")
+    # the run's own metrics on each evaluation: registered names (`nettrain list`) or file.py:function
+    metrics: list = field(default_factory=list)
 
 
 @dataclass
@@ -179,6 +183,7 @@ class RunConfig:
     tensorboard: bool = True
     progress: str = choice("auto", "auto", "bar", "lines", "none")
     report: bool = True               # figures and report.html, live while training (nettrain/report/)
+    callbacks: list = field(default_factory=list)   # your callback classes, file.py:Class (callbacks.py)
 
 
 @dataclass
@@ -201,7 +206,8 @@ SHORTCUTS = {
     "momentum": "optim.momentum", "scheduler": "sched.name", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "seed": "train.seed", "loss": "train.loss", "device": "train.device",
     "precision": "train.precision", "compile": "train.compile", "run_dir": "run.dir", "overwrite": "run.overwrite",
-    "sync_batchnorm": "train.sync_batchnorm",
+    "sync_batchnorm": "train.sync_batchnorm", "patience": "train.patience", "callbacks": "run.callbacks",
+    "metrics": "train.metrics",
 }
 
 

@@ -63,16 +63,15 @@ def find(cfg, *, module=None, data=None, loss=None, steps: int = 300, start_lr: 
          plot: bool = True, gate=None) -> LRFind:
     """Run the finder for `cfg` (a Config): with the user's module, data and loss object as fit takes them; `gate`
     (trust.py) when the config is a run folder's."""
-    import torch
-    from . import training
+    from . import wiring
     from .engine.loop import forward
     from .engine.optim import build_optimizer
     if steps < 10:
         raise ConfigError(f"the lr finder needs at least 10 steps to read a slope, got {steps}")
     if not 0 < start_lr < end_lr:
         raise ConfigError(f"the lr finder's ramp must rise from a positive start lr, got {start_lr:g} to {end_lr:g}")
-    training._seed_everything(cfg.train.seed)
-    t = training._build(cfg, module, data, fresh=True, loss=loss, gate=gate)
+    wiring.seed_everything(cfg.train.seed)
+    t = wiring.build(cfg, module, data, fresh=True, loss=loss, gate=gate)
     model = copy.deepcopy(t.module).train()   # the copy trains; the built model and its optimizer are untouched
     optimizer = build_optimizer(model.parameters(), t.cfg.optim, gate, fast=False)
     # per-group lrs relative to optim.lr (Muon's groups have their own), all ramped together

@@ -3,7 +3,7 @@ directory, train epoch by epoch (validating, logging and checkpointing each), an
 holds, then the report.
 
 `train` is the one place that wires data, models, engine and run directory together for training. It reads as its
-steps: `_open_resumed` (a resumed run's directory and checkpoint, before anything is built), `_build` (the data's
+steps: `_open_resumed` (a resumed run's directory and checkpoint, before anything is built), `build` (the data's
 batches, the model and its step, and the config resolved once: every choice the build makes is in it, so that
 config.yaml records what trained), `_continue` (the checkpoint put back), `_open_outputs` (the run directory, its
 environment, TensorBoard and the live report), `_train_and_test` (the epoch loop `_epochs`, then `_test` of the model
@@ -13,47 +13,40 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import os
-import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 from torch import nn
 
 from . import __version__, _process, evidence, signals
 from ._malloc import freed_memory_kept, tuning
+from .callbacks import EarlyStopping, FitState, Hooks
 from .config import Config, check_parallelism
-from .data import Data, DataInfo, load_data, make_batches
-from .engine import checkpoint as ckpt_io, distributed, stop, syncbn, watchdog
-from .engine.device import describe, resolve_device, resolve_precision
-from .data.table import in_target_units
-from .engine.lookahead import Lookahead
+from .data import Data
+from .engine import checkpoint as ckpt_io, distributed, stop
+from .engine.device import describe, resolve_device
 from .engine.metrics import summary as metrics_summary
-from .engine.loop import Step, evaluate as evaluate_pass, forward, train_epoch
-from .engine.optim import build_loss, build_optimizer, build_scheduler, default_loss_for, fast_forward, \
-    loss_for_outputs
+from .engine.loop import train_epoch
+from .engine.optim import default_loss_for, fast_forward
 from .engine.progress import Progress
 from .errors import ConfigError, DivergedError, ModelError, NettrainError
 from .kinds import KINDS, kind_of
-from .engine.probe import Probe, probe_batch, say
 from .metrics_row import MetricsRow
-from .models import MODELS, build_model, check_fits
 from .models.blame import failure
-from .models.flat import FlatInput, first_linear
 from .predictor import Predictor, format_report
 from .report.live import LiveReport
 from .resume import RECORDED, changes, check_changes, check_data, data_fingerprint, trained_processes, unfinished
 from .runs import RUN_FILES, RunDir, write_atomically
 from .tbreport import TensorBoardLog
-from .trust import Gate, is_user_spec, remember
-from .usercode import origin, user_frame
+from .trust import Gate
+from .usercode import user_frame
+from .wiring import Training, build, seed_everything
 
 
 # Seconds to wait between the best.pt and last.pt writes of an improving epoch, so that a test can kill the run
@@ -74,20 +67,22 @@ class Run:
 
 
 def train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path],
-          gate: Optional[Gate] = None, loss=None) -> Run:
+          gate: Optional[Gate] = None, loss=None, callbacks: Optional[list] = None) -> Run:
     """Train as `cfg` says: on the user's `module` and `data` when given (else the config's model and dataset), in a
     new run directory, or continuing `resume_dir` from its last checkpoint. `gate` (trust.py): how the user specs
-    of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it). The run
+    of a resumed run's config, which is data, may be imported. `loss`: the user's loss object (cfg names it);
+    `callbacks`: objects with callbacks.py's hooks, called at the fit's moments. The run
     directory is locked (runlock.py) while this writes into it. The caller's RNGs and thread count are as they
     were afterwards (_process.py)."""
     device = resolve_device(cfg.train.device)
     # under torchrun, this process's place among the others (engine/distributed.py); alone, world size 1
     with _process.kept(device), distributed.joined(device, cfg.dist.timeout) as world, contextlib.ExitStack() as held:
-        return _train(cfg, module, data, resume_dir, held, gate, loss, world)
+        return _train(cfg, module, data, resume_dir, held, gate, loss, world, callbacks or [])
 
 
 def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resume_dir: Optional[Path],
-           held: contextlib.ExitStack, gate: Optional[Gate], loss, world=distributed.World()) -> Run:
+           held: contextlib.ExitStack, gate: Optional[Gate], loss, world=distributed.World(),
+           callbacks: list = ()) -> Run:
     """The fit, step by step (the module docstring names them); `held` closes what it opens (the lock, the page)."""
     t0 = time.perf_counter()
     check_parallelism(cfg)
@@ -97,26 +92,29 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     # before anything is built: a refused change must not reach the optimizer
     resumed = _open_resumed(resume_dir, cfg, held, world, progress) if resume_dir is not None else None
     state = resumed.state if resumed is not None else None
-    _seed_everything(cfg.train.seed)
-    t = _build(cfg, module, data, fresh=state is None, gate=gate, loss=loss, world=world)
+    seed_everything(cfg.train.seed)
+    t = build(cfg, module, data, fresh=state is None, gate=gate, loss=loss, world=world)
     progress.unit = kind_of(t.info).unit
     if state is None:   # the models were made alike; what each rank draws from now on is its own
         world.own_random_streams(t.cfg.train.seed)
         so_far = _SoFar([], _first_best(t))
     else:
         so_far = _continue(t, resumed, progress)
-        if so_far.start_epoch >= t.cfg.train.epochs and not so_far.finish:
+        if (so_far.start_epoch >= t.cfg.train.epochs or so_far.stopped_early) and not so_far.finish:
             return _already_finished(t, resumed.run, so_far, progress, t0)
     out = _open_outputs(t, resumed, so_far, held, progress)
+    out.hooks = _hooks(t, out, so_far, callbacks)
     _say_start(t, out, so_far)
     test = _train_and_test(t, out, so_far)
     return _finish(t, out, so_far, test, time.perf_counter() - t0)
 
 
-def _already_finished(t: _Training, run: RunDir, so_far: _SoFar, progress: Progress, t0: float) -> Run:
+def _already_finished(t: Training, run: RunDir, so_far: _SoFar, progress: Progress, t0: float) -> Run:
     """A resume of a run that trained its epochs and wrote its finish: nothing to do, and nothing is written, not
     even the environment; its model is best.pt's."""
-    progress.say(f"{run.path} already finished its {so_far.start_epoch} epochs; give --epochs N to train further")
+    stopped = f" (stopped early: {so_far.stopped_early})" if so_far.stopped_early else ""
+    progress.say(f"{run.path} already finished its {so_far.start_epoch} epochs{stopped}; give --epochs N to train "
+                 f"further")
     _best_into_eval_model(t, run, so_far)
     return Run(run.path, so_far.metrics(), _predictor(t), {}, time.perf_counter() - t0)
 
@@ -167,7 +165,8 @@ class _SoFar:
     """What the epochs so far have kept, and where training stands: a metrics row an epoch (MetricsRow), the best
     epoch ({"metric", "value", "epoch"}: what chooses best.pt), the epochs done, a stopped epoch's batches done
     (engine/stop.py), a resumed run's finish still owed (resume.unfinished) and its new config.yaml; then the epoch
-    in progress, and where a stop came (at a step boundary: the step last.pt keeps; or after an epoch's checkpoint)."""
+    in progress, and where a stop came (at a step boundary: the step last.pt keeps; or after an epoch's checkpoint);
+    a callback's early stop (its reason, kept in the checkpoints)."""
     history: list
     best: dict
     start_epoch: int = 0
@@ -177,20 +176,21 @@ class _SoFar:
     epoch: int = 0
     stopped_step: Optional[int] = None
     stopped_after: bool = False
+    stopped_early: Optional[str] = None
 
     def metrics(self) -> list:
         """The rows as `Run.metrics` and the checkpoints hold them: plain dicts."""
         return [row.as_dict() for row in self.history]
 
 
-def _first_best(t: _Training) -> dict:
+def _first_best(t: Training) -> dict:
     """What chooses best.pt: a real validation split's accuracy (classification) or loss; without one, the last
     epoch (the test split may be shown each epoch, but it chooses nothing)."""
     metric = ("val_acc" if t.classification else "val_loss") if t.has_val else LAST
     return {"metric": metric, "value": None, "epoch": None}
 
 
-def _continue(t: _Training, resumed: _Resumed, progress: Progress) -> _SoFar:
+def _continue(t: Training, resumed: _Resumed, progress: Progress) -> _SoFar:
     """A resumed run's checkpoint put back (weights, optimizer, RNG: `_resume`), with the epoch it stopped in
     (engine/stop.py) and the finish it still owes (`_unfinished`)."""
     run, state, tc = resumed.run, resumed.state, t.cfg.train
@@ -201,6 +201,8 @@ def _continue(t: _Training, resumed: _Resumed, progress: Progress) -> _SoFar:
     history, best, start_epoch = _resume(t, run, state, progress)
     so_far = _SoFar(history, best, start_epoch, partial, _unfinished(t, run, resumed.saved, start_epoch),
                     resumed.record_config)
+    if Config.from_dict(state["config"]).train.epochs == tc.epochs:   # more epochs given: training goes on
+        so_far.stopped_early = state.get("stopped_early")
     if so_far.finish:   # the epochs are kept, the test or the report is not: the finish is done now (_unfinished)
         progress.say(f"nettrain: {run.path} trained its {start_epoch} epochs but was stopped before its finish "
                      f"({', '.join(so_far.finish)} not written); finishing it: the test, then the report")
@@ -217,9 +219,10 @@ class _Outputs:
     tb: TensorBoardLog
     live: LiveReport
     progress: Progress
+    hooks: Hooks = field(default_factory=lambda: Hooks([], None))
 
 
-def _open_outputs(t: _Training, resumed: Optional[_Resumed], so_far: _SoFar, held: contextlib.ExitStack,
+def _open_outputs(t: Training, resumed: Optional[_Resumed], so_far: _SoFar, held: contextlib.ExitStack,
                   progress: Progress) -> _Outputs:
     """The run directory, new (with its config.yaml: the config as built) or the resumed one, its environment and
     events, TensorBoard and the live report."""
@@ -227,7 +230,7 @@ def _open_outputs(t: _Training, resumed: Optional[_Resumed], so_far: _SoFar, hel
     if resumed is None:
         run = world.run(RunDir, lambda: RunDir.create(cfg.run.dir, cfg.data.name, cfg.model.name, cfg.run.overwrite))
         held.callback(run.unlock)
-        _write_config(run, cfg)   # resolved in _build: what trains
+        _write_config(run, cfg)   # resolved in build: what trains
         if t.info.vocab is not None and run.writes:   # the text kind's vocabulary, readable without torch (text.py)
             write_atomically(run.claim(run.path / RUN_FILES["vocab"]), json.dumps({"tokens": t.info.vocab}))
     else:
@@ -248,6 +251,7 @@ def _open_outputs(t: _Training, resumed: Optional[_Resumed], so_far: _SoFar, hel
                          distributed.NullLog())
     live = LiveReport(run, cfg.train.epochs, cfg.run.report and world.is_main)
     held.callback(live.close)   # a fit that stops leaves a page that no longer reloads
+    live.begin(so_far.start_epoch)   # the first page, before epoch 1: no figures
     if so_far.start_epoch == 0:
         if kind_of(t.info).images and hasattr(t.data.train, "x"):
             tb.images(t.data.train.x[:64])
@@ -256,7 +260,7 @@ def _open_outputs(t: _Training, resumed: Optional[_Resumed], so_far: _SoFar, hel
     return _Outputs(run, tb, live, progress)
 
 
-def _say_start(t: _Training, out: _Outputs, so_far: _SoFar):
+def _say_start(t: Training, out: _Outputs, so_far: _SoFar):
     """The fit's first lines: the data, the model, the device, the run directory; the processes; the data's notes."""
     cfg, tc, world, say_line = t.cfg, t.cfg.train, t.world, out.progress.say
     n_params = sum(p.numel() for p in t.module.parameters())
@@ -276,7 +280,7 @@ def _say_start(t: _Training, out: _Outputs, so_far: _SoFar):
                  f"{model} (to keep the best epoch, hold out data: --data.val_fraction 0.1)")
 
 
-def _train_and_test(t: _Training, out: _Outputs, so_far: _SoFar) -> dict:
+def _train_and_test(t: Training, out: _Outputs, so_far: _SoFar) -> dict:
     """The epochs, then the test; a stop says where it stopped and how to go on, the user's code failing says where.
     Large activations are allocated and freed every step: the freed memory is kept for reuse (see _malloc.py).
     Small linear layers run in float32 under CPU bf16 autocast, where it is faster (see engine/device.py); a
@@ -289,6 +293,7 @@ def _train_and_test(t: _Training, out: _Outputs, so_far: _SoFar) -> dict:
                 # a stop signal only sets a flag while training: it stops at a step boundary (engine/stop.py); a
                 # second one at once, except under torchrun, whose agent repeats a Ctrl-C to processes that had it
                 with signals.flagged(second_stops=not distributed.is_launched()):
+                    out.hooks.fit_start()
                     final_va = _epochs(t, out, so_far)
             finally:
                 out.tb.close()
@@ -309,7 +314,7 @@ def _train_and_test(t: _Training, out: _Outputs, so_far: _SoFar) -> dict:
                              f"traceback)") from e
 
 
-def _finish(t: _Training, out: _Outputs, so_far: _SoFar, test: dict, seconds: float) -> Run:
+def _finish(t: Training, out: _Outputs, so_far: _SoFar, test: dict, seconds: float) -> Run:
     """After the test: the best epoch said, what the report needs of the model recorded, then the report and
     TensorBoard's figures and HParams (the main rank's: NullLog on the others)."""
     best, run, tc = so_far.best, out.run, t.cfg.train
@@ -324,10 +329,17 @@ def _finish(t: _Training, out: _Outputs, so_far: _SoFar, test: dict, seconds: fl
         evidence.record(run, predictor, t.data.test, test)
         out.progress.say(f"report {out.live.finish()}")
     out.tb.finish(run, t.cfg.to_dict(), so_far.history)
+    try:
+        out.hooks.fit_end(test)
+    except Exception as e:   # the user's callback raised: where, in one line (a bug of nettrain's keeps its trace)
+        if isinstance(e, NettrainError) or user_frame(e) is None:
+            raise
+        raise ModelError(f"{failure(e, t.module)} in a callback's on_fit_end; fix the code there (--debug prints "
+                         f"the whole traceback)") from e
     return Run(run.path, so_far.metrics(), predictor, test, seconds)
 
 
-def _predictor(t: _Training) -> Predictor:
+def _predictor(t: Training) -> Predictor:
     """The model that evaluates (best.pt's at the finish), as `Run.model`."""
     return Predictor(ckpt_io.unwrap(t.eval_model, keep_input=True), t.info, t.cfg, t.precision.device, t.precision,
                      loss_fn=t.step.loss_fn, collate_fn=getattr(t.data.train, "collate_fn", None))
@@ -355,7 +367,7 @@ def _stopped(run: RunDir, epoch: Optional[int], epochs: int, step: Optional[int]
     return f"nettrain: {at}; {where} keeps epoch {kept}; continue with: nettrain fit --resume {run.path}"
 
 
-def _unfinished(t: _Training, run: RunDir, saved: dict, start_epoch: int) -> list:
+def _unfinished(t: Training, run: RunDir, saved: dict, start_epoch: int) -> list:
     """What the finish of a resumed run that has trained all its epochs did not write (resume.unfinished), as the
     main rank sees it; [] while epochs remain. The report is owed when the run drew one and this resume does not turn
     it off."""
@@ -396,267 +408,7 @@ def _resume_state(run: RunDir, progress: Progress) -> Optional[dict]:
     return last
 
 
-def _seed_everything(seed: int):
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _check_tta(tc, info: DataInfo):
-    if tc.tta and not kind_of(info).images:
-        raise ConfigError(f"train.tta mirrors and shifts images, but this dataset's inputs have shape {info.shape}; "
-                          f"set train.tta false")
-    if tc.tta and tc.tta_shift >= min(info.shape[1:]):
-        raise ConfigError(f"train.tta_shift must be smaller than the images ({info.shape[1]}x{info.shape[2]}), "
-                          f"got {tc.tta_shift}")
-
-
-@dataclass
-class _Training:
-    """What a fit builds once before its first epoch: the data's batches, the model and its optimizer step."""
-    cfg: Config
-    data: Data
-    info: DataInfo
-    precision: object
-    module: nn.Module                  # the user's or the built model: what checkpoints hold
-    step: Step                         # its model is `module`, or `module` compiled
-    train_batches: object
-    val_batches: object
-    steps_per_epoch: int               # optimizer steps (batches / accumulate)
-    input_dtype: Optional[torch.dtype]   # in-memory images stored rounded to it (see _input_dtype), or None
-    code: dict = field(default_factory=dict)   # kind -> where the user's code came from (checkpoints record it)
-    fingerprint: dict = field(default_factory=dict)   # of the training data (resume.data_fingerprint)
-    world: distributed.World = field(default_factory=distributed.World)   # the processes training together
-
-    @property
-    def classification(self) -> bool:
-        return self.info.task == "classification"
-
-    @property
-    def has_val(self) -> bool:
-        """A validation split of its own (val_fraction, a val/ folder, val_data=): the test split never chooses."""
-        return self.data.val is not None and self.data.val_chooses
-
-    @property
-    def eval_model(self) -> nn.Module:
-        """What validation, the test and predictions use: the EMA average when there is one."""
-        return self.step.ema.module if self.step.ema is not None else distributed.local(self.step.model)
-
-    @property
-    def channels_last(self) -> bool:
-        return _channels_last(self.cfg, self.info)
-
-    def evaluate(self, batches) -> dict:
-        tc = self.cfg.train
-        return in_target_units(evaluate_pass(self.eval_model, batches, self.step.loss_fn, self.precision,
-                                             self.classification, self.info.outputs, tc.tta, tc.tta_shift,
-                                             self.world),
-                               self.info.table)
-
-
-def _auto_model(info) -> str:
-    """The built-in model `--model auto` (the default) means for this data: its kind's (kinds/)."""
-    name = kind_of(info).model
-    if name is None:
-        raise ConfigError("this data's batches come from a collate function, and no built-in model reads them; give "
-                          "your own: model=YourModel() (Python) or --model path/file.py:Class")
-    return name
-
-
-def _build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh: bool,
-           gate: Optional[Gate] = None, loss=None, world=distributed.World()) -> _Training:
-    """The data's batches, the model and its optimizer step, from `cfg`; the _Training's config is `cfg` resolved
-    (_resolve_model): from here on it is what trains and what the run records."""
-    tc = cfg.train
-    device = world.device(resolve_device(tc.device))
-    data = data or load_data(cfg.data)
-    info = data.info
-    _check_tta(tc, info)
-    precision = resolve_precision(tc.precision, device, info.kind, tc.small_linears_fp32)
-    cfg, module, loss_fn, precision, probe = _resolve_model(cfg, module, data, device, precision, gate, loss)
-    tc, channels_last = cfg.train, _channels_last(cfg, info)
-    if channels_last:
-        module.to(memory_format=torch.channels_last)
-    if hasattr(module, "init_from_data") and fresh and hasattr(data.train, "x"):
-        module.init_from_data(make_batches(data.train, info, cfg.data, device, 5000, train=False,
-                                           channels_last=channels_last).__iter__().__next__()[0])
-    if tc.sync_batchnorm:   # the same parameter and buffer tensors: the optimizer and checkpoints see no change
-        module = syncbn.convert(module, world.size, device)
-    input_dtype = _input_dtype(cfg, module, data, precision, probe)
-    train_batches = make_batches(data.train, info, cfg.data, device, world.local_batch(tc.batch_size), train=True,
-                                 shuffle=tc.shuffle, drop_last=tc.drop_last, seed=tc.seed, channels_last=channels_last,
-                                 input_dtype=input_dtype, rank=world.rank, world_size=world.size)
-    if len(train_batches) == 0:
-        raise ConfigError(f"train.batch_size {tc.batch_size} with drop_last leaves no batch from "
-                          f"{train_batches.num_samples} examples; lower the batch size")
-    val_batches = make_batches(data.val, info, cfg.data, device, tc.eval_batch_size, train=False,
-                               channels_last=channels_last, input_dtype=input_dtype, rank=world.rank,
-                               world_size=world.size) if data.val is not None else None
-    steps_per_epoch = math.ceil(len(train_batches) / tc.accumulate)
-    step = _step(cfg, module, loss_fn, precision, probe, train_batches, steps_per_epoch, gate, world)
-    train_batches = watchdog.steps(train_batches)   # many processes: each step watched for a hang; alone, as it is
-    return _Training(cfg, data, info, precision, module, step, train_batches, val_batches, steps_per_epoch,
-                     input_dtype, _code_origins(cfg, gate, info.collate), data_fingerprint(data.train), world)
-
-
-def _resolve_model(cfg: Config, module: Optional[nn.Module], data: Data, device: torch.device, precision,
-                   gate: Optional[Gate], loss) -> tuple:
-    """(config, module, loss function, precision, probe): the model built (or the user's) and checked on the CPU,
-    then moved, with every choice made for it written into the config, once: the model `auto` means, the flattening
-    of its input, the loss for the task and the model's outputs, the speed choices a user's model keeps. The config
-    returned is what trains: config.yaml, the report and TensorBoard's HParams record it; evaluate, predict and a
-    resume run the model as it trained."""
-    info = data.info
-    if module is None and cfg.model.name == "auto":
-        cfg = cfg.override({"model.name": _auto_model(info)})
-    user = module is not None or cfg.model.name not in MODELS
-    if module is None:
-        if not kind_of(info).fixed_shape and cfg.model.name in MODELS:
-            raise ConfigError(f"model {cfg.model.name!r} takes inputs of a fixed shape, and this data's batches have "
-                              f"none (a collate function or DataLoader makes them); give your own model=")
-        module = build_model(cfg.model.name, info.shape, info.outputs, cfg.model.args, gate)
-    if kind_of(info).images and (user or cfg.model.flatten):   # a built-in model only when asked, as load does
-        module, cfg = _flat_input(module, cfg, info)
-    out = check_fits(module, cfg.model.name, info.shape, info.outputs, info.task, _example(data))
-    cfg = _loss_for_model(cfg, out, info)
-    module.to(device)
-    loss_fn = build_loss(cfg.train, gate, loss)
-    # A user's model gets each speed choice only when it computes the same with it (engine/probe.py). Built-in
-    # models are written for every choice and tested with them: no probe.
-    probe = None
-    if user:
-        probe = Probe(module, *probe_batch(data, info, cfg, device, cfg.train.batch_size), loss_fn, precision,
-                      cfg.model.name, say)
-        cfg = _speed_choices(cfg, info, probe, precision)
-        precision = resolve_precision(cfg.train.precision, device, info.kind, cfg.train.small_linears_fp32)
-    return cfg, module, loss_fn, precision, probe
-
-
-def _speed_choices(cfg: Config, info: DataInfo, probe: Probe, precision) -> Config:
-    """The config without the speed choices the user's model computes otherwise with (engine/probe.py)."""
-    tc, off = cfg.train, {}
-    if _channels_last(cfg, info) and not probe.channels_last():
-        off["train.channels_last"] = False
-    if precision.name == "bf16-mixed" and precision.device.type == "cpu" and tc.small_linears_fp32 \
-            and not tc.compile and not probe.small_linears():
-        off["train.small_linears_fp32"] = False
-    return cfg.override(off) if off else cfg
-
-
-def _step(cfg: Config, module: nn.Module, loss_fn, precision, probe: Optional[Probe], train_batches,
-          steps_per_epoch: int, gate: Optional[Gate], world) -> Step:
-    """The optimizer step: the optimizer (a user's model gets the fast fused step only when it computes the same),
-    the lr schedule, the EMA and Lookahead when asked, the model compiled and wrapped for many processes."""
-    tc = cfg.train
-    optimizer = build_optimizer(module.parameters(), cfg.optim, gate) if probe is None else \
-        probe.optimizer(lambda fast: build_optimizer(module.parameters(), cfg.optim, gate, fast=fast))
-    scheduler = build_scheduler(optimizer, cfg.sched, tc.epochs, steps_per_epoch, gate)
-    ema = None
-    if tc.ema:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-        ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
-    lookahead = Lookahead(module, tc.lookahead, tc.lookahead_decay, tc.epochs * steps_per_epoch) \
-        if tc.lookahead else None
-    model = world.wrap(_maybe_compile(module, tc.compile, train_batches, loss_fn, precision, probe),
-                       precision.device)
-    return Step(model, loss_fn, optimizer, scheduler, precision, precision.scaler(), tc.accumulate, tc.grad_clip, ema,
-                lookahead)
-
-
-def _example(data: Data):
-    """A real first batch input for the model check when zeros of the recorded shape would not do: custom batches
-    (no fixed shape), texts and token ids (integers); None otherwise (each kind's example())."""
-    return kind_of(data.info).example(data)
-
-
-def _loss_for_model(cfg: Config, out: torch.Tensor, info: DataInfo) -> Config:
-    """The config with the loss that trains: the task's (a regression's default is MSE, engine/optim.py's
-    default_loss_for; a loss the task cannot take is refused now) and, for a classifier, the one that suits its
-    outputs (loss_for_outputs: log-probabilities take nll), judged once on the model check's outputs (check_fits:
-    two zero inputs, or the data's first items) before training: no check, and no host sync, in the training
-    steps."""
-    loss = default_loss_for(info.task, cfg.train.loss)
-    if info.task == "classification" and loss in ("cross-entropy", "nll"):
-        loss, note = loss_for_outputs(loss, out, cfg.train.label_smoothing)
-        if note:
-            print(note if note.startswith("warning") else f"nettrain: {note}", file=sys.stderr)
-    return cfg.override({"train.loss": loss}) if loss != cfg.train.loss else cfg
-
-
-def _code_origins(cfg: Config, gate: Optional[Gate], collate: Optional[str] = None) -> dict:
-    """Where the user's code named in `cfg` came from (file and sha256), for the checkpoints; the user's own (not a
-    resumed checkpoint's) is added to the trust store, so that loading this run later needs no flag."""
-    specs = {"model": cfg.model.name, "loss": cfg.train.loss, "optimizer": cfg.optim.name, "scheduler": cfg.sched.name,
-             "collate": collate}   # the collate function is always the user's: fit was given it, not a checkpoint
-    code, own = {}, []
-    for kind, spec in specs.items():
-        if not spec or not is_user_spec(kind, spec):
-            continue
-        if gate is not None and not gate.owns(kind) and kind != "collate":   # the checkpoint's record, as trusted
-            if isinstance(gate.code.get(kind), dict) and gate.code[kind].get("spec") == spec:
-                code[kind] = gate.code[kind]
-            continue
-        found = origin(spec)
-        if found:
-            code[kind] = found
-            own.append(found)
-    remember(own)
-    return code
-
-
-def _input_dtype(cfg: Config, module: nn.Module, data: Data, precision, probe=None) -> Optional[torch.dtype]:
-    """The autocast dtype when in-memory images may be stored normalized and rounded to it: the model then computes
-    exactly what it would from float32 batches (checked on one example), while each batch costs one gather instead
-    of a conversion and two passes of arithmetic. None keeps uint8 storage and float32 batches; so does
-    torch.compile, whose graph the eager check does not vouch for."""
-    if precision.dtype is None or not kind_of(data.info).images or not hasattr(data.train, "x") or cfg.train.compile:
-        return None
-    one = make_batches(data.train.subset(slice(0, 1)), data.info, cfg.data, precision.device, 1, train=False,
-                       channels_last=_channels_last(cfg, data.info))
-    x = next(iter(one))[0]
-    with precision.small_linears_in_float32(module):   # `probe`: a user's model that fails on it is said so
-        takes = probe.rounded_input(x) if probe is not None else precision.takes_rounded_input(module, x)
-    return precision.dtype if takes else None
-
-
-def _flat_input(module: nn.Module, cfg: Config, info: DataInfo) -> tuple:
-    """The user's model, wrapped to take flattened images (models/flat.py) when model.flatten says so, or, left to
-    nettrain (null), when its first layer is an nn.Linear over a whole image and it fails on images as they are
-    but not on them flattened; with the config that records it. Its batches are then contiguous: the model reads
-    the NCHW order, and channels_last would only add a copy per batch."""
-    flatten = cfg.model.flatten
-    if flatten is None:
-        layer = first_linear(module, info.shape)
-        if layer is None or _fits(module, info.shape) or not _fits(FlatInput(module), info.shape):
-            return module, cfg
-        c, h, w = info.shape
-        say(f"images are flattened for {type(module).__name__}: its first layer {layer} takes an image's "
-            f"{c}x{h}x{w} = {c * h * w} values (as a tutorial's loop does images.view(-1, {c * h * w})), in training, "
-            f"evaluation and predict")
-    elif not flatten:
-        return module, cfg
-    return FlatInput(module), cfg.override({"model.flatten": True, "train.channels_last": False})
-
-
-def _fits(module: nn.Module, shape) -> bool:
-    """Does `module` take a batch of two zero inputs of `shape`? (check_fits says why not.)"""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            module(torch.zeros(2, *shape))
-        return True
-    except Exception:
-        return False
-    finally:
-        module.train(was_training)
-
-
-def _channels_last(cfg: Config, info: DataInfo) -> bool:
-    return cfg.train.channels_last and kind_of(info).images
-
-
-def _resume(t: _Training, run: RunDir, state: dict, progress: Progress):
+def _resume(t: Training, run: RunDir, state: dict, progress: Progress):
     """Put the checkpoint's weights, optimizer, schedule, averages and RNG back; returns its history (MetricsRow),
     best and epoch. Given more or fewer epochs than it was started with, the lr schedule is refitted to the new end."""
     s, tc = t.step, t.cfg.train
@@ -693,7 +445,7 @@ def _resume(t: _Training, run: RunDir, state: dict, progress: Progress):
     return [MetricsRow.from_dict(row) for row in state["history"]], state["best"], start_epoch
 
 
-def _checkpoint(t: _Training, epoch: int, so_far: _SoFar) -> dict:
+def _checkpoint(t: Training, epoch: int, so_far: _SoFar) -> dict:
     """Everything a resume needs, and the weights predictions use."""
     s = t.step
     state = {"model": ckpt_io.clean_state_dict(t.eval_model), "optimizer": s.optimizer.state_dict(),
@@ -703,19 +455,19 @@ def _checkpoint(t: _Training, epoch: int, so_far: _SoFar) -> dict:
              "rng": ckpt_io.rng_state(), "config": t.cfg.to_dict(), "data": t.info.to_dict(),
              "history": so_far.metrics(), "best": so_far.best, "nettrain_version": __version__, "code": t.code,
              "threads": torch.get_num_threads(), "data_fingerprint": t.fingerprint,
-             "rng_ranks": t.world.random_states(ckpt_io.rng_state())}
+             "rng_ranks": t.world.random_states(ckpt_io.rng_state()), "stopped_early": so_far.stopped_early}
     if s.ema is not None:   # training resumes from the raw weights; predictions use the average
         state["train_model"] = ckpt_io.clean_state_dict(t.module)
     return state
 
 
-def _epochs(t: _Training, out: _Outputs, so_far: _SoFar) -> Optional[dict]:
+def _epochs(t: Training, out: _Outputs, so_far: _SoFar) -> Optional[dict]:
     """Train from the epoch after `so_far.start_epoch` to the end, validating, logging and checkpointing each;
     returns the last epoch's validation (None if it did not validate). A stop signal (signals.flagged) ends training
     at the next step boundary, with the epoch in progress in last.pt, or after an epoch's checkpoint."""
     tc = t.cfg.train
     final_va = None
-    for epoch in range(so_far.start_epoch + 1, tc.epochs + 1):
+    for epoch in range(so_far.start_epoch + 1, tc.epochs + 1 if not so_far.stopped_early else 0):
         so_far.epoch = epoch
         t.train_batches.set_epoch(epoch)
         done, so_far.partial = so_far.partial, None   # the batches a resumed stop had done of its first epoch
@@ -730,6 +482,8 @@ def _epochs(t: _Training, out: _Outputs, so_far: _SoFar) -> Optional[dict]:
         final_va = va if epoch == tc.epochs else None
         row = _metrics_row(t, epoch, t.world.train_sums(result), va)
         so_far.history.append(row)
+        out.hooks.epoch_end(epoch, row.as_dict(), so_far.metrics())   # before the checkpoint, which keeps a stop
+        so_far.stopped_early = out.hooks.state.stop_reason
         out.run.write_metrics(so_far.history)
         out.tb.scalars(row, epoch)
         out.progress.end_epoch(row)
@@ -739,21 +493,26 @@ def _epochs(t: _Training, out: _Outputs, so_far: _SoFar) -> Optional[dict]:
         if signum:
             so_far.stopped_after = True
             raise signals.stop(signum)
+        if so_far.stopped_early:
+            out.progress.say(f"stopped early after epoch {epoch} of {tc.epochs}: {so_far.stopped_early}")
+            out.run.add_event(event="stopped_early", epoch=epoch, reason=so_far.stopped_early)
+            return va or None
     return final_va
 
 
-def _metrics_row(t: _Training, epoch: int, tr: dict, va: dict) -> MetricsRow:
+def _metrics_row(t: Training, epoch: int, tr: dict, va: dict) -> MetricsRow:
     """The epoch's row of metrics.csv from its training sums over every rank (`tr`) and its validation (`va`)."""
     row = MetricsRow(epoch=epoch, train_loss=tr["loss"], train_acc=tr["acc"], val_loss=va.get("loss"),
                      val_acc=va.get("acc"), val_mae=va.get("mae"), lr=t.step.optimizer.param_groups[0]["lr"],
                      seconds=round(tr["seconds"], 3), examples_per_s=round(tr["examples"] / tr["seconds"], 1),
-                     data_wait=round(tr["data_wait"], 4), val_split=("val" if t.has_val else "test") if va else None)
+                     data_wait=round(tr["data_wait"], 4), val_split=("val" if t.has_val else "test") if va else None,
+                     extra=va.get("metrics", {}))
     for name, value in getattr(t.train_batches, "epoch_metrics", dict)().items():   # a kind's own (padding_waste)
         setattr(row, name, value)
     return row
 
 
-def _keep(t: _Training, run: RunDir, so_far: _SoFar, row: MetricsRow):
+def _keep(t: Training, run: RunDir, so_far: _SoFar, row: MetricsRow):
     """The epoch's checkpoints: best.pt when it is the best so far (without a validation split, every epoch is),
     then last.pt; and a resume's new config.yaml once an epoch under it is kept. A diverged epoch is kept nowhere."""
     epoch, best = row.epoch, so_far.best
@@ -784,7 +543,7 @@ def _keep(t: _Training, run: RunDir, so_far: _SoFar, row: MetricsRow):
         so_far.record_config = None
 
 
-def _stop_in_epoch(t: _Training, run: RunDir, so_far: _SoFar, result: dict):
+def _stop_in_epoch(t: Training, run: RunDir, so_far: _SoFar, result: dict):
     """A stop agreed at a step boundary of the epoch in progress: the main rank keeps it in last.pt (the last
     whole epoch's number, and `partial`: engine/stop.py), the others wait for it; then every rank raises the stop."""
     epoch = so_far.epoch
@@ -831,7 +590,7 @@ def _check_finite(state: dict, epoch: int, run: RunDir, lr: float):
                         f"1.0){kept}")
 
 
-def _test(t: _Training, out: _Outputs, so_far: _SoFar, final_va: Optional[dict]) -> dict:
+def _test(t: Training, out: _Outputs, so_far: _SoFar, final_va: Optional[dict]) -> dict:
     """The test split's evaluation of the model best.pt holds (the last validation when that was this very split
     and model), reported and saved."""
     loaded = _best_into_eval_model(t, out.run, so_far)
@@ -840,9 +599,7 @@ def _test(t: _Training, out: _Outputs, so_far: _SoFar, final_va: Optional[dict])
     if final_va and t.data.test is t.data.val and not loaded:   # the last validation was this very pass
         test = final_va
     else:
-        test = t.evaluate(make_batches(t.data.test, t.info, t.cfg.data, t.precision.device,
-                                       t.cfg.train.eval_batch_size, train=False, channels_last=t.channels_last,
-                                       input_dtype=t.input_dtype, rank=t.world.rank, world_size=t.world.size))
+        test = t.evaluate(t.eval_batches(t.data.test))
     if t.classification:
         out.run.write_confusion(test["confusion"], t.info.classes)
     out.run.write_test_metrics(metrics_summary(test, t.info.classes))
@@ -850,7 +607,7 @@ def _test(t: _Training, out: _Outputs, so_far: _SoFar, final_va: Optional[dict])
     return test
 
 
-def _best_into_eval_model(t: _Training, run: RunDir, so_far: _SoFar) -> bool:
+def _best_into_eval_model(t: Training, run: RunDir, so_far: _SoFar) -> bool:
     """Put best.pt's weights into the model that evaluates when it holds another epoch's (a validation split chose
     an earlier one than the last), so that the test, the report's predictions and the returned model are those of
     best.pt, which `nettrain.load(run)` gives; True when they were put back. Every rank reads the file, as a resume
@@ -884,35 +641,20 @@ def _resume_over_new_length(optimizer, scheduler, saved_optimizer: dict, steps_d
     fast_forward(scheduler, steps_done)
 
 
-def _maybe_compile(module, enabled: bool, batches, loss_fn, precision, probe=None):
-    """torch.compile the model and warm it up with a forward and backward pass on a real batch, and on the epoch's
-    last, smaller batch when there is one (its other shape would recompile inside the first epoch's timing); the
-    weights, buffers, gradients and RNG are then put back as they were. A failure falls back to eager with a
-    warning, before training starts; so does, for a user's model (`probe`), a compiled model that computes
-    otherwise than eager."""
-    if not enabled:
-        return module
-    saved = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    cuda = [precision.device] if precision.device.type == "cuda" else []
-    if not cuda:   # inductor's "No CUDA runtime is found, using CUDA_HOME" (a CUDA build of torch on the CPU) in
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)   # every process: nothing to act on
-    with torch.random.fork_rng(devices=cuda):   # the warm-up draws no random numbers the run would have drawn
-        try:
-            compiled = torch.compile(module)
-            x, y = next(iter(batches))
-            last = batches.num_samples % len(y)
-            # a custom batch (a tuple or dict of inputs) is not cut: its own last batch compiles when it comes
-            for n in [len(y)] + ([last] if last and not batches.drop_last and isinstance(x, torch.Tensor) else []):
-                with precision.autocast():
-                    loss = loss_fn(forward(compiled, x if n == len(y) else x[:n]), y[:n])
-                loss.backward()
-            if probe is not None and not probe.compiled(compiled):
-                compiled = module
-        except Exception as e:
-            print(f"warning: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                  f"training without it", file=sys.stderr)
-            compiled = module
-    with torch.no_grad():
-        module.load_state_dict(saved)
-    module.zero_grad(set_to_none=True)
-    return compiled
+
+
+def _hooks(t: Training, out: _Outputs, so_far: _SoFar, callbacks: list) -> Hooks:
+    """The fit's callbacks (callbacks.py) with what they see of it; early stopping first when --train.patience asks,
+    on the metric that chooses best.pt. The step's per-step call only when a callback has on_step_end."""
+    if t.cfg.train.patience is not None:
+        if not t.has_val:
+            raise ConfigError(f"train.patience {t.cfg.train.patience} stops on the validation split, and this run "
+                              f"has none; hold out data: --data.val_fraction 0.1")
+        metric = so_far.best["metric"]
+        callbacks = [EarlyStopping(metric, t.cfg.train.patience, "max" if metric.endswith("acc") else "min")] + \
+            list(callbacks)
+    state = FitState(out.run.path if out.run.writes else None, t.cfg.to_dict(), t.module, t.step.optimizer,
+                     t.world.is_main, so_far.start_epoch, so_far.start_epoch * t.steps_per_epoch, so_far.metrics())
+    hooks = Hooks(callbacks, state)
+    t.step.on_step = hooks.step_end if hooks.stepping else None
+    return hooks

@@ -7,7 +7,7 @@ same batches as an uninterrupted one. `rank`/`world_size` shard each epoch's per
 then one rank's share of a global batch of batch_size x world_size, and rank r takes the r-th contiguous slice of each
 global batch, so that a seed and a global batch give the same sequence of global batches at any world size.
 
-When the model computes exactly the same from inputs rounded to the autocast dtype (training._input_dtype checks), the
+When the model computes exactly the same from inputs rounded to the autocast dtype (wiring._input_dtype checks), the
 in-memory images of large batches are normalized and rounded once, up front, and a batch is then a single gather:
 no conversion or arithmetic per batch, half float32's bytes, and no cast of the input in the step.
 """

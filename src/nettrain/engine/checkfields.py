@@ -63,7 +63,8 @@ RESUME_FIELDS = {"optimizer": ((dict,), "a mapping"), "scheduler": ((dict,), "a 
                  "history": ((list,), "a list"), "best": ((dict,), "a mapping"),
                  "train_model": ((dict,), "a state_dict"), "partial": ((dict, type(None)), "a mapping or null"),
                  "rng_ranks": ((list,), "a list"), "data_fingerprint": ((dict,), "a mapping"),
-                 "threads": ((int, type(None)), "an integer or null")}
+                 "threads": ((int, type(None)), "an integer or null"),
+                 "stopped_early": ((str, type(None)), "a text or null")}
 # what a resume cannot do without: every checkpoint nettrain fit writes holds them (training._checkpoint)
 RESUME_REQUIRED = ("optimizer", "scheduler", "scaler", "rng", "history", "best")
 # a stop's epoch in progress (engine/stop.py): each rank's sums of its batches so far
@@ -75,7 +76,7 @@ BEST_METRICS = ("val_acc", "val_loss", "last epoch")
 CPU_RNG_BYTES = torch.get_rng_state().numel()
 MAX_CUDA_RNG_BYTES = 1024   # a CUDA generator's state is its seed and offset: 16 bytes
 MAX_DEVICES = 1024
-MAX_HISTORY_TEXT = 1000     # a metrics row's text cell (val_split: "val" or "test")
+MAX_HISTORY_TEXT = 1000     # a metrics row's text cell (val_split: "val" or "test"); a callback's stop reason
 
 
 def resume_problem(ckpt: dict) -> Optional[str]:
@@ -93,6 +94,8 @@ def resume_problem(ckpt: dict) -> Optional[str]:
         found = rng_problem(rng, f"rng_ranks[{i}]")
         if found:
             return found
+    if len(ckpt.get("stopped_early") or "") > MAX_HISTORY_TEXT:
+        return f"stopped_early must be a text of at most {MAX_HISTORY_TEXT} characters"
     return history_problem(ckpt.get("history", [])) or best_problem(ckpt.get("best"), ckpt["epoch"]) or \
         partial_problem(ckpt.get("partial"))
 

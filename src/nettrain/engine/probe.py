@@ -2,7 +2,7 @@
 
 The choices are made for speed alone and must not change what the model computes: channels_last batches and
 weights, float32 small linear layers under CPU bf16 autocast (engine/device.py), bf16-rounded stored inputs
-(training._input_dtype), torch.compile, and fused/foreach optimizer steps (engine/optim.py). Code written for
+(wiring._input_dtype), torch.compile, and fused/foreach optimizer steps (engine/optim.py). Code written for
 the tutorials' contiguous batches can break them: the CIFAR-10 tutorial's `x.view(-1, 16 * 5 * 5)` raises on a
 channels_last tensor. So on ONE real batch of the training data each choice is run forward and backward (the
 optimizer: one step on the plain pass's gradients) and compared with the plain computation (contiguous tensors,

@@ -86,7 +86,7 @@ class Kind:
 
     # ---- training --------------------------------------------------------------------------------------
     def example(self, data):
-        """A real first batch input for the model check (training.py) when zeros of the recorded shape would not do:
+        """A real first batch input for the model check (wiring.py) when zeros of the recorded shape would not do:
         token ids (integers); None otherwise."""
         return data.train.x[:2] if data.info.dtype is not None else None
 
