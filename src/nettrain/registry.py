@@ -1,8 +1,8 @@
-"""Name -> builder registries for datasets, models, optimizers, losses and schedulers.
+"""Name -> builder registries for datasets, models, optimizers, losses, schedulers and metrics.
 
 A registry is a dict filled by a decorator; the builder's registered name is its key, its one-line help the
-catalog's (catalog.py). An unknown name gets
-an error that lists what exists and the closest match. `nettrain list` prints every registry.
+catalog's (catalog.py, which `nettrain list` prints without importing torch). An unknown name gets an error that
+lists what exists and the closest match.
 """
 from .errors import NettrainError, unknown
 
