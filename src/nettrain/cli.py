@@ -417,15 +417,12 @@ def clip_words(text: str, width: int = 60) -> str:
 
 
 def cmd_list() -> int:
-    from .data import DATASETS
-    from .engine.optim import LOSSES, OPTIMIZERS, SCHEDULERS
-    from .models import MODELS
-    for title, reg in (("datasets", DATASETS), ("models", MODELS), ("optimizers", OPTIMIZERS),
-                       ("losses", LOSSES), ("schedulers", SCHEDULERS)):
+    from .catalog import LISTED   # the names and their lines as text: no torch to import (catalog.py)
+    for title, lines in LISTED:
         print(f"{title}:")
-        width = max(len(n) for n in reg.names())
-        for name, help_ in reg.describe():
-            print(f"  {name:<{width}}  {help_}")
+        width = max(len(n) for n in lines)
+        for name in sorted(lines):
+            print(f"  {name:<{width}}  {lines[name]}")
     print("models also: package.module:Class or path/to/file.py:Class (your own nn.Module, with --model.args.*)")
     print("losses also: package.module:function or path/to/file.py:function")
     print("optimizers' own options are flags: --optim.<keyword> (e.g. --optimizer rmsprop --optim.alpha 0.9)")
@@ -443,9 +440,15 @@ def _print_traceback(e: BaseException):
     traceback.print_exception(e, file=sys.stderr)
 
 
+# the commands that train, and so choose OpenMP's wait policy: the choice watches the CPU for 0.15 s (_omp.py), a
+# cost that `nettrain list` (0.2 s in all) or a prediction would pay for nothing
+TRAINING_COMMANDS = ("fit", "lr-find", "sweep")
+
+
 def tune_own_process():
-    """The command owns its process, so it tunes it for training (a library call does not, see api.fit): OpenMP's
-    wait policy, chosen before torch loads (_omp.py); main() also lets training keep freed memory (_malloc.py)."""
+    """A training command owns its process, so it tunes it for training (a library call does not, see api.fit):
+    OpenMP's wait policy, chosen before torch loads (_omp.py); main() also lets training keep freed memory
+    (_malloc.py)."""
     from . import _omp
     _omp.choose_wait_policy(os.environ)
 
@@ -453,7 +456,6 @@ def tune_own_process():
 def main(argv=None) -> int:
     try:
         with signals.stop_signals(), warnings_as_lines():   # SIGTERM, SIGHUP: as Ctrl-C (signals.py)
-            tune_own_process()
             from ._malloc import tuning_allowed
             with tuning_allowed():   # for the command only: main() called from Python leaves the caller's allocator
                 return _main(argv)
@@ -468,10 +470,11 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command in TRAINING_COMMANDS:
+        tune_own_process()
     try:
         if args.command is not None and not _without_torch(args):
-            with signals.deferred():   # torch's import does not survive a KeyboardInterrupt inside it
-                from . import api  # noqa: F401
+            import_torch()
         if args.command == "fit":
             if args.nproc is not None or args.max_restarts is not None:
                 return _fit_in_processes(args.nproc, sys.argv[1:] if argv is None else list(argv), args.max_restarts)
@@ -490,8 +493,7 @@ def _main(argv=None) -> int:
         if args.command == "predict":
             return cmd_predict(args)
         if args.command == "report":
-            say(f"report {api.report(args.run)}")
-            return 0
+            return cmd_report(args)
         if args.command == "list":
             return cmd_list()
         if args.command in SHIP_COMMANDS:
@@ -550,8 +552,33 @@ def _ship_parsers(sub):
 
 
 def _without_torch(args) -> bool:
-    """`predict model.onnx`: onnxruntime only; torch is never imported (a server needs none)."""
-    return args.command == "predict" and str(args.checkpoint).lower().endswith(".onnx")
+    """The commands that need no tensor import no torch (1.7 s of a 2-core machine's start-up): list, compare,
+    report (unless it must first make predictions.npz from best.pt) and `predict model.onnx` (onnxruntime only: a
+    server needs no torch)."""
+    if args.command == "predict":
+        return str(args.checkpoint).lower().endswith(".onnx")
+    return args.command in ("list", "compare", "report")
+
+
+def import_torch():
+    """nettrain's torch side (api.py and what it imports), loaded with Ctrl-C deferred: torch's import does not
+    survive a KeyboardInterrupt inside it."""
+    with signals.deferred():
+        from . import api  # noqa: F401
+
+
+def cmd_report(args) -> int:
+    from .report import build
+    from .report.read import check_run_dir
+    from .runs import lacks_evidence
+    path = check_run_dir(args.run)
+    if not lacks_evidence(path):   # the page from the run's files alone: no torch
+        say(f"report {build(path)}")
+        return 0
+    import_torch()
+    from . import api
+    say(f"report {api.report(path)}")
+    return 0
 
 
 def cmd_summary(args, extra) -> int:

@@ -433,7 +433,6 @@ def encode_texts(texts, info: DataInfo, args: dict) -> TextData:
     return TextData(ids, lengths, torch.zeros(len(texts), dtype=torch.int64))
 
 
-@DATASETS.register("text", "labelled texts: --data-dir FILE (.csv, .tsv, .jsonl) with text and label columns, or a "
-                           "folder of class folders of .txt files")
+@DATASETS.register("text")
 def text_dataset(cfg, root):
     return load_text(cfg)
