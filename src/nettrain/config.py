@@ -182,6 +182,9 @@ class RunConfig:
     progress: str = choice("auto", "auto", "bar", "lines", "none")
     report: bool = True               # figures and report.html, live while training (nettrain/report/)
     callbacks: list = field(default_factory=list)   # your callback classes, file.py:Class (callbacks.py)
+    # log the fit to MLflow at this tracking URI (sqlite:///mlflow.db, http://host:5000; mlflowlog.py); null: when
+    # NETTRAIN_MLFLOW_URI or MLFLOW_TRACKING_URI gives one; off: never. config.yaml does not record it
+    mlflow: Optional[str] = None
 
 
 @dataclass
