@@ -214,7 +214,7 @@ class Upload:
     params: int = 0
     rows: int = 0
 
-    def open(self, run_id: Optional[str], config: dict, tags: dict) -> str:
+    def start(self, run_id: Optional[str], config: dict, tags: dict) -> str:
         from mlflow.entities import Param, RunTag
         from mlflow.exceptions import MlflowException
         had = {}
@@ -353,7 +353,7 @@ class MlflowLog:
         history, worker = [dict(row) for row in fit.history], self.worker
 
         def start(upload: Upload):
-            new_id = upload.open(run_id, config, tags)
+            new_id = upload.start(run_id, config, tags)
             if new_id != run_id and not worker.abandoned:
                 write_text(id_file, new_id + "\n", root=self.run.path)
             upload.log_rows(history)
@@ -409,7 +409,7 @@ def _sync_locked(run: RunDir, uri: str) -> Synced:
     run_id = read_run_id(run.path)
     upload = Upload(_client(uri))
     try:
-        new_id = upload.open(run_id, config, tags_of(run.path, config))
+        new_id = upload.start(run_id, config, tags_of(run.path, config))
         upload.log_rows(rows)
         epochs = (config.get("train") or {}).get("epochs")
         ended = run.test_metrics.exists() or bool(rows and isinstance(epochs, int) and rows[-1]["epoch"] >= epochs)
