@@ -90,14 +90,14 @@ def test_mlflow_sync_uploads_a_run_directory_and_a_second_sync_adds_no_epoch(sto
     run_dir = tmp_path / "run"
     shutil.copytree(untracked_run, run_dir)
     assert main(["mlflow-sync", str(run_dir), "--run.mlflow", uri]) == 0
-    assert "1 new epochs" in capsys.readouterr().out
+    assert "epochs added: 1;" in capsys.readouterr().out
     [logged] = runs_of(client, run_dir.resolve())
     assert (run_dir / ID_FILE).read_text().strip() == logged.info.run_id
     assert logged.data.params["data.name"] == "digits" and logged.info.status == "FINISHED"
     assert {"config.yaml", "metrics.csv", "best.safetensors"} <= {f.path for f in
                                                                   client.list_artifacts(logged.info.run_id)}
     assert main(["mlflow-sync", str(run_dir), "--run.mlflow", uri]) == 0   # the same MLflow run, nothing twice
-    assert "0 new epochs" in capsys.readouterr().out
+    assert "epochs added: 0;" in capsys.readouterr().out
     assert len(runs_of(client, run_dir.resolve())) == 1
     assert len(client.get_metric_history(logged.info.run_id, "train_loss")) == 1
 

@@ -729,6 +729,6 @@ def cmd_mlflow_sync(args) -> int:
     synced = sync(args.run, args.mlflow)
     for line in synced.skipped:
         print(f"nettrain: skipped {line}", file=sys.stderr)
-    say(f"mlflow run {synced.run_id} at {synced.uri}: {synced.params} params, {synced.rows} new epochs, "
-        f"{synced.artifacts} files")
+    say(f"mlflow run {synced.run_id} at {synced.uri}: {synced.params} params; epochs added: {synced.rows}; files: "
+        f"{synced.artifacts}")
     return 0

@@ -334,7 +334,7 @@ class _Worker:
 def _reason(e: Exception) -> str:
     """An exception as a short clause: its type and first line."""
     first = (str(e).strip().splitlines() or [""])[0]
-    return f"{type(e).__name__}: {first[:200]}" if first else type(e).__name__
+    return f"{type(e).__name__}: {first[:160]}" if first else type(e).__name__
 
 
 class MlflowLog:
