@@ -45,7 +45,7 @@ def test_a_fit_stopped_and_resumed_is_one_mlflow_run_with_its_config_epochs_test
     uri, client = store
     run_dir = (tmp_path / "run").resolve()
     report = {"run.report": True}   # report.html and figures/ among the artifacts
-    nettrain.fit(epochs=1, run_dir=run_dir, **{**FIT, **report, "run.mlflow": uri})
+    nettrain.fit(epochs=1, run_dir=run_dir, metrics=["balanced_acc"], **{**FIT, **report, "run.mlflow": uri})
     run = nettrain.fit(resume=run_dir, epochs=2, **{**QUIET_API, **report, "run.mlflow": uri})
     [logged] = runs_of(client, run_dir)
     assert (run_dir / ID_FILE).read_text().strip() == logged.info.run_id and logged.info.status == "FINISHED"
@@ -54,12 +54,13 @@ def test_a_fit_stopped_and_resumed_is_one_mlflow_run_with_its_config_epochs_test
     assert logged.data.tags["resumed.train.epochs"] == "2"   # a param is fixed: the resume's new length is a tag
     assert not {"run.dir", "run.mlflow"} & set(params)
     assert logged.data.tags["nettrain.data_kind"] == "image" and logged.data.tags["nettrain.model"] == "mlp"
-    for column in ("train_loss", "val_acc", "lr"):
+    for column in ("train_loss", "val_acc", "lr", "val_balanced_acc"):   # the run's own metric too
         history = client.get_metric_history(logged.info.run_id, column)
         assert [(m.step, m.value) for m in history] == [(row["epoch"], row[column]) for row in run.metrics]
     test = json.loads((run_dir / "test_metrics.json").read_text())
     assert logged.data.metrics["test_accuracy"] == test["accuracy"]
     assert logged.data.metrics["test_macro_f1"] == test["macro"]["f1"]
+    assert logged.data.metrics["test_balanced_acc"] == test["metrics"]["balanced_acc"]
     files = {f.path for f in client.list_artifacts(logged.info.run_id)}
     assert {"report.html", "config.yaml", "metrics.csv", "best.safetensors", "test_metrics.json"} <= files
     assert "figures/learning_curves.png" in {f.path for f in client.list_artifacts(logged.info.run_id, "figures")}

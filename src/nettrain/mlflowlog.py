@@ -36,7 +36,7 @@ from typing import Callable, Optional
 from .config import read_yaml
 from .errors import ConfigError, NettrainError
 from .files import LIMITS, FileError, open_read, read_text, write_text
-from .metrics_row import COLUMNS
+from .metrics_row import COLUMNS, is_extra
 from .runs import RUN_FILES, RunDir, read_metrics
 from .tbreport import figures_of, hparams_of
 
@@ -130,10 +130,12 @@ def _json(path: Path) -> dict:
 
 def test_metrics(test: dict) -> dict:
     """test_metrics.json's numbers as metric names: test_loss, test_accuracy (or test_mse, test_mae, test_r2),
-    test_macro_precision, test_macro_recall, test_macro_f1."""
-    out = {f"test_{k}": test.get(k) for k in ("loss", "accuracy", "mse", "mae", "r2")}
-    macro = test.get("macro") if isinstance(test.get("macro"), dict) else {}
-    out.update({f"test_macro_{k}": v for k, v in macro.items()})
+    test_f1 and test_roc_auc (two classes), test_macro_precision, test_macro_recall, test_macro_f1, and the run's
+    own metrics (train.metrics) as test_<name>."""
+    out = {f"test_{k}": test.get(k) for k in ("loss", "accuracy", "mse", "mae", "r2", "f1", "roc_auc")}
+    for group, prefix in (("macro", "test_macro_"), ("metrics", "test_")):
+        values = test.get(group) if isinstance(test.get(group), dict) else {}
+        out.update({_key(f"{prefix}{k}"): v for k, v in values.items()})
     return {k: float(v) for k, v in out.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
@@ -241,7 +243,8 @@ class Upload:
         return run_id
 
     def log_rows(self, rows: list):
-        """metrics.csv rows (dicts), each at step = its epoch, those the MLflow run lacks."""
+        """metrics.csv rows (dicts), each at step = its epoch, those the MLflow run lacks; the run's own metrics
+        (val_<name>) with the named columns."""
         from mlflow.entities import Metric
         now = int(time.time() * 1000)
         metrics = []
@@ -252,7 +255,8 @@ class Upload:
             self.steps.add(epoch)
             self.rows += 1
             metrics += [Metric(k, float(v), now, epoch) for k, v in row.items()
-                        if k in COLUMNS and k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)]
+                        if (k in COLUMNS or is_extra(k)) and k != "epoch" and isinstance(v, (int, float))
+                        and not isinstance(v, bool)]
         for i in range(0, len(metrics), 1000):
             self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
 
