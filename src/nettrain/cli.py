@@ -16,6 +16,7 @@
     nettrain sweep [--runs RUNS.yaml] --KEY a,b [--sweep-dir DIR] -- [fit's flags]  (a fit per run, per combination)
     nettrain show --dataset NAME [--augmented] [--n 64] [--out FILE.png] [--data.crop_padding 4 ...]   (samples)
     nettrain predict model.onnx FILE_OR_FOLDER...                 (onnxruntime, without torch)
+    nettrain mlflow-sync RUN [--run.mlflow URI]              (a run directory uploaded to MLflow; fit: --run.mlflow)
 
 A user error (`NettrainError`) prints one line and exits with code 2; anything else is a bug and keeps its
 traceback.
@@ -123,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nettrain", description="Train, evaluate and run PyTorch models in one command.")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = p.add_subparsers(dest="command",
-                           metavar="{fit,evaluate,predict,report,list,summary,lr-find,export,show,compare,sweep}")
+                           metavar="{fit,evaluate,predict,report,list,summary,lr-find,export,show,compare,sweep,"
+                                   "mlflow-sync}")
     fit = _fit_flags(sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
                                     "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'; --data.limit N "
                                     "trains on a seeded subset of N training examples, for a quick try); see "
@@ -161,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list datasets, models, optimizers, losses and schedulers")
     _ship_parsers(sub)
     _compare_parsers(sub)
+    _tracking_parsers(sub)
     for command in sub.choices.values():   # also after the command; SUPPRESS keeps a --debug given before it
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return p
@@ -498,6 +501,8 @@ def _main(argv=None) -> int:
             return cmd_list()
         if args.command in SHIP_COMMANDS:
             return SHIP_COMMANDS[args.command](args, extra)
+        if args.command == "mlflow-sync":
+            return cmd_mlflow_sync(args)
         parser.print_help()
         return 2
     except NettrainError as e:
@@ -759,3 +764,23 @@ def cmd_sweep(args, extra, argv) -> int:
 
 COMPARE_COMMANDS = {"compare": cmd_compare, "sweep": cmd_sweep}
 SHIP_COMMANDS = {"summary": cmd_summary, "lr-find": cmd_lr_find, "export": cmd_export, "show": cmd_show}
+
+
+# ---- MLflow (mlflowlog.py)
+
+def _tracking_parsers(sub):
+    ms = sub.add_parser("mlflow-sync", help="upload a run directory to MLflow: its config, epochs, test metrics and "
+                                            "files (the MLflow run it logged to, when it has one)")
+    ms.add_argument("run", help="run directory")
+    ms.add_argument("--run.mlflow", dest="mlflow", metavar="URI",
+                    help="the tracking URI (default: NETTRAIN_MLFLOW_URI, else MLFLOW_TRACKING_URI)")
+
+
+def cmd_mlflow_sync(args) -> int:
+    from .mlflowlog import sync
+    synced = sync(args.run, args.mlflow)
+    for line in synced.skipped:
+        print(f"nettrain: skipped {line}", file=sys.stderr)
+    say(f"mlflow run {synced.run_id} at {synced.uri}: {synced.params} params; epochs added: {synced.rows}; files: "
+        f"{synced.artifacts}")
+    return 0

@@ -188,6 +188,9 @@ class RunConfig:
     save_every: int = bounded(0, 0, note="epochs, e.g. 1")
     # of those (each epoch's when save_every is 0), only the K best by the metric that chooses best.pt; 0: all
     keep_best: int = bounded(0, 0, note="checkpoints, e.g. 3")
+    # log the fit to MLflow at this tracking URI (sqlite:///mlflow.db, http://host:5000; mlflowlog.py); null: when
+    # NETTRAIN_MLFLOW_URI or MLFLOW_TRACKING_URI gives one; off: never. config.yaml does not record it
+    mlflow: Optional[str] = None
 
 
 @dataclass
