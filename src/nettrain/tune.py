@@ -212,6 +212,15 @@ def _add(space: dict, key: str, text):
 
 # ---- checking before the first trial -----------------------------------------------------------------
 
+def config_options(options: dict) -> dict:
+    """fit's options as a config holds them: callbacks as their specs only (objects given in Python are not)."""
+    given = options.get("callbacks")
+    if given is None or isinstance(given, str):
+        return dict(options)
+    specs = [c for c in given if isinstance(c, str)] if isinstance(given, (list, tuple)) else []
+    return {**{k: v for k, v in options.items() if k != "callbacks"}, **({"callbacks": specs} if specs else {})}
+
+
 def check(space: dict, options: dict, config=None):
     """The base Config (fit's options, no searched key); every range's ends and every choice resolved as a config
     and its names looked up (sweep.check_names), one line for the first that is wrong."""
@@ -231,6 +240,7 @@ def check(space: dict, options: dict, config=None):
         raise ConfigError(f"{both[0]} is given both to search (before --) and fixed (after --); give it once")
     if any(options.get(k) == "auto" for k in ("lr", "optim.lr")):
         raise ConfigError("lr auto chooses one run's learning rate; in a tune search it: --lr loguniform:1e-4:1e-1")
+    options = config_options(options)
     first = {k: d.extremes()[0] for k, d in space.items()}
     for key, dim in space.items():
         for value in dim.extremes():
@@ -342,7 +352,11 @@ def open_storage(optuna, url: str, own_db: Optional[Path]):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE)
+            try:
+                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE)
+            except Exception:   # a process on another machine made the new database's tables at the same moment:
+                # its commit is what failed ours, so the second try finds them made
+                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE)
     except Exception as e:   # SQLAlchemy's: a malformed URL, a server not answering, a driver not installed
         reason = clean(str(e).splitlines()[0] if str(e) else type(e).__name__)[:200]
         raise ConfigError(f"cannot open the study's storage {masked(url)} ({reason}); give sqlite:///PATH.db or a "
@@ -570,10 +584,8 @@ def write_recipe(plan: Plan, result: TuneResult) -> Path:
     """best.yaml: the best trial's config, which `nettrain fit --config` trains again (the same seed, the same
     held-out metric)."""
     from .api import resolve_config
-    options = {k: v for k, v in plan.options.items() if k != "callbacks" or isinstance(v, (str, list))}
-    if isinstance(options.get("callbacks"), list):   # the specs only; objects given in Python are not a config's
-        options["callbacks"] = [c for c in options["callbacks"] if isinstance(c, str)]
-    cfg = resolve_config(plan.config, {**options, **result.best_values, "run.dir": None, "run.overwrite": False})
+    cfg = resolve_config(plan.config, {**config_options(plan.options), **result.best_values, "run.dir": None,
+                                       "run.overwrite": False})
     best, path = result.best, plan.folder / RECIPE
     head = [f"nettrain tune, study {result.name}: trial-{best.number:04d}, the best {plan.metric} on the held-out "
             f"split ({best.value:.6g}) of {len(result.trials)} trials", f"  {_shown(result.best_values)}",
@@ -677,7 +689,8 @@ def tune(space: dict, options: Optional[dict] = None, config=None, settings: Opt
     name = s.study or SAFE.sub("_", str(base.data.name))[:100]
     folder = make_dir(Path(s.study_dir) if s.study_dir else Path("tunes") / name)
     lock, url = StudyLock(folder), s.storage or f"sqlite:///{(folder / DB).resolve()}"
-    storage = open_storage(optuna, url, folder / DB if s.storage is None else None)
+    with lock:   # the processes of one study folder make a new database's tables one at a time
+        storage = open_storage(optuna, url, folder / DB if s.storage is None else None)
     plan = Plan(space, options, config, folder, metric, direction, trust_code, tune_process)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)   # the tune says what happens, in its own lines
