@@ -158,3 +158,15 @@ def test_two_processes_share_one_study_of_8_trials_some_pruned(tmp_path):
     assert len(found) == 8 and set(found) <= {"COMPLETE", "PRUNED"} and "PRUNED" in found
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{folder / 'study.db'}")
     assert study.user_attrs["processes"] == 2   # two samplers, seeds 0 and 1: not the same draws
+
+
+def test_a_text_files_held_out_split_chooses(tmp_path):
+    """data.val_fraction on a file of texts holds out a validation split that chooses (as it does for a table), so
+    a tune of the sentiment files optimizes its held-out accuracy."""
+    from nettrain.api import resolve_config
+    from nettrain.tune import held_out
+    rows = [f"{'good fine great' if i % 2 else 'bad poor awful'} text number {i}" for i in range(60)]
+    (tmp_path / "t.csv").write_text("text,label\n" + "\n".join(f"{r},{'pos' if i % 2 else 'neg'}"
+                                                               for i, r in enumerate(rows)))
+    cfg = resolve_config(None, {"dataset": "text", "data_dir": str(tmp_path / "t.csv"), "data.val_fraction": 0.2})
+    assert held_out(cfg, None, None) == ("val_acc", "maximize")
