@@ -75,26 +75,28 @@ def test_without_optuna_the_tune_says_how_to_install_it(monkeypatch):
 
 # ---- a study stopped and resumed, in this process --------------------------------------------------------
 
-class StopAt(nettrain.Callback):
-    """Ctrl-C in the trial whose run directory is `name`, after its first epoch (as the user's key press would)."""
+class Trouble(nettrain.Callback):
+    """After its first epoch, the trial run in `name`'s folder raises what `raises` gives: a fit's own error (a
+    NettrainError, as a diverged run raises), or KeyboardInterrupt (the user's Ctrl-C)."""
 
-    def __init__(self, name):
-        self.name = name
+    def __init__(self, raises: dict):
+        self.raises = raises
 
     def on_epoch_end(self, fit, epoch, metrics):
-        if fit.run_dir.name == self.name:
-            raise KeyboardInterrupt
+        if fit.run_dir.name in self.raises:
+            raise self.raises[fit.run_dir.name]
 
 
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory):
-    """A study of 3 trials stopped in its third, then run again to 4 that count."""
+    """A study of 3 trials, its second failing and its third stopped by Ctrl-C, then run again to 4 that count."""
     folder = tmp_path_factory.mktemp("tune") / "study"
     space = parse_space(["--lr", "loguniform:1e-3:3e-1", "--optimizer", "choice:sgd,adam"])
     settings = Settings(study="s", study_dir=str(folder), pruner="none")
+    trouble = Trouble({"trial-0001": NettrainError("the trial's own problem"), "trial-0002": KeyboardInterrupt()})
     lines = []
     with pytest.raises(KeyboardInterrupt):
-        tune(space, {**FIT, "callbacks": [StopAt("trial-0002")]}, settings=Settings(**{**vars(settings), "trials": 3}),
+        tune(space, {**FIT, "callbacks": [trouble]}, settings=Settings(**{**vars(settings), "trials": 3}),
              say=lines.append)
     first = states(folder)
     result = tune(space, FIT, settings=Settings(**{**vars(settings), "trials": 4}), say=lines.append)
@@ -104,12 +106,15 @@ def resumed(tmp_path_factory):
 @pytest.mark.slow
 def test_a_stopped_study_goes_on_where_it_stopped(resumed):
     folder, first, result, lines = resumed
-    assert first == ["COMPLETE", "COMPLETE", "FAIL"]   # the third stopped by Ctrl-C
+    assert first == ["COMPLETE", "FAIL", "FAIL"]
+    assert "tune: trial-0001 failed: the trial's own problem" in lines
     assert any("run the same command again" in line for line in lines)
-    # the stopped trial does not count toward --trials 4: the second run ran two more
+    # the failed trial counts toward --trials 4, the one stopped by Ctrl-C does not: the second run ran two more
     assert result.ran == 2
-    assert [t.state.name for t in result.trials] == ["COMPLETE"] * 2 + ["FAIL"] + ["COMPLETE"] * 2
-    assert "stopped" in result.table().splitlines()[3]
+    assert [t.state.name for t in result.trials] == ["COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    rows = result.table().splitlines()
+    assert rows[2].split()[1] == "failed" and rows[2].endswith("the trial's own problem")
+    assert rows[3].split()[1] == "stopped"
     for n in range(5):   # every trial a normal run directory
         assert (folder / f"trial-{n:04d}" / "config.yaml").exists()
     page = (folder / "tune.html").read_text()
@@ -128,11 +133,14 @@ def test_the_best_trials_recipe_trains_again_to_the_same_held_out_metric(resumed
 
 
 @pytest.mark.slow
-def test_a_study_is_joined_only_with_what_it_searches(resumed, monkeypatch):
+def test_a_study_is_joined_only_with_what_it_searches(resumed, tmp_path):
     folder, *_ = resumed
     space = parse_space(["--lr", "loguniform:1e-4:1e-1", "--optimizer", "choice:sgd,adam"])
     with pytest.raises(ConfigError, match=r"study s searched space.lr = loguniform:0.001:0.3.*new --study"):
         tune(space, FIT, settings=Settings(study="s", study_dir=str(folder), trials=9))
+    # its trials' folders are not taken over by a new study whose database does not know them
+    with pytest.raises(ConfigError, match=r"holds trial-0000 and 4 more trials.*--storage"):
+        tune(space, FIT, settings=Settings(study="s", study_dir=str(folder), storage=f"sqlite:///{tmp_path}/x.db"))
 
 
 # ---- two processes on one study -----------------------------------------------------------------------------

@@ -386,6 +386,7 @@ def open_study(optuna, storage, name: str, direction: str, what: dict, settings:
         try:
             study = optuna.load_study(study_name=name, storage=storage)
         except KeyError:   # a new study (another machine may make it at the same moment: load_if_exists)
+            _no_earlier_trials(lock.path.parent, name)
             study = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True)
         stored = study.user_attrs.get(ATTR)
         if stored is None:
@@ -396,6 +397,16 @@ def open_study(optuna, storage, name: str, direction: str, what: dict, settings:
         study.set_user_attr("processes", joined + 1)
     sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed + joined)
     return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=_pruner(optuna, settings))
+
+
+def _no_earlier_trials(folder: Path, name: str):
+    """A new study's folder holds no trial directories of another (its database deleted, or another storage): the
+    new trials' numbers would meet them."""
+    earlier = sorted(p.name for p in folder.glob("trial-*"))
+    if earlier:
+        raise ConfigError(f"{printable(folder)} holds {earlier[0]} and {len(earlier) - 1} more trials of a study that "
+                          f"its storage does not have ({name}); give its --storage to go on with it, or another "
+                          f"--study-dir")
 
 
 def _pruner(optuna, s: Settings):
