@@ -97,3 +97,24 @@ def malloc_calls(monkeypatch):
     monkeypatch.setattr(nettrain.training, "freed_memory_kept", recording)
     monkeypatch.setattr(nettrain.predictor, "freed_memory_kept", recording)
     return calls
+
+
+BLOCKER = """import os, pathlib, threading
+
+
+class Block:
+    \"\"\"Holds the fit at one optimizer step, after saying so in a file: a kill then lands exactly there.\"\"\"
+    def on_step_end(self, fit, loss):
+        if fit.step == int(os.environ.get("NETTRAIN_TEST_BLOCK_AT_STEP", "0")):
+            pathlib.Path(os.environ["NETTRAIN_TEST_BLOCKED"]).touch()
+            threading.Event().wait()
+"""
+
+
+def blocker(folder: Path) -> list:
+    """fit's arguments for a callback that, in a process whose environment sets NETTRAIN_TEST_BLOCK_AT_STEP and
+    NETTRAIN_TEST_BLOCKED, holds the fit at that step after touching that file: a test kills it then, on an
+    observable event rather than a race with the clock. Without the variables it does nothing (a reference run)."""
+    path = folder / "blocker.py"
+    path.write_text(BLOCKER)
+    return ["--callbacks", f"{path}:Block"]

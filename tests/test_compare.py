@@ -1,6 +1,8 @@
 """nettrain compare (report/compare.py) and nettrain sweep (sweep.py): tiny runs, their table, figure and page.
 Bad inputs to both are in test_bad_input.py (COMPARE, SWEEP)."""
 import re
+import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -143,3 +145,75 @@ def test_the_speed_columns_count_what_the_runs_hold(tmp_path, capsys):
     for names, label in ((["t1", "t2"], "texts/s (mean)"), (["t1", "img"], "examples/s (mean)")):
         assert main(["compare", *[str(tmp_path / "runs" / n) for n in names], "--out", str(tmp_path / label[:4])]) == 0
         assert label in capsys.readouterr().out.splitlines()[0]
+
+
+# ---- the legend, the page and the loss column ----------------------------------------------------------
+
+def _legend_and_axes(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg(fig).draw()
+    legend = fig.legends[0]
+    return legend, [t.get_text() for t in legend.get_texts()], [ax.get_window_extent() for ax in fig.axes]
+
+
+def test_the_legend_names_each_run_in_full_beside_the_plots(runs):
+    from nettrain.report.compare import Entry, figure
+    from nettrain.report.read import read
+    record = read(runs / "a")
+    # wide letters, and names alike for their first 70 characters: a legend that cut them made two entries the same
+    names = ["W" * 70 + " first", "W" * 70 + " second", "sgd", "adam"]
+    entries = [Entry(name, {"optim.lr": lr}, record) for name, lr in zip(names, (0.1, 0.01, 0.001, 0.0001))]
+    legend, labels, axes = _legend_and_axes(figure(entries, "classification"))
+    assert [label.replace("\n", "") for label in labels] == [f"{n}: optim.lr={lr}" for n, lr in
+                                                            zip(names, ("0.1", "0.01", "0.001", "0.0001"))]
+    box = legend.get_window_extent()
+    assert all(box.x0 >= ax.x1 for ax in axes)   # right of every plot: no curve under it
+    assert box.x1 <= legend.figure.bbox.x1 and box.y0 >= 0 and box.y1 <= legend.figure.bbox.y1   # on the figure
+
+
+def test_without_held_out_data_the_table_shows_the_training_loss(tmp_path):
+    import torch
+    inputs = torch.randn(64, 3)
+    for name in ("x", "y"):
+        nettrain.fit(data=(inputs, (inputs[:, 0] > 0).long()), model="mlp", epochs=2, run_dir=tmp_path / name,
+                     lr=0.01 if name == "x" else 0.001, **{**QUIET_HIDDEN_8, "data.val_fraction": 0})
+    header, rows = compare([tmp_path / "x", tmp_path / "y"], out=tmp_path / "out").columns()
+    assert "final train loss" in header and "best train acc (epoch)" in header
+    column = header.index("final train loss")
+    assert all(re.fullmatch(r"\d\.\d+", row[column]) for row in rows)
+
+
+def test_the_per_epoch_columns_name_the_split_they_were_measured_on(runs, tmp_path):
+    nettrain.fit(model="mlp", epochs=1, run_dir=tmp_path / "t", dataset="two-gaussians", lr=0.01, **QUIET_HIDDEN_8)
+    header, _ = compare([tmp_path / "t", runs / "b"], out=tmp_path / "out").columns()
+    assert "best held-out acc (epoch)" in header   # one run's was the test split, the other's the validation split
+    header, _ = compare([tmp_path / "t"], out=tmp_path / "out").columns()
+    assert "best test acc (epoch)" in header and "final test acc" in header and "best val acc (epoch)" not in header
+
+
+def test_the_page_has_a_viewport_and_its_table_scrolls_in_its_own_box(runs, tmp_path):
+    compare([runs / "a", runs / "b"], out=tmp_path)
+    page = (tmp_path / HTML).read_text(encoding="utf-8")
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert re.search(r'<div class="?scroll"?><table>', page) and re.search(r"\.scroll\{[^}]*overflow-x:auto", page)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium on PATH (CI installs it: .ci/run)")
+def test_chromium_at_phone_width_scrolls_the_table_not_the_page(runs, tmp_path):
+    """390 px, a phone's width (an iframe: headless Chromium's window is 500 px at least): the page is no wider than
+    that; the table scrolls inside its box."""
+    compare([runs / "a", runs / "b", runs / "q"], out=tmp_path)
+    probe = tmp_path / "probe.html"
+    probe.write_text(f'<!DOCTYPE html><iframe id=f src="{HTML}" width=390 height=800></iframe><script>'
+                     'const f = document.getElementById("f"); f.addEventListener("load", () => {'
+                     'const d = f.contentDocument, box = d.querySelector("table").parentElement; '
+                     'document.body.setAttribute("data-widths", [d.documentElement.scrollWidth, '
+                     'd.defaultView.innerWidth, box.scrollWidth, box.clientWidth].join(","))});</script>')
+    dom = subprocess.run([shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                          "--allow-file-access-from-files", "--dump-dom", probe.as_uri()], capture_output=True,
+                         text=True, timeout=120).stdout
+    widths = re.search(r'data-widths="(\d+),(\d+),(\d+),(\d+)"', dom)
+    assert widths, dom[:500]
+    page_width, screen, table_width, box_width = map(int, widths.groups())
+    assert page_width <= screen and table_width > box_width, widths.groups()

@@ -80,7 +80,9 @@ def test_the_toy_tasks_get_their_own_figure(tmp_path, dataset, figure):
 def test_the_final_page_is_self_contained_and_does_not_reload(digits_run):
     html = (digits_run / "report.html").read_text()
     assert "http-equiv" not in html
-    assert not re.search(r"(src|href)=\"(?!data:)", html)   # nothing is fetched: no file, no network
+    assert not re.search(r"src=\"(?!data:)", html)   # nothing is fetched: no file, no network
+    links = set(re.findall(r'href="([^"]*)"', html))   # followed on a click only: each figure's file, full size
+    assert links == {f"figures/{name}" for name in DIGITS_FIGURES}
     assert "<script" not in html
     sources = re.findall(r'<img alt="[^"]*" src="([^"]*)"', html)
     assert len(sources) == len(DIGITS_FIGURES) and all(s.startswith("data:image/png;base64,") for s in sources)
@@ -188,17 +190,29 @@ def test_live_updates_stay_within_their_budget_and_a_stopped_page_stops_reloadin
     clock = Clock()
     live = LiveReport(RunDir(digits_copy), epochs=10, clock=clock)
     page = digits_copy / "report.html"
-    clock.now = 1.0   # an epoch of 1 s: an update (estimated at FIRST_ESTIMATE) would add far more than 2%
-    assert not live.epoch_end(1)
+    (digits_copy / "figures" / "learning_curves.png").unlink()
+    assert live.begin()   # as the fit starts: a page without figures
+    assert "epoch 1 of 10 started" in page.read_text() and "<img" not in page.read_text()
+    clock.now = 0.1   # an epoch of 0.1 s: even the page alone (PAGE_ESTIMATE) would add more than 2%
+    live.page_estimate = live_module.PAGE_ESTIMATE
+    assert live.epoch_end(1) is None
+    clock.now = 2.0   # 2 s: a drawing (estimated at FIRST_ESTIMATE) would add far more than 2%, the page fits
+    assert live.epoch_end(2) == "page"
+    assert "epoch 2 of 10 done" in page.read_text() and "<img" not in page.read_text()
+    assert not (digits_copy / "figures" / "learning_curves.png").exists()   # nothing drawn
     clock.now = live_module.FIRST_ESTIMATE / live_module.BUDGET + 1
-    assert live.epoch_end(2)
-    assert '<meta http-equiv="refresh"' in page.read_text() and "epoch 2 of 10" in page.read_text()
+    assert live.epoch_end(3) == "figures"
+    assert '<meta http-equiv="refresh"' in page.read_text() and "epoch 3 of 10" in page.read_text()
+    assert (digits_copy / "figures" / "learning_curves.png").exists()
     assert live.spent == live.estimate == 0   # the fake clock stood still while it wrote: a free update
-    assert live.epoch_end(3)
+    assert live.epoch_end(4) == "figures"
     live.spent, live.estimate = 10.0, 1.0   # then: the updates so far have used up the budget
     clock.now += 1
-    assert not live.epoch_end(4)
-    assert not live.epoch_end(10)   # the last epoch: the full report follows instead
+    assert live.epoch_end(5) is None
+    live.spent = 0.0   # a page's budget left, not a drawing's: the page keeps the figures drawn last
+    assert live.epoch_end(6) == "page" and "figures as of epoch 4" in page.read_text()
+    assert "learning_curves" in page.read_text()
+    assert live.epoch_end(10) is None   # the last epoch: the full report follows instead
     live.close()   # the fit stopped
     assert "http-equiv" not in page.read_text()
 
@@ -214,9 +228,12 @@ def test_a_fit_rewrites_the_live_page_at_epoch_ends(tmp_path, monkeypatch):
         return path
     monkeypatch.setattr(live_module, "write", write)
     nettrain.fit(dataset="two-gaussians", model="mlp", epochs=3, run_dir=str(tmp_path / "run"), **QUIET_WITH_REPORT)
-    assert [is_live for is_live, _ in pages] == [True, True, False]   # epochs 1 and 2 live, then the full page
+    # the first page as the fit starts, epochs 1 and 2 live, then the full page
+    assert [is_live for is_live, _ in pages] == [True, True, True, False]
     assert all(('http-equiv="refresh"' in html) == is_live for is_live, html in pages)
-    assert "decision_boundary" in pages[-1][1] and "decision_boundary" not in pages[0][1]
+    assert "epoch 1 of 3 started" in pages[0][1] and "<img" not in pages[0][1]   # before epoch 1: no figures
+    assert "epoch 1 of 3 done" in pages[1][1] and "learning_curves" in pages[1][1]
+    assert "decision_boundary" in pages[-1][1] and "decision_boundary" not in pages[1][1]
 
 
 def test_run_report_false_writes_no_report(tmp_path):
@@ -271,7 +288,7 @@ def test_the_report_imports_no_training_code():
 
 
 def _texts_csv(path) -> Path:
-    """Two classes told apart by one word, every tenth label contradicting it (confidently wrong examples); the
+    """Two classes told apart by one word, two labels in ten contradicting it (confidently wrong examples); the
     texts keep their case and markup (the report shows them as written, escaped), every other one 400+ characters."""
     import csv
     import random
@@ -280,10 +297,10 @@ def _texts_csv(path) -> Path:
     rows = []
     for i in range(80):
         label = "pos" if i % 2 else "neg"
-        words = rng.sample(filler, 4) + ["GOOD" if label == "pos" else "<b>bad</b>", f"w{i % 7}"]
+        words = rng.sample(filler, 4) + ["<i>GOOD</i>" if label == "pos" else "<b>bad</b>", f"w{i % 7}"]
         rng.shuffle(words)
         text = " ".join(words) + (" and then" * 50 if i % 4 < 2 else "")
-        rows.append((text, "neg" if i % 10 == 3 else label))
+        rows.append((text, {"pos": "neg", "neg": "pos"}[label] if i % 10 in (3, 8) else label))
     with open(path, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([("text", "label"), *rows])
     return path
@@ -300,8 +317,10 @@ def test_a_text_runs_top_losses_are_its_test_texts(tmp_path):
         texts, loss, probs, true = p["top_texts"], p["top_loss"], p["top_probs"], p["top_true"]
         assert texts.dtype.kind == "U" and len(p["confidence"]) == len(p["correct"]) == len(test)
         assert int(p["correct"].sum()) == round(run.test["acc"] * len(test))
+        wrong = int((~p["correct"]).sum())
+        assert (p["top_pred"] != true).all()   # the wrong ones only, however few
     clipped = {t if len(t) <= 300 else t[:299] + "\u2026" for t in test.texts}
-    assert len(texts) == 12 and set(texts.tolist()) <= clipped   # the raw strings, as written
+    assert len(texts) == min(12, wrong) > 0 and set(texts.tolist()) <= clipped   # the raw strings, as written
     assert any(len(t) == 300 and t.endswith("\u2026") for t in texts)
     assert list(loss) == sorted(loss, reverse=True)
     assert loss == pytest.approx(-np.log(probs[np.arange(len(true)), true]), rel=1e-4)
@@ -310,7 +329,7 @@ def test_a_text_runs_top_losses_are_its_test_texts(tmp_path):
     _check_png(run.dir / "figures" / "top_losses.png")
     html = (run.dir / "report.html").read_text()
     table = html[html.index('id="top-texts"'):]
-    assert "&lt;b&gt;bad&lt;/b&gt;" in table and "<b>bad" not in html   # a text is data, never markup
+    assert "&lt;i&gt;GOOD&lt;/i&gt;" in table and "<i>GOOD" not in html and "<b>bad" not in html   # data, not markup
     first = texts[0]
     assert first.replace("<", "&lt;").replace(">", "&gt;") in table
 

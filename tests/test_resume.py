@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import blocker
 from nettrain.cli import main
 from nettrain.runs import read_metrics
 
@@ -30,9 +31,10 @@ def numbers(run_dir):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The uninterrupted 4-epoch run."""
-    run_dir = tmp_path_factory.mktemp("resume") / "reference"
-    assert main(ARGS + ["--run-dir", str(run_dir)]) == 0
+    """The uninterrupted 4-epoch run, with the callback that holds the killed run (doing nothing here)."""
+    folder = tmp_path_factory.mktemp("resume")
+    run_dir = folder / "reference"
+    assert main(ARGS + blocker(folder) + ["--run-dir", str(run_dir)]) == 0
     return run_dir
 
 
@@ -60,11 +62,14 @@ def kill_when(proc, ready, what: str, timeout: float = 300):
 
 @pytest.mark.slow   # beside the 4-epoch reference run of about 4 s an epoch
 def test_resume_after_kill_9_in_epoch_3_matches_the_uninterrupted_run(reference, tmp_path):
-    run_dir = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}   # the reference's thread count
-    proc = subprocess.Popen([sys.executable, "-m", "nettrain", *ARGS, "--run-dir", str(run_dir)], cwd=tmp_path,
+    run_dir, held = tmp_path / "killed", tmp_path / "held"
+    # held at step 820 (360 steps an epoch): in the middle of epoch 3; the reference's thread count
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "NETTRAIN_TEST_BLOCK_AT_STEP": "820",
+           "NETTRAIN_TEST_BLOCKED": str(held)}
+    spec = ["--callbacks", f"{reference.parent / 'blocker.py'}:Block"]
+    proc = subprocess.Popen([sys.executable, "-m", "nettrain", *ARGS, *spec, "--run-dir", str(run_dir)], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    kill_when(proc, lambda: data_rows(run_dir / "metrics.csv") >= 2, "epoch 2 finishing")   # during epoch 3
+    kill_when(proc, held.exists, "step 820")
     assert data_rows(run_dir / "metrics.csv") == 2, "epoch 3 had already finished when the kill came"
     assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] in (1, 2)   # never a half-written file
 

@@ -356,19 +356,22 @@ def test_a_text_run_killed_with_sigkill_resumes_to_the_uninterrupted_run_bit_for
     import os
     import subprocess
     import sys
+    from conftest import blocker
     from test_resume import data_rows, kill_when
     path = write_csv(tmp_path / "texts.csv", varied_texts())
     args = ["--model.args.embed", "16", "--model.args.hidden", "16", "--model.args.dropout", "0.2", "--batch-size", "4",
             "--data.args.bucket", "true", "--data.val_fraction", "0.2", "--train.threads", "1", "--lr", "0.01",
-            "--run.report", "false"]
+            "--run.report", "false"] + blocker(tmp_path)
     reference = tmp_path / "reference"
     assert main(fit_args(path, reference, *args, model="bilstm", epochs="2")) == 0
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONHASHSEED": "123"}
+    # held at step 83 (320 training texts, 80 steps an epoch): in the middle of epoch 2
+    env = {**os.environ, "PYTHONHASHSEED": "123", "NETTRAIN_TEST_BLOCK_AT_STEP": "83",
+           "NETTRAIN_TEST_BLOCKED": str(tmp_path / "held")}
     proc = subprocess.Popen([sys.executable, "-m", "nettrain", *fit_args(path, killed, *args, model="bilstm",
                                                                          epochs="2")],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    kill_when(proc, (killed / "last.pt").exists, "epoch 1's checkpoint")   # during epoch 2
+    kill_when(proc, (tmp_path / "held").exists, "step 83")
     assert data_rows(killed / "metrics.csv") == 1, "epoch 2 had already finished when the kill came"
     assert main(["fit", "--resume", str(killed)]) == 0
     timing = {"seconds", "examples_per_s", "data_wait"}

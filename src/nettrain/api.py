@@ -84,7 +84,8 @@ def _restarted(options: dict) -> tuple:
 
 # the options by which the user names a kind of code anew, rather than take the resumed run's
 OWN_KEYS = {"model": {"model", "model.name"}, "loss": {"loss", "train.loss"},
-            "optimizer": {"optimizer", "optim.name"}, "scheduler": {"scheduler", "sched.name"}}
+            "optimizer": {"optimizer", "optim.name"}, "scheduler": {"scheduler", "sched.name"},
+            "metric": {"metrics", "train.metrics"}}
 
 
 def _given_kinds(options: dict) -> set:
@@ -186,6 +187,19 @@ def _callbacks_of_config(cfg: Config, gate: Optional[Gate], given: bool) -> list
     return built
 
 
+def _metrics_of_run(cfg: Config, gate: Optional[Gate]) -> Config:
+    """A run's config is data: its train.metrics that name the user's functions (file.py:function) are computed
+    only when given again (--metrics); registered names are kept. Metrics watch the run, as callbacks do."""
+    if gate is None or gate.owns("metric"):
+        return cfg
+    user = [m for m in cfg.train.metrics if isinstance(m, str) and ":" in m]
+    if not user:
+        return cfg
+    print(f"nettrain: the run's metric functions ({', '.join(user)}) are not imported from its config; give them "
+          f"again with --metrics to compute them", file=sys.stderr)
+    return cfg.override({"train.metrics": [m for m in cfg.train.metrics if m not in user]})
+
+
 def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None, resume=None,
         trust_code: bool = False, tune_process: bool = False, _fixes: Optional[dict] = None, **options) -> Run:
     """Train a model; returns the Run (its directory, metrics and trained model). See the module docstring.
@@ -226,6 +240,7 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
         cfg, found = find_for_fit(cfg, module, user_data, loss, tune_process, gate)
     with tuning_allowed(tune_process):
         callbacks += _callbacks_of_config(cfg, gate, given="callbacks" in options or "run.callbacks" in options)
+        cfg = _metrics_of_run(cfg, gate)
         run = train(cfg, module, user_data, Path(resume) if resume is not None else None, gate, loss, callbacks)
     if found is not None:
         from .lrrange import keep_plot

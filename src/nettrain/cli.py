@@ -13,7 +13,7 @@
     nettrain lr-find [fit's flags] [--out lr_find.png]          (fit --lr auto runs it and trains with its suggestion)
     nettrain export RUN [--format onnx|torchscript] [--out PATH]
     nettrain compare RUN [RUN ...] [--out DIR]               (a table, compare.png and compare.html)
-    nettrain sweep --KEY a,b [--KEY c,d ...] [--sweep-dir DIR] -- [fit's flags]    (a fit per combination)
+    nettrain sweep [--runs RUNS.yaml] --KEY a,b [--sweep-dir DIR] -- [fit's flags]  (a fit per run, per combination)
     nettrain tune --KEY loguniform:a:b [--KEY choice:x,y ...] [--trials N] -- [fit's flags]   (an Optuna search)
     nettrain show --dataset NAME [--augmented] [--n 64] [--out FILE.png] [--data.crop_padding 4 ...]   (samples)
     nettrain predict model.onnx FILE_OR_FOLDER...                 (onnxruntime, without torch)
@@ -92,7 +92,7 @@ FIT_FLAGS = {
                                     "(needs a validation split: --data.val_fraction 0.1)"),
     "--batch-size": ("batch_size", int, "batch size"),
     "--seed": ("seed", int, "random seed"),
-    "--loss": ("loss", str, "cross-entropy, nll, mse, l1 or package.module:function"),
+    "--loss": ("loss", str, "cross-entropy, nll, bce, mse, l1 or package.module:function"),
     "--device": ("device", str, "auto, cpu, cuda, cuda:N, mps"),
     "--precision": ("precision", str, "auto, 32, bf16-mixed, 16-mixed"),
     "--image-size": ("image_size", int, "resize image folders to this size"),
@@ -123,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command",
                            metavar="{fit,evaluate,predict,report,list,summary,lr-find,export,show,compare,sweep,tune}")
     fit = _fit_flags(sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
-                                    "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'); see `nettrain list`."))
+                                    "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'; --data.limit N "
+                                    "trains on a seeded subset of N training examples, for a quick try); see "
+                                    "`nettrain list`."))
     fit.add_argument("--nproc", type=int, help="train in N processes on this machine (torchrun + DDP; one per GPU); "
                                                "--batch-size is then the global batch")
     fit.add_argument("--max-restarts", type=int, help="with --nproc: when a process dies, restart them all up to K "
@@ -396,8 +398,17 @@ def _print_texts(texts: list, tops: list, as_json: bool) -> int:
     else:
         for r in results:
             shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
-            say(f"{printable(r['text'][:60])}: {shown}")
+            say(f"{printable(clip_words(r['text']))}: {shown}")
     return 0
+
+
+def clip_words(text: str, width: int = 60) -> str:
+    """`text`, or its words that fit in `width` characters and an ellipsis: a line names its text without cutting a
+    word (one longer than the line is cut)."""
+    if len(text) <= width:
+        return text
+    cut = text[:width].rsplit(" ", 1)[0] if " " in text[:width + 1] else text[:width]
+    return cut.rstrip(" ,;:.") + "\u2026"
 
 
 def cmd_list() -> int:
@@ -503,6 +514,7 @@ def _ship_parsers(sub):
     # of a --model.args.* flag that argparse does not know
     sm.add_argument("--dataset", help="dataset name: its input shape and classes (read from the data unless "
                                       "--shape and --classes give them)")
+    sm.add_argument("--data-dir", help="where the dataset's files are (for a dataset whose shape is read from them)")
     sm.add_argument("--model", help="model name or path/file.py:Class (--model.args.* for its arguments)")
     sm.add_argument("--shape", help="the input shape, C,H,W for images or N for vectors (e.g. 3,32,32)")
     sm.add_argument("--classes", type=int, help="the number of outputs (classes)")
@@ -541,7 +553,8 @@ def cmd_summary(args, extra) -> int:
     from .summary import summary
     from .trust import CLI_FIXES
     run = extra.pop(0) if extra and not extra[0].startswith("-") else None
-    say(summary(run, dataset=args.dataset, model=args.model, args=parse_extra(extra),
+    given = {**parse_extra(extra), **({"data.dir": args.data_dir} if args.data_dir else {})}
+    say(summary(run, dataset=args.dataset, model=args.model, args=given,
                   shape=args.shape, classes=args.classes, depth=args.depth, trust_code=args.trust_code,
                   _fixes=CLI_FIXES))
     return 0
@@ -652,13 +665,17 @@ def _compare_parsers(sub):
     cp.add_argument("--out", help="the folder for compare.png and compare.html (default: the folder that holds the "
                                   "runs)")
     sw = sub.add_parser("sweep", help="one fit per combination of the values given, then compare them",
-                        usage="nettrain sweep --KEY a,b [--KEY c,d ...] [--sweep-dir DIR] -- [fit's flags]",
+                        usage="nettrain sweep [--runs RUNS.yaml] --KEY a,b [--KEY c,d ...] [--sweep-dir DIR] -- "
+                              "[fit's flags]",
                         epilog="KEY: a fit flag (--optimizer, --lr, --batch-size) or any config key "
                                "(--optim.momentum 0.9,0.99); values holding commas in brackets: "
                                "--model.args.hidden [16],[32,16]. Example: nettrain sweep --optimizer sgd,adam "
                                "--lr 0.01,0.001 -- --dataset quadratic --model mlp --epochs 5")
     sw.add_argument("--sweep-dir", help="the sweep's folder, new or empty (default runs/sweep-<dataset>-N); each run "
                                         "goes into a folder named after its values")
+    sw.add_argument("--runs", help="named runs, each with its own settings (a YAML file, or the YAML itself): "
+                                   "'{SGD: {optimizer: sgd}, Adam: {optimizer: adam, lr: 0.001}}'; each run, times "
+                                   "the product of any --KEY lists")
 
 
 def cmd_compare(args, extra, argv) -> int:
@@ -682,12 +699,13 @@ def cmd_sweep(args, extra, argv) -> int:
     from .sweep import parse_axes, sweep
     tail = argv[argv.index("sweep") + 1:]
     before, after = (tail[:tail.index("--")], tail[tail.index("--") + 1:]) if "--" in tail else (tail, [])
-    where, keys, i = None, [], 0
-    while i < len(before):   # --sweep-dir is the sweep's own; the rest are the keys to sweep
-        if before[i] == "--sweep-dir" and i + 1 < len(before):
-            where, i = before[i + 1], i + 2
-        elif before[i].startswith("--sweep-dir="):
-            where, i = before[i].split("=", 1)[1], i + 1
+    own, keys, i = {"--sweep-dir": None, "--runs": None}, [], 0
+    while i < len(before):   # --sweep-dir and --runs are the sweep's own; the rest are the keys to sweep
+        flag = before[i].split("=", 1)[0]
+        if flag in own and "=" in before[i]:
+            own[flag], i = before[i].split("=", 1)[1], i + 1
+        elif flag in own and i + 1 < len(before):
+            own[flag], i = before[i + 1], i + 2
         elif before[i] == "--debug":   # read by the parser already
             i += 1
         else:
@@ -697,8 +715,8 @@ def cmd_sweep(args, extra, argv) -> int:
     if fit_args.resume or fit_args.nproc:
         raise NettrainError(f"--{'resume' if fit_args.resume else 'nproc'} is not for a sweep, which starts new runs "
                             f"one after the other in this process")
-    result = sweep(parse_axes(keys), fit_options(fit_args, fit_extra), fit_args.config, where,
-                   trust_code=fit_args.trust_code, tune_process=True)
+    result = sweep(parse_axes(keys), fit_options(fit_args, fit_extra), fit_args.config, own["--sweep-dir"],
+                   trust_code=fit_args.trust_code, tune_process=True, runs=own["--runs"])
     say(result.comparison.table())
     _print_outputs(result.comparison)
     if result.failed:

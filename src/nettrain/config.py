@@ -172,6 +172,8 @@ class TrainConfig:
     lookahead_decay: float = bounded(0.95, 0, 1, above=True)
     # stop when the validation metric that chooses best.pt has not improved for N validated epochs (callbacks.py)
     patience: Optional[int] = bounded(None, 1, note="validated epochs without improvement, e.g. 5")
+    # the run's own metrics on each evaluation: registered names (`nettrain list`) or file.py:function
+    metrics: list = field(default_factory=list)
 
 
 @dataclass
@@ -205,6 +207,7 @@ SHORTCUTS = {
     "batch_size": "train.batch_size", "seed": "train.seed", "loss": "train.loss", "device": "train.device",
     "precision": "train.precision", "compile": "train.compile", "run_dir": "run.dir", "overwrite": "run.overwrite",
     "sync_batchnorm": "train.sync_batchnorm", "patience": "train.patience", "callbacks": "run.callbacks",
+    "metrics": "train.metrics",
 }
 
 

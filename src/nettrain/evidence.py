@@ -13,7 +13,8 @@ records here what its figures need:
                                     text run top_texts: the raw strings, clipped, as a fixed-width unicode array)
         boundary_*, points*         2-D inputs: the model's class over a grid, and the test points
         curve_*, points*            1-D regression: the model's curve, and the test points
-    model_summary.txt   torchinfo's table of the model (layers, output shapes, parameters)
+    model_summary.txt   torchinfo's table of the model (layers, output shapes, parameters, multiply-adds): the one
+                        `nettrain summary RUN` prints (layertable.py)
 
 The predictions are the plain model's (no test-time augmentation) on at most MAX_EXAMPLES test examples, in
 evaluation batches: one more pass over (part of) the test split. Each input kind makes its part (Kind.evidence, with
@@ -26,8 +27,10 @@ import sys
 import numpy as np
 import torch
 
+from .errors import ConfigError, NettrainError
 from .files import write_file, write_text
 from .kinds import kind_of
+from .layertable import layer_table
 from .runs import RUN_FILES
 
 
@@ -44,20 +47,32 @@ def record(run, predictor, test, result: dict) -> None:
                root=run.path)
 
 
-def model_summary(predictor) -> str:
-    """torchinfo's table for one input of the data's shape (a forward pass in eval mode, no gradients); a model
-    it cannot trace is named in one line instead: the summary is a nicety, the run is whole without it."""
-    import torchinfo
+def layer_summary(predictor, depth: int = 3, device=None) -> str:
+    """The layer table of `predictor`'s model on one made-up input of its data's shape (a text model's: a text of a
+    few tokens, kinds/text.py), on `device` (the model's own by default): what `nettrain summary RUN` prints."""
     info = predictor.info
-    if not kind_of(info).traceable:   # custom and text: its inputs have no fixed shape to trace with
-        return "(no summary: this model takes batches of the user's own making, with no fixed input shape)\n"
+    kind = kind_of(info)
+    if not kind.fixed_shape:
+        raise ConfigError("this run was trained through a collate function, whose inputs have no fixed shape to "
+                          "summarize")
+    device = device or predictor.device
+    inputs = kind.summary_inputs(info)
+    if inputs is not None:   # a text model's (tokens, lengths)
+        return layer_table(predictor.module, depth, ", ".join(f"{name} {' x '.join(map(str, t.shape))}"
+                                                              for name, t in zip(kind.input_names, inputs)),
+                           "model of the run", device=device, input_data=[t.to(device) for t in inputs])
     dtype = getattr(torch, info.dtype) if info.dtype else torch.float32   # token ids stay integers
+    return layer_table(predictor.module, depth, f"1 x {' x '.join(map(str, info.shape))}", "model of the run",
+                       device=device, input_size=(1, *info.shape), dtypes=[dtype])
+
+
+def model_summary(predictor) -> str:
+    """model_summary.txt: the layer table `nettrain summary RUN` prints; a model it cannot trace is named in one
+    line instead: the summary is a nicety, the run is whole without it."""
+    if not kind_of(predictor.info).fixed_shape:
+        return "(no summary: this model takes batches of the user's own making, with no fixed input shape)\n"
     try:
-        stats = torchinfo.summary(predictor.module, input_size=(1, *info.shape), dtypes=[dtype],
-                                  device=predictor.device, depth=4, verbose=0, mode="eval",
-                                  col_names=("output_size", "num_params", "trainable"), row_settings=("var_names",))
-        return str(stats) + "\n"
-    except Exception as e:   # torchinfo wraps the model's own error: any model of the user's may raise
-        first = str(e).splitlines()[0][:200] if str(e) else ""
-        print(f"warning: model summary skipped ({type(e).__name__}: {first})", file=sys.stderr)
-        return f"(torchinfo could not summarize this model: {type(e).__name__}: {first})\n"
+        return layer_summary(predictor) + "\n"
+    except NettrainError as e:   # the model's own error on the made-up input
+        print(f"warning: model summary skipped ({e})", file=sys.stderr)
+        return f"(no summary: {e})\n"

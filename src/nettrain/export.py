@@ -32,6 +32,7 @@ from torch import nn
 from . import __version__
 from .files import write_file, write_text
 from .files import LIMITS, open_read, read_bytes
+from .engine.metrics import class_probabilities
 from .errors import NettrainError, printable
 from .kinds import kind_of
 from .runs import RUN_FILES
@@ -59,7 +60,7 @@ class Shipped(nn.Module):
     def forward(self, x, lengths=None):   # lengths: a text model's second input
         out = self.model(self.prep(x), *(() if lengths is None else (lengths,))).to(torch.float32)
         if self.task == "classification":
-            return out.softmax(1)
+            return class_probabilities(out)   # a binary head's one logit: [1 - sigmoid, sigmoid]
         if self.unscale is not None:
             out = out * self.unscale[1] + self.unscale[0]
         return out

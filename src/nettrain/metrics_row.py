@@ -8,7 +8,7 @@ them (a CSV, a checkpoint's history) maps that name to examples_per_s (`OLD_NAME
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
 
@@ -30,9 +30,13 @@ class MetricsRow:
     # text runs: the share of the epoch's padded positions that are padding (empty for other kinds). Appended last:
     # a reader of the columns by position keeps its own
     padding_waste: Optional[float] = None
+    # the run's own metrics (train.metrics: engine/metrics.py's METRICS, or the user's), as val_<name> columns
+    # after the named ones, in the order train.metrics gives them
+    extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        named = asdict(self)
+        return {**{k: v for k, v in named.items() if k != "extra"}, **self.extra}
 
     @classmethod
     def from_dict(cls, values: dict) -> "MetricsRow":
@@ -40,7 +44,9 @@ class MetricsRow:
         an old run's names are mapped, a column this version does not know is left out, one it lacks is None (an
         empty cell), as a file from elsewhere may have it."""
         values = {OLD_NAMES.get(k, k): v for k, v in values.items()}
-        return cls(**{"epoch": None, "train_loss": None, **{k: v for k, v in values.items() if k in _NAMES}})
+        extra = {k: v for k, v in values.items() if is_extra(k) and (v is None or isinstance(v, (int, float)))}
+        return cls(**{"epoch": None, "train_loss": None, **{k: v for k, v in values.items() if k in _NAMES}},
+                   extra=dict(list(extra.items())[:MAX_EXTRA]))
 
     @classmethod
     def from_cells(cls, cells: dict) -> "MetricsRow":
@@ -53,16 +59,33 @@ class MetricsRow:
 
     # a row read by a column's name, as the CSV's header spells it (row["val_acc"]): for scripts that read the file
     def __getitem__(self, name: str):
+        if name in self.extra:
+            return self.extra[name]
         if name not in _NAMES:
             raise KeyError(name)
         return getattr(self, name)
 
     def get(self, name: str, default=None):
-        return getattr(self, name) if name in _NAMES else default
+        return self.extra.get(name, default) if name in self.extra else \
+            (getattr(self, name) if name in _NAMES else default)
 
 
-COLUMNS = [f.name for f in fields(MetricsRow)]   # metrics.csv's header, in this order
+COLUMNS = [f.name for f in fields(MetricsRow) if f.name != "extra"]   # metrics.csv's named columns, in this order
 _NAMES = set(COLUMNS)
+MAX_EXTRA = 32   # a file from elsewhere: its unknown val_ columns kept, at most this many
+
+
+def is_extra(name: str) -> bool:
+    """A column of the run's own metrics: val_<name>, not one of the named columns."""
+    return isinstance(name, str) and name.startswith("val_") and name not in _NAMES and len(name) <= 64
+
+
+def columns(rows: list) -> list:
+    """metrics.csv's header for `rows`: the named columns, then the run's own metrics' columns."""
+    extra = {}
+    for row in rows:
+        extra.update(dict.fromkeys(row.extra))
+    return COLUMNS + list(extra)
 OLD_NAMES = {"images_per_s": "examples_per_s"}   # a column's name in runs made before it was renamed
 _TEXT = {"val_split"}
 

@@ -5,6 +5,7 @@ precision) to whatever it is given, and evaluates it on a test split with the tr
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -16,7 +17,7 @@ from .config import Config
 from .data import ArrayData, DataInfo, from_user_data, make_batches, table
 from .engine.device import resolve_precision
 from .engine.loop import evaluate as evaluate_pass
-from .engine.metrics import classification_metrics
+from .engine.metrics import class_probabilities, classification_metrics
 from .engine.optim import build_loss, loss_config
 from .errors import DataError, ModelError, clean, printable
 from .kinds import kind_of
@@ -65,6 +66,9 @@ class Predictor:
     @torch.no_grad()
     def predict_tensor(self, x: torch.Tensor, batch_size: int = 256) -> Predictions:
         """A batch tensor of inputs as training's batches held them (before normalization), run in memory."""
+        unlike = unlike_training(x, self.info)
+        if unlike:
+            print(f"nettrain: warning: {unlike}", file=sys.stderr)
         inputs_only = ArrayData(x, torch.zeros(len(x), dtype=torch.long))   # targets unused
         batches = make_batches(inputs_only, self.info, self.config.data, self.device, batch_size, train=False,
                                channels_last=self.config.train.channels_last)
@@ -72,10 +76,10 @@ class Predictor:
         with self.precision.small_linears_in_float32(self.module):
             for xb, _ in batches:
                 with self.precision.autocast():
-                    outs.append(self.module(xb).float().cpu())
+                    outs.append(self.module(xb).float().cpu().reshape(len(xb), -1))   # a squeezed binary head's too
         out = torch.cat(outs) if outs else torch.zeros(0, self.info.outputs)
         if self.info.task == "classification":
-            return Predictions(out.softmax(1), None, self.classes)
+            return Predictions(class_probabilities(out), None, self.classes)
         return Predictions(None, table.outputs(out, self.info.table), None)
 
     @torch.no_grad()
@@ -88,8 +92,8 @@ class Predictor:
         for i in range(0, len(data), batch_size):
             rows = torch.arange(i, min(i + batch_size, len(data)), device=self.device)
             with self.precision.autocast():
-                outs.append(self.module(*pad(ids, starts, lengths, rows)).float().cpu())
-        return Predictions(torch.cat(outs).softmax(1), None, self.classes)
+                outs.append(self.module(*pad(ids, starts, lengths, rows)).float().cpu().reshape(len(rows), -1))
+        return Predictions(class_probabilities(torch.cat(outs)), None, self.classes)
 
     def evaluate(self, data=None, data_dir=None, batch_size: Optional[int] = None, collate_fn=None) -> dict:
         """Loss, accuracy, per-class accuracy and confusion matrix (or MSE/MAE) on the test split of the dataset
@@ -131,6 +135,30 @@ class Predictor:
             result = evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
                                    self.info.outputs, cfg.train.tta, cfg.train.tta_shift)
         return table.in_target_units(result, self.info.table)
+
+
+# An image whose mean intensity lies more than this many of the training pixels' standard deviations from their
+# mean is unlike every training image: MNIST's digits (mean 0.13, std 0.31) have means of 0.03-0.30, a black digit
+# on white about 0.85 (2.3 std away); CIFAR-10's photos (0.47, 0.25) stay within 1.8.
+UNLIKE_STDS = 2.0
+
+
+def unlike_training(x: torch.Tensor, info: DataInfo) -> Optional[str]:
+    """A line when images given to predict (uint8 NCHW) are far from the training images' intensity (inverted
+    colours, a blank frame), which no softmax says; None when they look alike. One mean an image: cheap."""
+    if x.dtype != torch.uint8 or x.ndim != 4 or not info.mean or not info.std or len(x) == 0:
+        return None
+    means = x.float().mean((1, 2, 3)) / 255
+    centre, spread = sum(info.mean) / len(info.mean), sum(info.std) / len(info.std)
+    far = (means - centre).abs() > UNLIKE_STDS * spread
+    if not bool(far.any()):
+        return None
+    first = float(means[far][0])
+    inverted = abs((1 - first) - centre) <= spread
+    return (f"{int(far.sum())} of {len(x)} images look unlike the training images (mean intensity {first:.2f}, the "
+            f"training's {centre:.2f} with std {spread:.2f})"
+            + ("; their colours look inverted (dark on light where training was light on dark, or the reverse)"
+               if inverted else "") + ": the predictions say nothing of such inputs")
 
 
 def _check_data_dir(data_dir, dataset: str):

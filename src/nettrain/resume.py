@@ -25,7 +25,8 @@ import torch
 from .errors import ConfigError, DataError
 
 RESUMABLE = {"train.epochs", "run.progress", "run.tensorboard", "run.dir", "run.overwrite", "data.dir",
-             "data.download", "train.device", "train.threads", "dist.timeout", "run.callbacks"}
+             "data.download", "train.device", "train.threads", "dist.timeout", "run.callbacks",
+             "train.metrics"}
 # kept in config.yaml after a resume (the others belong to this invocation, not to the run)
 RECORDED = {"train.epochs"}
 

@@ -36,7 +36,7 @@ import torch
 from .files import append_text, make_dir, new_dir, remove, remove_dir, temporaries, write_error, write_text
 from .files import LIMITS, FileError, open_read, read_text
 from .errors import NettrainError
-from .metrics_row import COLUMNS, MetricsRow
+from .metrics_row import MetricsRow, columns as metric_columns
 from .runlock import LOCK_NAME, RunLock
 
 
@@ -277,7 +277,7 @@ class RunDir:
     def write_metrics(self, rows: list):
         """Rewrite metrics.csv from all rows so far (MetricsRow; a resumed run drops rows of an interrupted epoch)."""
         text = io.StringIO()
-        w = csv.DictWriter(text, COLUMNS)
+        w = csv.DictWriter(text, metric_columns(rows))
         w.writeheader()
         for row in rows:
             w.writerow(row.cells())

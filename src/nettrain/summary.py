@@ -6,12 +6,12 @@
 """
 from __future__ import annotations
 
-import re
 from typing import Optional
 
 import torch
 
-from .errors import ConfigError, NettrainError
+from .errors import ConfigError
+from .layertable import layer_table
 
 
 def _shape(text) -> list:
@@ -33,7 +33,7 @@ KNOWN = {"cifar10": ([3, 32, 32], 10), "cifar100": ([3, 32, 32], 100), "mnist": 
 def _from_data(dataset: Optional[str], model_args: dict) -> tuple:
     """(shape, outputs) of a dataset: known for the torchvision ones, else read from its data (the bundled and
     generated ones load in a second)."""
-    if dataset in KNOWN and not model_args:
+    if dataset in KNOWN and not set(model_args) - {"data.dir"}:   # the shape is known: no file need be read
         return KNOWN[dataset]
     from .api import resolve_config
     from .data import load_data
@@ -51,19 +51,11 @@ def summary(run=None, *, dataset: Optional[str] = None, model: Optional[str] = N
         if dataset or shape or classes:
             raise ConfigError("a run's summary uses its own data's shape; give either RUN or --dataset/--shape")
         from .api import load
+        from .evidence import layer_summary
         predictor = load(run, model=model, trust_code=trust_code, _fixes=_fixes)
-        from .kinds import kind_of
-        kind = kind_of(predictor.info)
-        if not kind.fixed_shape:
-            raise ConfigError("this run was trained through a collate function, whose inputs have no fixed shape to "
-                              "summarize")
-        net, shape = predictor.module, list(predictor.info.shape)
-        dtype = getattr(torch, predictor.info.dtype) if predictor.info.dtype else torch.float32
-        inputs = kind.summary_inputs(predictor.info)
-        if inputs is not None:   # a text model's (tokens, lengths)
-            return _table(net, depth, ", ".join(f"{name} {' x '.join(map(str, t.shape))}"
-                                                for name, t in zip(kind.input_names, inputs)),
-                          "model of the run", input_data=list(inputs))
+        # the table a fit keeps in model_summary.txt (evidence.py), of the model on the CPU in float32
+        predictor.module.float().to(device="cpu", memory_format=torch.contiguous_format)
+        return layer_summary(predictor, depth, device="cpu")
     else:
         from .models import build_model
         if not model:
@@ -91,23 +83,6 @@ def summary(run=None, *, dataset: Optional[str] = None, model: Optional[str] = N
 
 
 def _table(net, depth: int, what: str, who: str, fix: str = "", **inputs) -> str:
-    """torchinfo's layer table of `net` on `inputs` (input_size and dtypes, or input_data), under "input: `what`";
-    a model that does not take them is one line naming `who`, then `fix`."""
-    from torchinfo import summary as torchinfo_summary
-    net = net.float().to(memory_format=torch.contiguous_format).eval()
-    try:
-        with torch.no_grad():
-            stats = torchinfo_summary(net, depth=depth, verbose=0, device="cpu", row_settings=("var_names",),
-                                      col_names=("output_size", "num_params", "mult_adds"), **inputs)
-    except NettrainError:
-        raise
-    except Exception as e:   # the model does not take these inputs: torchinfo wraps the model's own error
-        cause = e.__cause__ or e
-        first = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
-        raise ConfigError(f"{who} does not take inputs of {what} ({type(cause).__name__}: {first}){fix}") from None
-    # torchinfo 1.8.0 on Python 3.11+ prints its unit enum ("Total mult-adds (Units.MEGABYTES): 12.40"): say M
-    table = re.sub(r"\(Units\.(\w+)\)", lambda m: f"({UNITS.get(m.group(1), m.group(1))})", str(stats))
-    return f"input: {what}\n{table}"
-
-
-UNITS = {"NONE": "", "KILOBYTES": "k", "MEGABYTES": "M", "GIGABYTES": "G", "TERABYTES": "T"}
+    """The layer table (layertable.py) of a model built here, on the CPU in float32."""
+    net = net.float().to(memory_format=torch.contiguous_format)
+    return layer_table(net, depth, what, who, fix, **inputs)

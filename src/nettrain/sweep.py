@@ -5,9 +5,15 @@
 Before `--`: the keys to sweep, each with a comma list of values (`--section.key a,b` for any config key; a value
 holding commas is bracketed: `--model.args.hidden [16],[32,16]`); after it: fit's own flags, the same for every run.
 The runs are the cartesian product of the lists, trained one after the other in this process (api.fit), each in
-SWEEP_DIR/<its values> (e.g. `optimizer=sgd,lr=0.01`). Every combination's config is checked, and the names it gives
-(dataset, model, optimizer, scheduler, loss) looked up, before the first run starts: a typo in the last value fails
-at once, with nothing written. A run that fails (diverges, does not fit the data) is recorded as failed with its
+SWEEP_DIR/<its values> (e.g. `optimizer=sgd,lr=0.01`). A comparison that is not a product (SGD, SGD with momentum,
+RMSprop, Adam) is a list of named runs, each with its own settings (`--runs runs.yaml`, or the YAML itself):
+
+    nettrain sweep --runs '{SGD: {optimizer: sgd}, Momentum: {optimizer: sgd, momentum: 0.8}}' -- --dataset mnist
+
+each run in SWEEP_DIR/<its name>, times the product of any lists given beside it (`SGD,lr=0.01`). Every run's config
+is checked, the names it gives (dataset, model, optimizer, scheduler, loss) looked up and its optimizer built on one
+parameter (a setting it does not take: adam's momentum), before the first run starts: a typo in the last value
+fails at once, with nothing written. A run that fails (diverges, does not fit the data) is recorded as failed with its
 one-line reason and the sweep goes on; the comparison (report/compare.py) ends it, in the sweep directory.
 A sweep directory is not resumed: a stopped sweep's finished runs are compared with nettrain compare SWEEP_DIR/*.
 """
@@ -20,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import yaml
+
 from .config import SHORTCUTS, check_parallelism, parse_value
 from .errors import NettrainError, printable
 from .files import make_dir, new_dir
@@ -31,8 +39,14 @@ MAX_NAME = 100   # characters of a run's directory name (a file system allows 25
 
 
 @dataclass
+class Planned:
+    name: str      # the run's name: its values (`optimizer=sgd,lr=0.01`), or the name --runs gives it
+    values: dict   # the settings it is given beyond the sweep's common ones (fit's keys)
+
+
+@dataclass
 class Outcome:
-    name: str                  # its directory's name in the sweep directory
+    name: str                  # the run's name (its folder in the sweep directory: the name in safe characters)
     values: dict               # the swept keys' values
     dir: Path
     error: Optional[str] = None
@@ -103,6 +117,81 @@ def parse_axes(tokens: list) -> dict:
     return axes
 
 
+# ---- the named runs (--runs) -------------------------------------------------------------------------
+
+MAX_RUN_NAME = 80   # characters: a table cell and a legend line or two
+
+
+def read_runs(source) -> dict:
+    """--runs' value: a YAML file (.yaml, .yml) or the YAML itself, mapping each run's name to its settings (fit's
+    keys, as after --: `optimizer: sgd`, `optim.momentum: 0.8`, or sections `optim: {momentum: 0.8}`); a dict is
+    taken as read. -> {name: {key: value}}, sections spelt as dotted keys."""
+    from .config import read_yaml
+    if isinstance(source, dict):
+        return _check_runs(source)
+    text, where = str(source), "--runs"
+    if text.lower().endswith((".yaml", ".yml")):
+        from .files import LIMITS, read_text
+        where = f"--runs {printable(text)}"
+        try:
+            text = read_text(text, LIMITS["config"], "runs file")
+        except NettrainError as e:   # missing, a folder, too large, not UTF-8
+            raise NettrainError(f"cannot read {where}: {e}") from None
+    try:
+        runs = read_yaml(text)
+    except yaml.YAMLError as e:
+        raise NettrainError(f"{where} is not YAML ({' '.join(str(e).split())[:200]}); give a mapping of run names to "
+                            f"settings: '{{SGD: {{optimizer: sgd}}, Adam: {{optimizer: adam}}}}'") from None
+    _no_name_twice(text, where)
+    return _check_runs(runs, where)
+
+
+def _no_name_twice(text: str, where: str):
+    """A YAML mapping that gives a key twice keeps the last (PyYAML): a run would be lost without a word."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    lines = {}
+    for key, _ in node.value:
+        if key.value in lines:
+            raise NettrainError(f"{where} names the run {printable(key.value)!r} twice (lines {lines[key.value]} and "
+                                f"{key.start_mark.line + 1}); give each run its own name")
+        lines[key.value] = key.start_mark.line + 1
+
+
+def _check_runs(runs, where: str = "runs") -> dict:
+    from .config import SECTIONS
+    example = "'{SGD: {optimizer: sgd}, Momentum: {optimizer: sgd, momentum: 0.8}}'"
+    if not isinstance(runs, dict):
+        raise NettrainError(f"{where} must map each run's name to its settings, as {example}")
+    if not runs:
+        raise NettrainError(f"{where} lists no runs; give a mapping of run names to settings, as {example}")
+    checked = {}
+    for name, settings in runs.items():
+        text = str(name)
+        if not (0 < len(text) <= MAX_RUN_NAME and text.isprintable() and text[0].isalnum()):
+            raise NettrainError(f"{where}: run name {printable(text)[:MAX_RUN_NAME]!r} must start with a letter or "
+                                f"digit and have at most {MAX_RUN_NAME} printable characters; rename it")
+        if not isinstance(settings, dict):
+            raise NettrainError(f"{where}: run {text!r} must be a mapping of settings, as {{optimizer: sgd, lr: "
+                                f"0.01}}")
+        checked[text] = {}
+        for key, value in settings.items():   # sections as dotted keys, as nettrain.fit takes them
+            items = {f"{key}.{k}": v for k, v in value.items()} if key in SECTIONS and isinstance(value, dict) \
+                else {str(key): value}
+            checked[text].update(items)
+    return checked
+
+
+def plan(axes: dict, runs: Optional[dict] = None) -> list:
+    """The sweep's runs, in order: each named run (if any) times each combination of the lists."""
+    combos = combinations(axes)
+    if not runs:
+        return [Planned(run_name(combo), combo) for combo in combos]
+    return [Planned(name if not combo else f"{name},{run_name(combo)}", {**settings, **combo})
+            for name, settings in runs.items() for combo in combos]
+
+
 # ---- checking every combination before the first run ------------------------------------------------
 
 def combinations(axes: dict) -> list:
@@ -119,9 +208,14 @@ def run_name(values: dict) -> str:
 
 def _names(combos: list) -> list:
     """Each combination's directory name: unique, and short enough for any file system."""
+    return _folders([run_name(combo) for combo in combos])
+
+
+def _folders(run_names: list) -> list:
+    """Each run's directory name: its name in safe characters, unique, and short enough for any file system."""
     names, taken = [], set()
-    for i, combo in enumerate(combos, 1):
-        name = run_name(combo)
+    for i, name in enumerate(run_names, 1):
+        name = SAFE.sub("_", name)
         if len(name) > MAX_NAME:
             name = f"{name[:MAX_NAME - 8]}-{i}"
         if name in taken:   # values that differ only in unsafe characters ('a b' and 'a_b')
@@ -135,23 +229,18 @@ def _key(key: str) -> str:
     return SHORTCUTS.get(key, key)
 
 
-def check(axes: dict, options: dict, config=None) -> list:
-    """Every combination's Config (api.resolve_config), its names looked up in the registries; one line for the
-    first that is wrong, naming the combination."""
+def check(axes: dict, options: dict, config=None, runs: Optional[dict] = None) -> list:
+    """Every run's Config (api.resolve_config), its names looked up in the registries and its optimizer built; one
+    line for the first that is wrong, naming the run."""
     from .api import resolve_config
-    if not axes:
+    if not axes and not runs:
         raise NettrainError("nothing to sweep; give the keys to vary before --, each with a comma list: nettrain "
-                            "sweep --optimizer sgd,adam --lr 0.01,0.001 -- --dataset quadratic")
-    for key in list(axes) + list(options):
-        if key in PLACED or _key(key) in PLACED.values():
-            raise NettrainError(f"{key} is chosen by the sweep (each run goes into SWEEP_DIR/<its values>); leave it "
-                                f"out, and give --sweep-dir for the sweep's folder")
-    both = {_key(k) for k in axes} & {_key(k) for k in options}
-    if both:
-        raise NettrainError(f"{sorted(both)[0]} is given both to sweep (before --) and fixed (after --); give it once")
+                            "sweep --optimizer sgd,adam --lr 0.01,0.001 -- --dataset quadratic (or named runs: "
+                            "--runs runs.yaml)")
+    _check_keys(axes, options, runs or {})
     configs = []
-    for combo in combinations(axes):
-        given = {**options, **combo}
+    for run in plan(axes, runs):
+        given = {**options, **run.values}
         # lr auto is chosen by the finder when the run starts (api.fit); it is not a config value
         given = {k: v for k, v in given.items() if not (_key(k) == "optim.lr" and v == "auto")}
         try:
@@ -159,9 +248,41 @@ def check(axes: dict, options: dict, config=None) -> list:
             check_names(cfg)
             check_parallelism(cfg)
         except NettrainError as e:
-            raise type(e)(f"in the sweep's run {run_name(combo)}: {e}") from None
+            raise type(e)(f"in the sweep's run {run.name}: {e}") from None
+        try:
+            check_optimizer(cfg)
+        except NettrainError as e:
+            fix = "; to give a setting to some optimizers only, list the runs instead: nettrain sweep --runs " \
+                  "runs.yaml (see nettrain sweep --help)" if axes and not runs else ""
+            raise type(e)(f"in the sweep's run {run.name}: {e}{fix}") from None
         configs.append(cfg)
     return configs
+
+
+def _check_keys(axes: dict, options: dict, runs: dict):
+    """No key the sweep chooses (where a run goes); no key given twice (swept, fixed after --, in a named run)."""
+    for key in [*axes, *options, *(k for settings in runs.values() for k in settings)]:
+        if key in PLACED or _key(key) in PLACED.values():
+            raise NettrainError(f"{key} is chosen by the sweep (each run goes into SWEEP_DIR/<its values>); leave it "
+                                f"out, and give --sweep-dir for the sweep's folder")
+    both = {_key(k) for k in axes} & {_key(k) for k in options}
+    if both:
+        raise NettrainError(f"{sorted(both)[0]} is given both to sweep (before --) and fixed (after --); give it once")
+    for name, settings in runs.items():
+        for other, where in ((options, "fixed (after --)"), (axes, "swept (before --)")):
+            both = {_key(k) for k in settings} & {_key(k) for k in other}
+            if both:
+                raise NettrainError(f"{sorted(both)[0]} is given both in the run {name!r} and {where}; give it once")
+
+
+def check_optimizer(cfg):
+    """A registered optimizer built as fit builds it, on one parameter: a setting it does not take (adam's
+    momentum) or a value it refuses is found now, not after the runs before it have trained. A class of the
+    user's is imported by the run itself."""
+    import torch
+    from .engine.optim import OPTIMIZERS, build_optimizer
+    if cfg.optim.name in OPTIMIZERS:
+        build_optimizer([torch.nn.Parameter(torch.zeros(2, 2))], cfg.optim, fast=False)
 
 
 def check_names(cfg):
@@ -200,35 +321,57 @@ def sweep_dir(path, configs: list) -> Path:
 
 
 def sweep(axes: dict, options: Optional[dict] = None, config=None, sweep_dir_path=None, trust_code: bool = False,
-          tune_process: bool = False, say: Callable = print) -> SweepResult:
-    """Run one fit per combination of `axes` ({key: [values]}) with `options` (fit's keys) in common, then compare
-    them. `say`: where the sweep's own lines go (each fit prints its progress as fit does)."""
+          tune_process: bool = False, say: Callable = print, runs=None) -> SweepResult:
+    """Run one fit per combination of `axes` ({key: [values]}), for each of `runs` if given ({name: {key: value}},
+    or --runs' YAML or file: read_runs), with `options` (fit's keys) in common, then compare them. `say`: where the
+    sweep's own lines go (each fit prints its progress as fit does)."""
     from . import api
-    from .report.compare import Entry, write
-    from .report.read import read
     options = dict(options or {})
-    configs = check(axes, options, config)   # before anything is written
-    combos = combinations(axes)
+    runs = read_runs(runs) if runs is not None else None
+    configs = check(axes, options, config, runs)   # before anything is written
+    planned = plan(axes, runs)
     folder = sweep_dir(sweep_dir_path, configs)
     result = SweepResult(folder)
-    say(f"sweep: {len(combos)} run{'s' if len(combos) != 1 else ''} in {folder}")
-    for i, (combo, name) in enumerate(zip(combos, _names(combos)), 1):
-        outcome = Outcome(name, combo, folder / name)
-        say(f"sweep: run {i}/{len(combos)}: {name}")
+    say(f"sweep: {len(planned)} run{'s' if len(planned) != 1 else ''} in {folder}")
+    for i, (run, name) in enumerate(zip(planned, _folders([r.name for r in planned])), 1):
+        outcome = Outcome(run.name, run.values, folder / name)
+        say(f"sweep: run {i}/{len(planned)}: {run.name}")
         try:
             api.fit(config, trust_code=trust_code, tune_process=tune_process,
-                    **{**options, **combo, "run_dir": str(outcome.dir)})
+                    **{**options, **run.values, "run_dir": str(outcome.dir)})
         except NettrainError as e:   # this run's problem (it diverged, its model does not fit): the others go on
             from .errors import clean
             outcome.error = str(e)
-            print(clean(f"nettrain: sweep run {name} failed: {e}"), file=sys.stderr)
+            print(clean(f"nettrain: sweep run {run.name} failed: {e}"), file=sys.stderr)
         result.outcomes.append(outcome)
-    entries = []
-    for o in result.outcomes:
-        record = read(o.dir) if (o.dir / "metrics.csv").exists() else None
-        entries.append(Entry(o.name, dict(o.values), record, o.error))
-    result.comparison = write(entries, list(axes), folder)
+    result.comparison = _compare(result, axes, runs, configs)
     return result
 
 
-__all__ = ["sweep", "parse_axes", "split_values", "combinations", "check", "SweepResult", "Outcome"]
+def _compare(result: SweepResult, axes: dict, runs: Optional[dict], configs: list):
+    """The comparison, in the sweep directory: a column for each swept key and each key a named run sets (its value
+    in every run, set or not: Adam's momentum is null), the columns whose value is the same in every run left out."""
+    from .report.compare import Entry, flatten, write
+    from .report.read import read
+    keys = list(axes)
+    if runs:
+        spelt = {}   # a key spelt two ways in two runs (optimizer, optim.name) is one column, the first spelling
+        for settings in runs.values():
+            for key in settings:
+                spelt.setdefault(_key(key), key)
+        keys = list(dict.fromkeys([*spelt.values(), *axes]))
+    values = []
+    for o, cfg in zip(result.outcomes, configs):
+        given = {_key(k): v for k, v in o.values.items()}
+        flat = flatten(cfg.to_dict())
+        values.append({k: given.get(_key(k), flat.get(_key(k))) for k in keys})
+    if runs:
+        differ = [k for k in keys if len({repr(v[k]) for v in values}) > 1]
+        keys = differ or keys
+    entries = [Entry(o.name, {k: v[k] for k in keys}, read(o.dir) if (o.dir / "metrics.csv").exists() else None,
+                     o.error, named=True) for o, v in zip(result.outcomes, values)]
+    return write(entries, keys, result.dir)
+
+
+__all__ = ["sweep", "parse_axes", "split_values", "combinations", "check", "check_optimizer", "plan", "read_runs",
+           "SweepResult", "Outcome", "Planned"]

@@ -251,6 +251,7 @@ def _open_outputs(t: Training, resumed: Optional[_Resumed], so_far: _SoFar, held
                          distributed.NullLog())
     live = LiveReport(run, cfg.train.epochs, cfg.run.report and world.is_main)
     held.callback(live.close)   # a fit that stops leaves a page that no longer reloads
+    live.begin(so_far.start_epoch)   # the first page, before epoch 1: no figures
     if so_far.start_epoch == 0:
         if kind_of(t.info).images and hasattr(t.data.train, "x"):
             tb.images(t.data.train.x[:64])
@@ -504,7 +505,8 @@ def _metrics_row(t: Training, epoch: int, tr: dict, va: dict) -> MetricsRow:
     row = MetricsRow(epoch=epoch, train_loss=tr["loss"], train_acc=tr["acc"], val_loss=va.get("loss"),
                      val_acc=va.get("acc"), val_mae=va.get("mae"), lr=t.step.optimizer.param_groups[0]["lr"],
                      seconds=round(tr["seconds"], 3), examples_per_s=round(tr["examples"] / tr["seconds"], 1),
-                     data_wait=round(tr["data_wait"], 4), val_split=("val" if t.has_val else "test") if va else None)
+                     data_wait=round(tr["data_wait"], 4), val_split=("val" if t.has_val else "test") if va else None,
+                     extra=va.get("metrics", {}))
     for name, value in getattr(t.train_batches, "epoch_metrics", dict)().items():   # a kind's own (padding_waste)
         setattr(row, name, value)
     return row

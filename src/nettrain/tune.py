@@ -226,7 +226,7 @@ def check(space: dict, options: dict, config=None):
     and its names looked up (sweep.check_names), one line for the first that is wrong."""
     from .api import resolve_config
     from .report.compare import show
-    from .sweep import check_names
+    from .sweep import check_names, check_optimizer
     if not space:
         raise ConfigError("nothing to search; give ranges before --: nettrain tune --lr loguniform:1e-4:1e-1 -- "
                           "--dataset digits --data.val_fraction 0.1")
@@ -248,6 +248,7 @@ def check(space: dict, options: dict, config=None):
                 cfg = resolve_config(config, {**options, **first, key: value})
                 check_names(cfg)
                 check_parallelism(cfg)
+                check_optimizer(cfg)   # a setting the optimizer does not take (adam's momentum), found now
             except NettrainError as e:
                 raise type(e)(f"in the search space, {key}={show(value)}: {e}") from None
     return resolve_config(config, options)

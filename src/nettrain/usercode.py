@@ -49,6 +49,7 @@ KINDS = {
              or isinstance(o, types.FunctionType)),
     # a checkpoint records the collate function fit was given (data/custom.py); only a plain function is called
     "collate": ("a Python function f(items) -> (inputs, targets)", lambda o: isinstance(o, types.FunctionType)),
+    "metric": ("a Python function f(outputs, targets) -> float", lambda o: isinstance(o, types.FunctionType)),
     # built without arguments (callbacks.py); named by the user's config or command line only, never a run's
     "callback": ("a class with callback methods (on_fit_start, on_step_end, on_epoch_end, on_fit_end)",
                  lambda o: inspect.isclass(o) and any(callable(getattr(o, hook, None)) for hook in HOOKS)),

@@ -27,6 +27,7 @@ from .engine import distributed, syncbn, watchdog
 from .engine.device import resolve_device, resolve_precision
 from .engine.lookahead import Lookahead
 from .engine.loop import Step, evaluate as evaluate_pass, forward
+from .engine.metrics import build_metrics
 from .engine.optim import build_loss, build_optimizer, build_scheduler, default_loss_for, loss_for_outputs
 from .engine.probe import Probe, probe_batch, say
 from .errors import ConfigError
@@ -69,6 +70,7 @@ class Training:
     code: dict = field(default_factory=dict)   # kind -> where the user's code came from (checkpoints record it)
     fingerprint: dict = field(default_factory=dict)   # of the training data (resume.data_fingerprint)
     world: distributed.World = field(default_factory=distributed.World)   # the processes training together
+    metrics: dict = field(default_factory=dict)   # train.metrics: name -> function (engine/metrics.py)
 
     @property
     def classification(self) -> bool:
@@ -98,7 +100,7 @@ class Training:
         tc = self.cfg.train
         return in_target_units(evaluate_pass(self.eval_model, batches, self.step.loss_fn, self.precision,
                                              self.classification, self.info.outputs, tc.tta, tc.tta_shift,
-                                             self.world),
+                                             self.world, self.metrics),
                                self.info.table)
 
 
@@ -144,7 +146,8 @@ def build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh:
     step = _step(cfg, module, loss_fn, precision, probe, train_batches, steps_per_epoch, gate, world)
     train_batches = watchdog.steps(train_batches)   # many processes: each step watched for a hang; alone, as it is
     return Training(cfg, data, info, precision, module, step, train_batches, val_batches, steps_per_epoch,
-                     input_dtype, _code_origins(cfg, gate, info.collate), data_fingerprint(data.train), world)
+                     input_dtype, _code_origins(cfg, gate, info.collate), data_fingerprint(data.train), world,
+                     build_metrics(tc.metrics, gate))
 
 
 def _resolve_model(cfg: Config, module: Optional[nn.Module], data: Data, device: torch.device, precision,

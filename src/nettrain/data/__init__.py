@@ -15,7 +15,7 @@ from .arrays import (IMAGE_KINDS, TOKEN_ID_KINDS, ArrayData, Data, DataInfo, Sou
                      images_from_numpy, split)
 from . import shard
 from .batches import BatchPrep, InMemoryBatches, LoaderBatches
-from .custom import CustomData, class_names, custom_data, wanted as wants_custom
+from .custom import CustomData, class_names, custom_data, label_less, wanted as wants_custom
 from .sources import DATASETS, data_root, load_source
 from . import table  # noqa: F401,E402  (registers csv, iris, wine, breast-cancer, diabetes)
 from .text import TAKES_ARGS, TextData
@@ -228,6 +228,9 @@ def _to_arrays(d, what: str):
                         f"arrays or torch tensors") from None
     if len(x) != len(y):
         raise DataError(f"{what}: {len(x)} inputs but {len(y)} targets; give one target per input")
+    if x.ndim == 1:   # a model would take the whole column as one example's features
+        raise DataError(f"{what}: the inputs have shape [{len(x)}], one number per example, where nettrain takes "
+                        f"[examples, features]; give x.reshape(-1, 1) (shape [{len(x)}, 1]: one feature)")
     if not y.is_floating_point() and y.ndim != 1:
         raise DataError(f"{what}: integer targets are class labels, one per input, but they have shape "
                         f"{tuple(y.shape)}; for several values per input give float targets (regression)")
@@ -241,6 +244,8 @@ def _dataset_pair(d, what: str):
     items = [d[i] for i in range(len(d))]
     if not items:
         raise DataError(f"{what}: the Dataset is empty; give at least one example")
+    if not isinstance(items[0], (tuple, list)):
+        raise DataError(label_less(what, items[0]))
     try:
         xs, ys = zip(*items)
         return torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys)

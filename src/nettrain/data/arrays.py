@@ -80,6 +80,14 @@ class ArrayData:
         return ArrayData(self.x[index], self.y[index])
 
 
+EXAMPLE_ROWS = 8   # examples in the batch a model is checked on before training (a user's item reads cost little)
+
+
+def example_rows(n: int) -> torch.Tensor:
+    """EXAMPLE_ROWS row indices spread evenly over `n` examples (all of them when fewer), in order."""
+    return torch.linspace(0, n - 1, min(EXAMPLE_ROWS, n)).round().long().unique()
+
+
 def images_from_numpy(images: np.ndarray, labels: np.ndarray, source: str) -> ArrayData:
     """uint8 NHWC / NHW images and integer labels -> ArrayData (NCHW uint8, int64), validated."""
     images, labels = np.asarray(images), np.asarray(labels)

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 from ..errors import ConfigError, DataError
 from ..usercode import raised
 from . import shard
-from .arrays import DataInfo, class_list
+from .arrays import DataInfo, class_list, example_rows
 
 
 def structured(x) -> bool:
@@ -51,6 +51,13 @@ def collate_spec(fn) -> Optional[str]:
         return None
     named = fn if hasattr(fn, "__qualname__") else type(fn)
     return f"{getattr(named, '__module__', None) or '?'}:{named.__qualname__}"
+
+
+def label_less(what: str, item) -> str:
+    """The answer to a Dataset whose items are inputs alone: it says the labels are missing."""
+    shape = f" of shape {list(item.shape)}" if hasattr(item, "shape") else ""
+    return (f"{what}: the Dataset's items are inputs alone (a {type(item).__name__}{shape}), without labels; return "
+            f"(input, target) from __getitem__, e.g. `return image, label`")
 
 
 def pair(batch, what: str):
@@ -98,14 +105,19 @@ class CustomData:
 
     def items(self, rows):
         try:
-            return [self.dataset[i] for i in rows]
+            items = [self.dataset[i] for i in rows]
         except Exception as e:
             raise DataError(f"{self.what}: reading an item failed ({raised(e)}); fix the Dataset's "
                             f"__getitem__") from None
+        if items and isinstance(items[0], torch.Tensor) and self.collate_fn in (None, default_collate):
+            # torch's default collate would make one tensor of them (a collate of the user's may make the targets)
+            raise DataError(label_less(self.what, items[0]))
+        return items
 
     def example(self):
-        """The first two items, collated: a real batch for the model check (the inputs' shape is not fixed)."""
-        return collate(self.collate_fn, self.items(range(min(2, self.size))), self.what)
+        """EXAMPLE_ROWS items spread evenly over the split, collated: a representative batch for the model check (the
+        inputs' shape is not fixed; the first items of a Dataset sorted by length are its shortest)."""
+        return collate(self.collate_fn, self.items(example_rows(self.size).tolist()), self.what)
 
     def targets(self) -> torch.Tensor:
         """Every item's target, for the class count: torchvision's `targets` when the Dataset has them, else read

@@ -30,7 +30,7 @@ import torch
 
 from ..errors import ConfigError, DataError, printable
 from ..files import LIMITS, open_read, read_bytes
-from .arrays import Data, DataInfo
+from .arrays import Data, DataInfo, example_rows
 from .shard import global_share
 from .sources import DATASETS, data_root
 from ..words import RULES
@@ -220,8 +220,10 @@ class TextData:
         return len(self.y)
 
     def example(self):
-        """The first two texts as a batch, (inputs, targets): what the model is checked on."""
-        rows = torch.arange(min(2, len(self)))
+        """EXAMPLE_ROWS texts spread evenly over the split as a batch, (inputs, targets): what the model is checked on.
+        Not the first two: a file sorted by length starts with one-word texts, on which a model's `squeeze()` drops
+        the word axis that every real batch has."""
+        rows = example_rows(len(self))
         return pad(self.ids, self.starts, self.lengths, rows), self.y[rows]
 
     def fingerprint(self) -> dict:

@@ -23,7 +23,7 @@ from .. import signals
 from ..models import forward   # how a batch input is handed to the model
 from .checkpoint import rng_state
 from .lookahead import Lookahead
-from .metrics import regression_metrics
+from .metrics import own_metrics, positive_score, predicted_classes, regression_metrics, roc_auc
 from .stop import Partial, batches_from
 
 
@@ -105,7 +105,7 @@ class _Sums:
     def add(self, loss: torch.Tensor, out: Optional[torch.Tensor], y):
         self.loss_sum.add_(loss.detach(), alpha=len(y))
         if out is not None:   # classification
-            self.predicted.append(out.detach().argmax(1))
+            self.predicted.append(predicted_classes(out.detach()))
             self.targets.append(y)
         self.seen += len(y)
 
@@ -186,14 +186,17 @@ def tta_forward(model, x, shift: int = 0):
 
 @torch.no_grad()
 def evaluate(model, batches, loss_fn, precision, classification: bool, num_classes: int = 0, tta: bool = False,
-             tta_shift: int = 0, world=None) -> dict:
-    """Loss and accuracy (with the confusion matrix), or MSE, MAE and R^2 (metrics.py), over every example.
+             tta_shift: int = 0, world=None, metrics: Optional[dict] = None) -> dict:
+    """Loss and accuracy (with the confusion matrix), or MSE, MAE and R^2 (metrics.py), over every example; and
+    the run's own `metrics` (name -> function, metrics.own_metrics) as result["metrics"], whose outputs are kept.
     `world` (distributed.World): `batches` are this rank's part of the examples, and the sums are of all parts."""
     was_training = model.training
     model.eval()
     device = precision.device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    outs, ys = [], []   # regression: R^2 needs the targets' spread, so the values are kept (N x outputs floats)
+    # regression: R^2 needs the targets' spread, so the values are kept (N x outputs floats); two classes: ROC-AUC
+    # needs every example's score (N floats)
+    outs, ys, kept = [], [], []
     confusion = torch.zeros(num_classes * num_classes, device=device, dtype=torch.long)
     seen = 0
     for x, y in batches:
@@ -203,21 +206,30 @@ def evaluate(model, batches, loss_fn, precision, classification: bool, num_class
         out = out.float()
         loss_sum += loss.double() * len(y)
         if classification:
-            confusion += torch.bincount(y * num_classes + out.argmax(1), minlength=num_classes * num_classes)
+            confusion += torch.bincount(y * num_classes + predicted_classes(out), minlength=num_classes * num_classes)
+            if num_classes == 2:
+                outs.append(positive_score(out))
+                ys.append(y)
         else:
             outs.append(out)
             ys.append(y.view_as(out).float())
         seen += len(y)
+        if metrics:
+            kept.append((out, y))
     model.train(was_training)
     if world is not None:
         loss_sum, seen, confusion, outs, ys = world.evaluation_sums(loss_sum, seen, confusion, outs, ys,
-                                                                        classification)
+                                                                        classification and num_classes != 2)
     n = max(seen, 1)
     result = {"loss": loss_sum.item() / n, "examples": seen}
     if classification:
         cm = confusion.view(num_classes, num_classes).cpu()
         result.update(acc=cm.diag().sum().item() / n, confusion=cm)
+        if outs:
+            result["roc_auc"] = roc_auc(torch.cat(outs), torch.cat(ys))
     else:
         result.update(regression_metrics(torch.cat(outs), torch.cat(ys)) if outs else
                       {"mse": 0.0, "mae": 0.0, "r2": None})
+    if metrics and seen:
+        result["metrics"] = own_metrics(metrics, kept, world)
     return result

@@ -15,6 +15,7 @@ from torch import nn
 from .. import config
 from ..errors import ConfigError, closest
 from ..registry import Registry
+from .metrics import one_logit
 from .muon import Muon
 
 OPTIMIZERS = Registry("optimizer")
@@ -72,7 +73,7 @@ def build_optimizer(params, cfg, gate=None, fast: bool = True) -> torch.optim.Op
     accepted = [p for p in params_ if p not in ("params", "self")]
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params_.values())
     kwargs = {"lr": cfg.lr}
-    if not user or cfg.weight_decay or "weight_decay" in accepted:   # a user class may have no weight decay
+    if cfg.weight_decay or "weight_decay" in accepted:   # an added or user class may have no weight decay
         kwargs["weight_decay"] = cfg.weight_decay
     for key in ("momentum", "nesterov", "eps"):
         if getattr(cfg, key) is not None:
@@ -183,6 +184,22 @@ def _nll(cfg):
     return nn.NLLLoss()
 
 
+class BinaryLogitLoss(nn.Module):
+    """BCEWithLogitsLoss on a binary head's one logit an example ([N, 1] or [N]) against class indices 0/1, or on
+    a multi-label model's logits against 0/1 target vectors of their shape."""
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if y.numel() != out.numel():
+            raise ConfigError(f"loss 'bce' takes one logit per target: the model outputs {list(out.shape)} for "
+                              f"targets {list(y.shape)}; give the model one output for two classes (or one a label)")
+        return nn.functional.binary_cross_entropy_with_logits(out, y.to(out.dtype).view_as(out))
+
+
+@LOSSES.register("bce", "binary cross-entropy on logits (a one-output binary head, or multi-label 0/1 targets)")
+def _bce(cfg):
+    return BinaryLogitLoss()
+
+
 @LOSSES.register("mse", "mean squared error (regression)")
 def _mse(cfg):
     return nn.MSELoss()
@@ -216,6 +233,10 @@ def build_loss(cfg, gate=None, obj=None):
     file = code.co_filename if code is not None else None
 
     def checked(outputs, targets):   # shape only: no host sync
+        if not targets.is_floating_point() and one_logit(outputs) and outputs.numel() == targets.numel():
+            # a binary head's one logit: the loss gets 0./1. shaped like it, as a tutorial's loop hands
+            # BCEWithLogitsLoss `labels.float().unsqueeze(1)`
+            targets = targets.to(outputs.dtype).view_as(outputs)
         try:
             loss = fn(outputs, targets)
         except Exception as e:   # the user's function failed: where in it, in one line
@@ -236,6 +257,9 @@ def loss_for_outputs(loss: str, outputs: torch.Tensor, label_smoothing: float = 
     log-probabilities as they are, so the numbers agree; with label smoothing cross-entropy stays). nll on raw scores
     is not a loss at all (the tutorial's run reached a test loss of -402): said once, before training."""
     rows = outputs.detach().float()
+    if loss in ("cross-entropy", "nll") and one_logit(rows):
+        return "bce", ("the model outputs one value an example for two classes (a binary head): loss bce "
+                       "(BCEWithLogitsLoss: the value is the second class's logit)")
     log_probs = rows.ndim == 2 and rows.shape[1] > 1 and bool(torch.isfinite(rows).all()) and \
         bool(torch.allclose(rows.exp().sum(1), torch.ones(len(rows), device=rows.device), atol=1e-3))
     if loss == "cross-entropy" and log_probs and not label_smoothing:

@@ -57,10 +57,12 @@ class Custom(Kind):
             for i in range(0, len(items), batch_size):
                 x, _ = collate(collate_fn, [(item, placeholder) for item in items[i:i + batch_size]], "predict")
                 with predictor.precision.autocast():
-                    outs.append(forward(predictor.module, to_device(x, predictor.device)).float().cpu())
+                    out = forward(predictor.module, to_device(x, predictor.device)).float().cpu()
+                outs.append(out.reshape(len(items[i:i + batch_size]), -1))   # a squeezed binary head's too
         out = torch.cat(outs)
         if info.task == "classification":
-            return Predictions(out.softmax(1), None, predictor.classes)
+            from ..engine.metrics import class_probabilities
+            return Predictions(class_probabilities(out), None, predictor.classes)
         return Predictions(None, out, None)
 
     def export_refusal(self, info) -> Optional[str]:

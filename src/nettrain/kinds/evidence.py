@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..data import ArrayData, tensor_images
+from ..engine.metrics import class_probabilities
 
 MAX_EXAMPLES = 10_000   # calibration is read off this many test examples (all of MNIST's or CIFAR's): one pass
 MAX_GATHERED = 1_000    # a test split read item by item (a folder not held in memory): decoding costs
@@ -41,18 +42,24 @@ def encoded_probs(predictor, x: torch.Tensor, batch: int) -> torch.Tensor:
     """A table's test split is held encoded (data/table.py: the model's own inputs), where predict takes raw rows:
     the class probabilities straight from the model."""
     with torch.no_grad():
-        out = [predictor.module(x[i:i + batch].to(predictor.device)).float().cpu() for i in range(0, len(x), batch)]
-    return torch.cat(out).softmax(1)
+        out = [predictor.module(x[i:i + batch].to(predictor.device)).float().cpu().reshape(len(x[i:i + batch]), -1)
+               for i in range(0, len(x), batch)]
+    return class_probabilities(torch.cat(out))
 
 
 def _classification(probs: torch.Tensor, y: torch.Tensor, images, texts=None) -> dict:
-    """Every example's confidence and correctness; with `images`, SHOWN spread evenly (shown_*) and those of highest loss
-    (top_*); with `texts` (raw strings), those of highest loss, the strings clipped to TEXT_CHARS."""
+    """Every example's confidence and correctness; with `images`, SHOWN spread evenly (shown_*) and the wrong ones of
+    highest loss (top_*, none when all are right); with `texts` (raw strings), the wrong ones of highest loss, the
+    strings clipped to TEXT_CHARS."""
     confidence, predicted = probs.max(1)
     p_true = probs.gather(1, y.view(-1, 1)).squeeze(1)
     loss = -p_true.clamp_min(1e-12).log()
     out = {"confidence": confidence.numpy().astype(np.float32), "correct": (predicted == y).numpy()}
-    top = loss.argsort(descending=True)[:TOP]   # the highest losses: the most confidently wrong come first
+    # the wrong predictions of highest loss: a right one can out-lose a wrong one (p_true 0.3 over nine classes of
+    # less is right, loss 1.2; 0.4 against 0.45 is wrong, loss 0.9), and a run with fewer than TOP wrong would fill
+    # the grid of "confidently wrong" examples with right ones
+    wrong = (predicted != y).nonzero().squeeze(1)
+    top = wrong[loss[wrong].argsort(descending=True)[:TOP]]
     # evenly spaced: CIFAR-10's staged test split is stored class by class, whose first 24 are all airplanes
     shown = torch.linspace(0, len(y) - 1, min(SHOWN, len(y))).round().long()
     groups = (("shown", shown), ("top", top)) if images is not None else \
@@ -83,8 +90,8 @@ def text_predictions(predictor, test) -> dict:
         for i in range(0, n, batch):
             rows = torch.arange(i, min(i + batch, n), device=device)
             with predictor.precision.autocast():
-                outs.append(predictor.module(*pad(ids, starts, lengths, rows)).float().cpu())
-    probs = torch.cat(outs).softmax(1)
+                outs.append(predictor.module(*pad(ids, starts, lengths, rows)).float().cpu().reshape(len(rows), -1))
+    probs = class_probabilities(torch.cat(outs))
     info = predictor.info
     return {"task": np.array(info.task), "kind": np.array(info.kind), "classes": np.array([str(c) for c in info.classes]),
             **_classification(probs, test.y[:n], None, test.texts[:n] if test.texts is not None else None)}

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..usercode import load_object, raised, resolve, source_file
-from .blame import failure, tracking
+from .blame import failure, forward_at, tracking
 from .zoo import MODELS, check_args, check_size
 from . import fast  # noqa: F401,E402  (registers fastnet)
 from . import text  # noqa: F401,E402  (registers bilstm, fasttext)
@@ -80,15 +80,20 @@ def check_fits(model: nn.Module, name: str, shape, outputs: int, task: str, exam
         with torch.no_grad(), torch.random.fork_rng(devices=[]), tracking(model) as where:
             out = forward(model, x)
     except Exception as e:   # any shape mismatch inside the user's model: where, in the user's file, and the shapes
-        what = f"inputs of shape {list(shape)} (the data's)" if example is None else "the first batch of the data"
+        what = f"inputs of shape {list(shape)} (the data's)" if example is None else \
+            "a batch of examples spread over the data"
         raise ModelError(f"{failure(e, model, where)}: model {name!r} does not fit {what}; choose a model for this "
                          f"data or change its arguments") from e
     finally:
         model.train(was_training)
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != outputs:
-        batch = "a batch of 2" if example is None else "the data's first examples"
+    binary_head = task == "classification" and outputs == 2 and isinstance(out, torch.Tensor) and \
+        (out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1))   # one logit an example: BCEWithLogits
+    if not binary_head and (not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != outputs):
+        batch = "a batch of 2" if example is None else "a batch of the data's examples"
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         what = f"{outputs} classes" if task == "classification" else f"{outputs} regression targets"
-        raise ModelError(f"model {name!r} outputs {got} for {batch}, but the data has {what}: it must output "
-                         f"[batch, {outputs}]; change its last layer")
+        one = " (or [batch, 1]: one logit, trained with BCEWithLogits)" if outputs == 2 and task == "classification" \
+            else ""
+        raise ModelError(f"model {name!r}{forward_at(model)} outputs {got} for {batch}, but the data has {what}: it must output "
+                         f"[batch, {outputs}]{one}; change its last layer")
     return out

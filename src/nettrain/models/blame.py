@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
+from pathlib import Path
 from typing import Optional
 
 from torch import nn
@@ -54,6 +56,17 @@ def tracking(model: nn.Module):
 def model_file(model: nn.Module) -> Optional[str]:
     """The user's source file of the model (inside nettrain's flattening wrapper), or None (an nn.Sequential)."""
     return source_file(getattr(model, "inner", model))
+
+
+def forward_at(model: nn.Module) -> str:
+    """' (forward at net.py:12)': where the user's model's forward is defined, or '' for library code."""
+    inner = getattr(model, "inner", model)
+    file = model_file(inner)
+    try:
+        line = inspect.getsourcelines(type(inner).forward)[1] if file else None
+    except (TypeError, OSError):
+        line = None
+    return f" (forward at {Path(file).name}:{line})" if line else ""
 
 
 def failure(e: BaseException, model: nn.Module, where: Optional[Where] = None, got=None, data_shape=None) -> str:

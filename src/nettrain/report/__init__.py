@@ -20,7 +20,7 @@ from .read import Record, check_run_dir, read
 
 REPORT, FIGURES = RUN_FILES["report"], RUN_FILES["figures"]
 
-__all__ = ["REPORT", "FIGURES", "build", "write", "status_of"]
+__all__ = ["REPORT", "FIGURES", "build", "draw", "write", "status_of"]
 
 
 def status_of(rec: Record) -> str:
@@ -32,19 +32,28 @@ def status_of(rec: Record) -> str:
     return f"finished: {done} epoch{'s' if done != 1 else ''} (report written {time.strftime('%Y-%m-%d %H:%M:%S')})"
 
 
-def write(run: RunDir, *, live: bool = False, cheap: bool = False, status: str = None) -> Path:
+def write(run: RunDir, *, live: bool = False, cheap: bool = False, status: str = None, drawn: list = None) -> Path:
     """Draw the figures and write report.html into `run`, whose lock the caller holds. `cheap`: only the figures
-    drawn from metrics.csv (live updates); `live`: the page reloads itself."""
-    from .figures import render   # matplotlib: imported when a report is first drawn, not with nettrain
+    drawn from metrics.csv (live updates); `drawn`: figures drawn before, shown again without drawing (a live page
+    between drawings; [] for none); `live`: the page reloads itself."""
     rec = read(run.path)
+    if drawn is None:
+        drawn = draw(run, rec, cheap)
+    path = run.claim(run.path / REPORT)
+    write_text(path, page(rec, drawn, status or status_of(rec), live), root=run.path)
+    return path
+
+
+def draw(run: RunDir, rec: Record, cheap: bool = False) -> list:
+    """The figures of `rec` (only those from metrics.csv when `cheap`) written into the run's figures folder:
+    [(file name, caption, PNG bytes)]."""
+    from .figures import render   # matplotlib: imported when a report is first drawn, not with nettrain
     drawn = render(rec, cheap_only=cheap)
     folder = run.path / FIGURES
     make_dir(folder, root=run.path)   # a real folder of the run: `figures -> ~/Pictures` is refused, not written
     for name, _, data in drawn:
         write_file(run.claim(folder / name), lambda f, data=data: f.write(data), root=run.path)
-    path = run.claim(run.path / REPORT)
-    write_text(path, page(rec, drawn, status or status_of(rec), live), root=run.path)
-    return path
+    return drawn
 
 
 def build(path) -> Path:

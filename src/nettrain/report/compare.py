@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -48,12 +49,15 @@ class Entry:
     keys: dict
     record: Optional[Record] = None
     failure: Optional[str] = None
+    named: bool = False   # its name says what it is (a sweep's: its values, or the name --runs gave it)
 
     @property
     def label(self) -> str:
-        """The legend's name for the run: its values of the keys that differ, else its name."""
-        text = ", ".join(f"{k}={show(v)}" for k, v in self.keys.items()) or self.name
-        return text if len(text) <= 60 else text[:59] + "\u2026"
+        """The legend's name for the run, in full: its name, with its values of the keys that differ unless the
+        name says them."""
+        if self.named or not self.keys:
+            return self.name
+        return f"{self.name}: {', '.join(f'{k}={show(v)}' for k, v in self.keys.items())}"
 
 
 @dataclass
@@ -197,18 +201,38 @@ TEST = {"classification": [("accuracy", "test acc", _pct), ("loss", "test loss",
 TEST_DEFAULT = [("loss", "test loss", _num)]
 
 
+def split_of(entries: list) -> str:
+    """What the per-epoch columns were measured on, as their headers say it: "val", "test" (runs without a
+    validation split evaluate the test split each epoch), "held-out" for a mix, or "train" when no run held data
+    out."""
+    splits = {r.val_split or "val" for e in entries if e.record is not None for r in e.record.metrics
+              if r.val_loss is not None}
+    return "train" if not splits else splits.pop() if len(splits) == 1 else "held-out"
+
+
 def columns(entries: list, keys: list, task: str) -> tuple:
-    """(header, rows) of the comparison: cells as text. A metric column none of the runs has is left out."""
+    """(header, rows) of the comparison: cells as text. A metric column none of the runs has is left out; the
+    final training loss is shown when a run would otherwise have no loss."""
     key, short, best_of, fmt = VAL.get(task, VAL_DEFAULT)
-    metric_columns = [(f"best val {short} (epoch)", lambda r: _best(r, key, best_of, fmt)),
-                      (f"final val {short}", lambda r: fmt(getattr(r.metrics[-1], key)) if r.metrics else "-")]
+    split = split_of(entries)
+    if split == "train":
+        key = key.replace("val_", "train_")
+    metric_columns = [(f"best {split} {short} (epoch)", lambda r: _best(r, key, best_of, fmt)),
+                      (f"final {split} {short}", lambda r: fmt(getattr(r.metrics[-1], key)) if r.metrics else "-")]
     metric_columns += [(label, lambda r, k=k, f=f: f(_test_value(r.test, k))) for k, label, f in
                        TEST.get(task, TEST_DEFAULT)]
+    if (split, short) != ("train", "loss"):
+        metric_columns.append(("final train loss", lambda r: _num(r.metrics[-1].train_loss) if r.metrics else "-"))
     metric_columns += [("epochs", lambda r: str(len(r.metrics))),
                        ("seconds", lambda r: f"{stats.timings(r.metrics)['seconds']:.3g}" if r.metrics else "-"),
                        (f"{_examples(entries)}/s (mean)", lambda r: _mean_speed(r.metrics))]
     cells = [[fn(e.record) if e.record is not None else "-" for e in entries] for _, fn in metric_columns]
-    shown = [(label, col) for (label, _), col in zip(metric_columns, cells) if any(c != "-" for c in col)]
+    losses = [col for (label, _), col in zip(metric_columns, cells) if label.endswith(" loss") and
+              label != "final train loss"]
+    # a run with no held-out or test loss (all its data trained): its training loss is the one loss there is
+    train_loss_needed = any(all(col[i] == "-" for col in losses) for i, e in enumerate(entries) if e.record)
+    shown = [(label, col) for (label, _), col in zip(metric_columns, cells) if any(c != "-" for c in col)
+             and (label != "final train loss" or train_loss_needed)]
     header = ["run"] + keys + [label for label, _ in shown]
     rows = [[e.name] + [show(e.keys.get(k, MISSING)) for k in keys] + [col[i] for _, col in shown]
             for i, e in enumerate(entries)]
@@ -258,10 +282,7 @@ def figure(entries: list, task: str):
     held = splits.pop() if len(splits) == 1 else "held-out"
     second = {"classification": ("val_acc", f"{held} accuracy (%)", 100.0),
               "regression": ("val_mae", f"{held} mean absolute error", 1.0)}.get(task)
-    # inches right of the plots for the legend: its line sample and margins (0.9 inch), and about 0.052 inch a
-    # character at 8 points (a 33-character label needs 2.6 inches)
-    legend_room = min(5.0, 0.9 + 0.052 * max(len(e.label) for e in drawn))
-    fig = _figure(5.2 * (2 if second else 1) + legend_room, 4, right=legend_room, wspace=0.3)
+    fig = _figure(PANEL * (2 if second else 1), HEIGHT, wspace=0.3)   # widened for the legend at the end
     axes = fig.subplots(1, 2 if second else 1)
     loss_ax, score_ax = (axes[0], axes[1]) if second else (axes, None)
     # matplotlib's 10 default colours, then tab20's 20 (a colour repeats only past 20 runs)
@@ -289,9 +310,53 @@ def figure(entries: list, task: str):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     handles = [loss_ax.plot([], [], "o-", color=c, markersize=3)[0] for c in colours]
-    fig.legend(handles, [e.label for e in drawn], loc="center right", fontsize=8 if len(drawn) <= 12 else 6,
-               title="runs", title_fontsize=8)
+    _legend(fig, handles, unique([e.label for e in drawn]), PANEL * (2 if second else 1))
     return fig
+
+
+PANEL, HEIGHT = 5.2, 4.0   # inches: one plot with its axis labels, and the figure's height
+MARGINS = {"left": 0.8, "bottom": 0.6, "top": 0.45}   # inches (figures._figure's)
+GAP = 0.25   # inches between the plots and the legend, and right of it
+WRAP = 48    # characters on a legend line: a longer label goes on more lines, whole
+
+
+def _legend(fig, handles: list, labels: list, plots: float):
+    """The legend right of the plots, every label in full (wrapped): measured once drawn, the figure then widened
+    (and made taller, for many runs) so that the legend covers no plot and fits on the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    legend = fig.legend(handles, [wrap(label) for label in labels], loc="center left", title="runs",
+                        fontsize=8 if len(labels) <= 12 else 6, title_fontsize=8)
+    box = legend.get_window_extent(FigureCanvasAgg(fig).get_renderer())
+    width = plots + MARGINS["left"] + GAP + box.width / fig.dpi + GAP
+    height = max(HEIGHT, box.height / fig.dpi + 0.4)
+    fig.set_size_inches(width, height)
+    fig.subplots_adjust(left=MARGINS["left"] / width, right=(MARGINS["left"] + plots) / width,
+                        bottom=MARGINS["bottom"] / height, top=1 - MARGINS["top"] / height)
+    legend.set_bbox_to_anchor(((MARGINS["left"] + plots + GAP) / width, 0.5), transform=fig.transFigure)
+
+
+def wrap(label: str, width: int = WRAP) -> str:
+    """A label on lines of at most `width` characters, broken after a comma or a space where there is one; the
+    lines joined are the label."""
+    lines, line = [], ""
+    for part in re.findall(r"[^, ]*[, ]*", label):
+        while len(line) + len(part) > width and (line or len(part) > width):
+            if not line:
+                line, part = part[:width], part[width:]
+            lines.append(line)
+            line = ""
+        line += part
+    return "\n".join(lines + [line] if line or not lines else lines)
+
+
+def unique(labels: list) -> list:
+    """Labels made different where they are the same, so that no two runs share a legend entry."""
+    seen = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if labels.count(label) == 1 else f"{label} ({seen[label]})")
+    return out
 
 
 def _series(rec: Record, key: str) -> tuple:
@@ -305,6 +370,11 @@ def png(fig) -> bytes:
     buffer = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buffer, metadata={"Software": MARK})
     return buffer.getvalue()
+
+
+VIEWPORT = '<meta name="viewport" content="width=device-width, initial-scale=1">'   # a phone's width, not 980 px
+# the table scrolls inside its own box, which is as wide as the page: a dozen columns are wider than a phone
+PAGE_CSS = ".scroll{overflow-x:auto;max-width:100%}\nbody{padding:0 max(8px,min(24px,3vw)) 32px}\n"
 
 
 def page(comparison: Comparison, image: Optional[bytes]) -> str:
@@ -321,10 +391,10 @@ def page(comparison: Comparison, image: Optional[bytes]) -> str:
         cells.append([name] + [_e(c) for c in row[1:]])
     title = f"nettrain compare: {len(rows)} run{'s' if len(rows) != 1 else ''}"
     keys = ", ".join(comparison.keys) or "none (the runs have the same config)"
-    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>{HTML_MARK}<title>{_e(title)}</title>"
-             f"<style>{CSS}</style></head><body>", f"<h1>{_e(title)}</h1>",
+    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>{HTML_MARK}{VIEWPORT}<title>{_e(title)}"
+             f"</title><style>{CSS}{PAGE_CSS}</style></head><body>", f"<h1>{_e(title)}</h1>",
              f"<p>The config keys that differ: {_e(keys)}. Metrics: {_e(_what(comparison.task))}.</p>",
-             _table([_e(h) for h in header], cells, left=1 + len(comparison.keys))]
+             f'<div class=scroll>{_table([_e(h) for h in header], cells, left=1 + len(comparison.keys))}</div>']
     parts += [f'<p class="note">{_e(n)}</p>' for n in comparison.notes]
     parts += ["<h2>Curves</h2>", _figures([(PNG, "Each run's loss and validation curves", image)]) if image
               else "<p>No run has a finished epoch to draw.</p>", "</body></html>\n"]
@@ -379,10 +449,13 @@ def _check_ours(path: Path, mark: bytes):
 
 
 def _notes(entries: list) -> list:
+    split = split_of(entries)
+    if split == "train":
+        return ["no run held data out (all its data trained): the per-epoch columns are the training data's"]
     on_test = [e.name for e in entries if e.record is not None and e.record.metrics and
                e.record.held_out == "test"]
     if not on_test:
         return []
     which = "every run" if len(on_test) == len(entries) else ", ".join(on_test)
-    return [f"val columns of {which}: the test split, evaluated each epoch (no validation split; it chose "
+    return [f"{split} columns of {which}: the test split, evaluated each epoch (no validation split; it chose "
             f"nothing)"]

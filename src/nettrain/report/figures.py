@@ -330,9 +330,17 @@ def regression_fit(rec: Record) -> Optional[Figure]:
     return fig
 
 
-# file name, caption, function, cheap (drawn at every live update; the others once, at the end)
+def _curves_caption(rec: Record) -> str:
+    """The learning curves' caption: the run's own score and the split each epoch was evaluated on."""
+    score = "accuracy" if any(r.train_acc is not None or r.val_acc is not None for r in rec.metrics) else \
+        "mean absolute error"
+    return f"Loss and {score} per epoch, on the training split and the {rec.held_out} split"
+
+
+# file name, caption (or a function of the run giving it), function, cheap (drawn at every live update; the others
+# once, at the end)
 FIGURES = [
-    ("learning_curves.png", "Loss and accuracy (regression: MAE) per epoch", learning_curves, True),
+    ("learning_curves.png", _curves_caption, learning_curves, True),
     ("lr_schedule.png", "The learning rate per epoch", lr_schedule, True),
     ("confusion_matrix.png", "Confusion matrix on the test split", confusion_matrix, False),
     ("per_class.png", "Per-class precision, recall and F1", per_class_scores, False),
@@ -352,5 +360,5 @@ def render(rec: Record, cheap_only: bool = False) -> list:
             continue
         fig = draw(rec)
         if fig is not None:
-            out.append((name, caption, png(fig)))
+            out.append((name, caption(rec) if callable(caption) else caption, png(fig)))
     return out
