@@ -64,6 +64,9 @@ def test_a_tune_without_a_validation_split_is_refused(tmp_path, monkeypatch):
         tune(parse_space(["--lr", "loguniform:1e-4:1e-1"]), {**FIT, "data.val_fraction": None})
     with pytest.raises(ConfigError, match=r"test split never chooses"):
         tune(parse_space(["--lr", "loguniform:1e-4:1e-1"]), FIT, settings=Settings(objective="accuracy"))
+    with pytest.raises(ConfigError, match=r"--direction max or min"):   # a metric of --metrics: its way is given
+        tune(parse_space(["--lr", "loguniform:1e-4:1e-1"]), {**FIT, "metrics": ["balanced_acc"]},
+             settings=Settings(objective="val_balanced_acc"))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -264,14 +264,19 @@ def held_out(base, objective: Optional[str], direction: Optional[str]) -> tuple:
                           f"split never chooses); hold one out: --data.val_fraction 0.1")
     task = data.info.task
     metric = objective or ("val_acc" if task == "classification" else "val_loss")
-    if metric not in HELD_OUT:
-        raise ConfigError(f"--objective {metric!r} is not a held-out metric; give one of {', '.join(HELD_OUT)} (the "
-                          f"validation split's: the test split never chooses)")
-    if (metric == "val_acc") != (task == "classification") and metric != "val_loss":
+    # the run's own metrics (train.metrics: registered names, file.py:function) are validated as val_<name> too
+    own = {f"val_{str(m).rsplit(':', 1)[-1]}" for m in base.train.metrics}
+    if metric not in HELD_OUT and metric not in own:
+        raise ConfigError(f"--objective {metric!r} is not a held-out metric; give one of "
+                          f"{', '.join([*HELD_OUT, *sorted(own)])} (the validation split's: the test split never "
+                          f"chooses; val_<name> for a metric of --metrics)")
+    if metric in ("val_acc", "val_mae") and (metric == "val_acc") != (task == "classification"):
         raise ConfigError(f"--objective {metric} is not measured on {task} data; give "
                           f"{'val_acc' if task == 'classification' else 'val_mae'} or val_loss")
     if direction is not None and direction not in DIRECTIONS:
         raise ConfigError(f"--direction {direction!r} is not max or min")
+    if direction is None and metric not in HELD_OUT:
+        raise ConfigError(f"--objective {metric} is your metric: say which way is better, --direction max or min")
     return metric, DIRECTIONS[direction] if direction else HELD_OUT[metric]
 
 
