@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from . import __version__, _process, evidence, mlflowlog, signals
+from . import __version__, _process, evidence, keep, mlflowlog, signals
 from ._malloc import freed_memory_kept, tuning
 from .callbacks import EarlyStopping, FitState, Hooks
 from .config import Config, check_parallelism
@@ -95,7 +95,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     state = resumed.state if resumed is not None else None
     seed_everything(cfg.train.seed)
     t = build(cfg, module, data, fresh=state is None, gate=gate, loss=loss, world=world)
-    progress.unit = kind_of(t.info).unit
+    progress.unit, progress.epochs = kind_of(t.info).unit, t.cfg.train.epochs   # the kind's default may set them
     if state is None:   # the models were made alike; what each rank draws from now on is its own
         world.own_random_streams(t.cfg.train.seed)
         so_far = _SoFar([], _first_best(t))
@@ -532,6 +532,7 @@ def _keep(t: Training, run: RunDir, so_far: _SoFar, row: MetricsRow):
         best.update(value=value, epoch=epoch)
     state = _checkpoint(t, epoch, so_far)
     _check_finite(state, epoch, run, t.cfg.optim.lr)
+    keep.save_epoch(run, state, t.cfg.run, so_far.history, best, t.classification)   # --save-every, --keep-best
     # best first: a kill between the two writes leaves best.pt ahead of last.pt (a resume starts from the
     # newer), never behind last.pt's record of the best epoch
     if improved or not run.best.exists():
