@@ -139,6 +139,16 @@ def _no_run_to_resume(run_dir: Path) -> CheckpointError:
                            f"give the directory of a run started by nettrain fit")
 
 
+def _bare(module: nn.Module) -> nn.Module:
+    """The model a DataParallel or DistributedDataParallel of the user's holds: nettrain trains, saves and records
+    that (its devices are nettrain's choice: several GPUs by torchrun, docs/distributed.md)."""
+    bare = ckpt_io.without_parallel(module)
+    if bare is not module:
+        print(f"nettrain: {type(module).__name__} taken off: the run trains and saves the {type(bare).__name__} "
+              f"inside it (several GPUs: torchrun)", file=sys.stderr)
+    return bare
+
+
 def _naming_user_objects(cfg, module, loss):
     """`cfg` naming the model and loss objects the caller gave (the config holds names, not objects)."""
     if module is not None:
@@ -223,7 +233,7 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
                               "--lr)")
         options = {k: v for k, v in options.items() if not (k in ("lr", "optim.lr") and v == "auto")}
     callbacks, options = _callback_objects(options)
-    module = options.pop("model") if isinstance(options.get("model"), nn.Module) else None
+    module = _bare(options.pop("model")) if isinstance(options.get("model"), nn.Module) else None
     loss = options.pop("loss") if options.get("loss") is not None and not isinstance(options["loss"], str) else None
     cfg, gate = _config_and_gate(config, resume, options, trust_code, module, loss, _fixes)
     user_data = None

@@ -184,6 +184,13 @@ class RunConfig:
     progress: str = choice("auto", "auto", "bar", "lines", "none")
     report: bool = True               # figures and report.html, live while training (nettrain/report/)
     callbacks: list = field(default_factory=list)   # your callback classes, file.py:Class (callbacks.py)
+    # a whole checkpoint every N epochs beside last.pt (epoch_003.pt, ...; keep.py); 0: none
+    save_every: int = bounded(0, 0, note="epochs, e.g. 1")
+    # of those (each epoch's when save_every is 0), only the K best by the metric that chooses best.pt; 0: all
+    keep_best: int = bounded(0, 0, note="checkpoints, e.g. 3")
+    # log the fit to MLflow at this tracking URI (sqlite:///mlflow.db, http://host:5000; mlflowlog.py); null: when
+    # NETTRAIN_MLFLOW_URI or MLFLOW_TRACKING_URI gives one; off: never. config.yaml does not record it
+    mlflow: Optional[str] = None
 
 
 @dataclass
@@ -207,7 +214,7 @@ SHORTCUTS = {
     "batch_size": "train.batch_size", "seed": "train.seed", "loss": "train.loss", "device": "train.device",
     "precision": "train.precision", "compile": "train.compile", "run_dir": "run.dir", "overwrite": "run.overwrite",
     "sync_batchnorm": "train.sync_batchnorm", "patience": "train.patience", "callbacks": "run.callbacks",
-    "metrics": "train.metrics",
+    "metrics": "train.metrics", "save_every": "run.save_every", "keep_best": "run.keep_best",
 }
 
 
@@ -221,9 +228,20 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     dist: DistConfig = field(default_factory=DistConfig)
 
+    # The keys (section.field) a user named: in YAML, a dict or an option. A key named is the user's even where its
+    # value is the field's default; `given` adds the keys set to another value in a Config built by hand.
+    _named = frozenset()   # not a field: config.yaml holds values, and every key of it counts as named
+
     # ---- loading and saving -------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: Optional[dict]) -> "Config":
+        cfg = cls._from_dict(d)
+        cfg._named = frozenset(f"{s}.{k}" for s, values in (d or {}).items() if isinstance(values, dict)
+                               for k in values)
+        return cfg
+
+    @classmethod
+    def _from_dict(cls, d: Optional[dict]) -> "Config":
         d = d or {}
         if not isinstance(d, dict):
             raise ConfigError(f"a config must be a mapping of sections ({', '.join(SECTIONS)}), got {type(d).__name__}")
@@ -292,7 +310,23 @@ class Config:
             except ConfigError as e:
                 errors.append(str(e).removeprefix("invalid config: "))
             raise ConfigError("invalid options: " + "; ".join(errors))
-        return Config.from_dict(d)
+        cfg = Config.from_dict(d)
+        cfg._named = self.given() | {".".join(SHORTCUTS.get(key, key).split(".")[:2]) for key in values}
+        return cfg
+
+    def given(self) -> frozenset:
+        """The keys (section.field) the user set: named, or holding other than the field's default. A kind's
+        training defaults (kinds/, with_defaults) fill only the others."""
+        differ = {f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(SECTIONS[s])
+                  if getattr(getattr(self, s), f.name) != getattr(SECTIONS[s](), f.name)}
+        return self._named | differ
+
+    def with_defaults(self, defaults: dict) -> "Config":
+        """A new Config with each of `defaults` ({"section.field": value}) that the user did not set (given): a
+        kind's training settings where the user chose none. The keys filled count as set from then on."""
+        kept = self.given()
+        chosen = {key: value for key, value in defaults.items() if key not in kept}
+        return self.override(chosen) if chosen else self
 
 
 def _all_dotted() -> list:

@@ -113,14 +113,30 @@ def _auto_model(info) -> str:
     return name
 
 
+def _with_kind_defaults(cfg: Config, module: Optional[nn.Module], info: DataInfo) -> Config:
+    """`cfg` with the model `auto` means and, for a built-in model, its kind's training settings (Kind.training)
+    where the user set none (Config.given); an optimizer the user named keeps torch's settings for it, not the ones
+    chosen for another. Resolved once, before anything is built: config.yaml records what trained."""
+    if module is not None:
+        return cfg
+    if cfg.model.name == "auto":
+        cfg = cfg.override({"model.name": _auto_model(info)})
+    defaults = kind_of(info).training.get(cfg.model.name, {})
+    if "optim.name" in cfg.given():
+        defaults = {key: value for key, value in defaults.items() if not key.startswith("optim.")}
+    return cfg.with_defaults(defaults)
+
+
 def build(cfg: Config, module: Optional[nn.Module], data: Optional[Data], fresh: bool,
            gate: Optional[Gate] = None, loss=None, world=distributed.World()) -> Training:
     """The data's batches, the model and its optimizer step, from `cfg`; the Training's config is `cfg` resolved
-    (_resolve_model): from here on it is what trains and what the run records."""
-    tc = cfg.train
-    device = world.device(resolve_device(tc.device))
-    data = data or load_data(cfg.data)
-    info = data.info
+    (_with_kind_defaults, _resolve_model): from here on it is what trains and what the run records."""
+    device = world.device(resolve_device(cfg.train.device))
+    loaded, read_with = data or load_data(cfg.data), cfg.data
+    cfg = _with_kind_defaults(cfg, module, loaded.info)
+    # a kind's default for the data's own options (a text model's vocabulary): the file is read again with it
+    data = load_data(cfg.data) if data is None and cfg.data != read_with else loaded
+    tc, info = cfg.train, data.info
     _check_tta(tc, info)
     precision = resolve_precision(tc.precision, device, info.kind, tc.small_linears_fp32)
     cfg, module, loss_fn, precision, probe = _resolve_model(cfg, module, data, device, precision, gate, loss)
@@ -158,8 +174,6 @@ def _resolve_model(cfg: Config, module: Optional[nn.Module], data: Data, device:
     returned is what trains: config.yaml, the report and TensorBoard's HParams record it; evaluate, predict and a
     resume run the model as it trained."""
     info = data.info
-    if module is None and cfg.model.name == "auto":
-        cfg = cfg.override({"model.name": _auto_model(info)})
     user = module is not None or cfg.model.name not in MODELS
     if module is None:
         if not kind_of(info).fixed_shape and cfg.model.name in MODELS:

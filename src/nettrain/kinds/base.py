@@ -42,6 +42,9 @@ class Kind:
     name = ""
     unit = "ex"         # what the speed counts: "img/s" on an image run, "texts/s" on a text one
     model = "mlp"       # the built-in model of `--model auto` (the default); None: the user must give one
+    # the training settings a built-in model (by name) takes on this kind's data where the user set none
+    # ({"section.field": value}; training.py's _with_kind_defaults); each kind's module says how they were chosen
+    training: dict = {}
     images = False      # uint8 images: sample grids, TTA, channels_last, flattening, bf16 under precision auto
     traceable = True    # a batch is one tensor of a fixed shape per example: TensorBoard's graph, export
     input_names = ["inputs"]   # the exported graph's inputs
