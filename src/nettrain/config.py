@@ -184,6 +184,8 @@ class RunConfig:
     progress: str = choice("auto", "auto", "bar", "lines", "none")
     report: bool = True               # figures and report.html, live while training (nettrain/report/)
     callbacks: list = field(default_factory=list)   # your callback classes, file.py:Class (callbacks.py)
+    # every N optimizer steps, the step's loss and lr to steps.csv and TensorBoard (stepscalars.py); 0: off
+    log_every_n_steps: int = bounded(0, 0, note="optimizer steps, e.g. 50")
     # a whole checkpoint every N epochs beside last.pt (epoch_003.pt, ...; keep.py); 0: none
     save_every: int = bounded(0, 0, note="epochs, e.g. 1")
     # of those (each epoch's when save_every is 0), only the K best by the metric that chooses best.pt; 0: all
