@@ -98,7 +98,7 @@ class DataConfig:
     normalize: bool = True            # subtract the dataset's mean, divide by its std
     target: Optional[str] = None      # csv: the column to predict (data/table.py)
     # auto: read from the target column (csv) or the targets' type (arrays)
-    task: str = choice("auto", "auto", "classification", "regression")
+    task: str = choice("auto", "auto", "classification", "regression", "multilabel")
     # the normalization's per-channel mean and std in [0, 1] units (a tutorial's Normalize((0.5,), (0.5,))), instead
     # of the dataset's own
     mean: Optional[list] = None
