@@ -97,6 +97,12 @@ def summary(result: dict, classes: Optional[list]) -> dict:
     out = {"examples": result["examples"], "loss": result["loss"],
            **({"metrics": {k.removeprefix("val_"): v for k, v in result["metrics"].items()}}
               if result.get("metrics") else {})}
+    if "multilabel" in result:   # per label by name (the labels are the checkpoint's classes)
+        m = dict(result["multilabel"] or {})
+        names = list(classes or [])
+        m["per_label"] = {names[i] if i < len(names) else key: v
+                          for i, (key, v) in enumerate((m.get("per_label") or {}).items())}
+        return {**out, **m}
     if "confusion" not in result:
         return {**out, **{k: result.get(k) for k in ("mse", "mae", "r2")}}
     m = classification_metrics(result["confusion"])
