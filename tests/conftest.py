@@ -60,6 +60,8 @@ def nettrain_home(tmp_path_factory, monkeypatch):
     test trained is not trusted in another."""
     home = tmp_path_factory.mktemp("nettrain-home")
     monkeypatch.setenv("NETTRAIN_HOME", str(home))
+    for name in ("NETTRAIN_MLFLOW_URI", "MLFLOW_TRACKING_URI"):   # no test logs to the user's MLflow (mlflowlog.py)
+        monkeypatch.delenv(name, raising=False)
     return home
 
 

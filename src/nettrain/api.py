@@ -34,8 +34,7 @@ from .kinds import KINDS, kind_of
 from .models import MODELS, build_model
 from .models.flat import FlatInput
 from .predictor import Predictions, Predictor, format_report
-from .runs import MANIFEST, RUN_FILES, holds_no_run
-from .training import Run, train
+from .runs import MANIFEST, RUN_FILES, holds_no_run, lacks_evidence
 from .trust import API_FIXES, CONFIG_FIXES, RESUME_FIXES, Gate, run_folder_of
 
 
@@ -140,6 +139,16 @@ def _no_run_to_resume(run_dir: Path) -> CheckpointError:
                            f"give the directory of a run started by nettrain fit")
 
 
+def _bare(module: nn.Module) -> nn.Module:
+    """The model a DataParallel or DistributedDataParallel of the user's holds: nettrain trains, saves and records
+    that (its devices are nettrain's choice: several GPUs by torchrun, docs/distributed.md)."""
+    bare = ckpt_io.without_parallel(module)
+    if bare is not module:
+        print(f"nettrain: {type(module).__name__} taken off: the run trains and saves the {type(bare).__name__} "
+              f"inside it (several GPUs: torchrun)", file=sys.stderr)
+    return bare
+
+
 def _naming_user_objects(cfg, module, loss):
     """`cfg` naming the model and loss objects the caller gave (the config holds names, not objects)."""
     if module is not None:
@@ -224,7 +233,7 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
                               "--lr)")
         options = {k: v for k, v in options.items() if not (k in ("lr", "optim.lr") and v == "auto")}
     callbacks, options = _callback_objects(options)
-    module = options.pop("model") if isinstance(options.get("model"), nn.Module) else None
+    module = _bare(options.pop("model")) if isinstance(options.get("model"), nn.Module) else None
     loss = options.pop("loss") if options.get("loss") is not None and not isinstance(options["loss"], str) else None
     cfg, gate = _config_and_gate(config, resume, options, trust_code, module, loss, _fixes)
     user_data = None
@@ -241,6 +250,7 @@ def fit(config=None, *, data=None, val_data=None, classes=None, collate_fn=None,
     with tuning_allowed(tune_process):
         callbacks += _callbacks_of_config(cfg, gate, given="callbacks" in options or "run.callbacks" in options)
         cfg = _metrics_of_run(cfg, gate)
+        from .training import train   # here: predict and evaluate load no training code (api.__getattr__)
         run = train(cfg, module, user_data, Path(resume) if resume is not None else None, gate, loss, callbacks)
     if found is not None:
         from .lrrange import keep_plot
@@ -330,8 +340,7 @@ def report(run_dir, say=None) -> Path:
     from .report import build
     from .report.read import check_run_dir
     path = check_run_dir(run_dir)
-    if not (path / RUN_FILES["predictions"]).exists() and (path / RUN_FILES["test_metrics"]).exists() and \
-            (path / RUN_FILES["best"]).exists():
+    if lacks_evidence(path):
         _record_evidence(path, say or (lambda line: print(clean(line), file=sys.stderr)))
     return build(path)
 
@@ -363,6 +372,15 @@ def checkpoint_run_dir(path) -> Optional[Path]:
     p = Path(path)
     d = p if p.is_dir() else p.parent
     return d if (d / "config.yaml").exists() else None
+
+
+def __getattr__(name):
+    """`Run` (training.py's), imported when first asked for: `nettrain predict` and `evaluate` import api but need
+    no training code (its import pulls in the report writer and the distributed helpers)."""
+    if name == "Run":
+        from .training import Run
+        return Run
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["fit", "load", "report", "Run", "Predictor", "Predictions", "resolve_config", "format_report",

@@ -14,8 +14,10 @@
     nettrain export RUN [--format onnx|torchscript] [--out PATH]
     nettrain compare RUN [RUN ...] [--out DIR]               (a table, compare.png and compare.html)
     nettrain sweep [--runs RUNS.yaml] --KEY a,b [--sweep-dir DIR] -- [fit's flags]  (a fit per run, per combination)
+    nettrain tune --KEY loguniform:a:b [--KEY choice:x,y ...] [--trials N] -- [fit's flags]   (an Optuna search)
     nettrain show --dataset NAME [--augmented] [--n 64] [--out FILE.png] [--data.crop_padding 4 ...]   (samples)
     nettrain predict model.onnx FILE_OR_FOLDER...                 (onnxruntime, without torch)
+    nettrain mlflow-sync RUN [--run.mlflow URI]              (a run directory uploaded to MLflow; fit: --run.mlflow)
 
 A user error (`NettrainError`) prints one line and exits with code 2; anything else is a bug and keeps its
 traceback.
@@ -96,6 +98,9 @@ FIT_FLAGS = {
     "--precision": ("precision", str, "auto, 32, bf16-mixed, 16-mixed"),
     "--image-size": ("image_size", int, "resize image folders to this size"),
     "--run-dir": ("run_dir", str, "run directory (default runs/<time>-<dataset>-<model>)"),
+    "--save-every": ("save_every", int, "keep a checkpoint every N epochs: RUN/epoch_003.pt, ... (default 0: none)"),
+    "--keep-best": ("keep_best", int, "of the per-epoch checkpoints (each epoch's without --save-every), keep the K "
+                                      "best by the metric that chooses best.pt"),
 }
 SWITCHES = {"--download": ("download", "let torchvision download the dataset if missing"),
             "--overwrite": ("overwrite", "replace an existing run directory"),
@@ -120,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nettrain", description="Train, evaluate and run PyTorch models in one command.")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = p.add_subparsers(dest="command",
-                           metavar="{fit,evaluate,predict,report,list,summary,lr-find,export,show,compare,sweep}")
+                           metavar="{fit,evaluate,predict,report,list,summary,lr-find,export,show,compare,sweep,"
+                                   "tune,mlflow-sync}")
     fit = _fit_flags(sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
                                     "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'; --data.limit N "
                                     "trains on a seeded subset of N training examples, for a quick try); see "
@@ -137,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--precision", choices=["auto", "32", "bf16-mixed", "16-mixed"],
                     help="compute in this precision (default: the run's own; 32 as an exported model does)")
-    pr = sub.add_parser("predict", help="predict the classes of image files, a table's rows, or texts (a text run)")
+    pr = sub.add_parser("predict", help="predict the classes of image files, a table's rows, or texts (a text run)",
+                        description="Each input is read as training read it: images to the run's channels and size, "
+                                    "then normalized with the per-channel mean and std in the checkpoint's data "
+                                    "section (torch.load(best.pt)['data']); nettrain.load(RUN).preprocess does the "
+                                    "same in Python.")
     pr.add_argument("checkpoint", help="run directory or checkpoint file, or a model.onnx from nettrain export")
     pr.add_argument("inputs", nargs="*", help="image files or folders of images; CSV files of rows (tables); the "
                                               "texts themselves (a text run)")
@@ -154,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list datasets, models, optimizers, losses and schedulers")
     _ship_parsers(sub)
     _compare_parsers(sub)
+    _tracking_parsers(sub)
+    _tune_parser(sub)
     for command in sub.choices.values():   # also after the command; SUPPRESS keeps a --debug given before it
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return p
@@ -410,15 +422,12 @@ def clip_words(text: str, width: int = 60) -> str:
 
 
 def cmd_list() -> int:
-    from .data import DATASETS
-    from .engine.optim import LOSSES, OPTIMIZERS, SCHEDULERS
-    from .models import MODELS
-    for title, reg in (("datasets", DATASETS), ("models", MODELS), ("optimizers", OPTIMIZERS),
-                       ("losses", LOSSES), ("schedulers", SCHEDULERS)):
+    from .catalog import LISTED   # the names and their lines as text: no torch to import (catalog.py)
+    for title, lines in LISTED:
         print(f"{title}:")
-        width = max(len(n) for n in reg.names())
-        for name, help_ in reg.describe():
-            print(f"  {name:<{width}}  {help_}")
+        width = max(len(n) for n in lines)
+        for name in sorted(lines):
+            print(f"  {name:<{width}}  {lines[name]}")
     print("models also: package.module:Class or path/to/file.py:Class (your own nn.Module, with --model.args.*)")
     print("losses also: package.module:function or path/to/file.py:function")
     print("optimizers' own options are flags: --optim.<keyword> (e.g. --optimizer rmsprop --optim.alpha 0.9)")
@@ -436,9 +445,15 @@ def _print_traceback(e: BaseException):
     traceback.print_exception(e, file=sys.stderr)
 
 
+# the commands that train, and so choose OpenMP's wait policy: the choice watches the CPU for 0.15 s (_omp.py), a
+# cost that `nettrain list` (0.2 s in all) or a prediction would pay for nothing
+TRAINING_COMMANDS = ("fit", "lr-find", "sweep")
+
+
 def tune_own_process():
-    """The command owns its process, so it tunes it for training (a library call does not, see api.fit): OpenMP's
-    wait policy, chosen before torch loads (_omp.py); main() also lets training keep freed memory (_malloc.py)."""
+    """A training command owns its process, so it tunes it for training (a library call does not, see api.fit):
+    OpenMP's wait policy, chosen before torch loads (_omp.py); main() also lets training keep freed memory
+    (_malloc.py)."""
     from . import _omp
     _omp.choose_wait_policy(os.environ)
 
@@ -446,7 +461,6 @@ def tune_own_process():
 def main(argv=None) -> int:
     try:
         with signals.stop_signals(), warnings_as_lines():   # SIGTERM, SIGHUP: as Ctrl-C (signals.py)
-            tune_own_process()
             from ._malloc import tuning_allowed
             with tuning_allowed():   # for the command only: main() called from Python leaves the caller's allocator
                 return _main(argv)
@@ -461,10 +475,11 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command in TRAINING_COMMANDS:
+        tune_own_process()
     try:
         if args.command is not None and not _without_torch(args):
-            with signals.deferred():   # torch's import does not survive a KeyboardInterrupt inside it
-                from . import api  # noqa: F401
+            import_torch()
         if args.command == "fit":
             if args.nproc is not None or args.max_restarts is not None:
                 return _fit_in_processes(args.nproc, sys.argv[1:] if argv is None else list(argv), args.max_restarts)
@@ -483,12 +498,13 @@ def _main(argv=None) -> int:
         if args.command == "predict":
             return cmd_predict(args)
         if args.command == "report":
-            say(f"report {api.report(args.run)}")
-            return 0
+            return cmd_report(args)
         if args.command == "list":
             return cmd_list()
         if args.command in SHIP_COMMANDS:
             return SHIP_COMMANDS[args.command](args, extra)
+        if args.command == "mlflow-sync":
+            return cmd_mlflow_sync(args)
         parser.print_help()
         return 2
     except NettrainError as e:
@@ -543,8 +559,33 @@ def _ship_parsers(sub):
 
 
 def _without_torch(args) -> bool:
-    """`predict model.onnx`: onnxruntime only; torch is never imported (a server needs none)."""
-    return args.command == "predict" and str(args.checkpoint).lower().endswith(".onnx")
+    """The commands that need no tensor import no torch (1.7 s of a 2-core machine's start-up): list, compare,
+    report (unless it must first make predictions.npz from best.pt) and `predict model.onnx` (onnxruntime only: a
+    server needs no torch)."""
+    if args.command == "predict":
+        return str(args.checkpoint).lower().endswith(".onnx")
+    return args.command in ("list", "compare", "report")
+
+
+def import_torch():
+    """nettrain's torch side (api.py and what it imports), loaded with Ctrl-C deferred: torch's import does not
+    survive a KeyboardInterrupt inside it."""
+    with signals.deferred():
+        from . import api  # noqa: F401
+
+
+def cmd_report(args) -> int:
+    from .report import build
+    from .report.read import check_run_dir
+    from .runs import lacks_evidence
+    path = check_run_dir(args.run)
+    if not lacks_evidence(path):   # the page from the run's files alone: no torch
+        say(f"report {build(path)}")
+        return 0
+    import_torch()
+    from . import api
+    say(f"report {api.report(path)}")
+    return 0
 
 
 def cmd_summary(args, extra) -> int:
@@ -725,3 +766,85 @@ def cmd_sweep(args, extra, argv) -> int:
 
 COMPARE_COMMANDS = {"compare": cmd_compare, "sweep": cmd_sweep}
 SHIP_COMMANDS = {"summary": cmd_summary, "lr-find": cmd_lr_find, "export": cmd_export, "show": cmd_show}
+
+
+# ---- MLflow (mlflowlog.py)
+
+def _tracking_parsers(sub):
+    ms = sub.add_parser("mlflow-sync", help="upload a run directory to MLflow: its config, epochs, test metrics and "
+                                            "files (the MLflow run it logged to, when it has one)")
+    ms.add_argument("run", help="run directory")
+    ms.add_argument("--run.mlflow", dest="mlflow", metavar="URI",
+                    help="the tracking URI (default: NETTRAIN_MLFLOW_URI, else MLFLOW_TRACKING_URI)")
+
+
+def cmd_mlflow_sync(args) -> int:
+    from .mlflowlog import sync
+    synced = sync(args.run, args.mlflow)
+    for line in synced.skipped:
+        print(f"nettrain: skipped {line}", file=sys.stderr)
+    say(f"mlflow run {synced.run_id} at {synced.uri}: {synced.params} params; epochs added: {synced.rows}; files: "
+        f"{synced.artifacts}")
+    return 0
+
+
+# ---- tune (tune.py)
+
+def _tune_parser(sub):
+    tu = sub.add_parser("tune", help="search hyperparameters with Optuna: TPE, pruned fits, a study in a database",
+                        usage="nettrain tune --KEY RANGE [--KEY RANGE ...] [--trials N] [--study NAME] -- [fit's flags]",
+                        allow_abbrev=False,
+                        epilog="RANGE: loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH[:STEP], choice:A,B,...; KEY "
+                               "a fit flag or any config key. Example: nettrain tune --lr loguniform:1e-4:1e-1 "
+                               "--optimizer choice:sgd,adam --trials 30 -- --dataset digits --data.val_fraction 0.1")
+    for flag, typ, help_ in TUNE_FLAGS:
+        tu.add_argument(flag, type=typ, help=help_)
+
+
+TUNE_FLAGS = [
+    ("--trials", int, "the study's trials in all, counting those done before and by other processes (default 20)"),
+    ("--timeout", float, "start no trial after this many seconds"),
+    ("--study", str, "the study's name (default: the dataset's); the same name again goes on with it"),
+    ("--study-dir", str, "the study's folder (default tunes/<study>): a run directory per trial, the summary"),
+    ("--storage", str, "the study's database URL (default sqlite:///<study-dir>/study.db); processes given the "
+                       "same share the study"),
+    ("--space", str, "a YAML file of ranges (lr: loguniform:1e-4:1e-1), beside or instead of --KEY RANGE"),
+    ("--objective", str, "the held-out metric to optimize: val_acc, val_loss or val_mae (default: the one that "
+                         "chooses best.pt)"),
+    ("--direction", str, "max or min (default: the objective's own)"),
+    ("--pruner", str, "median (default), halving (successive halving) or none"),
+    ("--prune-from-epoch", int, "prune no trial before this epoch (default 1)"),
+    ("--prune-after-trials", int, "median: prune once this many trials completed (default 5)"),
+    ("--sampler-seed", int, "TPE's seed (default 0; the k-th process to join a study uses seed + k)"),
+    ("--compare", int, "nettrain compare this many best trials at the end (default 5; 0: none)"),
+]
+
+
+def cmd_tune(args, extra, argv) -> int:
+    from .tune import Settings, parse_space, tune
+    tail = argv[argv.index("tune") + 1:]
+    before, after = (tail[:tail.index("--")], tail[tail.index("--") + 1:]) if "--" in tail else (tail, [])
+    own, keys = build_parser().parse_known_args(["tune", *[b for b in before if b != "--debug"]])
+    fit_args, fit_extra = build_parser().parse_known_args(["fit", *after])
+    if fit_args.resume or fit_args.nproc:
+        raise NettrainError(f"--{'resume' if fit_args.resume else 'nproc'} is not for a tune, which starts new runs "
+                            f"one after the other in this process")
+    given = {flag[2:].replace("-", "_"): getattr(own, flag[2:].replace("-", "_")) for flag, _, _ in TUNE_FLAGS}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    result = tune(parse_space(keys), fit_options(fit_args, fit_extra), fit_args.config, settings,
+                  trust_code=fit_args.trust_code, tune_process=True)
+    say(result.table())
+    for note in result.notes:
+        print(clean(f"nettrain: {note}"), file=sys.stderr)
+    if result.best is not None:
+        say(f"best trial-{result.best.number:04d}: {result.metric} {result.best.value:.6g}; recipe {result.recipe} "
+            f"(nettrain fit --config {result.recipe})")
+    for path in result.figures:
+        say(f"figure {path}")
+    if result.comparison is not None:
+        _print_outputs(result.comparison)
+    say(f"page {result.html}")
+    return 0 if result.best is not None else 1
+
+
+COMPARE_COMMANDS["tune"] = cmd_tune

@@ -184,6 +184,13 @@ class RunConfig:
     progress: str = choice("auto", "auto", "bar", "lines", "none")
     report: bool = True               # figures and report.html, live while training (nettrain/report/)
     callbacks: list = field(default_factory=list)   # your callback classes, file.py:Class (callbacks.py)
+    # a whole checkpoint every N epochs beside last.pt (epoch_003.pt, ...; keep.py); 0: none
+    save_every: int = bounded(0, 0, note="epochs, e.g. 1")
+    # of those (each epoch's when save_every is 0), only the K best by the metric that chooses best.pt; 0: all
+    keep_best: int = bounded(0, 0, note="checkpoints, e.g. 3")
+    # log the fit to MLflow at this tracking URI (sqlite:///mlflow.db, http://host:5000; mlflowlog.py); null: when
+    # NETTRAIN_MLFLOW_URI or MLFLOW_TRACKING_URI gives one; off: never. config.yaml does not record it
+    mlflow: Optional[str] = None
 
 
 @dataclass
@@ -207,7 +214,7 @@ SHORTCUTS = {
     "batch_size": "train.batch_size", "seed": "train.seed", "loss": "train.loss", "device": "train.device",
     "precision": "train.precision", "compile": "train.compile", "run_dir": "run.dir", "overwrite": "run.overwrite",
     "sync_batchnorm": "train.sync_batchnorm", "patience": "train.patience", "callbacks": "run.callbacks",
-    "metrics": "train.metrics",
+    "metrics": "train.metrics", "save_every": "run.save_every", "keep_best": "run.keep_best",
 }
 
 

@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
 from ._malloc import freed_memory_kept, tuning
 from .config import Config
 from .data import ArrayData, DataInfo, from_user_data, make_batches, table
+from .data.batches import BatchPrep
 from .engine.device import resolve_precision
 from .engine.loop import evaluate as evaluate_pass
 from .engine.metrics import class_probabilities, classification_metrics
@@ -46,6 +48,27 @@ class Predictor:
         through a collate function, a list of raw inputs as the Dataset's items hold them (without targets), batched
         by that function (or `collate_fn`). How each is read is its input kind's (kinds/)."""
         return self._finite(kind_of(self.info).predict(self, inputs, batch_size, collate_fn))
+
+    def preprocess(self, inputs) -> torch.Tensor:
+        """What a user has, as the model's own input, exactly as training's batches were made: image files, PIL
+        images, uint8 arrays (HW/HWC/NHWC) or tensors (CHW/NCHW) -> float32 (x/255 - mean)/std with the mean and
+        std in the checkpoint's data section (flattened where the run flattened them), a table's raw rows ->
+        their encoded, standardized columns, vectors -> float32. One input gives one example without a batch axis,
+        so it serves as a torchvision transform (`ImageFolder(root, transform=model.preprocess)`); a list or a
+        batch gives a batch. On the CPU, whatever device the model is on."""
+        kind = kind_of(self.info)
+        try:
+            x = kind.batch(self.info, inputs)
+        except NotImplementedError:   # texts and collated items: their batches are the kind's own
+            raise DataError(f"preprocess turns images, vectors and table rows into the model's input; a "
+                            f"{self.info.kind} model's inputs are made by predict") from None
+        prep = BatchPrep(self.info, "cpu", normalize=self.config.data.normalize, channels_last=False)
+        x = prep(x, torch.zeros(len(x)), train=False)[0].contiguous()
+        if self.config.model.flatten and kind.images:   # as models/flat.py hands them to the model
+            x = x.flatten(1)
+        one = isinstance(inputs, (np.ndarray, torch.Tensor)) and inputs.ndim <= len(self.info.shape) or \
+            kind.images and (isinstance(inputs, (str, Path)) or hasattr(inputs, "convert"))   # a PIL image
+        return x[0] if one else x
 
     def _finite(self, preds: Predictions) -> Predictions:
         """`preds`, unless the model's outputs are NaN or infinite: a damaged or diverged checkpoint would print

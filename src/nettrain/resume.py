@@ -26,9 +26,9 @@ from .errors import ConfigError, DataError
 
 RESUMABLE = {"train.epochs", "run.progress", "run.tensorboard", "run.dir", "run.overwrite", "data.dir",
              "data.download", "train.device", "train.threads", "dist.timeout", "run.callbacks",
-             "train.metrics"}
+             "train.metrics", "run.save_every", "run.keep_best"}
 # kept in config.yaml after a resume (the others belong to this invocation, not to the run)
-RECORDED = {"train.epochs"}
+RECORDED = {"train.epochs", "run.save_every", "run.keep_best"}
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -12,6 +12,7 @@
         events.jsonl           one line per resume: when, from which epoch, what changed
         hang/rank{R}.txt       many processes: each rank's Python stacks, when the hang watchdog ended the job
         vocab.json             text runs: the vocabulary's tokens, in id order (<pad> 0, <unk> 1)
+        mlflow_run_id.txt      with MLflow tracking: the MLflow run's id, which a resume continues
         .nettrain-run.json     the record of every file nettrain wrote here (what --overwrite deletes)
         .nettrain-lock         the writers' lock (runlock.py): one fit or resume at a time
 
@@ -30,8 +31,6 @@ import re
 import sys
 import time
 from pathlib import Path
-
-import torch
 
 from .files import append_text, make_dir, new_dir, remove, remove_dir, temporaries, write_error, write_text
 from .files import LIMITS, FileError, open_read, read_text
@@ -60,7 +59,11 @@ RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metric
              "model_summary": "model_summary.txt", "vocab": "vocab.json",
              # nettrain export (export.py) and fit --lr auto's plot (lrfind.py)
              "onnx": "model.onnx", "onnx_meta": "model.onnx.json", "torchscript": "model.torchscript.pt",
-             "torchscript_meta": "model.torchscript.pt.json", "lr_find": "lr_find.png"}
+             "torchscript_meta": "model.torchscript.pt.json", "lr_find": "lr_find.png",
+             # the MLflow run this run logs to (mlflowlog.py): a resume or mlflow-sync continues it
+             "mlflow": "mlflow_run_id.txt"}
+# the checkpoints kept every --save-every epochs (keep.py), one name per epoch: epoch_003.pt
+EPOCH_CHECKPOINT = "epoch_{epoch:03d}.pt"
 # the folders among them: their files are recorded one by one, the folder itself is not
 RUN_FOLDERS = (RUN_FILES["tensorboard"], RUN_FILES["figures"], RUN_FILES["hang"])
 # the record of every file nettrain wrote into the run, relative to it, rewritten atomically when one is added
@@ -112,6 +115,14 @@ def holds_no_run(path) -> bool:
         return False
     leftovers = {LOCK_NAME} | {p.name for p in temporaries(path / MANIFEST, path)}
     return bool(names) and names <= leftovers
+
+
+def lacks_evidence(path) -> bool:
+    """Does the finished run in `path` lack predictions.npz (the test images with their predictions, which the
+    report's model figures draw), while best.pt could make it: a fit run with `run.report: false`?"""
+    path = Path(path)
+    return not (path / RUN_FILES["predictions"]).exists() and (path / RUN_FILES["test_metrics"]).exists() and \
+        (path / RUN_FILES["best"]).exists()
 
 
 def _file(key: str) -> property:
@@ -265,6 +276,7 @@ class RunDir:
         write_atomically(self.claim(self.config), text)
 
     def write_environment(self, **extra):
+        import torch   # here, not at the top: report and compare read run folders without torch (1.7 s)
         env = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
                "argv": sys.argv, "cuda": torch.version.cuda, "git": git_commit(), **extra}
         try:   # the installed version, without importing torchvision (seconds of start-up)

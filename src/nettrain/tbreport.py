@@ -70,8 +70,10 @@ def per_class(test: dict) -> dict:
 def figures_of(run_path: Path) -> list:
     """[(tag, path)] of the report's figures in the run, in the report's order."""
     from .report import FIGURES as FOLDER
-    from .report.figures import FIGURES
     folder = Path(run_path) / FOLDER
+    if not folder.is_dir():   # a run without a report (run.report: false): no matplotlib to import for their names
+        return []
+    from .report.figures import FIGURES
     return [(TAG + name[:-4], folder / name) for name, _, _, _ in FIGURES if (folder / name).is_file()]
 
 
@@ -127,7 +129,11 @@ class TensorBoardLog:
         self.writer.flush()
 
     def images(self, x_uint8: torch.Tensor):
-        if self.writer is not None:
+        if self.writer is None:
+            return
+        if x_uint8.shape[1] in (1, 3):   # TensorBoard tiles them 8 a row itself: no torchvision to import (146 modules)
+            self.writer.add_images("samples", x_uint8[:64].cpu(), 0)
+        else:   # TensorBoard's own grid takes gray or RGB only
             from torchvision.utils import make_grid
             self.writer.add_image("samples", make_grid(x_uint8[:64].cpu(), nrow=8), 0)
 

@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from . import __version__, _process, evidence, signals
+from . import __version__, _process, evidence, keep, mlflowlog, signals
 from ._malloc import freed_memory_kept, tuning
 from .callbacks import EarlyStopping, FitState, Hooks
 from .config import Config, check_parallelism
@@ -86,6 +86,7 @@ def _train(cfg: Config, module: Optional[nn.Module], data: Optional[Data], resum
     """The fit, step by step (the module docstring names them); `held` closes what it opens (the lock, the page)."""
     t0 = time.perf_counter()
     check_parallelism(cfg)
+    mlflowlog.check(cfg)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     progress = Progress(cfg.run.progress if world.is_main else "none", cfg.train.epochs)   # the main rank speaks
@@ -531,6 +532,7 @@ def _keep(t: Training, run: RunDir, so_far: _SoFar, row: MetricsRow):
         best.update(value=value, epoch=epoch)
     state = _checkpoint(t, epoch, so_far)
     _check_finite(state, epoch, run, t.cfg.optim.lr)
+    keep.save_epoch(run, state, t.cfg.run, so_far.history, best, t.classification)   # --save-every, --keep-best
     # best first: a kill between the two writes leaves best.pt ahead of last.pt (a resume starts from the
     # newer), never behind last.pt's record of the best epoch
     if improved or not run.best.exists():
@@ -624,7 +626,7 @@ def _best_into_eval_model(t: Training, run: RunDir, so_far: _SoFar) -> bool:
 
 def _write_config(run: RunDir, cfg: Config):
     """config.yaml: the run's record, without where it lives (a copied run directory stays valid)."""
-    run.write_config(cfg.override({"run.dir": None, "run.overwrite": False}).to_yaml())
+    run.write_config(cfg.override({"run.dir": None, "run.overwrite": False, "run.mlflow": None}).to_yaml())
 
 
 def _resume_over_new_length(optimizer, scheduler, saved_optimizer: dict, steps_done: int):
@@ -644,8 +646,8 @@ def _resume_over_new_length(optimizer, scheduler, saved_optimizer: dict, steps_d
 
 
 def _hooks(t: Training, out: _Outputs, so_far: _SoFar, callbacks: list) -> Hooks:
-    """The fit's callbacks (callbacks.py) with what they see of it; early stopping first when --train.patience asks,
-    on the metric that chooses best.pt. The step's per-step call only when a callback has on_step_end."""
+    """The fit's callbacks (callbacks.py) with what they see of it: MLflow tracking first when asked (mlflowlog.py),
+    early stopping next when --train.patience asks, on the metric that chooses best.pt. The step's per-step call only when a callback has on_step_end."""
     if t.cfg.train.patience is not None:
         if not t.has_val:
             raise ConfigError(f"train.patience {t.cfg.train.patience} stops on the validation split, and this run "
@@ -653,6 +655,7 @@ def _hooks(t: Training, out: _Outputs, so_far: _SoFar, callbacks: list) -> Hooks
         metric = so_far.best["metric"]
         callbacks = [EarlyStopping(metric, t.cfg.train.patience, "max" if metric.endswith("acc") else "min")] + \
             list(callbacks)
+    callbacks = mlflowlog.callbacks(t.cfg, out.run, t.world.is_main) + list(callbacks)   # MLflow, when asked
     state = FitState(out.run.path if out.run.writes else None, t.cfg.to_dict(), t.module, t.step.optimizer,
                      t.world.is_main, so_far.start_epoch, so_far.start_epoch * t.steps_per_epoch, so_far.metrics())
     hooks = Hooks(callbacks, state)

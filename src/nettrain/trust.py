@@ -9,7 +9,9 @@ reading data, so such a spec is imported only when
     module spec's packages' __init__.py files too), and a checkpoint records the same (its "code" entry). A spec
     is imported without ceremony when the files Python's finders locate for it now (without importing anything)
     are those of a store entry, path for path, with the hashes they have now and had when the run was trained;
-    then exactly those bytes are run (usercode.resolve's `verified`), never another file found on the way.
+    then exactly those bytes are run (usercode.resolve's `verified`), never another file found on the way. A
+    module spec the finders do not find at all (a script's own folder is not on the command's sys.path) is taken
+    from the files the checkpoint records, by the same hashes and store entry (Gate._recorded).
 Anything else (a run folder from elsewhere, a package planted in the current folder, a file edited since) is
 refused in one line that names the fix. A config.yaml taken from a run folder is that run's data, by the same
 rules (`run_folder_of`). docs/threat-model.md says what each kind of file may do.
@@ -184,11 +186,22 @@ class Gate:
         """[(module, real path or None)]: what importing the spec would run now, found without importing."""
         if usercode.is_file_spec(where):
             return [("", Path(os.path.realpath(entry["file"])))]
-        now = usercode.locate_chain(where)
+        now = usercode.locate_chain(where) or self._recorded(entry)
         if now is None:
             raise self._refuse(spec, kind, f"from {entry['file']}, which `import {where}` does not find here as it "
                                            f"was trained (check PYTHONPATH)")
         return now
+
+    @staticmethod
+    def _recorded(entry: dict) -> Optional[list]:
+        """Where the record says a module spec's files are, for a spec `import` does not find here: a class a
+        script imported from its own folder (`from tutorial_net import Net`), which the command (another folder on
+        sys.path) cannot import by name. Those files are then held to the same rule as a file spec's: each must be
+        there, unchanged, and the trust store's (a fit on this machine ran them), or the spec is refused."""
+        links = chain_of(entry)
+        if links is None or any(file is not None and not os.path.isabs(file) for _, file, _ in links):
+            return None
+        return [(module, Path(os.path.realpath(file)) if file is not None else None) for module, file, _ in links]
 
     def _verified(self, spec: str, kind: str, where: str, entry: dict) -> list:
         """The files importing `spec` would run now, each the one the record and the trust store name, with the

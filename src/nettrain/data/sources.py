@@ -17,10 +17,11 @@ import torch
 
 from ..errors import DataError, NettrainError
 from ..files import LIMITS, is_regular, open_read, read_bytes
+from ..catalog import DATASETS as LISTED_DATASETS
 from ..registry import Registry
 from .arrays import ArrayData, Source, images_from_numpy, split
 
-DATASETS = Registry("dataset")
+DATASETS = Registry("dataset", LISTED_DATASETS)
 READS_NO_FILES = {"digits": "bundled with scikit-learn", "quadratic": "generated", "two-gaussians": "generated"}
 
 
@@ -39,7 +40,7 @@ def _missing(name: str, root: Path, expected: str, download_hint=True) -> DataEr
 
 # ---- bundled and toy data --------------------------------------------------------------------------
 
-@DATASETS.register("digits", "scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes; no download)")
+@DATASETS.register("digits")
 def digits(cfg, root):
     from sklearn.datasets import load_digits
     d = load_digits()
@@ -49,7 +50,7 @@ def digits(cfg, root):
     return Source(train, test, [str(c) for c in range(10)])
 
 
-@DATASETS.register("quadratic", "the tutorial's regression: y = x^2 + 0.2*U(0,1), 100 points in [-1, 1] (MSE)")
+@DATASETS.register("quadratic")
 def quadratic(cfg, root):
     def draw(seed):
         g = torch.Generator().manual_seed(seed)
@@ -58,7 +59,7 @@ def quadratic(cfg, root):
     return Source(draw(cfg.split_seed), draw(cfg.split_seed + 1), None, task="regression", kind="vector")
 
 
-@DATASETS.register("two-gaussians", "the tutorial's two classes of 100 points around (2, 2) and (-2, -2)")
+@DATASETS.register("two-gaussians")
 def two_gaussians(cfg, root):
     def draw(seed):
         g = torch.Generator().manual_seed(seed)
@@ -121,12 +122,12 @@ def _mnist_like(cfg, root: Path, folder: str, tv_class: str, classes: list) -> S
     return Source(images_from_numpy(xtr, ytr, folder), images_from_numpy(xte, yte, folder), classes)
 
 
-@DATASETS.register("mnist", "MNIST handwritten digits, 28x28 gray, 60,000 + 10,000 (DATA/MNIST/raw/*.gz)")
+@DATASETS.register("mnist")
 def mnist(cfg, root):
     return _mnist_like(cfg, root, "MNIST", "MNIST", [str(c) for c in range(10)])
 
 
-@DATASETS.register("fashion-mnist", "Fashion-MNIST clothing, 28x28 gray, 60,000 + 10,000 (DATA/FashionMNIST/raw)")
+@DATASETS.register("fashion-mnist")
 def fashion_mnist(cfg, root):
     classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                "Ankle boot"]
@@ -160,7 +161,7 @@ def _check_regular(folder: Path):
                             f"the original download")
 
 
-@DATASETS.register("cifar10", "CIFAR-10, 32x32 color, 50,000 + 10,000 (DATA/cifar-10-batches-py or DATA/cifar10/*.npz)")
+@DATASETS.register("cifar10")
 def cifar10(cfg, root):
     staged = root / "cifar10"
     if (staged / "train.npz").exists() and not (root / "cifar-10-batches-py").exists():
@@ -171,7 +172,7 @@ def cifar10(cfg, root):
     return _cifar(cfg, root, "CIFAR10", "cifar-10-batches-py")
 
 
-@DATASETS.register("cifar100", "CIFAR-100, 32x32 color, 100 classes (DATA/cifar-100-python)")
+@DATASETS.register("cifar100")
 def cifar100(cfg, root):
     return _cifar(cfg, root, "CIFAR100", "cifar-100-python")
 
@@ -225,12 +226,12 @@ def npz_folder(root: Path, name="npz") -> Source:
     return Source(train, test, classes)
 
 
-@DATASETS.register("npz", "your arrays: DATA/train.npz (+ test.npz) with images (uint8 NHWC/NHW), labels, classes")
+@DATASETS.register("npz")
 def npz(cfg, root):
     return npz_folder(root)
 
 
-@DATASETS.register("imagefolder", "your photos: DATA/train/<class>/*.jpg|png|bmp|webp, and DATA/val or DATA/test")
+@DATASETS.register("imagefolder")
 def imagefolder(cfg, root):
     from .folder import load_image_folder
     return load_image_folder(cfg, root)

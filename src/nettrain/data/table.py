@@ -329,8 +329,7 @@ def _closest(name: str, names) -> str:
     return closest(name, list(names))
 
 
-@DATASETS.register("csv", "your table: --data-dir table.csv --target COLUMN (numbers standardized, text one-hot, "
-                          "missing cells filled; 80/20 split)")
+@DATASETS.register("csv")
 def csv_table(cfg, root, prep=None):
     header, rows, lines = read_csv(root)
     if not rows:
@@ -357,12 +356,10 @@ def _bundled(loader, task: str):
 
 
 def _register_bundled():
-    for name, loader, task, what in (
-            ("iris", "load_iris", "classification", "150 iris flowers, 4 measurements, 3 species"),
-            ("wine", "load_wine", "classification", "178 wines, 13 chemical measurements, 3 cultivars"),
-            ("breast-cancer", "load_breast_cancer", "classification", "569 tumours, 30 features, malignant/benign"),
-            ("diabetes", "load_diabetes", "regression", "442 patients, 10 features, disease progression (R^2)")):
-        DATASETS.register(name, f"scikit-learn's bundled table: {what} (seeded 80/20 split)")(_bundled(loader, task))
+    for name, loader, task in (("iris", "load_iris", "classification"), ("wine", "load_wine", "classification"),
+                               ("breast-cancer", "load_breast_cancer", "classification"),
+                               ("diabetes", "load_diabetes", "regression")):
+        DATASETS.register(name)(_bundled(loader, task))
         READS_NO_FILES[name] = "bundled with scikit-learn"
 
 

@@ -413,7 +413,7 @@ def load_text(cfg, vocab=None):
     notes = [f"text: {len(rows):,} texts in {printable(path.name)}, {duplicates:,} of them duplicates "
              f"({len(rows) - duplicates:,} distinct; every copy of a text on one side of the split), vocabulary "
              f"{len(vocab):,} tokens from the {len(train):,} training texts"]
-    return Data(train, val, test, info, notes)
+    return Data(train, val, test, info, notes, val_chooses=val is not test)   # val_fraction: a split of its own
 
 
 def encode_texts(texts, info: DataInfo, args: dict) -> TextData:
@@ -433,7 +433,6 @@ def encode_texts(texts, info: DataInfo, args: dict) -> TextData:
     return TextData(ids, lengths, torch.zeros(len(texts), dtype=torch.int64))
 
 
-@DATASETS.register("text", "labelled texts: --data-dir FILE (.csv, .tsv, .jsonl) with text and label columns, or a "
-                           "folder of class folders of .txt files")
+@DATASETS.register("text")
 def text_dataset(cfg, root):
     return load_text(cfg)

@@ -35,18 +35,30 @@ FORMAT_VERSION = 1
 REQUIRED = ("format_version", "model", "config", "data", "epoch")
 
 
+# the wrappers that spread one model over several devices: what they hold (`.module`) is the model
+PARALLEL = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+
+
 def unwrap(model: torch.nn.Module, keep_input: bool = False) -> torch.nn.Module:
-    """The user's module inside DDP (`.module`), torch.compile (`._orig_mod`) and, unless `keep_input`,
-    nettrain's flattening of its input (models/flat.py: `.inner`): what checkpoints hold."""
+    """The user's module inside DataParallel or DDP (`.module`), torch.compile (`._orig_mod`) and, unless
+    `keep_input`, nettrain's flattening of its input (models/flat.py: `.inner`): what checkpoints hold."""
     while True:
         if hasattr(model, "_orig_mod"):
             model = model._orig_mod
         elif getattr(type(model), "flattens_input", False) and not keep_input:
             model = model.inner
-        elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        elif isinstance(model, PARALLEL):
             model = model.module
         else:
             return model
+
+
+def without_parallel(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside the DataParallel / DDP wrappers a user's script put around it (`module.`-free keys, the
+    class the run records)."""
+    while isinstance(model, PARALLEL):
+        model = model.module
+    return model
 
 
 def clean_state_dict(model: torch.nn.Module) -> dict:

@@ -11,6 +11,7 @@ from typing import Optional
 
 import torch
 
+from ..catalog import METRICS as LISTED_METRICS
 from ..registry import Registry
 
 
@@ -109,17 +110,17 @@ def summary(result: dict, classes: Optional[list]) -> dict:
 
 # name -> f(outputs, targets) -> float over a whole split: outputs [N, classes] (or a binary head's logits) and the
 # class indices, or a regression's values and targets. `nettrain list` shows them; a user's is file.py:function.
-METRICS = Registry("metric")
+METRICS = Registry("metric", LISTED_METRICS)
 
 
-@METRICS.register("balanced_acc", "the mean of the classes' recalls (accuracy when the classes are unbalanced)")
+@METRICS.register("balanced_acc")
 def balanced_accuracy(out: torch.Tensor, y: torch.Tensor) -> float:
     classes = out.shape[1] if out.dim() == 2 and out.shape[1] > 1 else 2
     cm = torch.bincount(y.long() * classes + predicted_classes(out), minlength=classes * classes)
     return classification_metrics(cm.view(classes, classes))["macro"]["recall"]
 
 
-@METRICS.register("top5_acc", "the share of examples whose class is among the 5 highest scores")
+@METRICS.register("top5_acc")
 def top5_accuracy(out: torch.Tensor, y: torch.Tensor) -> float:
     top = out.topk(min(5, out.shape[1]), dim=1).indices
     return (top == y.view(-1, 1)).any(1).double().mean().item()

@@ -12,27 +12,20 @@ import warnings
 import torch
 from torch import nn
 
-from .. import config
+from .. import catalog, config
 from ..errors import ConfigError, closest
 from ..registry import Registry
 from .metrics import one_logit
 from .muon import Muon
 
-OPTIMIZERS = Registry("optimizer")
-SCHEDULERS = Registry("scheduler")
-LOSSES = Registry("loss")
+OPTIMIZERS = Registry("optimizer", catalog.OPTIMIZERS)
+SCHEDULERS = Registry("scheduler", catalog.SCHEDULERS)
+LOSSES = Registry("loss", catalog.LOSSES)
 
-for _name, _cls, _help in [
-    ("sgd", torch.optim.SGD, "stochastic gradient descent; momentum, nesterov, weight_decay"),
-    ("adam", torch.optim.Adam, "Adam; betas, eps, weight_decay (L2)"),
-    ("adamw", torch.optim.AdamW, "AdamW; betas, eps, decoupled weight_decay"),
-    ("rmsprop", torch.optim.RMSprop, "RMSprop; alpha, eps, momentum, weight_decay"),
-    ("adagrad", torch.optim.Adagrad, "Adagrad; lr_decay, eps, weight_decay"),
-    ("adadelta", torch.optim.Adadelta, "Adadelta; rho, eps, weight_decay"),
-    ("muon", Muon, "Muon on conv filters and hidden matrices (args: muon_lr, muon_momentum, normalize), Nesterov "
-                   "SGD on the rest"),
-]:
-    OPTIMIZERS.register(_name, _help)(_cls)
+for _name, _cls in [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
+                    ("rmsprop", torch.optim.RMSprop), ("adagrad", torch.optim.Adagrad),
+                    ("adadelta", torch.optim.Adadelta), ("muon", Muon)]:
+    OPTIMIZERS.register(_name)(_cls)
 
 
 FUSED = ("adam", "adamw")
@@ -108,22 +101,22 @@ def build_optimizer(params, cfg, gate=None, fast: bool = True) -> torch.optim.Op
                           f"--optim.args") from None
 
 
-@SCHEDULERS.register("none", "constant learning rate (after the warmup, if any)")
+@SCHEDULERS.register("none")
 def _none(opt, cfg, total_steps, steps_per_epoch):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
 
 
-@SCHEDULERS.register("step", "multiply the lr by gamma every step_epochs epochs")
+@SCHEDULERS.register("step")
 def _step(opt, cfg, total_steps, steps_per_epoch):
     return torch.optim.lr_scheduler.StepLR(opt, max(1, round(cfg.step_epochs * steps_per_epoch)), cfg.gamma)
 
 
-@SCHEDULERS.register("cosine", "cosine decay from optim.lr to min_lr over the run")
+@SCHEDULERS.register("cosine")
 def _cosine(opt, cfg, total_steps, steps_per_epoch):
     return torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, total_steps), eta_min=cfg.min_lr)
 
 
-@SCHEDULERS.register("onecycle", "rise to optim.lr over pct_start of the run, then anneal (Smith's 1cycle)")
+@SCHEDULERS.register("onecycle")
 def _onecycle(opt, cfg, total_steps, steps_per_epoch):
     lr = opt.param_groups[0]["lr"]
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(2, total_steps),
@@ -174,12 +167,12 @@ def fast_forward(scheduler, steps: int):
             scheduler.step()
 
 
-@LOSSES.register("cross-entropy", "cross-entropy on logits (classification); train.label_smoothing")
+@LOSSES.register("cross-entropy")
 def _cross_entropy(cfg):
     return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
 
-@LOSSES.register("nll", "negative log-likelihood on log-probabilities (models ending in log_softmax)")
+@LOSSES.register("nll")
 def _nll(cfg):
     return nn.NLLLoss()
 
@@ -195,17 +188,17 @@ class BinaryLogitLoss(nn.Module):
         return nn.functional.binary_cross_entropy_with_logits(out, y.to(out.dtype).view_as(out))
 
 
-@LOSSES.register("bce", "binary cross-entropy on logits (a one-output binary head, or multi-label 0/1 targets)")
+@LOSSES.register("bce")
 def _bce(cfg):
     return BinaryLogitLoss()
 
 
-@LOSSES.register("mse", "mean squared error (regression)")
+@LOSSES.register("mse")
 def _mse(cfg):
     return nn.MSELoss()
 
 
-@LOSSES.register("l1", "mean absolute error (regression)")
+@LOSSES.register("l1")
 def _l1(cfg):
     return nn.L1Loss()
 

@@ -86,7 +86,9 @@ class ImagePrep(nn.Module):
         self.register_buffer("scale", (1 / (std * 255)).view(1, -1, 1, 1))
 
     def forward(self, x):
-        return (x.permute(0, 3, 1, 2).to(torch.float32) - self.shift) * self.scale
+        # contiguous NCHW, as training fed the model: the NHWC -> NCHW permute alone leaves channels_last strides,
+        # on which the tutorials' `x.view(-1, 16 * 5 * 5)` raises while the graph is traced
+        return ((x.permute(0, 3, 1, 2).to(torch.float32) - self.shift) * self.scale).contiguous()
 
 
 def image_array(info, a) -> torch.Tensor:

@@ -105,8 +105,7 @@ class FastNet(nn.Module):
         return self.head(x) * self.scale
 
 
-@MODELS.register("fastnet", "airbench-style CIFAR net: data-whitened 2x2 stem, 3 conv-BN blocks (64-256-256); the "
-                            "cifar10-fast recipe")
+@MODELS.register("fastnet")
 def fastnet(shape, outputs, widths=(64, 256, 256), whiten_kernel=2, bn_momentum=0.4, bias_boost=64.0, scale=1 / 9):
     if len(shape) != 3:
         raise ModelError(f"model 'fastnet' needs images, but this dataset's inputs are vectors of shape {shape}; "
@@ -114,8 +113,7 @@ def fastnet(shape, outputs, widths=(64, 256, 256), whiten_kernel=2, bn_momentum=
     return FastNet(shape, outputs, tuple(widths), whiten_kernel, bn_momentum, bias_boost, scale)
 
 
-@MODELS.register("fastcnn", "small CNN for MNIST-sized images: 3x conv 3x3, max-pool before BatchNorm + ReLU "
-                            "(32-64-128); the mnist-fast recipe")
+@MODELS.register("fastcnn")
 def fastcnn(shape, outputs, widths=(32, 64, 128)):
     """conv -> max-pool -> BN -> ReLU per block (pooling first: BN and ReLU see a quarter of the pixels), the last
     block without pooling, then global max-pool and a linear layer. An nn.Sequential."""

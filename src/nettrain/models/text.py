@@ -119,13 +119,11 @@ class FastText(nn.Module):
         return self.classifier(self.dropout((words + bigrams) / count))
 
 
-@MODELS.register("bilstm", "text: embedding, bidirectional LSTM (padding-exact), max pooling; args: embed, hidden, "
-                           "layers, pool (max|mean|both), dropout")
+@MODELS.register("bilstm")
 def bilstm(shape, outputs, embed=64, hidden=64, layers=1, pool="max", dropout=0.0):
     return BiLSTM(_vocab("bilstm", shape), outputs, embed, hidden, layers, pool, dropout)
 
 
-@MODELS.register("fasttext", "text: mean of word and hashed bigram embeddings, linear; args: embed, buckets, "
-                             "dropout")
+@MODELS.register("fasttext")
 def fasttext(shape, outputs, embed=64, buckets=32768, dropout=0.0):
     return FastText(_vocab("fasttext", shape), outputs, embed, buckets, dropout)

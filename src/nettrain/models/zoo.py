@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..catalog import MODELS as LISTED_MODELS
 from ..registry import Registry
 
-MODELS = Registry("model")
+MODELS = Registry("model", LISTED_MODELS)
 
 
 def _is_int(v) -> bool:
@@ -106,7 +107,7 @@ def _too_small(name, shape, minimum) -> ModelError:
                       f"{shape[1]}x{shape[2]}; set --data.image_size {minimum} (image folders) or use --model cnn")
 
 
-@MODELS.register("tudui", "the CIFAR-10 tutorial's CNN: 3x (conv 5x5 + max-pool), 2 linear layers (64 hidden)")
+@MODELS.register("tudui")
 def tudui(shape, outputs):
     c, h, w = _image_shape("tudui", shape)
     features = nn.Sequential(nn.Conv2d(c, 32, 5, 1, 2), nn.MaxPool2d(2), nn.Conv2d(32, 32, 5, 1, 2), nn.MaxPool2d(2),
@@ -142,12 +143,12 @@ class LeNet(nn.Module):
         return self.fc3(x)
 
 
-@MODELS.register("lenet", "the official PyTorch CIFAR-10 tutorial's LeNet (conv 6, conv 16, fc 120-84)")
+@MODELS.register("lenet")
 def lenet(shape, outputs):
     return LeNet(_image_shape("lenet", shape), outputs)
 
 
-@MODELS.register("mlp", "multi-layer perceptron on flattened inputs; args: hidden (default [512, 128]), dropout")
+@MODELS.register("mlp")
 def mlp(shape, outputs, hidden=(512, 128), dropout=0.0, activation="relu"):
     acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
     if activation not in acts:
@@ -171,7 +172,7 @@ def conv_bn(cin, cout):
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-@MODELS.register("cnn", "small BatchNorm CNN (32-64-128 channels, global max-pool); the fast default")
+@MODELS.register("cnn")
 def cnn(shape, outputs, width=32):
     c, h, w = _image_shape("cnn", shape)
     return nn.Sequential(conv_bn(c, width), nn.MaxPool2d(2), conv_bn(width, 2 * width), nn.MaxPool2d(2),
@@ -179,7 +180,7 @@ def cnn(shape, outputs, width=32):
                          nn.Linear(4 * width, outputs))
 
 
-@MODELS.register("resnet18", "ResNet-18 with the CIFAR stem (3x3 conv, no max-pool): 11M parameters, ~95% on CIFAR-10")
+@MODELS.register("resnet18")
 def resnet18(shape, outputs):
     import torchvision   # imported here: it costs ~1.5 s of start-up that the other models do not need
     c, h, w = _image_shape("resnet18", shape)
