@@ -97,3 +97,24 @@ def test_a_metric_added_to_the_registry_is_computed_each_epoch_and_on_the_test(t
     assert run.test["metrics"]["val_error_rate"] == pytest.approx(1 - run.test["acc"])
     written = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
     assert written.endswith(",val_error_rate")
+
+
+def test_a_command_added_to_the_registry_parses_runs_and_is_in_the_help(monkeypatch, capsys):
+    from nettrain import cli
+
+    def parser(sub):
+        hello = sub.add_parser("hello", help="greet someone")
+        hello.add_argument("name")
+
+    def run(args, rest, argv):
+        cli.say(f"hello {args.name}")
+        return 0
+    monkeypatch.setitem(cli.COMMANDS, "hello", cli.Command(parser, run, needs_torch=lambda args: False))
+    assert cli.main(["hello", "world"]) == 0
+    assert capsys.readouterr().out == "hello world\n"
+    with pytest.raises(SystemExit) as exited:   # rest "none": what argparse does not know is an error
+        cli.main(["hello", "world", "--extra"])
+    assert exited.value.code == 2 and "unrecognized arguments: --extra" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "hello" in capsys.readouterr().out

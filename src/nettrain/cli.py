@@ -29,7 +29,8 @@ import json
 import os
 import sys
 from contextlib import contextmanager
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Callable
 
 from .config import SHORTCUTS, parse_value
 from . import signals
@@ -122,11 +123,18 @@ def _model_flags(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: each command's parser, as COMMANDS declares them (the registry at the end of this file)."""
     p = argparse.ArgumentParser(prog="nettrain", description="Train, evaluate and run PyTorch models in one command.")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    sub = p.add_subparsers(dest="command",
-                           metavar="{fit,evaluate,predict,report,list,summary,lr-find,export,show,compare,sweep,"
-                                   "tune,mlflow-sync}")
+    sub = p.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
+    for command in COMMANDS.values():
+        command.parser(sub)
+    for command in sub.choices.values():   # also after the command; SUPPRESS keeps a --debug given before it
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+    return p
+
+
+def _fit_parser(sub):
     fit = _fit_flags(sub.add_parser("fit", help="train a model", epilog="Any other config key: --section.key VALUE "
                                     "(e.g. --optim.nesterov true --model.args.hidden '[256, 64]'; --data.limit N "
                                     "trains on a seeded subset of N training examples, for a quick try); see "
@@ -136,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--max-restarts", type=int, help="with --nproc: when a process dies, restart them all up to K "
                                                       "times, resuming the run from its last checkpoint (torchrun's "
                                                       "--max-restarts)")
+
+
+def _evaluate_parser(sub):
     ev = sub.add_parser("evaluate", help="evaluate a trained model on its test split")
     ev.add_argument("checkpoint", help="run directory or checkpoint file")
     _model_flags(ev)
@@ -143,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--precision", choices=["auto", "32", "bf16-mixed", "16-mixed"],
                     help="compute in this precision (default: the run's own; 32 as an exported model does)")
+
+
+def _predict_parser(sub):
     pr = sub.add_parser("predict", help="predict the classes of image files, a table's rows, or texts (a text run)",
                         description="Each input is read as training read it: images to the run's channels and size, "
                                     "then normalized with the per-channel mean and std in the checkpoint's data "
@@ -159,16 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--precision", choices=["auto", "32", "bf16-mixed", "16-mixed"],
                     help="compute in this precision (default: the run's own; 32 as an exported model does)")
     _model_flags(pr)
+
+
+def _report_parser(sub):
     rp = sub.add_parser("report", help="draw a run's figures and write its report.html (a self-contained page)")
     rp.add_argument("run", help="run directory")
-    sub.add_parser("list", help="list datasets, models, optimizers, losses and schedulers")
-    _ship_parsers(sub)
-    _compare_parsers(sub)
-    _tracking_parsers(sub)
-    _tune_parser(sub)
-    for command in sub.choices.values():   # also after the command; SUPPRESS keeps a --debug given before it
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
-    return p
+
+
+def _list_parser(sub):
+    sub.add_parser("list", help="list datasets, models, optimizers, losses, schedulers and metrics")
 
 
 def _fit_flags(p):
@@ -272,93 +285,71 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _expand(inputs) -> list:
-    from .data.images import is_image_file
-    from .errors import printable
-    files = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
-            if not found:
-                say(f"nettrain: warning: no image files in folder {printable(p)}", file=sys.stderr)
-            files += found
-        else:
-            files.append(p)
-    return files
-
-
 def cmd_predict(args) -> int:
-    if _without_torch(args):
+    if _onnx(args):
         return cmd_predict_onnx(args)
-    from . import api
+    from . import api, inputs
     from .data.images import read_image
-    from .trust import CLI_FIXES
-    from .errors import printable
-    if args.topk is not None and args.topk < 1:
-        raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
     from .kinds import kind_of
+    from .trust import CLI_FIXES
+    inputs.check_topk(args.topk)
     model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
                      _fixes=CLI_FIXES, precision=args.precision)
     reads = kind_of(model.info).reads   # what the command line holds for this kind: files, CSV rows or texts
     if reads == "rows":
         return _predict_rows(model, args.inputs + args.file, args.topk or 1, args.json)
     if reads == "texts":
-        return _predict_texts(model, args.inputs, args.file, args.topk or 3, args.json)
+        texts = inputs.texts(args.inputs, args.file)
+        return _print_texts(texts, model.predict(texts).topk(args.topk or 3), args.json)
     if args.file:
         raise NettrainError("--file gives CSV rows to a table model or texts to a text model; give image files and "
                             "folders as arguments")
     if not args.inputs:
         raise NettrainError("nothing to predict: give image files or folders after the run directory")
-    args.topk = args.topk or 3
     if reads != "files":
         raise NettrainError("predict from files needs a model trained on images; use the Python API for vectors")
     c, h, _ = model.info.shape
-    images, names, errors = [], [], []
-    for f in _expand(args.inputs):
-        try:
-            images.append(read_image(f, c, h))
-            names.append(str(f))
-        except NettrainError as e:
-            errors.append({"file": str(f), "error": str(e)})
-            say(error_line(e), file=sys.stderr)
-    results = []
-    if images:
-        import numpy as np
-        preds = model.predict(np.stack(images))
-        results = [{"file": n, "predictions": [{"class": c_, "probability": round(p, 6)} for c_, p in top]}
-                   for n, top in zip(names, preds.topk(args.topk))]
-    if args.json:
-        say(json.dumps({"predictions": results, "errors": errors}, indent=2))
-    else:
-        for r in results:
-            # the name escaped: a newline in it would break one-line-per-file, an undecodable byte the encoding
-            shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
-            say(f"{printable(r['file'])}: {shown}")
+    return _predict_images(args, lambda f: read_image(f, c, h), lambda x: model.predict(x).topk(args.topk or 3))
+
+
+def _predict_images(args, read, topk) -> int:
+    """Each image file (folders expanded) read by `read`, ranked by `topk(batch)`: one line a file, or JSON; a file
+    that cannot be read is one error line, and the exit code 1."""
+    from . import inputs
+    files = inputs.image_files(args.inputs, lambda line: say(line, file=sys.stderr))
+    if not files:
+        raise NettrainError("nothing to predict: give image files or folders after the model")
+    images, names, errors = inputs.read_each(files, read, lambda e: say(error_line(e), file=sys.stderr))
+    import numpy as np
+    results = inputs.ranked("file", names, topk(np.stack(images))) if images else []
+    _print_ranked(results, "file", args.json, errors)
     return 1 if errors else 0
+
+
+def _print_ranked(results: list, key: str, as_json: bool, errors: list = ()):
+    """Each input's classes with their probabilities: one line each (its name or text escaped: a newline in it would
+    break one-line-per-input, an undecodable byte the encoding), or JSON."""
+    from .errors import printable
+    if as_json:
+        say(json.dumps({"predictions": results, "errors": list(errors)}, indent=2))
+        return
+    for r in results:
+        shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
+        say(f"{printable(r[key] if key == 'file' else clip_words(r[key]))}: {shown}")
 
 
 def _predict_rows(model, files: list, topk: int, as_json: bool) -> int:
     """One line per row of each CSV file: the class and its probability (or the top k), or the predicted value.
     Every file is read and checked before anything is printed: a bad cell stops the command with one line."""
+    from .inputs import row_entry
     if not files:
         raise NettrainError("nothing to predict: give a CSV file of rows (nettrain predict RUN --file rows.csv)")
     done = [(f, model.predict(f)) for f in files]
     results = []
     for f, preds in done:
         rows = preds.topk(topk) if preds.probs is not None else preds.values.tolist()
-        results += [_row_entry(f, i, row, preds.probs is not None) for i, row in enumerate(rows, 1)]
+        results += [row_entry(f, i, row, preds.probs is not None) for i, row in enumerate(rows, 1)]
     return _print_rows(results, as_json)
-
-
-def _row_entry(file, i: int, row, classified: bool) -> dict:
-    """One table row's prediction as printed: its top classes with probabilities, or its value."""
-    entry = {"file": str(file), "row": i}
-    if classified:
-        entry["predictions"] = [{"class": c, "probability": round(p, 6)} for c, p in row]
-    else:
-        entry["value"] = row[0] if len(row) == 1 else row
-    return entry
 
 
 def _print_rows(results: list, as_json: bool) -> int:
@@ -374,41 +365,10 @@ def _print_rows(results: list, as_json: bool) -> int:
     return 0
 
 
-def _predict_texts(model, inputs: list, files: list, topk: int, as_json: bool) -> int:
-    """A text run's predictions: one line per text (the text, then its classes), or JSON."""
-    texts = _texts(inputs, files)
-    return _print_texts(texts, model.predict(texts).topk(topk), as_json)
-
-
-def _texts(inputs: list, files: list) -> list:
-    """The texts to predict: the arguments, then each --file's lines (one text a line, blank lines skipped)."""
-    from .errors import printable
-    from .files import LIMITS, open_read
-    texts = list(inputs)
-    for file in files:
-        try:
-            with open_read(file, LIMITS["csv"], "--file", text=True, encoding="utf-8") as f:
-                texts += [line.rstrip("\r\n") for line in f if line.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise NettrainError(f"cannot read --file {printable(file)} "
-                                f"({getattr(e, 'strerror', None) or type(e).__name__}); give a UTF-8 text file, "
-                                f"one text per line") from None
-    if not texts:
-        raise NettrainError("nothing to predict: give texts as arguments, or --file FILE with one text per line")
-    return texts
-
-
 def _print_texts(texts: list, tops: list, as_json: bool) -> int:
-    """One line per text (its start, then its classes with probabilities), or JSON."""
-    from .errors import printable
-    results = [{"text": t, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in top]}
-               for t, top in zip(texts, tops)]
-    if as_json:
-        say(json.dumps({"predictions": results, "errors": []}, indent=2))
-    else:
-        for r in results:
-            shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
-            say(f"{printable(clip_words(r['text']))}: {shown}")
+    """One line per text (its start, cut between words, then its classes), or JSON (the whole text)."""
+    from .inputs import ranked
+    _print_ranked(ranked("text", texts, tops), "text", as_json)
     return 0
 
 
@@ -445,11 +405,6 @@ def _print_traceback(e: BaseException):
     traceback.print_exception(e, file=sys.stderr)
 
 
-# the commands that train, and so choose OpenMP's wait policy: the choice watches the CPU for 0.15 s (_omp.py), a
-# cost that `nettrain list` (0.2 s in all) or a prediction would pay for nothing
-TRAINING_COMMANDS = ("fit", "lr-find", "sweep")
-
-
 def tune_own_process():
     """A training command owns its process, so it tunes it for training (a library call does not, see api.fit):
     OpenMP's wait policy, chosen before torch loads (_omp.py); main() also lets training keep freed memory
@@ -475,38 +430,16 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command in TRAINING_COMMANDS:
+    command = COMMANDS.get(args.command)
+    if command is not None and command.trains:
         tune_own_process()
     try:
-        if args.command is not None and not _without_torch(args):
+        if command is None:
+            parser.print_help()
+            return 2
+        if command.needs_torch(args):
             import_torch()
-        if args.command == "fit":
-            if args.nproc is not None or args.max_restarts is not None:
-                return _fit_in_processes(args.nproc, sys.argv[1:] if argv is None else list(argv), args.max_restarts)
-            return cmd_fit(args, extra)
-        if args.command in ("lr-find", "summary", "show"):   # fit's flags and --model.args.* / --data.*
-            return SHIP_COMMANDS[args.command](args, extra)
-        if args.command in COMPARE_COMMANDS:   # sweep reads its own argv: its keys before --, fit's flags after
-            return COMPARE_COMMANDS[args.command](args, extra, sys.argv[1:] if argv is None else list(argv))
-        if args.command == "predict":   # inputs after an option (predict RUN --topk 2 a.png b.png): argparse gives
-            args.inputs += [e for e in extra if not e.startswith("-")]   # a '*' positional only its first run
-            extra = [e for e in extra if e.startswith("-")]
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        if args.command == "evaluate":
-            return cmd_evaluate(args)
-        if args.command == "predict":
-            return cmd_predict(args)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "list":
-            return cmd_list()
-        if args.command in SHIP_COMMANDS:
-            return SHIP_COMMANDS[args.command](args, extra)
-        if args.command == "mlflow-sync":
-            return cmd_mlflow_sync(args)
-        parser.print_help()
-        return 2
+        return command.run(args, _rest(parser, command, args, extra), sys.argv[1:] if argv is None else list(argv))
     except NettrainError as e:
         if args.debug or os.environ.get("NETTRAIN_DEBUG", "") not in ("", "0"):
             _print_traceback(e)
@@ -520,7 +453,7 @@ def _main(argv=None) -> int:
 
 # ---- shipping: summary, lr-find, export, predict with onnxruntime (summary.py, lrfind.py, export.py, onnxpredict.py)
 
-def _ship_parsers(sub):
+def _summary_parser(sub):
     sm = sub.add_parser("summary", help="the layer table: output shapes, parameters, multiply-adds (torchinfo)",
                         usage="nettrain summary [RUN | --dataset NAME --model NAME] [--shape C,H,W --classes N] "
                               "[--model.args.KEY VALUE]")
@@ -534,17 +467,26 @@ def _ship_parsers(sub):
     sm.add_argument("--classes", type=int, help="the number of outputs (classes)")
     sm.add_argument("--depth", type=int, default=3, help="how deep into nested modules the table goes")
     sm.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+
+
+def _lr_find_parser(sub):
     lr = _fit_flags(sub.add_parser("lr-find", help="the learning-rate finder: loss against an exponential lr ramp"))
     lr.add_argument("--out", default="lr_find.png", help="the loss-vs-lr plot (PNG)")
     lr.add_argument("--steps", type=int, default=300, help="steps of the lr ramp")
     lr.add_argument("--start-lr", type=float, default=1e-7, help="the ramp's first lr")
     lr.add_argument("--end-lr", type=float, default=10.0, help="the ramp's last lr")
+
+
+def _export_parser(sub):
     ex = sub.add_parser("export", help="a run as ONNX or TorchScript, its preprocessing inside the graph")
     ex.add_argument("checkpoint", help="run directory or checkpoint file")
     ex.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
     ex.add_argument("--out", help="the file to write (default: model.onnx / model.torchscript.pt in the run)")
     ex.add_argument("--overwrite", action="store_true", help="replace an earlier export")
     _model_flags(ex)
+
+
+def _show_parser(sub):
     sh = sub.add_parser("show", help="a labelled grid of training samples as a PNG (augmented as training would); "
                                      "for texts and tables, their splits, classes, statistics and first rows",
                         epilog="Any config key: --section.key VALUE (e.g. --data.crop_padding 4 --data.flip true)")
@@ -558,13 +500,14 @@ def _ship_parsers(sub):
     sh.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
 
-def _without_torch(args) -> bool:
-    """The commands that need no tensor import no torch (1.7 s of a 2-core machine's start-up): list, compare,
-    report (unless it must first make predictions.npz from best.pt) and `predict model.onnx` (onnxruntime only: a
-    server needs no torch)."""
-    if args.command == "predict":
-        return str(args.checkpoint).lower().endswith(".onnx")
-    return args.command in ("list", "compare", "report")
+def _rest(parser, command, args, extra: list) -> list:
+    """The arguments argparse left, as the command takes them (Command.rest)."""
+    if command.rest == "inputs":   # inputs after an option (predict RUN --topk 2 a.png b.png): argparse gives a '*'
+        args.inputs += [e for e in extra if not e.startswith("-")]   # positional only its first run
+        extra = [e for e in extra if e.startswith("-")]
+    if extra and command.rest in ("none", "inputs"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return extra
 
 
 def import_torch():
@@ -617,53 +560,31 @@ def cmd_export(args, extra) -> int:
 
 
 def cmd_predict_onnx(args) -> int:
-    from .errors import printable
+    from . import inputs
     from .onnxpredict import OnnxModel
-    if args.topk is not None and args.topk < 1:
-        raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
+    inputs.check_topk(args.topk)
     model = OnnxModel(args.checkpoint)
     if model.reads == "rows":
         return _predict_onnx_rows(model, args.inputs + args.file, args.topk or 1, args.json)
     if model.reads == "texts":
-        texts = _texts(args.inputs, args.file)
+        texts = inputs.texts(args.inputs, args.file)
         return _print_texts(texts, model.topk(_finite(model.predict_texts(texts), model.path), args.topk or 3), args.json)
     if model.reads != "files" or args.file:
         raise NettrainError("nettrain predict model.onnx reads image files, a table's CSV rows or texts; run a "
                             "vector export in onnxruntime with rows shaped as its .onnx.json says")
-    files, errors, images, names = [], [], [], []
-    for item in args.inputs:   # folders expanded as for a run (no torch: the extension list is nettrain's own)
-        p = Path(item)
-        files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES) \
-            if p.is_dir() else [p]
-    if not files:
-        raise NettrainError("nothing to predict: give image files or folders after the model")
-    for f in files:
-        try:
-            images.append(model.read(f))
-            names.append(str(f))
-        except NettrainError as e:
-            errors.append({"file": str(f), "error": str(e)})
-            say(error_line(e), file=sys.stderr)
-    import numpy as np
-    k = args.topk or 3
-    tops = model.topk(_finite(model.predict(np.stack(images)), model.path), k) if images else []
-    results = [{"file": n, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in top]}
-               for n, top in zip(names, tops)]
-    if args.json:
-        say(json.dumps({"predictions": results, "errors": errors}, indent=2))
-    for r in results if not args.json else ():
-        say(f"{printable(r['file'])}: " + ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]))
-    return 1 if errors else 0
+    return _predict_images(args, model.read, lambda x: model.topk(_finite(model.predict(x), model.path),
+                                                                  args.topk or 3))
 
 
 def _predict_onnx_rows(model, files: list, topk: int, as_json: bool) -> int:
     """One line per CSV row, as for a run (_predict_rows): every file read before anything is printed."""
+    from .inputs import row_entry
     if not files:
         raise NettrainError("nothing to predict: give a CSV file of rows (nettrain predict model.onnx --file rows.csv)")
     results = []
     for f, out in [(f, _finite(model.predict(model.read_rows(f)), model.path)) for f in files]:
         rows = model.topk(out, topk) if model.classes else out.tolist()
-        results += [_row_entry(f, i, row, bool(model.classes)) for i, row in enumerate(rows, 1)]
+        results += [row_entry(f, i, row, bool(model.classes)) for i, row in enumerate(rows, 1)]
     return _print_rows(results, as_json)
 
 
@@ -692,17 +613,17 @@ def cmd_show(args, extra) -> int:
     return 0
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
-
-
 # ---- compare and sweep (report/compare.py, sweep.py)
 
-def _compare_parsers(sub):
+def _compare_parser(sub):
     cp = sub.add_parser("compare", help="runs side by side: the config keys that differ, best and final metrics, "
                                         "time; compare.png and compare.html")
     cp.add_argument("runs", nargs="*", metavar="RUN", help="run directories")
     cp.add_argument("--out", help="the folder for compare.png and compare.html (default: the folder that holds the "
                                   "runs)")
+
+
+def _sweep_parser(sub):
     sw = sub.add_parser("sweep", help="one fit per combination of the values given, then compare them",
                         usage="nettrain sweep [--runs RUNS.yaml] --KEY a,b [--KEY c,d ...] [--sweep-dir DIR] -- "
                               "[fit's flags]",
@@ -764,13 +685,9 @@ def cmd_sweep(args, extra, argv) -> int:
     return 1 if result.failed else 0
 
 
-COMPARE_COMMANDS = {"compare": cmd_compare, "sweep": cmd_sweep}
-SHIP_COMMANDS = {"summary": cmd_summary, "lr-find": cmd_lr_find, "export": cmd_export, "show": cmd_show}
-
-
 # ---- MLflow (mlflowlog.py)
 
-def _tracking_parsers(sub):
+def _mlflow_sync_parser(sub):
     ms = sub.add_parser("mlflow-sync", help="upload a run directory to MLflow: its config, epochs, test metrics and "
                                             "files (the MLflow run it logged to, when it has one)")
     ms.add_argument("run", help="run directory")
@@ -847,4 +764,58 @@ def cmd_tune(args, extra, argv) -> int:
     return 0 if result.best is not None else 1
 
 
-COMPARE_COMMANDS["tune"] = cmd_tune
+
+# ---- the commands' registry
+
+def _fit_run(args, extra, argv) -> int:
+    if args.nproc is not None or args.max_restarts is not None:
+        return _fit_in_processes(args.nproc, argv, args.max_restarts)
+    return cmd_fit(args, extra)
+
+
+def _onnx(args) -> bool:
+    """`predict model.onnx` runs in onnxruntime alone: a server needs no torch."""
+    return str(args.checkpoint).lower().endswith(".onnx")
+
+
+def _always(args) -> bool:
+    return True
+
+
+def _never(args) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand, as `nettrain` knows it: `parser(subparsers)` declares its arguments, `run(args, rest, argv)`
+    does it and returns the exit code. `rest`: what the arguments argparse does not know are: "none" (an error),
+    "options" (config keys, --section.key VALUE), "inputs" (predict's files after an option), "own" (the command
+    reads the whole command line itself: compare, sweep, tune). `needs_torch(args)`: False for the commands that
+    need no tensor, which start without torch's import (1.7 s of a 2-core machine's start-up; report imports it
+    itself when it must make predictions.npz from best.pt). `trains`: the command chooses OpenMP's wait policy, a
+    0.15 s watch of the CPU (_omp.py) that `nettrain list` (0.2 s in all) or a prediction would pay for nothing."""
+    parser: Callable
+    run: Callable
+    rest: str = "none"
+    needs_torch: Callable = _always
+    trains: bool = False
+
+
+# A new command is a parser function, a run function and its line here (docs/architecture.md, "Adding a piece").
+COMMANDS = {
+    "fit": Command(_fit_parser, _fit_run, "options", trains=True),
+    "evaluate": Command(_evaluate_parser, lambda args, rest, argv: cmd_evaluate(args)),
+    "predict": Command(_predict_parser, lambda args, rest, argv: cmd_predict(args), "inputs",
+                       needs_torch=lambda args: not _onnx(args)),
+    "report": Command(_report_parser, lambda args, rest, argv: cmd_report(args), needs_torch=_never),
+    "list": Command(_list_parser, lambda args, rest, argv: cmd_list(), needs_torch=_never),
+    "summary": Command(_summary_parser, lambda args, rest, argv: cmd_summary(args, rest), "options"),
+    "lr-find": Command(_lr_find_parser, lambda args, rest, argv: cmd_lr_find(args, rest), "options", trains=True),
+    "export": Command(_export_parser, lambda args, rest, argv: cmd_export(args, rest)),
+    "show": Command(_show_parser, lambda args, rest, argv: cmd_show(args, rest), "options"),
+    "compare": Command(_compare_parser, cmd_compare, "own", needs_torch=_never),
+    "sweep": Command(_sweep_parser, cmd_sweep, "own", trains=True),
+    "tune": Command(_tune_parser, cmd_tune, "own", trains=True),
+    "mlflow-sync": Command(_mlflow_sync_parser, lambda args, rest, argv: cmd_mlflow_sync(args)),
+}
