@@ -15,7 +15,8 @@ nothing else but where the run goes and that it prints and draws nothing.
 --select scores candidate settings on the TRAINING split only: each table's training rows (of the seed-0 split) as
 a CSV file of their own, held out 80/20 five times (data.split_seed 1-5), and each sentiment file's training
 sentences held out six times (1-6), as benchmarks/sentiment.py --select does; the linear baseline is scored on the
-same hold-outs. A default is the candidate with the best mean there; the test splits are read only by the table.
+same hold-outs. A table's default is the candidate whose worst table is closest to the linear baseline, a text's
+the candidate with the best mean accuracy; the test splits are read only by the table.
 One torch thread, so that the numbers repeat.
 """
 from __future__ import annotations

@@ -21,7 +21,7 @@ def test_an_iris_fit_with_no_options_reaches_95_percent_and_records_what_trained
     assert run.test["acc"] >= 0.95   # LogisticRegression: 96.7% on this split; the generic settings: 80%
     cfg = recorded(run)
     assert cfg["model"] == {"name": "mlp", "args": {"hidden": [32], "dropout": 0.3}, "flatten": None}
-    assert (cfg["optim"]["name"], cfg["optim"]["lr"], cfg["optim"]["weight_decay"]) == ("adamw", 0.01, 0.1)
+    assert (cfg["optim"]["name"], cfg["optim"]["lr"], cfg["optim"]["weight_decay"]) == ("adamw", 0.01, 0.5)
     assert (cfg["train"]["epochs"], cfg["train"]["batch_size"], cfg["sched"]["name"]) == (50, 32, "cosine")
 
 
