@@ -185,12 +185,25 @@ class Model(nn.Module):
         return self.fc(x)
 
 
-def test_a_dataparallel_model_is_saved_and_recorded_bare(tmp_path, capsys):
+@pytest.fixture
+def one_process_group(tmp_path):
+    """A gloo process group of this process alone, as a script that wraps its model in DDP makes one."""
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("wrapper", ["DataParallel", "DistributedDataParallel"])
+def test_a_wrapped_model_is_saved_and_recorded_bare(tmp_path, capsys, request, wrapper):
+    if wrapper == "DistributedDataParallel":
+        request.getfixturevalue("one_process_group")
+    wrap = getattr(nn.parallel, wrapper)
     x = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
     y = (x[:, 0] > 0).long()
-    run = nettrain.fit(model=nn.DataParallel(Model(5, 2)), data=(x, y), epochs=1, batch_size=16,
-                       run_dir=tmp_path / "run", **QUIET_CPU_FP32).dir
-    assert "nettrain: DataParallel taken off: the run trains and saves the Model inside it" in capsys.readouterr().err
+    run = nettrain.fit(model=wrap(Model(5, 2)), data=(x, y), epochs=1, batch_size=16, run_dir=tmp_path / "run",
+                       **QUIET_CPU_FP32).dir
+    assert f"nettrain: {wrapper} taken off: the run trains and saves the Model inside it" in capsys.readouterr().err
     state = torch.load(run / "best.pt", weights_only=True)
     assert sorted(state["model"]) == ["fc.bias", "fc.weight"]
     assert state["config"]["model"]["name"] == f"{__name__}:Model"

@@ -31,7 +31,6 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
-from pathlib import Path
 
 from .config import SHORTCUTS, parse_value
 from . import signals
@@ -286,93 +285,71 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _expand(inputs) -> list:
-    from .data.images import is_image_file
-    from .errors import printable
-    files = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
-            if not found:
-                say(f"nettrain: warning: no image files in folder {printable(p)}", file=sys.stderr)
-            files += found
-        else:
-            files.append(p)
-    return files
-
-
 def cmd_predict(args) -> int:
     if _onnx(args):
         return cmd_predict_onnx(args)
-    from . import api
+    from . import api, inputs
     from .data.images import read_image
-    from .trust import CLI_FIXES
-    from .errors import printable
-    if args.topk is not None and args.topk < 1:
-        raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
     from .kinds import kind_of
+    from .trust import CLI_FIXES
+    inputs.check_topk(args.topk)
     model = api.load(args.checkpoint, model=args.model, device=args.device, trust_code=args.trust_code,
                      _fixes=CLI_FIXES, precision=args.precision)
     reads = kind_of(model.info).reads   # what the command line holds for this kind: files, CSV rows or texts
     if reads == "rows":
         return _predict_rows(model, args.inputs + args.file, args.topk or 1, args.json)
     if reads == "texts":
-        return _predict_texts(model, args.inputs, args.file, args.topk or 3, args.json)
+        texts = inputs.texts(args.inputs, args.file)
+        return _print_texts(texts, model.predict(texts).topk(args.topk or 3), args.json)
     if args.file:
         raise NettrainError("--file gives CSV rows to a table model or texts to a text model; give image files and "
                             "folders as arguments")
     if not args.inputs:
         raise NettrainError("nothing to predict: give image files or folders after the run directory")
-    args.topk = args.topk or 3
     if reads != "files":
         raise NettrainError("predict from files needs a model trained on images; use the Python API for vectors")
     c, h, _ = model.info.shape
-    images, names, errors = [], [], []
-    for f in _expand(args.inputs):
-        try:
-            images.append(read_image(f, c, h))
-            names.append(str(f))
-        except NettrainError as e:
-            errors.append({"file": str(f), "error": str(e)})
-            say(error_line(e), file=sys.stderr)
-    results = []
-    if images:
-        import numpy as np
-        preds = model.predict(np.stack(images))
-        results = [{"file": n, "predictions": [{"class": c_, "probability": round(p, 6)} for c_, p in top]}
-                   for n, top in zip(names, preds.topk(args.topk))]
-    if args.json:
-        say(json.dumps({"predictions": results, "errors": errors}, indent=2))
-    else:
-        for r in results:
-            # the name escaped: a newline in it would break one-line-per-file, an undecodable byte the encoding
-            shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
-            say(f"{printable(r['file'])}: {shown}")
+    return _predict_images(args, lambda f: read_image(f, c, h), lambda x: model.predict(x).topk(args.topk or 3))
+
+
+def _predict_images(args, read, topk) -> int:
+    """Each image file (folders expanded) read by `read`, ranked by `topk(batch)`: one line a file, or JSON; a file
+    that cannot be read is one error line, and the exit code 1."""
+    from . import inputs
+    files = inputs.image_files(args.inputs, lambda line: say(line, file=sys.stderr))
+    if not files:
+        raise NettrainError("nothing to predict: give image files or folders after the model")
+    images, names, errors = inputs.read_each(files, read, lambda e: say(error_line(e), file=sys.stderr))
+    import numpy as np
+    results = inputs.ranked("file", names, topk(np.stack(images))) if images else []
+    _print_ranked(results, "file", args.json, errors)
     return 1 if errors else 0
+
+
+def _print_ranked(results: list, key: str, as_json: bool, errors: list = ()):
+    """Each input's classes with their probabilities: one line each (its name or text escaped: a newline in it would
+    break one-line-per-input, an undecodable byte the encoding), or JSON."""
+    from .errors import printable
+    if as_json:
+        say(json.dumps({"predictions": results, "errors": list(errors)}, indent=2))
+        return
+    for r in results:
+        shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
+        say(f"{printable(r[key] if key == 'file' else clip_words(r[key]))}: {shown}")
 
 
 def _predict_rows(model, files: list, topk: int, as_json: bool) -> int:
     """One line per row of each CSV file: the class and its probability (or the top k), or the predicted value.
     Every file is read and checked before anything is printed: a bad cell stops the command with one line."""
+    from .inputs import row_entry
     if not files:
         raise NettrainError("nothing to predict: give a CSV file of rows (nettrain predict RUN --file rows.csv)")
     done = [(f, model.predict(f)) for f in files]
     results = []
     for f, preds in done:
         rows = preds.topk(topk) if preds.probs is not None else preds.values.tolist()
-        results += [_row_entry(f, i, row, preds.probs is not None) for i, row in enumerate(rows, 1)]
+        results += [row_entry(f, i, row, preds.probs is not None) for i, row in enumerate(rows, 1)]
     return _print_rows(results, as_json)
-
-
-def _row_entry(file, i: int, row, classified: bool) -> dict:
-    """One table row's prediction as printed: its top classes with probabilities, or its value."""
-    entry = {"file": str(file), "row": i}
-    if classified:
-        entry["predictions"] = [{"class": c, "probability": round(p, 6)} for c, p in row]
-    else:
-        entry["value"] = row[0] if len(row) == 1 else row
-    return entry
 
 
 def _print_rows(results: list, as_json: bool) -> int:
@@ -388,41 +365,10 @@ def _print_rows(results: list, as_json: bool) -> int:
     return 0
 
 
-def _predict_texts(model, inputs: list, files: list, topk: int, as_json: bool) -> int:
-    """A text run's predictions: one line per text (the text, then its classes), or JSON."""
-    texts = _texts(inputs, files)
-    return _print_texts(texts, model.predict(texts).topk(topk), as_json)
-
-
-def _texts(inputs: list, files: list) -> list:
-    """The texts to predict: the arguments, then each --file's lines (one text a line, blank lines skipped)."""
-    from .errors import printable
-    from .files import LIMITS, open_read
-    texts = list(inputs)
-    for file in files:
-        try:
-            with open_read(file, LIMITS["csv"], "--file", text=True, encoding="utf-8") as f:
-                texts += [line.rstrip("\r\n") for line in f if line.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise NettrainError(f"cannot read --file {printable(file)} "
-                                f"({getattr(e, 'strerror', None) or type(e).__name__}); give a UTF-8 text file, "
-                                f"one text per line") from None
-    if not texts:
-        raise NettrainError("nothing to predict: give texts as arguments, or --file FILE with one text per line")
-    return texts
-
-
 def _print_texts(texts: list, tops: list, as_json: bool) -> int:
-    """One line per text (its start, then its classes with probabilities), or JSON."""
-    from .errors import printable
-    results = [{"text": t, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in top]}
-               for t, top in zip(texts, tops)]
-    if as_json:
-        say(json.dumps({"predictions": results, "errors": []}, indent=2))
-    else:
-        for r in results:
-            shown = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
-            say(f"{printable(clip_words(r['text']))}: {shown}")
+    """One line per text (its start, cut between words, then its classes), or JSON (the whole text)."""
+    from .inputs import ranked
+    _print_ranked(ranked("text", texts, tops), "text", as_json)
     return 0
 
 
@@ -614,53 +560,31 @@ def cmd_export(args, extra) -> int:
 
 
 def cmd_predict_onnx(args) -> int:
-    from .errors import printable
+    from . import inputs
     from .onnxpredict import OnnxModel
-    if args.topk is not None and args.topk < 1:
-        raise NettrainError(f"--topk must be at least 1 (the classes shown per file), got {args.topk}")
+    inputs.check_topk(args.topk)
     model = OnnxModel(args.checkpoint)
     if model.reads == "rows":
         return _predict_onnx_rows(model, args.inputs + args.file, args.topk or 1, args.json)
     if model.reads == "texts":
-        texts = _texts(args.inputs, args.file)
+        texts = inputs.texts(args.inputs, args.file)
         return _print_texts(texts, model.topk(_finite(model.predict_texts(texts), model.path), args.topk or 3), args.json)
     if model.reads != "files" or args.file:
         raise NettrainError("nettrain predict model.onnx reads image files, a table's CSV rows or texts; run a "
                             "vector export in onnxruntime with rows shaped as its .onnx.json says")
-    files, errors, images, names = [], [], [], []
-    for item in args.inputs:   # folders expanded as for a run (no torch: the extension list is nettrain's own)
-        p = Path(item)
-        files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES) \
-            if p.is_dir() else [p]
-    if not files:
-        raise NettrainError("nothing to predict: give image files or folders after the model")
-    for f in files:
-        try:
-            images.append(model.read(f))
-            names.append(str(f))
-        except NettrainError as e:
-            errors.append({"file": str(f), "error": str(e)})
-            say(error_line(e), file=sys.stderr)
-    import numpy as np
-    k = args.topk or 3
-    tops = model.topk(_finite(model.predict(np.stack(images)), model.path), k) if images else []
-    results = [{"file": n, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in top]}
-               for n, top in zip(names, tops)]
-    if args.json:
-        say(json.dumps({"predictions": results, "errors": errors}, indent=2))
-    for r in results if not args.json else ():
-        say(f"{printable(r['file'])}: " + ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]))
-    return 1 if errors else 0
+    return _predict_images(args, model.read, lambda x: model.topk(_finite(model.predict(x), model.path),
+                                                                  args.topk or 3))
 
 
 def _predict_onnx_rows(model, files: list, topk: int, as_json: bool) -> int:
     """One line per CSV row, as for a run (_predict_rows): every file read before anything is printed."""
+    from .inputs import row_entry
     if not files:
         raise NettrainError("nothing to predict: give a CSV file of rows (nettrain predict model.onnx --file rows.csv)")
     results = []
     for f, out in [(f, _finite(model.predict(model.read_rows(f)), model.path)) for f in files]:
         rows = model.topk(out, topk) if model.classes else out.tolist()
-        results += [_row_entry(f, i, row, bool(model.classes)) for i, row in enumerate(rows, 1)]
+        results += [row_entry(f, i, row, bool(model.classes)) for i, row in enumerate(rows, 1)]
     return _print_rows(results, as_json)
 
 
@@ -687,9 +611,6 @@ def cmd_show(args, extra) -> int:
                  **parse_extra(extra))
     say(shown if isinstance(shown, str) else printable(shown))   # a text or table summary, or the grid's path
     return 0
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
 # ---- compare and sweep (report/compare.py, sweep.py)

@@ -98,7 +98,7 @@ class DataConfig:
     normalize: bool = True            # subtract the dataset's mean, divide by its std
     target: Optional[str] = None      # csv: the column to predict (data/table.py)
     # auto: read from the target column (csv) or the targets' type (arrays)
-    task: str = choice("auto", "auto", "classification", "regression")
+    task: str = choice("auto", "auto", "classification", "regression", "multilabel")
     # the normalization's per-channel mean and std in [0, 1] units (a tutorial's Normalize((0.5,), (0.5,))), instead
     # of the dataset's own
     mean: Optional[list] = None
@@ -184,6 +184,8 @@ class RunConfig:
     progress: str = choice("auto", "auto", "bar", "lines", "none")
     report: bool = True               # figures and report.html, live while training (nettrain/report/)
     callbacks: list = field(default_factory=list)   # your callback classes, file.py:Class (callbacks.py)
+    # every N optimizer steps, the step's loss and lr to steps.csv and TensorBoard (stepscalars.py); 0: off
+    log_every_n_steps: int = bounded(0, 0, note="optimizer steps, e.g. 50")
     # a whole checkpoint every N epochs beside last.pt (epoch_003.pt, ...; keep.py); 0: none
     save_every: int = bounded(0, 0, note="epochs, e.g. 1")
     # of those (each epoch's when save_every is 0), only the K best by the metric that chooses best.pt; 0: all

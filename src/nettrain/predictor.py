@@ -103,6 +103,8 @@ class Predictor:
         out = torch.cat(outs) if outs else torch.zeros(0, self.info.outputs)
         if self.info.task == "classification":
             return Predictions(class_probabilities(out), None, self.classes)
+        if self.info.task == "multilabel":   # each label's probability, on its own
+            return Predictions(out.sigmoid(), None, self.classes, multilabel=True)
         return Predictions(None, table.outputs(out, self.info.table), None)
 
     @torch.no_grad()
@@ -156,7 +158,8 @@ class Predictor:
         with freed_memory_kept(self.device.type == "cpu" and tuning()), \
                 self.precision.small_linears_in_float32(self.module):
             result = evaluate_pass(self.module, batches, loss_fn, self.precision, self.info.task == "classification",
-                                   self.info.outputs, cfg.train.tta, cfg.train.tta_shift)
+                                   self.info.outputs, cfg.train.tta, cfg.train.tta_shift,
+                                   multilabel=self.info.task == "multilabel")
         return table.in_target_units(result, self.info.table)
 
 
@@ -204,6 +207,10 @@ def _check_data_dir(data_dir, dataset: str):
 
 def format_report(result: dict, classes, split: str = "test") -> str:
     n = result["examples"]
+    if "multilabel" in result:
+        m = result["multilabel"] or {}
+        return f"{split}: loss {result['loss']:.5f}  micro F1 {m.get('micro_f1', 0):.2%}  macro F1 " \
+               f"{m.get('macro_f1', 0):.2%}  exact match {m.get('exact_match', 0):.2%}  ({n} examples)"
     if "acc" not in result:
         r2 = f"  r2 {result['r2']:.4f}" if result.get("r2") is not None else ""
         return f"{split}: loss {result['loss']:.5f}  mse {result['mse']:.5f}  mae {result['mae']:.5f}{r2}  " \

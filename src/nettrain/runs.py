@@ -4,6 +4,7 @@
         config.yaml            the resolved config (`nettrain fit --config` repeats the run)
         environment.json       versions, device, precision, command line
         metrics.csv            one row per epoch
+        steps.csv              with --run.log_every_n_steps N: every N optimizer steps, the loss and lr
         confusion_matrix.csv   test-split confusion matrix (classification)
         test_metrics.json      the test split's loss and metrics (per-class precision/recall/F1, or MSE/MAE/R^2)
         last.pt, best.pt       checkpoints (torch.load(..., weights_only=True))
@@ -51,7 +52,7 @@ def write_atomically(path: Path, text: str):
 RUN_FILES = {"config": "config.yaml", "environment": "environment.json", "metrics": "metrics.csv",
              "confusion": "confusion_matrix.csv", "last": "last.pt", "best": "best.pt",
              "best_safetensors": "best.safetensors", "tensorboard": "tensorboard", "events": "events.jsonl",
-             "test_metrics": "test_metrics.json",
+             "test_metrics": "test_metrics.json", "steps": "steps.csv",
              # many processes: each rank's Python stacks when the hang watchdog fired (engine/watchdog.py)
              "hang": "hang",
              # the report (nettrain/report/) and what a fit records for it of its model (nettrain/evidence.py)
@@ -333,12 +334,13 @@ def read_metrics(path) -> list:
         return [MetricsRow.from_cells(row) for row in csv.DictReader(f)]
 
 
-def tensorboard_writer(run: RunDir, **options):
+def tensorboard_writer(run: RunDir, folder: str = None, **options):
     """TensorBoard's SummaryWriter (with its `options`) writing into the run's tensorboard/ folder, made first as a
     real folder of the run: a planted `tensorboard -> elsewhere` is refused in one line, never written through. The
-    event file it opens is claimed in the run's record. The one place nettrain makes a SummaryWriter."""
+    event file it opens is claimed in the run's record. The one place nettrain makes a SummaryWriter. `folder`: a
+    sub-folder of tensorboard/ (the step scalars', stepscalars.py), a run of its own to TensorBoard."""
     from torch.utils.tensorboard import SummaryWriter
-    folder = make_dir(run.tensorboard, root=run.path)
+    folder = make_dir(run.tensorboard / folder if folder else run.tensorboard, root=run.path)
     before = set(folder.iterdir())
     try:
         writer = SummaryWriter(str(folder), **options)

@@ -43,6 +43,7 @@ from .predictor import Predictor, format_report
 from .report.live import LiveReport
 from .resume import RECORDED, changes, check_changes, check_data, data_fingerprint, trained_processes, unfinished
 from .runs import RUN_FILES, RunDir, write_atomically
+from .stepscalars import StepScalars
 from .tbreport import TensorBoardLog
 from .trust import Gate
 from .usercode import user_frame
@@ -656,6 +657,8 @@ def _hooks(t: Training, out: _Outputs, so_far: _SoFar, callbacks: list) -> Hooks
         callbacks = [EarlyStopping(metric, t.cfg.train.patience, "max" if metric.endswith("acc") else "min")] + \
             list(callbacks)
     callbacks = mlflowlog.callbacks(t.cfg, out.run, t.world.is_main) + list(callbacks)   # MLflow, when asked
+    if t.cfg.run.log_every_n_steps and out.run.writes:   # the per-step scalars: the main process's
+        callbacks.append(StepScalars(out.run, t.cfg.run.log_every_n_steps, t.cfg.run.tensorboard))
     state = FitState(out.run.path if out.run.writes else None, t.cfg.to_dict(), t.module, t.step.optimizer,
                      t.world.is_main, so_far.start_epoch, so_far.start_epoch * t.steps_per_epoch, so_far.metrics())
     hooks = Hooks(callbacks, state)

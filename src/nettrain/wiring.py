@@ -100,7 +100,7 @@ class Training:
         tc = self.cfg.train
         return in_target_units(evaluate_pass(self.eval_model, batches, self.step.loss_fn, self.precision,
                                              self.classification, self.info.outputs, tc.tta, tc.tta_shift,
-                                             self.world, self.metrics),
+                                             self.world, self.metrics, self.info.task == "multilabel"),
                                self.info.table)
 
 

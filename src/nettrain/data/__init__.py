@@ -12,7 +12,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .arrays import (IMAGE_KINDS, TOKEN_ID_KINDS, ArrayData, Data, DataInfo, Source, channel_stats, class_list,
-                     images_from_numpy, split)
+                     images_from_numpy, multi_hot, split)
 from . import shard
 from .batches import BatchPrep, InMemoryBatches, LoaderBatches
 from .custom import CustomData, class_names, custom_data, label_less, wanted as wants_custom
@@ -63,6 +63,10 @@ def from_source(src: Source, cfg) -> Data:
     if src.task == "classification":
         classes = class_list([d.y for d in (train, val, test) if isinstance(d, ArrayData)], src.classes)
         outputs = len(classes)
+    elif src.task == "multilabel":   # a name for each label: the user's, or its column's number
+        outputs = int(train.y.shape[1])
+        classes = [str(c) for c in src.classes] if src.classes is not None and len(src.classes) == outputs \
+            else [str(i) for i in range(outputs)]
     else:
         classes, outputs = None, int(train.y.shape[1]) if train.y.ndim > 1 else 1
     # integer vectors are token ids, kept integers (an embedding takes them); predict converts to this dtype
@@ -147,6 +151,15 @@ def _task(y: torch.Tensor, asked: str, what: str) -> str:
     overrides)."""
     if asked == "regression":
         return "regression"
+    if multi_hot(y) and asked in ("auto", "multilabel"):
+        if asked == "auto":
+            print(f"nettrain: {what}'s targets are 0/1 vectors of {y.shape[1]} labels: multi-label, each label a "
+                  f"logit trained with BCEWithLogits (loss bce); for regression set data.task to regression",
+                  file=sys.stderr)
+        return "multilabel"
+    if asked == "multilabel":
+        raise DataError(f"{what}: data.task is multilabel, but the targets are not 0/1 vectors [examples, labels] "
+                        f"of at least 2 labels; give float multi-hot targets (1.0 where a label applies)")
     if not y.is_floating_point():
         return "classification"
     whole = y.ndim == 1 and len(y) and bool((y == y.round()).all()) and float(y.min()) >= 0
@@ -248,7 +261,7 @@ def _dataset_pair(d, what: str):
         raise DataError(label_less(what, items[0]))
     try:
         xs, ys = zip(*items)
-        return torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys)
+        return torch.stack([torch.as_tensor(x) for x in xs]), torch.stack([torch.as_tensor(y) for y in ys])
     except (TypeError, ValueError, RuntimeError) as e:   # strings, ragged shapes, None, not pairs
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         ragged = "stack expects each tensor to be equal size" in first
@@ -267,7 +280,7 @@ def _shaped(x, y, what: str, images: bool, task: str) -> ArrayData:
     # other integers are token ids: they stay integers (an embedding takes no floats)
     if task == "regression":
         return ArrayData(x, (y.unsqueeze(1) if y.ndim == 1 else y).float())
-    return ArrayData(x, y.long())
+    return ArrayData(x, y.float() if task == "multilabel" else y.long())
 
 
 def _val_split(test, x, train_data: ArrayData, images: bool, task: str) -> ArrayData:

@@ -140,3 +140,9 @@ def class_list(labels: list, names: Optional[list]) -> list:
         raise DataError(f"a label is {top - 1} but only {len(names)} classes are named; give one class name per "
                         f"label value")
     return list(names)
+
+
+def multi_hot(y: torch.Tensor) -> bool:
+    """Are the targets multi-label: float vectors [examples, labels] (2 or more labels) of 0s and 1s only?"""
+    return y.is_floating_point() and y.ndim == 2 and y.shape[1] >= 2 and len(y) > 0 and \
+        bool(((y == 0) | (y == 1)).all())

@@ -18,6 +18,7 @@ user passes again (`collate_fn=`).
 """
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import torch
@@ -26,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 from ..errors import ConfigError, DataError
 from ..usercode import raised
 from . import shard
-from .arrays import DataInfo, class_list, example_rows
+from .arrays import DataInfo, class_list, example_rows, multi_hot
 
 
 def structured(x) -> bool:
@@ -224,6 +225,8 @@ class CustomBatches:
             x, y = pair(batch, self.what)
             if self.task == "classification":
                 y = y.long()
+            elif self.task == "multilabel":
+                y = y.float()
             else:
                 y = (y.unsqueeze(1) if y.ndim == 1 else y).float()
             yield to_device(x, self.device, non_blocking), y.to(self.device, non_blocking=non_blocking)
@@ -293,7 +296,13 @@ def custom_data(train, test, classes, collate_fn, cfg):
     if va is not None:
         va.example()   # its collate fails now, not after an epoch of training
     task = "regression" if y.is_floating_point() else "classification"
-    if task == "regression":
+    if multi_hot(y) and (cfg is None or cfg.task in ("auto", "multilabel")):   # a batch of 0/1 label vectors
+        task = "multilabel"
+        print(f"nettrain: data's targets are 0/1 vectors of {y.shape[1]} labels: multi-label, each label a logit "
+              f"trained with BCEWithLogits (loss bce)", file=sys.stderr)
+        names = classes if classes is not None and len(classes) == y.shape[1] else range(y.shape[1])
+        outputs, classes = int(y.shape[1]), [str(c) for c in names]
+    elif task == "regression":
         outputs, classes = int(y.shape[1]) if y.ndim > 1 else 1, None
     else:
         names = classes if classes is not None else class_names(train)

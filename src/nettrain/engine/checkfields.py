@@ -398,8 +398,8 @@ def data_problem(d, kinds: dict) -> Optional[str]:
     if not isinstance(kind, str) or kind not in kinds:
         *others, last = kinds
         return f"data.kind must be {', '.join(others)} or {last}, got {kind!r}"
-    if task not in ("classification", "regression"):
-        return f"data.task must be classification or regression, got {task!r}"
+    if task not in ("classification", "regression", "multilabel"):
+        return f"data.task must be classification, regression or multilabel, got {task!r}"
     own = kinds[kind]
     return _kind_fields_problem(d, own) or _shape_problem(d["shape"], own) or \
         _outputs_problem(task, d["outputs"], d["classes"]) or _preprocessing_problem(d, own)
@@ -441,7 +441,7 @@ def _outputs_problem(task: str, outputs, classes) -> Optional[str]:
     """data.outputs within bounds and, for classification, one class name per output."""
     if not _int(outputs) or not 1 <= outputs <= MAX_OUTPUTS:
         return f"data.outputs must be an integer from 1 to {MAX_OUTPUTS:,}, got {outputs!r}"
-    if task == "classification":
+    if task in ("classification", "multilabel"):   # multi-label: one name a label
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             return f"data.classes must be a list of class names (strings), got {type(classes).__name__}"
         if len(classes) != outputs:

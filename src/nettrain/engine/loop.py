@@ -23,7 +23,8 @@ from .. import signals
 from ..models import forward   # how a batch input is handed to the model
 from .checkpoint import rng_state
 from .lookahead import Lookahead
-from .metrics import own_metrics, positive_score, predicted_classes, regression_metrics, roc_auc
+from .metrics import (multilabel_metrics, own_metrics, positive_score, predicted_classes, regression_metrics,
+                      roc_auc)
 from .stop import Partial, batches_from
 
 
@@ -186,7 +187,7 @@ def tta_forward(model, x, shift: int = 0):
 
 @torch.no_grad()
 def evaluate(model, batches, loss_fn, precision, classification: bool, num_classes: int = 0, tta: bool = False,
-             tta_shift: int = 0, world=None, metrics: Optional[dict] = None) -> dict:
+             tta_shift: int = 0, world=None, metrics: Optional[dict] = None, multilabel: bool = False) -> dict:
     """Loss and accuracy (with the confusion matrix), or MSE, MAE and R^2 (metrics.py), over every example; and
     the run's own `metrics` (name -> function, metrics.own_metrics) as result["metrics"], whose outputs are kept.
     `world` (distributed.World): `batches` are this rank's part of the examples, and the sums are of all parts."""
@@ -227,9 +228,14 @@ def evaluate(model, batches, loss_fn, precision, classification: bool, num_class
         result.update(acc=cm.diag().sum().item() / n, confusion=cm)
         if outs:
             result["roc_auc"] = roc_auc(torch.cat(outs), torch.cat(ys))
+    elif multilabel:   # each label's F1 and their micro and macro means (metrics.py), at logit > 0
+        result["multilabel"] = multilabel_metrics(torch.cat(outs), torch.cat(ys)) if outs else None
+        if result["multilabel"]:   # metrics.csv's columns each validated epoch
+            result["metrics"] = {"val_micro_f1": result["multilabel"]["micro_f1"],
+                                 "val_macro_f1": result["multilabel"]["macro_f1"]}
     else:
         result.update(regression_metrics(torch.cat(outs), torch.cat(ys)) if outs else
                       {"mse": 0.0, "mae": 0.0, "r2": None})
     if metrics and seen:
-        result["metrics"] = own_metrics(metrics, kept, world)
+        result["metrics"] = {**result.get("metrics", {}), **own_metrics(metrics, kept, world)}
     return result

@@ -55,9 +55,9 @@ def positive_score(out: torch.Tensor) -> torch.Tensor:
 
 def roc_auc(scores: torch.Tensor, y: torch.Tensor) -> Optional[float]:
     """The area under the ROC curve of class 1 against class 0 (scikit-learn's roc_auc_score); None when the
-    examples hold only one class (it is undefined)."""
+    examples hold only one class, or a score is NaN or infinite (a diverged epoch's: it is undefined)."""
     y = y.reshape(-1).cpu()
-    if len(y) == 0 or bool((y == y[0]).all()):
+    if len(y) == 0 or bool((y == y[0]).all()) or not bool(torch.isfinite(scores).all()):
         return None
     from sklearn.metrics import roc_auc_score
     return float(roc_auc_score(y.numpy(), scores.reshape(-1).double().cpu().numpy()))
@@ -97,6 +97,12 @@ def summary(result: dict, classes: Optional[list]) -> dict:
     out = {"examples": result["examples"], "loss": result["loss"],
            **({"metrics": {k.removeprefix("val_"): v for k, v in result["metrics"].items()}}
               if result.get("metrics") else {})}
+    if "multilabel" in result:   # per label by name (the labels are the checkpoint's classes)
+        m = dict(result["multilabel"] or {})
+        names = list(classes or [])
+        m["per_label"] = {names[i] if i < len(names) else key: v
+                          for i, (key, v) in enumerate((m.get("per_label") or {}).items())}
+        return {**out, **m}
     if "confusion" not in result:
         return {**out, **{k: result.get(k) for k in ("mse", "mae", "r2")}}
     m = classification_metrics(result["confusion"])

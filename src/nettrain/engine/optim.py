@@ -270,6 +270,8 @@ def default_loss_for(task: str, loss: str) -> str:
     built-in loss that cannot take the task's targets is named now, not as a shape error in the first step."""
     if task == "regression" and loss == "cross-entropy":
         return "mse"
+    if task == "multilabel" and loss in ("cross-entropy", "nll"):   # softmax would make the labels compete
+        return "bce"
     if task == "classification" and loss in ("mse", "l1"):
         raise ConfigError(f"loss {loss!r} compares outputs with targets of their shape (regression), but this "
                           f"dataset has class labels; use cross-entropy or nll")

@@ -18,13 +18,19 @@ class Predictions:
     probs: Optional[torch.Tensor]
     values: Optional[torch.Tensor]
     classes: Optional[list]
+    multilabel: bool = False   # probs: each label's own probability (sigmoid), several may apply
 
     @property
     def indices(self) -> list:
+        """Per input its class, or (multi-label) the list of its labels above probability 0.5."""
+        if self.multilabel:
+            return [[j for j, p in enumerate(row) if p > 0.5] for row in self.probs.tolist()]
         return self.probs.argmax(1).tolist()
 
     @property
     def labels(self) -> list:
+        if self.multilabel:
+            return [[self.classes[j] for j in row] for row in self.indices]
         return [self.classes[i] for i in self.indices]
 
     def topk(self, k: int = 3) -> list:

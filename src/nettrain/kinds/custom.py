@@ -29,7 +29,7 @@ class Custom(Kind):
         batches = split.batches(predictor.device, batch_size or cfg.train.eval_batch_size, info.task)
         loss_fn = predictor.loss_fn or build_loss(loss_config(cfg, info.task), predictor.gate)
         return evaluate_pass(predictor.module, batches, loss_fn, predictor.precision, info.task == "classification",
-                             info.outputs)
+                             info.outputs, multilabel=info.task == "multilabel")
 
     def example(self, data):   # batches of the user's making: no fixed shape to make zeros of
         return data.train.example()[0]
@@ -63,6 +63,8 @@ class Custom(Kind):
         if info.task == "classification":
             from ..engine.metrics import class_probabilities
             return Predictions(class_probabilities(out), None, predictor.classes)
+        if info.task == "multilabel":   # each label's probability, on its own
+            return Predictions(out.sigmoid(), None, predictor.classes, multilabel=True)
         return Predictions(None, out, None)
 
     def export_refusal(self, info) -> Optional[str]:

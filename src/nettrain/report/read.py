@@ -223,8 +223,8 @@ def predictions_problem(arrays: dict, classes: int) -> Optional[str]:
         kinds, ndim = PREDICTIONS[key]
         if value.dtype.kind not in kinds or value.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
             return f"{key} must be a {ndim}-dimensional array of kind {kinds}, got {value.dtype} {value.shape}"
-    if "task" in arrays and arrays["task"].item() not in ("classification", "regression"):
-        return "task must be classification or regression"
+    if "task" in arrays and arrays["task"].item() not in ("classification", "regression", "multilabel"):
+        return "task must be classification, regression or multilabel"
     for group in GROUPS:
         missing = [k for k in group if k not in arrays]
         if group[0] in arrays and missing:
