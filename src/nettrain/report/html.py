@@ -100,7 +100,8 @@ def _test_cards(rec: Record) -> list:
         if isinstance(rec.test.get(key), float):   # two classes; multi-label
             cards.append((label, f'<b id="test-{key.replace("_", "-")}">{_num(rec.test[key], 4)}</b>'))
     for key, label in (("r2", "test R\u00b2"), ("mae", "test MAE"), ("mse", "test MSE"), ("loss", "test loss")):
-        if key == "loss" and "mse" in number and math.isclose(number["loss"], number["mse"], rel_tol=1e-6):
+        if key == "loss" and "mse" in number and "loss" in number and \
+                math.isclose(number["loss"], number["mse"], rel_tol=1e-6):
             continue   # the loss is the MSE: one card
         if key in number:
             cards.append((label, f'<b id="test-{key}">{_num(number[key])}</b>'))
