@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 README_MAX_LINES = 250   # read in five minutes; the manual is docs/
 SETUP = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/nettrain fit"
-TESTS = ".venv/bin/python -m pytest -q"
+TESTS = ".venv/bin/python -m pytest -q -n 2 --dist loadfile"
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,8 @@ def test_the_readmes_first_code_block_sets_up_runs_and_tests():
     assert first is not None, "README.md has no code block"
     commands = [line for line in first.group(1).splitlines() if line and not line.startswith("#")]
     assert commands == [SETUP, TESTS]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert ci[-1] == TESTS   # CI runs exactly the README's test command, last
 
 
 def _anchors(html: Path) -> set:
