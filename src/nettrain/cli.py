@@ -160,8 +160,9 @@ def _predict_parser(sub):
     pr = sub.add_parser("predict", help="predict the classes of image files, a table's rows, or texts (a text run)",
                         description="Each input is read as training read it: images to the run's channels and size, "
                                     "then normalized with the per-channel mean and std in the checkpoint's data "
-                                    "section (torch.load(best.pt)['data']); nettrain.load(RUN).preprocess does the "
-                                    "same in Python.")
+                                    "section (torch.load(best.pt, weights_only=True)['data']); "
+                                    "nettrain.load(RUN).preprocess "
+                                    "does the same in Python.")
     pr.add_argument("checkpoint", help="run directory or checkpoint file, or a model.onnx from nettrain export")
     pr.add_argument("inputs", nargs="*", help="image files or folders of images; CSV files of rows (tables); the "
                                               "texts themselves (a text run)")

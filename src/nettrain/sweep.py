@@ -81,23 +81,36 @@ def split_values(text: str) -> list:
     return parts + [current]
 
 
-def parse_axes(tokens: list) -> dict:
-    """['--optimizer', 'sgd,adam', '--optim.momentum=0.9,0.99'] -> {'optimizer': ['sgd', 'adam'], 'optim.momentum':
-    [0.9, 0.99]}: each value read as YAML (as fit reads a flag's value)."""
-    axes, i = {}, 0
+def flag_pairs(tokens: list, unexpected, missing) -> list:
+    """[(key, text), ...] from ['--key', 'text', '--other=text']: the keys and values of sweep's and tune's own
+    command lines. `unexpected(token)` and `missing(key)` make the errors for a token that is not a --flag and for a
+    flag without a value."""
+    pairs, i = [], 0
     while i < len(tokens):
         arg = tokens[i]
         if not arg.startswith("--") or len(arg) == 2:
-            raise NettrainError(f"unexpected {arg!r} among the keys to sweep; give --key a,b,c pairs before --, and "
-                                f"fit's flags after it: nettrain sweep --lr 0.1,0.01 -- --dataset quadratic")
-        key = arg[2:]
+            raise unexpected(arg)
+        key, text = arg[2:], None
         if "=" in key:
             key, text = key.split("=", 1)
         elif i + 1 < len(tokens):
-            i += 1
-            text = tokens[i]
-        else:
-            raise NettrainError(f"--{key} has no values to sweep; give a comma list: --{key} a,b")
+            i, text = i + 1, tokens[i + 1]
+        if text is None:
+            raise missing(key)
+        pairs.append((key, text))
+        i += 1
+    return pairs
+
+
+def parse_axes(tokens: list) -> dict:
+    """['--optimizer', 'sgd,adam', '--optim.momentum=0.9,0.99'] -> {'optimizer': ['sgd', 'adam'], 'optim.momentum':
+    [0.9, 0.99]}: each value read as YAML (as fit reads a flag's value)."""
+    axes = {}
+    pairs = flag_pairs(tokens, lambda arg: NettrainError(
+        f"unexpected {arg!r} among the keys to sweep; give --key a,b,c pairs before --, and fit's flags after it: "
+        f"nettrain sweep --lr 0.1,0.01 -- --dataset quadratic"), lambda key: NettrainError(
+        f"--{key} has no values to sweep; give a comma list: --{key} a,b"))
+    for key, text in pairs:
         key = key.replace("-", "_") if "." not in key else key
         if key in ("config", "resume", "nproc"):
             raise NettrainError(f"--{key.replace('_', '-')} cannot be swept; give it after -- (the flags every run "
@@ -113,7 +126,6 @@ def parse_axes(tokens: list) -> dict:
         if repeated:
             raise NettrainError(f"--{key} lists {repeated[0]} twice; give each value once")
         axes[key] = values
-        i += 1
     return axes
 
 

@@ -163,21 +163,13 @@ def _key(key: str) -> str:
 
 def parse_space(tokens: list) -> dict:
     """['--lr', 'loguniform:1e-4:1e-1', '--optimizer=choice:sgd,adam'] -> {key: Dimension}."""
-    space, i = {}, 0
-    while i < len(tokens):
-        arg = tokens[i]
-        if not arg.startswith("--") or len(arg) == 2:
-            raise ConfigError(f"unexpected {arg!r} in the search space; give --key RANGE pairs before -- and fit's "
-                              f"flags after it: nettrain tune --lr loguniform:1e-4:1e-1 -- --dataset digits")
-        key, text = arg[2:], None
-        if "=" in key:
-            key, text = key.split("=", 1)
-        elif i + 1 < len(tokens):
-            i, text = i + 1, tokens[i + 1]
-        if text is None:
-            raise ConfigError(f"--{key} has no range; give {SPEC_HELP}")
+    from .sweep import flag_pairs
+    space = {}
+    for key, text in flag_pairs(tokens, lambda arg: ConfigError(
+            f"unexpected {arg!r} in the search space; give --key RANGE pairs before -- and fit's flags after it: "
+            f"nettrain tune --lr loguniform:1e-4:1e-1 -- --dataset digits"),
+            lambda key: ConfigError(f"--{key} has no range; give {SPEC_HELP}")):
         _add(space, _key(key), text)
-        i += 1
     return space
 
 
